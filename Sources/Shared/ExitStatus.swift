@@ -1,0 +1,25 @@
+// Exit codes shared by every Perpetuum tool, documented under EXIT STATUS in each man page
+// and in docs/contract.md. systemd units list the "success" ones in SuccessExitStatus=.
+
+public enum ExitStatus: Int32 {
+    /// Everything asked for was done.
+    case ok = 0
+    /// Done, but some items failed (e.g. an input was rejected); details on stderr.
+    case partial = 1
+    /// Nothing to do (empty inbox, no pending checkpoint): a success for timers.
+    case nothingToDo = 2
+    /// A file the tool must read is corrupt or of a wrong version (checkpoint, shard).
+    case corrupt = 65        // EX_DATAERR
+    /// The command line is wrong.
+    case usage = 64          // EX_USAGE
+    /// An input file could not be opened or does not exist.
+    case noInput = 66        // EX_NOINPUT
+    /// A feature of this tool is not built yet.
+    case unavailable = 69    // EX_UNAVAILABLE
+    /// Internal error or unexpected state.
+    case software = 70       // EX_SOFTWARE
+    /// Reading or writing the state folder failed (disk full, permissions).
+    case ioError = 74        // EX_IOERR
+    /// Another instance holds the lock and --no-wait was given.
+    case locked = 75         // EX_TEMPFAIL
+}

@@ -1,0 +1,92 @@
+// Timestamps as the state folder writes them: ISO-8601 UTC with seconds, and compact
+// sortable stamps for file names.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Clock {
+    /// Seconds since the Unix epoch, with sub-second precision.
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Monotonic seconds, for measuring durations.
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    static func parts(_ t: Int64) -> tm {
+        var tt = time_t(t)
+        var out = tm()
+        gmtime_r(&tt, &out)
+        return out
+    }
+
+    /// "2026-11-26T19:45:00Z"
+    public static func iso(_ t: Double) -> String {
+        let p = parts(Int64(t.rounded(.down)))
+        return String(format2: p.tm_year + 1900, 4) + "-" + String(format2: p.tm_mon + 1, 2) + "-" + String(format2: p.tm_mday, 2)
+            + "T" + String(format2: p.tm_hour, 2) + ":" + String(format2: p.tm_min, 2) + ":" + String(format2: p.tm_sec, 2) + "Z"
+    }
+
+    /// "20261126T194500Z": sorts by time, safe in file names.
+    public static func stamp(_ t: Double) -> String {
+        let p = parts(Int64(t.rounded(.down)))
+        return String(format2: p.tm_year + 1900, 4) + String(format2: p.tm_mon + 1, 2) + String(format2: p.tm_mday, 2)
+            + "T" + String(format2: p.tm_hour, 2) + String(format2: p.tm_min, 2) + String(format2: p.tm_sec, 2) + "Z"
+    }
+
+    /// Parses ISO-8601 with a UTC offset or Z ("2016-02-15T16:03:36+07:00", fractions
+    /// ignored) into Unix seconds; nil when it is not of that form.
+    public static func parseISO(_ s: String) -> Int64? {
+        let b = Array(s.utf8)
+        func num(_ from: Int, _ len: Int) -> Int? {
+            guard from + len <= b.count else { return nil }
+            var v = 0
+            for k in from..<(from + len) {
+                let c = b[k]
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
+            }
+            return v
+        }
+        guard b.count >= 19, let y = num(0, 4), b[4] == 45, let mo = num(5, 2), b[7] == 45, let d = num(8, 2),
+              b[10] == 84 || b[10] == 32, let h = num(11, 2), b[13] == 58, let mi = num(14, 2), b[16] == 58, let se = num(17, 2),
+              (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, se < 61 else { return nil }
+        var i = 19
+        if i < b.count && b[i] == 46 { i += 1; while i < b.count && b[i] >= 48 && b[i] <= 57 { i += 1 } }
+        var offset = 0
+        if i == b.count { offset = 0 }  // no zone: taken as UTC
+        else if b[i] == 90 && i + 1 == b.count { offset = 0 }
+        else if (b[i] == 43 || b[i] == 45), let oh = num(i + 1, 2) {
+            var om = 0
+            if i + 3 < b.count && b[i + 3] == 58 { guard let m = num(i + 4, 2), i + 6 == b.count else { return nil }; om = m }
+            else if i + 3 == b.count { om = 0 }
+            else { guard let m = num(i + 3, 2), i + 5 == b.count else { return nil }; om = m }
+            offset = (oh * 3600 + om * 60) * (b[i] == 43 ? 1 : -1)
+        } else { return nil }
+        // Days from civil (Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let mp = (mo + 9) % 12
+        let doy = (153 * mp + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146097 + doe - 719468
+        return Int64(days * 86400 + h * 3600 + mi * 60 + se - offset)
+    }
+}
+
+extension String {
+    /// Zero-padded decimal of `v` with at least `width` digits.
+    init(format2 v: Int32, _ width: Int) {
+        var s = String(v)
+        while s.count < width { s = "0" + s }
+        self = s
+    }
+}

@@ -1,0 +1,181 @@
+// Thin wrappers over libzstd: one-shot compression (with frame checksum, optional worker
+// threads) for shards and checkpoints, and a streaming decompressor for inputs of any size.
+// A zstd context is not thread-safe: each call or reader owns its own.
+
+import CZstd
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Zstd {
+    static func check(_ code: Int, _ what: String) throws -> Int {
+        if ZSTD_isError(code) != 0 {
+            throw PPError("zstd \(what): \(String(cString: ZSTD_getErrorName(code)))", status: .corrupt)
+        }
+        return code
+    }
+
+    /// Compresses `src` into one zstd frame with content size and XXH64 checksum
+    /// (ZSTD_compress2). `workers` > 0 uses libzstd's multi-threaded mode.
+    public static func compress(_ src: UnsafeRawBufferPointer, level: Int32 = 3, workers: Int32 = 0) throws -> [UInt8] {
+        guard let cctx = ZSTD_createCCtx() else { throw PPError("zstd: out of memory") }
+        defer { ZSTD_freeCCtx(cctx) }
+        _ = try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "level")
+        _ = try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "checksum")
+        _ = try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1), "content size")
+        if workers > 0 {
+            // Ignored (error) by a libzstd built without threads: fall back to one thread.
+            _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, workers)
+        }
+        let bound = ZSTD_compressBound(src.count)
+        var out = [UInt8](repeating: 0, count: bound)
+        let n = try out.withUnsafeMutableBytes { dst in
+            try check(ZSTD_compress2(cctx, dst.baseAddress, dst.count, src.baseAddress, src.count), "compress")
+        }
+        out.removeSubrange(n...)
+        return out
+    }
+
+    public static func compress(_ src: [UInt8], level: Int32 = 3, workers: Int32 = 0) throws -> [UInt8] {
+        try src.withUnsafeBytes { try compress($0, level: level, workers: workers) }
+    }
+
+    /// Decompresses a whole buffer that holds one or more zstd frames; the frame checksum is
+    /// verified by libzstd. `limit` bounds the output (a corrupt size field cannot make us
+    /// allocate terabytes).
+    public static func decompress(_ src: UnsafeRawBufferPointer, limit: Int = 1 << 36) throws -> [UInt8] {
+        var out = [UInt8]()
+        let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
+        // ZSTD_CONTENTSIZE_UNKNOWN = -1, ZSTD_CONTENTSIZE_ERROR = -2 (as UInt64)
+        if size == UInt64.max - 1 { throw PPError("zstd: not a zstd frame", status: .corrupt) }
+        if size != UInt64.max && size <= UInt64(limit) {
+            out.reserveCapacity(Int(size))
+        }
+        guard let dctx = ZSTD_createDStream() else { throw PPError("zstd: out of memory") }
+        defer { ZSTD_freeDStream(dctx) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var input = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
+        var last = 0
+        while input.pos < input.size {
+            last = try chunk.withUnsafeMutableBytes { dst -> Int in
+                var output = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: 0)
+                let r = try check(ZSTD_decompressStream(dctx, &output, &input), "decompress")
+                out.append(contentsOf: UnsafeRawBufferPointer(start: dst.baseAddress, count: output.pos))
+                return r
+            }
+            if out.count > limit { throw PPError("zstd: output larger than \(limit) bytes", status: .corrupt) }
+        }
+        // Flush what the decoder still holds.
+        while last != 0 {
+            var progressed = false
+            last = try chunk.withUnsafeMutableBytes { dst -> Int in
+                var output = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: 0)
+                let r = try check(ZSTD_decompressStream(dctx, &output, &input), "decompress")
+                progressed = output.pos > 0
+                out.append(contentsOf: UnsafeRawBufferPointer(start: dst.baseAddress, count: output.pos))
+                return r
+            }
+            if !progressed && last != 0 { throw PPError("zstd: truncated frame", status: .corrupt) }
+        }
+        return out
+    }
+
+    public static func decompress(_ src: [UInt8], limit: Int = 1 << 36) throws -> [UInt8] {
+        try src.withUnsafeBytes { try decompress($0, limit: limit) }
+    }
+
+    /// True when `bytes` begin with the zstd frame magic 28 B5 2F FD.
+    public static func isFrame(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.count >= 4 && bytes[0] == 0x28 && bytes[1] == 0xB5 && bytes[2] == 0x2F && bytes[3] == 0xFD
+    }
+}
+
+/// Reads a file in chunks, decompressing it on the fly when it is zstd; memory stays bounded
+/// by the chunk size whatever the input size. `next()` returns the next chunk of plain bytes,
+/// or nil at the end.
+public final class ChunkReader {
+    public let path: String
+    private let fd: Int32
+    private let ownsFD: Bool
+    private var raw: [UInt8]
+    private var rawPos = 0
+    private var rawLen = 0
+    private var out: [UInt8]
+    private var dctx: OpaquePointer?
+    private var eof = false
+    private var frameOpen = false
+    /// Total compressed/plain bytes read from the file so far.
+    public private(set) var bytesRead = 0
+
+    /// Opens `path` ("-" reads standard input). Compression is detected from the first bytes.
+    public init(path: String, chunk: Int = 1 << 20) throws {
+        self.path = path
+        if path == "-" {
+            fd = 0; ownsFD = false
+        } else {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw PPError.io(path, "open", errno: errno) }
+            ownsFD = true
+        }
+        raw = [UInt8](repeating: 0, count: chunk)
+        out = [UInt8](repeating: 0, count: chunk)
+        try fill()
+        let isZstd = raw.withUnsafeBytes { Zstd.isFrame(UnsafeRawBufferPointer(rebasing: $0[0..<rawLen])) }
+        if isZstd {
+            dctx = ZSTD_createDStream()
+            if dctx == nil { throw PPError("zstd: out of memory") }
+        }
+    }
+
+    deinit {
+        if let d = dctx { ZSTD_freeDStream(d) }
+        if ownsFD { close(fd) }
+    }
+
+    public var isCompressed: Bool { dctx != nil }
+
+    private func fill() throws {
+        let n = try raw.withUnsafeMutableBytes { buf in
+            try FileIO.retrying(path, "read") { read(fd, buf.baseAddress!, buf.count) }
+        }
+        rawPos = 0
+        rawLen = n
+        bytesRead += n
+        if n == 0 { eof = true }
+    }
+
+    /// Calls `body` with the next chunk of plain bytes; returns false at the end of input.
+    public func next(_ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        guard let d = dctx else {
+            if rawPos >= rawLen { if eof { return false }; try fill(); if eof { return false } }
+            try raw.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[rawPos..<rawLen])) }
+            rawPos = rawLen
+            return true
+        }
+        while true {
+            if rawPos >= rawLen && !eof { try fill() }
+            if rawPos >= rawLen && eof {
+                if frameOpen { throw PPError("\(path): truncated zstd frame", status: .corrupt) }
+                return false
+            }
+            var produced = 0
+            try raw.withUnsafeBytes { rb in
+                try out.withUnsafeMutableBytes { ob in
+                    var input = ZSTD_inBuffer(src: rb.baseAddress, size: rawLen, pos: rawPos)
+                    var output = ZSTD_outBuffer(dst: ob.baseAddress, size: ob.count, pos: 0)
+                    let r = ZSTD_decompressStream(d, &output, &input)
+                    if ZSTD_isError(r) != 0 {
+                        throw PPError("\(path): zstd: \(String(cString: ZSTD_getErrorName(r)))", status: .corrupt)
+                    }
+                    frameOpen = r != 0
+                    rawPos = input.pos
+                    produced = output.pos
+                }
+            }
+            if produced > 0 {
+                try out.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) }
+                return true
+            }
+        }
+    }
+}

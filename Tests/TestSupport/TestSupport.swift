@@ -1,0 +1,76 @@
+// Helpers for the CLI-level tests: temporary state folders, running the built tools and
+// capturing their output and exit status.
+
+import Foundation
+import Shared
+
+public enum TestSupport {
+    /// The folder holding the built executables (the test bundle sits beside them).
+    public static var binDir: String {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        // swift-corelibs-xctest: .build/<config>/PerpetuumPackageTests.xctest
+        while url.pathComponents.count > 1 {
+            url.deleteLastPathComponent()
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("pp-ingest").path) { return url.path }
+        }
+        fatalError("cannot find the built pp-* executables near \(CommandLine.arguments[0])")
+    }
+
+    public static func binary(_ name: String) -> String { binDir + "/" + name }
+
+    /// A fresh temporary folder, removed by the caller (or left for inspection on failure).
+    public static func tempDir(_ tag: String) throws -> String {
+        let base = NSTemporaryDirectory() + "pp-test-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileIO.makeDirectories(base)
+        return base
+    }
+
+    public struct Result {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+        public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+    }
+
+    /// Runs a tool to completion with `args`, optional stdin bytes and extra environment.
+    @discardableResult
+    public static func run(_ tool: String, _ args: [String], stdin: [UInt8]? = nil, env: [String: String] = [:]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool.hasPrefix("/") ? tool : binary(tool))
+        p.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        p.environment = e
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let inPipe = Pipe()
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+        try p.run()
+        if let s = stdin {
+            inPipe.fileHandleForWriting.write(Data(s))
+            try inPipe.fileHandleForWriting.close()
+        }
+        // Read both pipes concurrently so a chatty child cannot block on a full pipe.
+        var errData = Data()
+        let g = DispatchGroup()
+        g.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        g.wait()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus,
+                      stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// The repository's root folder (for demo/data fixtures).
+    public static var repoRoot: String {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.pathComponents.count > 1 {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        fatalError("no Package.swift above \(#filePath)")
+    }
+}
