@@ -1,0 +1,120 @@
+// The values a training run is created with (fastText's names), the knobs people may change
+// while it runs, and the metadata every checkpoint carries. Shared because pp-train writes
+// them, pp-eval and pp-select read them.
+
+/// Hyperparameters fixed when a run is created; recorded in every checkpoint.
+public struct ModelConfig: Codable, Equatable, Sendable {
+    public var dim = 100
+    /// Word n-grams: 1 = words only, 2 = words + bigrams (hashed into the buckets).
+    public var wordNgrams = 2
+    /// Character n-gram lengths (0/0 = none), hashed into the buckets.
+    public var minn = 3
+    public var maxn = 6
+    /// Hash buckets for character and word n-grams.
+    public var bucket = 2_000_000
+    /// A word gets its own row after this many occurrences.
+    public var minCount = 5
+    /// Rows reserved for words; when full, the least recently seen word is evicted.
+    public var vocabCapacity = 500_000
+    /// Hidden layer width (0 = none: linear model).
+    public var hidden = 0
+    public var threads = 2
+    public var seed: UInt64 = 1
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case dim, minn, maxn, bucket, hidden, threads, seed
+        case wordNgrams = "word_ngrams"
+        case minCount = "min_count"
+        case vocabCapacity = "vocab_capacity"
+    }
+}
+
+/// What may change while a trainer runs (`pp-train set`, control.json).
+public struct Knobs: Codable, Equatable, Sendable {
+    public var lr: Double = 0.1
+    public var dropout: Double = 0.0
+    public var pause = false
+
+    public init(lr: Double = 0.1, dropout: Double = 0.0, pause: Bool = false) {
+        self.lr = lr; self.dropout = dropout; self.pause = pause
+    }
+}
+
+/// One change of a knob, as recorded in checkpoints.
+public struct KnobChange: Codable, Equatable, Sendable {
+    public var step: Int
+    public var knob: String
+    public var old: String
+    public var new: String
+    public var at: String
+    public init(step: Int, knob: String, old: String, new: String, at: String) {
+        self.step = step; self.knob = knob; self.old = old; self.new = new; self.at = at
+    }
+}
+
+/// A shard named by file name and content hash (SHA-256 of the shard file, hex).
+public struct ShardRef: Codable, Equatable, Hashable, Sendable {
+    public var name: String
+    public var sha256: String
+    public init(name: String, sha256: String) { self.name = name; self.sha256 = sha256 }
+}
+
+/// Where the trainer is in the data: which shards it knows, how far it got, the replay RNG.
+/// Owned by pp-train's loop; opaque to everything else.
+public struct ShardProgress: Codable, Equatable, Sendable {
+    public var shard: ShardRef
+    public var examples: Int
+    /// Completed passes over this shard.
+    public var passes: Int
+    /// Next record to train on in the current pass.
+    public var position: Int
+    public init(shard: ShardRef, examples: Int, passes: Int, position: Int) {
+        self.shard = shard; self.examples = examples; self.passes = passes; self.position = position
+    }
+}
+
+public struct DataCursor: Codable, Equatable, Sendable {
+    public var shards: [ShardProgress] = []
+    public var rngState: UInt64 = 0
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case shards
+        case rngState = "rng_state"
+    }
+}
+
+/// The JSON metadata inside every checkpoint (docs/formats.md).
+public struct CheckpointMeta: Codable, Equatable, Sendable {
+    public var schema = 1
+    public var run: String
+    public var createdAt: String
+    /// Examples trained on in total since the run was created (replays included).
+    public var step: Int
+    public var tokens: Int
+    public var config: ModelConfig
+    public var knobs: Knobs
+    public var knobChanges: [KnobChange] = []
+    /// Filled in by the trainer when it writes the checkpoint.
+    public var labels: [String] = []
+    public var vocabularySize = 0
+    /// "RUN/FILE" of the checkpoint this one continues, nil for a fresh start.
+    public var parent: String?
+    /// Shards trained on since the parent, in first-seen order.
+    public var lineage: [ShardRef] = []
+    public var cursor = DataCursor()
+
+    public init(run: String, createdAt: String, step: Int, tokens: Int, config: ModelConfig, knobs: Knobs) {
+        self.run = run; self.createdAt = createdAt; self.step = step; self.tokens = tokens
+        self.config = config; self.knobs = knobs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema, run, step, tokens, config, knobs, labels, parent, lineage, cursor
+        case createdAt = "created_at"
+        case knobChanges = "knob_changes"
+        case vocabularySize = "vocabulary_size"
+    }
+}
