@@ -1,7 +1,7 @@
 // Exit codes shared by every Perpetuum tool, documented under EXIT STATUS in each man page
 // and in docs/contract.md. systemd units list the "success" ones in SuccessExitStatus=.
 
-public enum ExitStatus: Int32 {
+public enum ExitStatus: Int32, Sendable {
     /// Everything asked for was done.
     case ok = 0
     /// Done, but some items failed (e.g. an input was rejected); details on stderr.

@@ -52,12 +52,14 @@ public enum TestSupport {
             try inPipe.fileHandleForWriting.close()
         }
         // Read both pipes concurrently so a chatty child cannot block on a full pipe.
-        var errData = Data()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errBox = Box()
         let g = DispatchGroup()
         g.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         g.wait()
+        let errData = errBox.data
         p.waitUntilExit()
         return Result(status: p.terminationStatus,
                       stdout: String(decoding: outData, as: UTF8.self),
