@@ -15,7 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         // SHA-256 of inputs and shards: BoringSSL's assembly runs at GB/s, a hand-written
         // Swift SHA-256 would be the slowest stage of pp-ingest.
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),

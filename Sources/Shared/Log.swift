@@ -34,10 +34,9 @@ public struct StderrLogHandler: LogHandler {
         }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
-        var line = "<\(Self.priority(level))>\(label): \(message)"
-        let all = metadata.merging(extra ?? [:]) { $1 }
+    public func log(event: LogEvent) {
+        var line = "<\(Self.priority(event.level))>\(label): \(event.message)"
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
         for (k, v) in all.sorted(by: { $0.key < $1.key }) {
             let s = "\(v)"
             line += s.contains(" ") || s.isEmpty ? " \(k)=\"\(s)\"" : " \(k)=\(s)"
