@@ -1,0 +1,558 @@
+// pp-ingest's work: find the inputs, stream each one through InputParser into bounded shard
+// parts, decide (accepted / partial / rejected / duplicate), then publish durably and only
+// then move the input out of inbox/ (CONTRACT rules 1-3, docs/formats.md).
+//
+// Crash safety, step by step (a kill -9 anywhere, then a re-run, ends in the same state):
+//  1. While reading, each full part is compressed into a dot-named temp file in shards/ or
+//     holdout/ (`.ingest-PID-...`, invisible to readers, no fsync). A crash leaves only
+//     temps, which the next run deletes under the lock; the input is still in inbox/.
+//  2. At the end of the input its SHA-256 and part counts are known. Each part becomes
+//     `<stamp>-<sha16>-<part>.pps` (header frame + the temp's records frame) through
+//     FileIO.publish (tmp, fsync, rename, fsync dir). The names depend only on the input's
+//     content and mtime, so a re-run after a crash mid-way computes the same names, skips
+//     the parts already there and publishes the rest.
+//  3. Only then the input moves to archive/ (or is deleted): a re-run after a crash before
+//     the move finds all its parts and just completes the move ("duplicate").
+// A rejected input: its reason file is published first, then the input moves to
+// quarantine/; a crash in between re-rejects it on the next run (same verdict, same name).
+//
+// Not here: the line formats and their checks (Shared/InputParser.swift), the shard layout
+// (Shared/Shard.swift, ShardFrames.swift), argument parsing (Command.swift).
+
+import Logging
+import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class Ingester {
+    struct Config {
+        var root: Root
+        var delete: Bool
+        var settle: Double
+        var holdout: Double
+        var maxBad: Double
+        var maxTextBytes: Int
+        var shardExamples: Int
+        var noWait: Bool
+    }
+
+    /// A part is cut at this many record bytes even before `shardExamples`, so memory stays
+    /// bounded whatever the texts' sizes (two parts are open at a time: train and holdout).
+    static let shardRecordBytes = 64 << 20
+    /// Bad lines printed on stderr and kept in NAME.reason.json per input.
+    static let shownBadLines = 20
+    static let tool = "pp-ingest"
+
+    let cfg: Config
+    let root: Root
+    let log: Logger
+    /// PP_INGEST_CRASH_AT (tests only): SIGKILL ourselves at that point, to prove recovery.
+    let crashAt: String?
+    /// sha16 -> root-relative paths of the shards and holdout parts carrying it.
+    private var index: [String: Set<String>] = [:]
+
+    private var processed = 0
+    private var rejected = 0
+    private var refused = 0
+    private var missing = 0
+    private var ioErrors = 0
+
+    init(_ cfg: Config) {
+        self.cfg = cfg
+        self.root = cfg.root
+        self.log = Log.make(Ingester.tool)
+        if let v = getenv("PP_INGEST_CRASH_AT") { crashAt = String(cString: v) } else { crashAt = nil }
+    }
+
+    struct Input {
+        /// What to open ("-" for stdin).
+        var path: String
+        /// How outputs and messages name it.
+        var display: String
+        /// Base name (archive/, quarantine/, shard headers).
+        var name: String
+        /// In ROOT/inbox/: moved out when done. Else read in place and left alone.
+        var inInbox: Bool
+        /// The stamp of its shard names: mtime of a file, else the time of this run.
+        var time: Double
+    }
+
+    // MARK: - The run
+
+    func run(files: [String]) -> Int32 {
+        do { try root.ensureLayout() } catch let e as PPError {
+            Log.fail(Ingester.tool, e.message); return e.status.rawValue
+        } catch { Log.fail(Ingester.tool, "\(error)"); return ExitStatus.software.rawValue }
+
+        let lockPath = root.lock("ingest")
+        let lock: FileLock
+        do {
+            if FileLock.isHeld(lockPath) {
+                if cfg.noWait {
+                    Log.fail(Ingester.tool, "\(lockPath): another pp-ingest is running on this root (--no-wait)")
+                    return ExitStatus.locked.rawValue
+                }
+                log.notice("waiting for lock", metadata: ["lock": "\(lockPath)"])
+            }
+            lock = try FileLock(path: lockPath, wait: !cfg.noWait)
+        } catch let e as PPError {
+            Log.fail(Ingester.tool, e.message); return e.status.rawValue
+        } catch { Log.fail(Ingester.tool, "\(error)"); return ExitStatus.software.rawValue }
+        defer { lock.release() }
+
+        do {
+            try removeStaleTemps()
+            try buildIndex()
+            let inputs = try collect(files)
+            for input in inputs { try process(input) }
+        } catch let e as PPError {
+            Log.fail(Ingester.tool, e.message)
+            return e.status == .software ? e.status.rawValue : ExitStatus.ioError.rawValue
+        } catch {
+            Log.fail(Ingester.tool, "\(error)")
+            return ExitStatus.software.rawValue
+        }
+
+        if ioErrors > 0 { return ExitStatus.ioError.rawValue }
+        if missing > 0 { return ExitStatus.noInput.rawValue }
+        if rejected > 0 || refused > 0 { return ExitStatus.partial.rawValue }
+        if processed == 0 {
+            log.info("nothing to do", metadata: ["inbox": "\(root.inbox)"])
+            return ExitStatus.nothingToDo.rawValue
+        }
+        return ExitStatus.ok.rawValue
+    }
+
+    // MARK: - Finding the inputs
+
+    private func collect(_ files: [String]) throws -> [Input] {
+        let now = Clock.now()
+        var out: [Input] = []
+        if files.isEmpty {
+            for name in try FileIO.list(root.inbox) {
+                let path = root.inbox + "/" + name
+                guard let st = FileIO.lstatOrNil(path) else { continue }   // gone meanwhile
+                let type = st.st_mode & S_IFMT
+                if type == S_IFLNK {
+                    refuse(path, "symbolic link refused (pp-ingest reads only regular files from inbox/; move the file itself in); left in place")
+                    continue
+                }
+                if type != S_IFREG {
+                    refuse(path, "not a regular file; left in place")
+                    continue
+                }
+                let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+                if now - mtime < cfg.settle {
+                    log.info("not settled yet, left for the next run",
+                             metadata: ["file": "\(path)", "age_s": "\(Int(max(0, now - mtime)))", "settle_s": "\(cfg.settle)"])
+                    continue
+                }
+                out.append(Input(path: path, display: path, name: name, inInbox: true, time: mtime))
+            }
+            return out
+        }
+        let inboxReal = realPath(root.inbox)
+        for arg in files {
+            if arg == "-" {
+                out.append(Input(path: "-", display: "stdin", name: "stdin", inInbox: false, time: now))
+                continue
+            }
+            guard let lst = FileIO.lstatOrNil(arg) else {
+                missing += 1
+                emitProblem(arg, status: "error", "no such file")
+                continue
+            }
+            let (dir, name) = FileIO.split(arg)
+            let inInbox = inboxReal != nil && realPath(dir) == inboxReal
+            var st = lst
+            if (lst.st_mode & S_IFMT) == S_IFLNK {
+                if inInbox {
+                    refuse(arg, "symbolic link in inbox/ refused; left in place")
+                    continue
+                }
+                guard stat(arg, &st) == 0 else {
+                    missing += 1
+                    emitProblem(arg, status: "error", "dangling symbolic link")
+                    continue
+                }
+            }
+            let type = st.st_mode & S_IFMT
+            if type == S_IFDIR { refuse(arg, "is a directory"); continue }
+            if inInbox && type != S_IFREG { refuse(arg, "not a regular file; left in place"); continue }
+            let mtime = type == S_IFREG ? Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9 : now
+            out.append(Input(path: arg, display: arg, name: name, inInbox: inInbox, time: mtime))
+        }
+        return out
+    }
+
+    private func realPath(_ p: String) -> String? {
+        guard let r = realpath(p, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    private func refuse(_ path: String, _ why: String) {
+        refused += 1
+        emitProblem(path, status: "refused", why)
+    }
+
+    private func emitProblem(_ path: String, status: String, _ why: String) {
+        log.error("\(path): \(why)")
+        var j = JSONOut()
+        j.add("file", path)
+        j.add("status", status)
+        j.add("error", why)
+        emit(j)
+    }
+
+    private func emit(_ j: JSONOut) {
+        let line = j.closed + "\n"
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { try? FileIO.writeAll(1, UnsafeRawBufferPointer($0), path: "stdout") }
+    }
+
+    // MARK: - State folder housekeeping
+
+    /// Names starting with "." in `dir` (FileIO.list hides them).
+    private func dotNames(_ dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name.hasPrefix(".") && name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Deletes what a killed pp-ingest left behind: part temps and FileIO.publish temps in
+    /// the folders only pp-ingest writes. Safe because we hold the ingest lock.
+    private func removeStaleTemps() throws {
+        for dir in [root.shards, root.holdout, root.quarantine] {
+            for name in dotNames(dir) where name.hasPrefix(".ingest-") || name.contains(".tmp.") {
+                log.info("removing a temp file left by an interrupted run", metadata: ["file": "\(dir)/\(name)"])
+                try FileIO.removeDurably(dir + "/" + name)
+            }
+        }
+    }
+
+    /// Parses `<stamp>-<sha16>-<part>.pps` names in shards/ and holdout/.
+    private func buildIndex() throws {
+        for (dir, rel) in [(root.shards, "shards"), (root.holdout, "holdout")] {
+            for name in try FileIO.list(dir) where name.hasSuffix(".pps") {
+                if let sha16 = Ingester.sha16(ofShardName: name) { index[sha16, default: []].insert(rel + "/" + name) }
+            }
+        }
+    }
+
+    static func sha16(ofShardName name: String) -> String? {
+        let parts = name.dropLast(4).split(separator: "-")
+        guard parts.count == 3, parts[1].count == 16 else { return nil }
+        return String(parts[1])
+    }
+
+    /// `name`, or `name.1`, `name.2`, ... : the first that does not exist in `dir`.
+    private func freeName(_ dir: String, _ name: String) -> String {
+        if !FileIO.exists(dir + "/" + name) { return name }
+        var k = 1
+        while FileIO.exists(dir + "/\(name).\(k)") { k += 1 }
+        return "\(name).\(k)"
+    }
+
+    private func crashPoint(_ point: String) {
+        if crashAt == point {
+            log.warning("PP_INGEST_CRASH_AT=\(point): killing myself (test hook)")
+            kill(getpid(), SIGKILL)
+        }
+    }
+
+    // MARK: - One input
+
+    /// Thrown through the parser's callbacks when writing to the state folder fails, so it
+    /// is not mistaken for a defect of the input.
+    private struct StateFailure: Error { let error: PPError }
+
+    private func process(_ input: Input) throws {
+        let t0 = Clock.monotonic()
+        processed += 1
+        let parser = InputParser(options: InputOptions(maxTextBytes: cfg.maxTextBytes))
+        let train = PartBuilder(split: "train", dir: root.shards, maxExamples: cfg.shardExamples, maxBytes: Ingester.shardRecordBytes)
+        let hold = PartBuilder(split: "holdout", dir: root.holdout, maxExamples: cfg.shardExamples, maxBytes: Ingester.shardRecordBytes)
+        defer { train.discard(); hold.discard() }
+        var firstBad: [(error: InputLineError, excerpt: String)] = []
+        var summary = InputSummary()
+        var unreadable: String? = nil
+
+        do {
+            let reader = try ChunkReader(path: input.path)
+            let fraction = cfg.holdout
+            summary = try parser.parse(reader, example: { e in
+                do {
+                    if HoldoutSplit.isHoldout(tokenHash: e.tokenHash, fraction: fraction) { try hold.append(e) }
+                    else { try train.append(e) }
+                } catch let err as PPError { throw StateFailure(error: err) }
+            }, bad: { e, raw in
+                if firstBad.count < Ingester.shownBadLines {
+                    firstBad.append((e, InputLineError.excerpt(raw)))
+                    log.warning("\(input.display):\(e.line): \(e.detail) [\(e.reason.rawValue)]")
+                }
+            })
+        } catch let s as StateFailure {
+            throw s.error
+        } catch let e as PPError where e.status == .corrupt {
+            unreadable = e.message
+        } catch let e as PPError {
+            ioErrors += 1
+            log.error("\(input.display): cannot read: \(e.message); left in place")
+            emitProblem(input.display, status: "error", "cannot read: \(e.message)")
+            return
+        }
+        if summary.badLines > Ingester.shownBadLines {
+            let counts = summary.bad.sorted { $0.key < $1.key }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " ")
+            log.warning("\(input.display): \(summary.badLines - Ingester.shownBadLines) more bad lines not shown (\(counts))")
+        }
+
+        var verdict: String? = nil
+        if let u = unreadable {
+            verdict = "unreadable input: \(u)"
+        } else if summary.contentLines == 0 {
+            verdict = "empty input: no lines"
+        } else if summary.examples == 0 {
+            verdict = "no good line (\(summary.badLines) bad of \(summary.contentLines))"
+        } else if summary.badShare > cfg.maxBad {
+            verdict = "bad-line share \(JSONOut.number(summary.badShare * 100, digits: 2))% exceeds --max-bad \(JSONOut.number(cfg.maxBad * 100, digits: 2))%"
+        }
+
+        var report = JSONOut()
+        report.add("file", input.display)
+        if let reason = verdict {
+            train.discard(); hold.discard()
+            rejected += 1
+            var movedTo: String? = nil
+            if input.inInbox {
+                let q = freeName(root.quarantine, input.name)
+                try FileIO.publish(reasonJSON(input, summary, reason, firstBad), to: root.quarantine + "/" + q + ".reason.json")
+                crashPoint("after-reason")
+                try FileIO.moveDurably(input.path, root.quarantine + "/" + q)
+                movedTo = root.quarantine + "/" + q
+            }
+            log.error("\(input.display): rejected: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
+            finishReport(&report, "rejected", summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
+            report.add("reason", reason)
+            emit(report)
+            return
+        }
+
+        try train.seal()
+        try hold.seal()
+        let sha16 = String(summary.sha256.prefix(16))
+        let stamp = Clock.stamp(input.time)
+        let now = Clock.iso(Clock.now())
+        struct Planned { let builder: PartBuilder; let part: Int; let rel: String; var path: String }
+        var planned: [Planned] = []
+        for (b, rel) in [(hold, "holdout"), (train, "shards")] {
+            for i in 0..<b.sealed.count {
+                let name = "\(stamp)-\(sha16)-\(Ingester.partNumber(i)).\(Shard.fileExtension)"
+                planned.append(Planned(builder: b, part: i, rel: rel + "/" + name, path: root.path + "/" + rel + "/" + name))
+            }
+        }
+        let ours = Set(planned.map(\.rel))
+        let existing = index[sha16] ?? []
+        var toPublish: [Planned] = []
+        var status = summary.badLines > 0 ? "partial" : "accepted"
+        if existing.isEmpty {
+            toPublish = planned
+        } else if ours.isSubset(of: existing) {
+            status = "duplicate"
+            log.notice("\(input.display): already ingested (same SHA-256), nothing new to publish", metadata: ["sha256": "\(summary.sha256)"])
+        } else if existing.isSubset(of: ours) && consistent(existing, planned.map { ($0.rel, $0.builder.split, $0.part, $0.builder.sealed.count, $0.builder.sealed[$0.part].header.examples) }) {
+            toPublish = planned.filter { !existing.contains($0.rel) }
+            log.notice("\(input.display): completing an interrupted ingest",
+                       metadata: ["present": "\(existing.count)", "missing": "\(toPublish.count)"])
+        } else {
+            status = "duplicate"
+            log.warning("\(input.display): the same content was already ingested under other shard names (other stamp or options); nothing published",
+                        metadata: ["existing": "\(existing.sorted().joined(separator: ","))"])
+        }
+
+        var published: [String] = []
+        for p in toPublish {
+            let s = p.builder.sealed[p.part]
+            var h = s.header
+            h.sourceName = input.name
+            h.sourceSHA256 = summary.sha256
+            h.sourceBytes = summary.bytes
+            h.part = p.part
+            h.parts = p.builder.sealed.count
+            h.ingestedAt = now
+            h.stats = ["input_lines": Double(summary.lines), "input_bad_lines": Double(summary.badLines),
+                       "input_duplicates": Double(summary.duplicates), "holdout_fraction": cfg.holdout]
+            var bytes = try ShardWriter.headerFrame(h, recordBytes: s.recordBytes, level: 1)
+            bytes.append(contentsOf: try FileIO.readAll(s.tmp))
+            try FileIO.publish(bytes, to: p.path)
+            unlink(s.tmp)
+            index[sha16, default: []].insert(p.rel)
+            published.append(p.path)
+            if published.count == 1 { crashPoint("after-first-shard") }
+        }
+        crashPoint("after-shards")
+
+        var movedTo: String? = nil
+        var deleted = false
+        if input.inInbox {
+            if cfg.delete {
+                try FileIO.removeDurably(input.path)
+                deleted = true
+            } else {
+                let a = freeName(root.archive, input.name)
+                try FileIO.moveDurably(input.path, root.archive + "/" + a)
+                movedTo = root.archive + "/" + a
+            }
+        }
+        let trainN = status == "duplicate" ? 0 : train.total
+        let holdN = status == "duplicate" ? 0 : hold.total
+        let secs = Clock.monotonic() - t0
+        log.info("\(input.display): \(status)", metadata: [
+            "examples": "\(summary.examples)", "train": "\(trainN)", "holdout": "\(holdN)", "bad": "\(summary.badLines)",
+            "duplicates": "\(summary.duplicates)", "shards": "\(published.count)",
+            "MB_per_s": "\(JSONOut.number(Double(summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
+        finishReport(&report, status, summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
+        emit(report)
+    }
+
+    static func partNumber(_ i: Int) -> String {
+        let s = String(i)
+        return s.count >= 3 ? s : String(repeating: "0", count: 3 - s.count) + s
+    }
+
+    /// True when every existing shard of this input is the part we would write under that
+    /// name (same split, part number, part count and example count): then the missing ones
+    /// complete the set. Anything else means other options made them; we do not mix.
+    private func consistent(_ existing: Set<String>, _ planned: [(rel: String, split: String, part: Int, parts: Int, examples: Int)]) -> Bool {
+        let byRel = Dictionary(uniqueKeysWithValues: planned.map { ($0.rel, $0) })
+        for rel in existing {
+            guard let p = byRel[rel] else { return false }
+            guard let shard = try? Shard(path: root.path + "/" + rel) else { return false }
+            let h = shard.header
+            if h.split != p.split || h.part != p.part || h.parts != p.parts || h.examples != p.examples { return false }
+        }
+        return true
+    }
+
+    private func finishReport(_ j: inout JSONOut, _ status: String, _ s: InputSummary, train: Int, holdout: Int,
+                              shards: [String], movedTo: String?, deleted: Bool, t0: Double) {
+        j.add("status", status)
+        j.add("lines", s.lines)
+        j.add("blank_lines", s.blankLines)
+        j.add("examples", s.examples)
+        j.add("bad_lines", s.badLines)
+        j.add("bad", raw: JSONOut.counts(Dictionary(uniqueKeysWithValues: s.bad.map { ($0.key.rawValue, $0.value) })))
+        j.add("duplicates", s.duplicates)
+        j.add("train_examples", train)
+        j.add("holdout_examples", holdout)
+        j.add("shards", shards)
+        j.add("sha256", s.sha256.isEmpty ? nil : s.sha256)
+        j.add("bytes", s.bytes)
+        j.add("moved_to", movedTo)
+        j.add("deleted", raw: deleted ? "true" : "false")
+        j.add("seconds", Clock.monotonic() - t0, digits: 3)
+    }
+
+    private func reasonJSON(_ input: Input, _ s: InputSummary, _ reason: String,
+                            _ firstBad: [(error: InputLineError, excerpt: String)]) -> String {
+        var j = JSONOut()
+        j.add("schema", 1)
+        j.add("file", input.name)
+        j.add("status", "rejected")
+        j.add("reason", reason)
+        j.add("sha256", s.sha256.isEmpty ? nil : s.sha256)
+        j.add("bytes", s.bytes)
+        j.add("lines", s.lines)
+        j.add("blank_lines", s.blankLines)
+        j.add("examples", s.examples)
+        j.add("duplicates", s.duplicates)
+        j.add("bad_lines", s.badLines)
+        j.add("bad_share", s.badShare)
+        j.add("bad", raw: JSONOut.counts(Dictionary(uniqueKeysWithValues: s.bad.map { ($0.key.rawValue, $0.value) })))
+        let lines = firstBad.map { b -> String in
+            var o = JSONOut()
+            o.add("line", b.error.line)
+            o.add("reason", b.error.reason.rawValue)
+            o.add("detail", b.error.detail)
+            o.add("excerpt", b.excerpt)
+            return o.closed
+        }
+        j.add("first_bad", raw: "[" + lines.joined(separator: ",") + "]")
+        var t = JSONOut()
+        t.add("max_bad", cfg.maxBad)
+        t.add("max_text_bytes", cfg.maxTextBytes)
+        t.add("max_label_bytes", InputOptions.maxLabelBytes)
+        t.add("max_line_bytes", InputOptions(maxTextBytes: cfg.maxTextBytes).maxLineBytes)
+        j.add("thresholds", raw: t.closed)
+        j.add("rejected_at", Clock.iso(Clock.now()))
+        return j.closed + "\n"
+    }
+}
+
+/// The parts of one split (train or holdout) of one input: examples accumulate in a
+/// ShardWriter; a full writer is compressed into a dot-named temp file and forgotten, so at
+/// most one part per split is in memory.
+final class PartBuilder {
+    struct Sealed {
+        let tmp: String
+        /// Counts, labels and ts range filled in; source, part and time are set at publish.
+        let header: ShardHeader
+        let recordBytes: Int
+    }
+
+    let split: String
+    let dir: String
+    let maxExamples: Int
+    let maxBytes: Int
+    private var writer = ShardWriter()
+    private(set) var sealed: [Sealed] = []
+    private(set) var total = 0
+    private var lastLabelBytes: [UInt8] = []
+    private var lastLabel = ""
+
+    init(split: String, dir: String, maxExamples: Int, maxBytes: Int) {
+        self.split = split; self.dir = dir; self.maxExamples = maxExamples; self.maxBytes = maxBytes
+    }
+
+    func append(_ e: InputExample) throws {
+        if lastLabelBytes.count != e.label.count || !lastLabelBytes.withUnsafeBytes({ memcmp($0.baseAddress!, e.label.baseAddress!, e.label.count) == 0 }) {
+            lastLabelBytes = Array(e.label)
+            lastLabel = e.labelString
+        }
+        writer.append(label: lastLabel, ts: e.ts, tokenBytes: e.tokens, tokenCount: e.tokenCount)
+        total += 1
+        if writer.examples >= maxExamples || writer.records.count >= maxBytes { try seal() }
+    }
+
+    /// Compresses the open part into its temp file (no fsync: a temp only matters until
+    /// the published copy is fsynced).
+    func seal() throws {
+        guard writer.examples > 0 else { return }
+        let frame = try writer.recordsFrame(level: 1)
+        let tmp = dir + "/.ingest-\(getpid())-\(split)-\(sealed.count).tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw PPError.io(tmp, "create", errno: errno) }
+        defer { close(fd) }
+        try frame.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tmp) }
+        let template = ShardHeader(split: split, examples: 0, tokens: 0, labels: [], labelCounts: [], sourceName: "",
+                                   sourceSHA256: "", sourceBytes: 0, part: sealed.count, parts: 0, ingestedAt: "",
+                                   tsMin: nil, tsMax: nil)
+        sealed.append(Sealed(tmp: tmp, header: writer.filled(template), recordBytes: writer.records.count))
+        writer = ShardWriter()
+    }
+
+    /// Removes the temps not published yet and forgets everything.
+    func discard() {
+        for s in sealed { unlink(s.tmp) }
+        sealed.removeAll()
+        writer = ShardWriter()
+    }
+}

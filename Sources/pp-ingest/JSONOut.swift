@@ -1,0 +1,60 @@
+// A tiny JSON object writer for pp-ingest's output line and reason files: keys stay in the
+// order they are added (the order docs/formats.md lists them), strings are escaped per
+// RFC 8259. Not a general encoder; nothing here parses JSON.
+
+struct JSONOut {
+    private(set) var text = "{"
+    private var first = true
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 || u.value == 0x7F {
+                    let h = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// A number with at most `digits` decimals, shortest form ("0.25", "3").
+    static func number(_ x: Double, digits: Int = 6) -> String {
+        guard x.isFinite else { return "null" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let r = (x * scale).rounded() / scale
+        if r == r.rounded() && abs(r) < 1e15 { return String(Int64(r)) }
+        return "\(r)"
+    }
+
+    private mutating func key(_ k: String) {
+        text += first ? "" : ","
+        first = false
+        text += JSONOut.quote(k) + ":"
+    }
+
+    mutating func add(_ k: String, _ v: String) { key(k); text += JSONOut.quote(v) }
+    mutating func add(_ k: String, _ v: String?) { key(k); text += v.map(JSONOut.quote) ?? "null" }
+    mutating func add(_ k: String, _ v: Int) { key(k); text += String(v) }
+    mutating func add(_ k: String, _ v: Double, digits: Int = 6) { key(k); text += JSONOut.number(v, digits: digits) }
+    mutating func add(_ k: String, _ v: [String]) { key(k); text += "[" + v.map(JSONOut.quote).joined(separator: ",") + "]" }
+    /// A value that is already JSON (a nested object or array).
+    mutating func add(_ k: String, raw: String) { key(k); text += raw }
+
+    /// {"k": n, ...} with keys sorted.
+    static func counts(_ d: [String: Int]) -> String {
+        "{" + d.sorted { $0.key < $1.key }.map { quote($0.key) + ":" + String($0.value) }.joined(separator: ",") + "}"
+    }
+
+    var closed: String { text + "}" }
+}
