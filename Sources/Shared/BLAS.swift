@@ -1,0 +1,196 @@
+// OpenBLAS set-up (the kernel choice, one BLAS thread) and the small SIMD kernels of the
+// sparse part of the model (row gathers and scatters). Not the model itself (Model.swift).
+//
+// The kernel trap (docs/design.md, measured): Debian's OpenBLAS picks slow generic kernels on
+// CPUs it does not recognise, unless OPENBLAS_CORETYPE is set before the library loads, i.e.
+// before main runs. So each tool calls `BLASSetup.reexecIfNeeded()` first thing: when the
+// variable is unset, it is chosen from /proc/cpuinfo's flags (avx512bw -> SkylakeX,
+// avx2 -> Haswell; otherwise left unset: SkylakeX kernels on a CPU without AVX-512 die with
+// SIGILL) and the process re-executes itself once (/proc/self/exe, same argv), marked by
+// PP_BLAS_REEXEC=1 so it never loops. A value the user set is never overridden.
+
+import COpenBLAS
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum BLASSetup {
+    static let marker = "PP_BLAS_REEXEC"
+
+    /// The OPENBLAS_CORETYPE to use on this CPU, from /proc/cpuinfo flags (nil: leave unset).
+    public static func coreTypeForThisCPU(cpuinfo: String? = nil) -> String? {
+        let text: String
+        if let c = cpuinfo { text = c } else {
+            guard let bytes = try? FileIO.readAll("/proc/cpuinfo") else { return nil }
+            text = String(decoding: bytes, as: UTF8.self)
+        }
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        if flags.contains("avx512bw") { return "SkylakeX" }
+        if flags.contains("avx2") { return "Haswell" }
+        return nil
+    }
+
+    /// Call first thing in main. Re-executes the process once with OPENBLAS_CORETYPE set
+    /// when it is unset and this CPU has a better kernel than OpenBLAS's fallback. Returns
+    /// (without exec) when the variable is set, the marker is present, or exec fails.
+    public static func reexecIfNeeded() {
+        if getenv("OPENBLAS_CORETYPE") != nil || getenv(marker) != nil { return }
+        guard let core = coreTypeForThisCPU() else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv(marker, "1", 1)
+        // execv(2) the running binary with the same arguments.
+        var argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) }
+        argv.append(nil)
+        execv("/proc/self/exe", &argv)
+        // exec failed: carry on with whatever kernel was picked.
+        for p in argv { free(p) }
+    }
+
+    /// The kernel OpenBLAS uses (e.g. "Haswell").
+    public static var coreName: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    /// One BLAS thread: the trainer spends the second core on a second worker instead.
+    public static func singleThreaded() {
+        openblas_set_num_threads(1)
+    }
+
+    /// Logs the kernel in use at debug level.
+    public static func logCore(_ log: Logger) {
+        log.debug("openblas", metadata: ["core": "\(coreName)",
+                                         "coretype_env": "\(getenv("OPENBLAS_CORETYPE").map { String(cString: $0) } ?? "unset")"])
+    }
+}
+
+/// Row-major single-precision GEMM, C = alpha * op(A) * op(B) + beta * C, with op(A) M x K,
+/// op(B) K x N, C M x N (cblas_sgemm).
+@inline(__always)
+func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+           beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    if m == 0 || n == 0 { return }
+    if k == 0 {
+        // C = beta * C (cblas handles it too, but keep it explicit).
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// SIMD kernels over raw float vectors of length `n` (any n; 16 lanes at a time, then 4, then
+/// scalars). Built with a named target CPU these become AVX2/FMA code (see Makefile).
+enum Vec {
+    /// dst += src
+    @inline(__always)
+    static func add(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        let rd = UnsafeMutableRawPointer(dst), rs = UnsafeRawPointer(src)
+        while i + 16 <= n {
+            let a = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            let b = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            rd.storeBytes(of: a + b, toByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i + 4 <= n {
+            let a = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)
+            let b = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)
+            rd.storeBytes(of: a + b, toByteOffset: i * 4, as: SIMD4<Float>.self)
+            i += 4
+        }
+        while i < n { dst[i] += src[i]; i += 1 }
+    }
+
+    /// dst += a * src
+    @inline(__always)
+    static func axpy(_ dst: UnsafeMutablePointer<Float>, _ a: Float, _ src: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        let rd = UnsafeMutableRawPointer(dst), rs = UnsafeRawPointer(src)
+        let va16 = SIMD16<Float>(repeating: a)
+        while i + 16 <= n {
+            let d = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            let s = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            rd.storeBytes(of: d.addingProduct(va16, s), toByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        let va4 = SIMD4<Float>(repeating: a)
+        while i + 4 <= n {
+            let d = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)
+            let s = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self)
+            rd.storeBytes(of: d.addingProduct(va4, s), toByteOffset: i * 4, as: SIMD4<Float>.self)
+            i += 4
+        }
+        while i < n { dst[i] += a * src[i]; i += 1 }
+    }
+
+    /// Leaky AdaGrad on a vector (Trainer.swift, Optimizer): v = beta v + g^2; w -= lr g / (sqrt(v) + eps).
+    @inline(__always)
+    static func adagradStep(_ w: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
+                            _ n: Int, lr: Float, beta: Float, eps: Float) {
+        var i = 0
+        let rw = UnsafeMutableRawPointer(w), rv = UnsafeMutableRawPointer(v), rg = UnsafeRawPointer(g)
+        let vb = SIMD8<Float>(repeating: beta), vl = SIMD8<Float>(repeating: lr), ve = SIMD8<Float>(repeating: eps)
+        while i + 8 <= n {
+            let gg = rg.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let vv = (rv.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * vb).addingProduct(gg, gg)
+            rv.storeBytes(of: vv, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            let ww = rw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - vl * gg / (vv.squareRoot() + ve)
+            rw.storeBytes(of: ww, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n {
+            let vv = beta * v[i] + g[i] * g[i]
+            v[i] = vv
+            w[i] -= lr * g[i] / (vv.squareRoot() + eps)
+            i += 1
+        }
+    }
+
+    /// dst *= a
+    @inline(__always)
+    static func scale(_ dst: UnsafeMutablePointer<Float>, _ a: Float, _ n: Int) {
+        var i = 0
+        let rd = UnsafeMutableRawPointer(dst)
+        while i + 16 <= n {
+            let d = rd.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            rd.storeBytes(of: d * a, toByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < n { dst[i] *= a; i += 1 }
+    }
+
+    /// sum of squares
+    @inline(__always)
+    static func sumSquares(_ src: UnsafePointer<Float>, _ n: Int) -> Float {
+        var i = 0
+        let rs = UnsafeRawPointer(src)
+        var acc = SIMD16<Float>(repeating: 0)
+        while i + 16 <= n {
+            let s = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            acc = acc.addingProduct(s, s)
+            i += 16
+        }
+        var r = acc.sum()
+        while i < n { r += src[i] * src[i]; i += 1 }
+        return r
+    }
+
+    /// True when all n floats are exactly +0/-0.
+    @inline(__always)
+    static func isZero(_ src: UnsafePointer<Float>, _ n: Int) -> Bool {
+        let rs = UnsafeRawPointer(src)
+        var i = 0
+        var acc = SIMD8<UInt32>(repeating: 0)
+        while i + 8 <= n {
+            acc |= rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<UInt32>.self) & 0x7FFF_FFFF
+            i += 8
+        }
+        var r = acc.max() == 0
+        while i < n { if src[i] != 0 { r = false }; i += 1 }
+        return r
+    }
+}

@@ -1,0 +1,276 @@
+// The checkpoint file (*.ppc): a model and the trainer state that continues it, in one zstd
+// frame (level 1, 2 workers, XXH64 content checksum). It is not the policy of when to write
+// one or what to name it (pp-train's loop) nor the meaning of the weights (Model.swift).
+//
+// Layout of the decompressed bytes (all integers little-endian, floats IEEE-754 binary32 LE):
+//
+//   offset  size   field
+//   0       8      magic "PPCKPT01"
+//   8       4      format version u32 = 1
+//   12      4      meta length M u32
+//   16      M      meta: CheckpointMeta as UTF-8 JSON, sorted keys
+//   16+M    ...    sections, in this order, each: 4-byte ASCII tag, u64 payload length, payload
+//     "VOCB"  vocabulary: u64 capacity, u64 size; per slot: u16 length + word bytes;
+//             recency order (most recent first): size x u32 slot; u64 candidate count,
+//             then (u64 key, u32 count) per candidate, sorted by key (Vocabulary.swift)
+//     "DENS"  dense layers: u32 dim, u32 hidden, u32 labels, then the flat vector
+//             [W1|b1: hidden x (dim+1)][W|b: labels x (inDim+1)] as floats; output row k is
+//             meta.labels[k]
+//     "INPT"  input rows, sparse: u64 rows, u32 dim, u64 stored rows R, a bitmap of
+//             ceil(rows/8) bytes (bit i%8 of byte i/8 set = row i stored; all other rows
+//             and their optimiser state are exactly zero), then the R stored rows in
+//             increasing order, dim floats each, then their R optimiser accumulators (floats)
+//     "OPTM"  dense optimiser state: u64 n, then n floats, same layout as DENS's vector
+//     "TRNR"  trainer state: 4 x u64 RNG state (xoshiro256**), u64 examples trained,
+//             u64 vocabulary evictions
+//   end     8      end magic "PPCKEND1"
+//
+// `Checkpoint.load` checks everything (frame checksum, magics, version, every length) and
+// throws PPError(status: .corrupt) with one line naming the file and the defect.
+
+import CZstd
+import Foundation
+
+/// Little-endian byte building for the checkpoint sections.
+struct ByteWriter {
+    var buf: [UInt8] = []
+    init(capacity: Int = 0) { buf.reserveCapacity(capacity) }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { buf.append(contentsOf: $0) } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { buf.append(contentsOf: $0) } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { buf.append(contentsOf: $0) } }
+    mutating func bytes(_ b: [UInt8]) { buf.append(contentsOf: b) }
+    mutating func raw(_ p: UnsafeRawPointer, _ n: Int) { buf.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n)) }
+    mutating func floats(_ f: [Float]) { f.withUnsafeBytes { buf.append(contentsOf: $0) } }
+    /// Appends a section: tag, u64 length, then what `body` writes.
+    mutating func section(_ tag: String, _ body: (inout ByteWriter) -> Void) {
+        buf.append(contentsOf: Array(tag.utf8))
+        let at = buf.count
+        u64(0)
+        body(&self)
+        let len = UInt64(buf.count - at - 8).littleEndian
+        withUnsafeBytes(of: len) { for i in 0..<8 { buf[at + i] = $0[i] } }
+    }
+}
+
+/// Bounds-checked little-endian reading; every failure names the file.
+struct ByteReader {
+    let bytes: UnsafeRawBufferPointer
+    var pos: Int
+    var end: Int
+    let path: String
+
+    func fail(_ reason: String) -> PPError { PPError.corrupt(path, reason) }
+
+    mutating func need(_ n: Int) throws {
+        guard n >= 0, pos + n <= end else { throw fail("truncated (need \(n) bytes at offset \(pos), section ends at \(end))") }
+    }
+    mutating func u16() throws -> UInt16 { try need(2); defer { pos += 2 }; return UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt16.self)) }
+    mutating func u32() throws -> UInt32 { try need(4); defer { pos += 4 }; return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt32.self)) }
+    mutating func u64() throws -> UInt64 { try need(8); defer { pos += 8 }; return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt64.self)) }
+    mutating func bytes(_ n: Int) throws -> [UInt8] { try need(n); defer { pos += n }; return Array(UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + n)])) }
+    mutating func floats(_ n: Int, into p: UnsafeMutablePointer<Float>) throws {
+        try need(n * 4)
+        UnsafeMutableRawPointer(p).copyMemory(from: bytes.baseAddress! + pos, byteCount: n * 4)
+        pos += n * 4
+    }
+    mutating func floats(_ n: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: n)
+        try out.withUnsafeMutableBufferPointer { try floats(n, into: $0.baseAddress!) }
+        return out
+    }
+    /// Enters the next section, which must carry `tag`; returns a reader limited to it and
+    /// moves self past it.
+    mutating func section(_ tag: String) throws -> ByteReader {
+        try need(12)
+        let t = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + 4)]), as: UTF8.self)
+        guard t == tag else { throw fail("expected section \(tag), found \"\(t)\" at offset \(pos)") }
+        pos += 4
+        let len = try u64()
+        guard len <= UInt64(end - pos) else { throw fail("truncated section \(tag) (\(len) bytes announced, \(end - pos) left)") }
+        let sub = ByteReader(bytes: bytes, pos: pos, end: pos + Int(len), path: path)
+        pos += Int(len)
+        return sub
+    }
+    func expectEnd(_ what: String) throws {
+        guard pos == end else { throw fail("section \(what) has \(end - pos) unread bytes") }
+    }
+}
+
+public final class Checkpoint {
+    public static let magic: [UInt8] = Array("PPCKPT01".utf8)
+    public static let endMagic: [UInt8] = Array("PPCKEND1".utf8)
+    public static let version: UInt32 = 1
+    public static let fileExtension = "ppc"
+
+    public let meta: CheckpointMeta
+    public let model: Model
+    let state: TrainerState
+
+    init(meta: CheckpointMeta, model: Model, state: TrainerState) {
+        self.meta = meta; self.model = model; self.state = state
+    }
+
+    /// Reads, decompresses and checks magic, version and checksum. Throws PPError(status: .corrupt)
+    /// with a one-line reason ("ckpt-...ppc: checksum mismatch") on any defect.
+    public static func load(path: String) throws -> Checkpoint {
+        let file: [UInt8]
+        do { file = try FileIO.readAll(path) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        return try decode(file, path: path)
+    }
+
+    /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
+    public static func decode(_ file: [UInt8], path: String) throws -> Checkpoint {
+        let name = path
+        guard file.count >= 4, file.withUnsafeBytes({ Zstd.isFrame($0) }) else {
+            throw PPError.corrupt(name, file.isEmpty ? "empty file" : "bad magic (not a zstd-compressed checkpoint)")
+        }
+        let raw: [UInt8]
+        do { raw = try Zstd.decompress(file) } catch let e as PPError {
+            let m = e.message
+            if m.contains("checksum") { throw PPError.corrupt(name, "checksum mismatch") }
+            if m.contains("truncated") || m.contains("Src size") || m.contains("srcSize") {
+                throw PPError.corrupt(name, "truncated (\(file.count) bytes)")
+            }
+            throw PPError.corrupt(name, "corrupt compressed data (\(m))")
+        }
+        return try raw.withUnsafeBytes { try parse($0, path: name) }
+    }
+
+    static func parse(_ p: UnsafeRawBufferPointer, path: String) throws -> Checkpoint {
+        var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
+        guard p.count >= 16 else { throw r.fail("truncated (\(p.count) bytes)") }
+        guard Array(p[0..<8]) == magic else { throw r.fail("bad magic (not a checkpoint)") }
+        r.pos = 8
+        let v = try r.u32()
+        guard v == version else { throw r.fail("checkpoint format version \(v), this build reads \(version)") }
+        guard p.count >= 16 + 8, Array(p[(p.count - 8)...]) == endMagic else { throw r.fail("truncated (no end magic)") }
+        r.end = p.count - 8
+        let ml = Int(try r.u32())
+        let metaBytes = try r.bytes(ml)
+        let meta: CheckpointMeta
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(metaBytes)) } catch {
+            throw r.fail("unreadable meta JSON (\(error))")
+        }
+        let c = meta.config
+        do { try Trainer.validate(c) } catch let e as PPError { throw r.fail(e.message) }
+        let f = Features(config: c)
+
+        var vr = try r.section("VOCB")
+        // Evictions are in TRNR (read below); patch after.
+        let vocab = try Vocabulary.deserialize(&vr, capacity: c.vocabCapacity, minCount: c.minCount, evictions: 0)
+        try vr.expectEnd("VOCB")
+
+        var dr = try r.section("DENS")
+        let dim = Int(try dr.u32()), hid = Int(try dr.u32()), L = Int(try dr.u32())
+        guard dim == c.dim, hid == c.hidden else { throw r.fail("dense layers \(dim)/\(hid) do not match config dim \(c.dim) hidden \(c.hidden)") }
+        guard L == meta.labels.count else { throw r.fail("\(L) output rows for \(meta.labels.count) labels") }
+        guard Set(meta.labels).count == L else { throw r.fail("duplicate labels in meta") }
+        var dense = DenseLayers(dim: dim, hidden: hid)
+        dense.flat = try dr.floats(DenseLayers.size(dim: dim, hidden: hid, labels: L))
+        try dr.expectEnd("DENS")
+
+        var ir = try r.section("INPT")
+        let rows = Int(try ir.u64()), idim = Int(try ir.u32()), stored = Int(try ir.u64())
+        guard rows == f.rows, idim == c.dim else { throw r.fail("input table \(rows) x \(idim), config says \(f.rows) x \(c.dim)") }
+        guard stored <= rows else { throw r.fail("\(stored) stored rows of \(rows)") }
+        let bitmap = try ir.bytes((rows + 7) / 8)
+        let table = RowTable(rows: rows, dim: dim)
+        var seen = 0
+        var storedRows = [Int]()
+        storedRows.reserveCapacity(stored)
+        for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
+            var bits = byte
+            while bits != 0 {
+                let bit = bits.trailingZeroBitCount
+                bits &= bits - 1
+                let row = byteIndex * 8 + bit
+                guard row < rows else { throw r.fail("bitmap marks row \(row) past the table") }
+                seen += 1
+                guard seen <= stored else { throw r.fail("bitmap marks more rows than the \(stored) stored") }
+                try ir.floats(dim, into: table.row(row))
+                storedRows.append(row)
+            }
+        }
+        guard seen == stored else { throw r.fail("bitmap marks \(seen) rows, \(stored) stored") }
+        let rowState = RowTable(rows: rows, dim: 1)
+        for row in storedRows { try ir.floats(1, into: rowState.row(row)) }
+        try ir.expectEnd("INPT")
+
+        var or = try r.section("OPTM")
+        let nd = Int(try or.u64())
+        guard nd == dense.flat.count else { throw r.fail("optimiser state of \(nd) floats for \(dense.flat.count) dense weights") }
+        let denseState = try or.floats(nd)
+        try or.expectEnd("OPTM")
+
+        var tr = try r.section("TRNR")
+        let rng = RNG(state: [try tr.u64(), try tr.u64(), try tr.u64(), try tr.u64()])
+        let examples = Int(try tr.u64())
+        let evictions = Int(try tr.u64())
+        try tr.expectEnd("TRNR")
+        vocab.setEvictions(evictions)
+        try r.expectEnd("checkpoint")
+
+        let model = Model(config: c, vocabulary: vocab, table: table, dense: dense, labels: meta.labels)
+        return Checkpoint(meta: meta, model: model,
+                          state: TrainerState(rng: rng, examples: examples, rowState: rowState, denseState: denseState))
+    }
+
+    /// Serialises and compresses (see the layout above).
+    static func encode(meta: CheckpointMeta, model: Model, state: TrainerState) throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(meta))
+        let t = model.table, dim = t.dim, rows = t.rows
+        // Which rows are stored: those whose weights or optimiser state are not exactly zero.
+        var bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
+        var stored = 0
+        let rs = state.rowState.base
+        for i in 0..<rows where rs[i] != 0 || !Vec.isZero(t.row(i), dim) {
+            bitmap[i >> 3] |= 1 << UInt8(i & 7)
+            stored += 1
+        }
+        var w = ByteWriter(capacity: 64 + json.count + bitmap.count + stored * dim * 4 + model.dense.flat.count * 4 + 1 << 16)
+        w.bytes(magic)
+        w.u32(version)
+        w.u32(UInt32(json.count))
+        w.bytes(json)
+        w.section("VOCB") { model.vocabulary.serialize(into: &$0) }
+        w.section("DENS") { s in
+            s.u32(UInt32(model.dense.dim)); s.u32(UInt32(model.dense.hidden)); s.u32(UInt32(model.dense.labels))
+            s.floats(model.dense.flat)
+        }
+        w.section("INPT") { s in
+            s.u64(UInt64(rows)); s.u32(UInt32(dim)); s.u64(UInt64(stored))
+            s.bytes(bitmap)
+            for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
+                var bits = byte
+                while bits != 0 {
+                    let bit = bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    s.raw(t.row(byteIndex * 8 + bit), dim * 4)
+                }
+            }
+            for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
+                var bits = byte
+                while bits != 0 {
+                    let bit = bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    s.raw(rs + byteIndex * 8 + bit, 4)
+                }
+            }
+        }
+        w.section("OPTM") { s in
+            s.u64(UInt64(state.denseState.count))
+            s.floats(state.denseState)
+        }
+        w.section("TRNR") { s in
+            for x in state.rng.state { s.u64(x) }
+            s.u64(UInt64(state.examples))
+            s.u64(UInt64(model.vocabulary.evictions))
+        }
+        w.bytes(endMagic)
+        return try Zstd.compress(w.buf, level: 1, workers: 2)
+    }
+}

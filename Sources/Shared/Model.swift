@@ -1,0 +1,212 @@
+// The classifier's weights and its inference: the input table (one row per admitted word and
+// per hash bucket), an optional hidden layer and the output layer, and `predict`. Training
+// (gradients, optimiser, threads) is in Trainer.swift; the file format in Checkpoint.swift.
+//
+//   h  = mean of the input rows of the example's features (Features.swift)   [dim]
+//   a  = relu(W1 h + b1)          when config.hidden > 0                       [hidden]
+//   p  = softmax(W a + b)         (a = h for the linear model)                 [labels]
+// Dropout (inverted) on h and a is applied at training time only.
+
+import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A float table of `rows` x `dim` in anonymous memory (mmap, MADV_HUGEPAGE: random row
+/// reads are ~1.5x faster with huge pages). Pages are zero until written, so untouched rows
+/// cost no memory and are exactly zero.
+final class RowTable: @unchecked Sendable {
+    // Hogwild: the trainer's workers read and write rows without locks, on purpose. This is
+    // the one place where those races live.
+    let rows: Int
+    let dim: Int
+    let base: UnsafeMutablePointer<Float>
+    private let bytes: Int
+
+    init(rows: Int, dim: Int) {
+        self.rows = rows
+        self.dim = dim
+        bytes = max(1, rows * dim * MemoryLayout<Float>.stride)
+        // mmap(2): anonymous, private, not reserved against swap up front.
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { fatalError("mmap of \(bytes) bytes failed: \(String(cString: strerror(errno)))") }
+        // madvise(2): transparent huge pages for this range (ignored where unsupported).
+        _ = madvise(p, bytes, 14 /* MADV_HUGEPAGE */)
+        base = p.bindMemory(to: Float.self, capacity: rows * dim)
+    }
+
+    deinit { munmap(base, bytes) }
+
+    @inline(__always) func row(_ i: Int) -> UnsafeMutablePointer<Float> { base + i * dim }
+}
+
+/// The dense layers in one flat vector, each row followed by its bias:
+///   [ W1|b1 : hidden x (dim + 1) ][ W|b : labels x (inDim + 1) ]
+/// so a new label appends one row at the end, and averaging copies (Hogwild sync) or
+/// optimiser state are single vectors.
+struct DenseLayers: Equatable {
+    let dim: Int
+    let hidden: Int
+    /// Width of the output layer's input: hidden, or dim for the linear model.
+    let inDim: Int
+    var flat: [Float] = []
+
+    init(dim: Int, hidden: Int) {
+        self.dim = dim
+        self.hidden = hidden
+        inDim = hidden > 0 ? hidden : dim
+        flat = [Float](repeating: 0, count: hidden * (dim + 1))
+    }
+
+    var labels: Int { (flat.count - outOffset) / (inDim + 1) }
+    /// Start of W|b in `flat`.
+    var outOffset: Int { hidden * (dim + 1) }
+    static func size(dim: Int, hidden: Int, labels: Int) -> Int {
+        hidden * (dim + 1) + labels * ((hidden > 0 ? hidden : dim) + 1)
+    }
+}
+
+/// xoshiro256** (Blackman & Vigna): small, fast, and its whole state goes into checkpoints.
+struct RNG: Equatable {
+    var s: (UInt64, UInt64, UInt64, UInt64)
+
+    init(seed: UInt64) {
+        var x = seed
+        func splitmix() -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s = (splitmix(), splitmix(), splitmix(), splitmix())
+    }
+
+    init(state: [UInt64]) { s = (state[0], state[1], state[2], state[3]) }
+    var state: [UInt64] { [s.0, s.1, s.2, s.3] }
+
+    static func == (a: RNG, b: RNG) -> Bool { a.state == b.state }
+
+    @inline(__always) mutating func next() -> UInt64 {
+        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
+        s.2 ^= t
+        s.3 = (s.3 << 45) | (s.3 >> 19)
+        return result
+    }
+
+    /// Uniform in [0, 1) with 24 bits.
+    @inline(__always) mutating func uniform() -> Float { Float(next() >> 40) * 0x1p-24 }
+}
+
+public final class Model {
+    public let config: ModelConfig
+    public let features: Features
+    public private(set) var labels: [String] = []
+    private var labelIndex: [String: Int] = [:]
+    public let vocabulary: Vocabulary
+    let table: RowTable
+    var dense: DenseLayers
+
+    init(config: ModelConfig, vocabulary: Vocabulary, table: RowTable, dense: DenseLayers, labels: [String]) {
+        self.config = config
+        self.features = Features(config: config)
+        self.vocabulary = vocabulary
+        self.table = table
+        self.dense = dense
+        for l in labels { labelIndex[l] = self.labels.count; self.labels.append(l) }
+    }
+
+    /// A fresh model: no labels, no words, all input rows zero.
+    convenience init(config: ModelConfig) {
+        let f = Features(config: config)
+        self.init(config: config,
+                  vocabulary: Vocabulary(capacity: config.vocabCapacity, minCount: config.minCount),
+                  table: RowTable(rows: f.rows, dim: config.dim),
+                  dense: DenseLayers(dim: config.dim, hidden: config.hidden), labels: [])
+    }
+
+    public func index(ofLabel l: String) -> Int? { labelIndex[l] }
+
+    /// Adds a label (the trainer initialises its output row); returns its index.
+    func appendLabel(_ l: String) -> Int {
+        let k = labels.count
+        labels.append(l)
+        labelIndex[l] = k
+        return k
+    }
+
+    /// Probabilities over `labels` for one example, inference mode (no dropout).
+    /// `tokens` are normalised tokens joined by single spaces (the shard form); `probs` must
+    /// hold at least `labels.count` floats.
+    public func predict(tokens: UnsafeRawBufferPointer, probs: UnsafeMutableBufferPointer<Float>) {
+        var ids = [Int32]()
+        features.ids(tokens: tokens, vocabulary: vocabulary, into: &ids)
+        predict(ids: ids, probs: probs)
+    }
+
+    /// Convenience: the probabilities for a list of tokens.
+    public func predict(tokens: [String]) -> [Float] {
+        var probs = [Float](repeating: 0, count: labels.count)
+        let bytes = Array(tokens.joined(separator: " ").utf8)
+        bytes.withUnsafeBytes { t in probs.withUnsafeMutableBufferPointer { predict(tokens: t, probs: $0) } }
+        return probs
+    }
+
+    /// The forward pass from feature rows.
+    func predict(ids: [Int32], probs: UnsafeMutableBufferPointer<Float>) {
+        let dim = config.dim, L = labels.count
+        precondition(probs.count >= L, "probs holds \(probs.count) floats, model has \(L) labels")
+        if L == 0 { return }
+        var h = [Float](repeating: 0, count: dim)
+        h.withUnsafeMutableBufferPointer { hb in
+            let hp = hb.baseAddress!
+            for id in ids { Vec.add(hp, table.row(Int(id)), dim) }
+            if !ids.isEmpty { Vec.scale(hp, 1 / Float(ids.count), dim) }
+        }
+        dense.flat.withUnsafeBufferPointer { fb in
+            let f = fb.baseAddress!
+            h.withUnsafeBufferPointer { hb in
+                denseForward(f, input: hb.baseAddress!, probs: probs.baseAddress!, labels: L)
+            }
+        }
+        softmax(probs.baseAddress!, L)
+    }
+}
+
+extension Model {
+    /// logits = W a + b with a = relu(W1 h + b1) (or a = h): one example, no dropout.
+    func denseForward(_ f: UnsafePointer<Float>, input h: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>, labels L: Int) {
+        let dim = dense.dim, hid = dense.hidden, inDim = dense.inDim
+        var a = [Float](repeating: 0, count: inDim)
+        a.withUnsafeMutableBufferPointer { ab in
+            let ap = ab.baseAddress!
+            if hid > 0 {
+                for j in 0..<hid { ap[j] = f[j * (dim + 1) + dim] }
+                // a[hid] = W1[hid x dim, ld dim+1] h + b1
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hid), Int32(dim), 1, f, Int32(dim + 1), h, 1, 1, ap, 1)
+                for j in 0..<hid where ap[j] < 0 { ap[j] = 0 }
+            } else {
+                for j in 0..<dim { ap[j] = h[j] }
+            }
+            let w = f + dense.outOffset
+            for k in 0..<L { probs[k] = w[k * (inDim + 1) + inDim] }
+            // logits[L] = W[L x inDim, ld inDim+1] a + b
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(L), Int32(inDim), 1, w, Int32(inDim + 1), ap, 1, 1, probs, 1)
+        }
+    }
+}
+
+/// In-place softmax of n logits; returns log of the normaliser relative to the max
+/// (log-sum-exp = max + returned value).
+@inline(__always) @discardableResult
+func softmax(_ z: UnsafeMutablePointer<Float>, _ n: Int) -> (max: Float, logSum: Float) {
+    var m = -Float.infinity
+    for i in 0..<n where z[i] > m { m = z[i] }
+    var s: Float = 0
+    for i in 0..<n { let e = expf(z[i] - m); z[i] = e; s += e }
+    let inv = 1 / s
+    for i in 0..<n { z[i] *= inv }
+    return (m, logf(s))
+}

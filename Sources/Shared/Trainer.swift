@@ -1,0 +1,506 @@
+// The training core: turns batches of (label, tokens) into weight updates. It grows the
+// vocabulary and the label set as data brings them, and writes and restores its complete
+// state (checkpoints). It does not choose data, pace itself or touch files: that is
+// pp-train's loop (docs/design.md, "The trainer, split in two").
+//
+// One train(batch):
+//  1. Serially, in batch order: each example's label (a new label gets an output row,
+//     `initLabelRow`), each token counted by the vocabulary (a word reaching minCount gets a
+//     row, initialised as the mean of its n-gram rows), and the example's feature rows.
+//  2. Mini-batches of `miniBatch` examples go through the dense layers as GEMMs (OpenBLAS,
+//     one BLAS thread per worker) and scatter their gradients into the input rows.
+//     `config.threads` workers share the input table without locks (Hogwild) but each keeps
+//     a private copy of the dense layers (they are written by every example: shared, their
+//     cache lines would ping-pong between cores); the copies are averaged every
+//     `syncEvery` examples per worker. With one thread everything runs in batch order and is
+//     bit-reproducible; the dropout masks come from per-batch seeds drawn from the trainer's
+//     RNG, whose state is checkpointed.
+
+import COpenBLAS
+import Foundation
+
+/// A batch of examples in training order, tokens in the shard form.
+public struct Batch {
+    public private(set) var labels: [String] = []
+    var offsets: [Int] = [0]
+    var bytes: [UInt8] = []
+    /// Tokens in the batch (space-separated runs).
+    public private(set) var tokenCount = 0
+
+    public init() {}
+
+    public mutating func append(label: String, tokens: UnsafeRawBufferPointer) {
+        labels.append(label)
+        bytes.append(contentsOf: tokens)
+        offsets.append(bytes.count)
+        Features.forEachToken(tokens) { _, _ in tokenCount += 1 }
+    }
+
+    public mutating func append(label: String, tokens: [String]) {
+        let b = Array(tokens.joined(separator: " ").utf8)
+        b.withUnsafeBytes { append(label: label, tokens: $0) }
+    }
+
+    public var count: Int { labels.count }
+
+    public mutating func removeAll() {
+        labels.removeAll(keepingCapacity: true)
+        offsets.removeAll(keepingCapacity: true); offsets.append(0)
+        bytes.removeAll(keepingCapacity: true)
+        tokenCount = 0
+    }
+}
+
+public struct BatchResult: Sendable {
+    /// Mean cross-entropy (nats) over the batch's examples, measured before each update.
+    public var loss: Double
+    public var examples: Int
+    public var tokens: Int
+    public init(loss: Double, examples: Int, tokens: Int) { self.loss = loss; self.examples = examples; self.tokens = tokens }
+}
+
+/// A growable float buffer outside Swift's arrays (no exclusivity checks, stable pointer).
+final class FloatBuf {
+    private(set) var p: UnsafeMutablePointer<Float>
+    private(set) var count: Int
+    init(_ n: Int = 0) {
+        count = n
+        p = .allocate(capacity: max(n, 1))
+        p.initialize(repeating: 0, count: max(n, 1))
+    }
+    deinit { p.deallocate() }
+    /// Makes room for n floats; contents are not kept.
+    func ensure(_ n: Int) {
+        if n <= count { return }
+        p.deallocate()
+        p = .allocate(capacity: n)
+        p.initialize(repeating: 0, count: n)
+        count = n
+    }
+}
+
+public final class Trainer {
+    public let config: ModelConfig
+    /// Applied from the next batch on.
+    public var knobs: Knobs
+    public let model: Model
+    var rng: RNG
+    /// Examples trained on by this trainer and its ancestors (checkpointed).
+    public private(set) var examples = 0
+    /// Examples per GEMM mini-batch.
+    static let miniBatch = 64
+    /// Examples per worker between two averagings of the dense copies.
+    static let syncEvery = 1024
+    private var workers: [Worker] = []
+    /// Optimiser state: per input row (one float per row) and per dense parameter (same
+    /// layout as DenseLayers.flat). See `Optimizer`.
+    let rowState: RowTable
+    var denseState: [Float]
+
+    /// A fresh trainer, seeded by config.seed.
+    public init(config: ModelConfig, knobs: Knobs) throws {
+        try Trainer.validate(config)
+        self.config = config
+        self.knobs = knobs
+        model = Model(config: config)
+        rng = RNG(seed: config.seed)
+        rowState = RowTable(rows: model.features.rows, dim: 1)
+        denseState = [Float](repeating: 0, count: model.dense.flat.count)
+        BLASSetup.singleThreaded()
+    }
+
+    /// Warm start from a checkpoint: weights, vocabulary, labels, optimiser and RNG state.
+    public init(checkpoint: Checkpoint) throws {
+        try Trainer.validate(checkpoint.meta.config)
+        config = checkpoint.meta.config
+        knobs = checkpoint.meta.knobs
+        model = checkpoint.model
+        rng = checkpoint.state.rng
+        examples = checkpoint.state.examples
+        rowState = checkpoint.state.rowState
+        denseState = checkpoint.state.denseState
+        BLASSetup.singleThreaded()
+    }
+
+    static func validate(_ c: ModelConfig) throws {
+        func bad(_ s: String) -> PPError { PPError("model config: \(s)", status: .usage) }
+        guard c.dim > 0 && c.dim <= 4096 else { throw bad("dim must be in 1...4096, got \(c.dim)") }
+        guard c.bucket >= 0 else { throw bad("bucket must be >= 0") }
+        guard c.bucket > 0 || (c.maxn <= 0 && c.wordNgrams <= 1) else { throw bad("bucket 0 needs maxn 0 and word_ngrams 1") }
+        guard c.vocabCapacity >= 0 else { throw bad("vocab_capacity must be >= 0") }
+        guard c.vocabCapacity + c.bucket <= Int(Int32.max) else { throw bad("vocab_capacity + bucket must fit in 31 bits") }
+        guard c.maxn <= 0 || (c.minn >= 1 && c.minn <= c.maxn) else { throw bad("need 1 <= minn <= maxn (or maxn 0), got \(c.minn)...\(c.maxn)") }
+        guard c.wordNgrams >= 1 else { throw bad("word_ngrams must be >= 1") }
+        guard c.hidden >= 0 else { throw bad("hidden must be >= 0") }
+        guard c.threads >= 1 && c.threads <= 64 else { throw bad("threads must be in 1...64") }
+    }
+
+    // MARK: Growth
+
+    /// Output row of a new label: small random weights (so gradients can flow into the input
+    /// rows from the first example) and a bias log(100 L) below the mean bias, so the new
+    /// label takes about 1% / L of the probability mass and the existing predictions barely
+    /// move; learning pulls the bias up as examples of the label arrive.
+    func addLabel(_ l: String) -> Int {
+        let d = model.dense
+        let L = d.labels
+        var meanBias: Float = 0
+        if L > 0 {
+            var s: Double = 0
+            for k in 0..<L { s += Double(d.flat[d.outOffset + k * (d.inDim + 1) + d.inDim]) }
+            meanBias = Float(s / Double(L)) - logf(100 * Float(L))
+        }
+        let a = 0.5 / Float(d.inDim).squareRoot()
+        var row = [Float](repeating: 0, count: d.inDim + 1)
+        for i in 0..<d.inDim { row[i] = (rng.uniform() * 2 - 1) * a }
+        row[d.inDim] = meanBias
+        model.dense.flat.append(contentsOf: row)
+        denseState.append(contentsOf: [Float](repeating: 0, count: row.count))
+        return model.appendLabel(l)
+    }
+
+    /// Hidden layer init (fresh trainer, first batch): He-uniform weights, bias 0.1 so the
+    /// units are active while the input rows are still zero (a zero bias would leave ReLU
+    /// with zero gradient everywhere).
+    private func initHiddenIfNeeded() {
+        let d = model.dense
+        guard d.hidden > 0, examples == 0, d.flat[0..<d.outOffset].allSatisfy({ $0 == 0 }) else { return }
+        let a = (6 / Float(d.dim)).squareRoot()
+        for j in 0..<d.hidden {
+            for i in 0..<d.dim { model.dense.flat[j * (d.dim + 1) + i] = (rng.uniform() * 2 - 1) * a }
+            model.dense.flat[j * (d.dim + 1) + d.dim] = 0.1
+        }
+    }
+
+    /// A newly admitted word's row: the mean of its character n-gram rows (zero without them).
+    private func initWordRow(_ slot: Int32, _ p: UnsafePointer<UInt8>, _ n: Int, scratch: inout [Int32]) {
+        scratch.removeAll(keepingCapacity: true)
+        model.features.appendCharNgrams(p, n, into: &scratch)
+        let t = model.table, dim = config.dim
+        let row = t.row(Int(slot))
+        row.update(repeating: 0, count: dim)
+        for id in scratch { Vec.add(row, t.row(Int(id)), dim) }
+        if !scratch.isEmpty { Vec.scale(row, 1 / Float(scratch.count), dim) }
+        rowState.base[Int(slot)] = 0
+    }
+
+    // MARK: Training
+
+    /// Trains on the batch (config.threads workers). Adds new labels and admits new words as
+    /// they come. Throws PPError when a loss is NaN/inf: the caller reloads its last checkpoint.
+    public func train(_ batch: Batch) throws -> BatchResult {
+        let n = batch.count
+        if n == 0 { return BatchResult(loss: 0, examples: 0, tokens: 0) }
+        initHiddenIfNeeded()
+        // 1. Labels, vocabulary, feature rows (serial, in batch order).
+        var ids = [Int32]()
+        ids.reserveCapacity(batch.tokenCount * 4 + n)
+        var offs = [Int](repeating: 0, count: n + 1)
+        var ys = [Int32](repeating: 0, count: n)
+        var hashes = [UInt32]()
+        var scratch = [Int32]()
+        let f = model.features, vocab = model.vocabulary
+        batch.bytes.withUnsafeBytes { all in
+            for e in 0..<n {
+                let l = batch.labels[e]
+                ys[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
+                hashes.removeAll(keepingCapacity: true)
+                let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
+                Features.forEachToken(toks) { p, len in
+                    let (h, k) = FeatureHash.both(p, len)
+                    hashes.append(h)
+                    switch vocab.observe(p, len, key: k) {
+                    case .known(let s): ids.append(s)
+                    case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); ids.append(s)
+                    case .candidate: break
+                    }
+                    f.appendCharNgrams(p, len, into: &ids)
+                }
+                hashes.withUnsafeBufferPointer { f.appendWordNgrams($0, into: &ids) }
+                offs[e + 1] = ids.count
+            }
+        }
+        // 2. Mini-batches through the workers.
+        let T = max(1, config.threads)
+        while workers.count < T { workers.append(Worker(dim: config.dim, hidden: config.hidden)) }
+        let L = model.labels.count
+        let B = Trainer.miniBatch
+        let nmb = (n + B - 1) / B
+        let perRound = max(1, Trainer.syncEvery / B)
+        let lr = Float(knobs.lr), dropout = Float(min(max(knobs.dropout, 0), 0.95))
+        for w in workers.prefix(T) {
+            w.rng = RNG(seed: rng.next())
+        }
+        var lossSum = 0.0
+        var m0 = 0
+        let table = model.table
+        try ids.withUnsafeBufferPointer { idp in
+            try offs.withUnsafeBufferPointer { op in
+                try ys.withUnsafeBufferPointer { yp in
+                    while m0 < nmb {
+                        let end = min(nmb, m0 + T * perRound)
+                        let active = min(T, end - m0)
+                        for w in 0..<active { workers[w].load(model.dense.flat, state: denseState, labels: L) }
+                        let run = { (w: Int) in
+                            let worker = self.workers[w]
+                            var m = m0 + w
+                            while m < end {
+                                let r = (m * B)..<min(n, (m + 1) * B)
+                                worker.loss += worker.step(range: r, ids: idp.baseAddress!, offsets: op.baseAddress!,
+                                                           labels: yp.baseAddress!, table: table, rowState: self.rowState,
+                                                           lr: lr, dropout: dropout)
+                                m += active
+                            }
+                        }
+                        if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
+                        for w in 0..<active {
+                            lossSum += workers[w].loss
+                            workers[w].loss = 0
+                        }
+                        if !lossSum.isFinite {
+                            throw PPError("loss is \(lossSum) after \(examples) examples (lr \(knobs.lr)): not finite", status: .software)
+                        }
+                        if active == 1 {
+                            workers[0].store(into: &model.dense.flat, state: &denseState)
+                        } else {
+                            Worker.average(workers.prefix(active), into: &model.dense.flat, state: &denseState)
+                        }
+                        m0 = end
+                    }
+                }
+            }
+        }
+        examples += n
+        return BatchResult(loss: lossSum / Double(n), examples: n, tokens: batch.tokenCount)
+    }
+
+    /// The complete checkpoint file (compressed, with checksum), ready for FileIO.publish.
+    /// Fills meta.labels and meta.vocabularySize, and sets meta.config and meta.knobs to the
+    /// trainer's own (a resumed trainer starts with the knobs its checkpoint records).
+    public func checkpointBytes(meta: CheckpointMeta) throws -> [UInt8] {
+        var m = meta
+        m.knobs = knobs
+        m.labels = model.labels
+        m.vocabularySize = model.vocabulary.size
+        m.config = config
+        return try Checkpoint.encode(meta: m, model: model,
+                                     state: TrainerState(rng: rng, examples: examples, rowState: rowState, denseState: denseState))
+    }
+}
+
+/// What a checkpoint carries beyond the model so that training continues exactly.
+struct TrainerState {
+    var rng: RNG
+    var examples: Int
+    var rowState: RowTable
+    var denseState: [Float]
+}
+
+/// The update rule: "leaky AdaGrad", per coordinate on the dense layers and per row on the
+/// input table (one accumulator per row, fed the row gradient's mean square):
+///     v <- beta * v + g^2 ;  w <- w - lr * g / (sqrt(v) + eps)
+/// Why: a perpetual trainer keeps its learning rate fixed, and fixed-rate plain SGD lost about
+/// one accuracy point to fastText's rate decaying to zero (docs/design.md). AdaGrad's
+/// per-coordinate steps win it back, but plain AdaGrad's steps decay to zero as its sums
+/// grow, which would freeze a model that must follow drifting data. With beta < 1 the sum
+/// forgets: early on (and for rarely seen rows, i.e. new words) it behaves like AdaGrad;
+/// after ~1/(1-beta) updates of a coordinate its step settles at about lr * sqrt(1-beta),
+/// never zero. The steps do not depend on the gradient's scale, which also makes the
+/// zero-initialised input rows start learning at once. Measured on the git stream
+/// (TrainSpeedProbe): see the numbers in docs (report).
+enum Optimizer {
+    static var beta: Float = 0.9999
+    static let eps: Float = 1e-8
+    static var plainSGD = false
+}
+
+/// One Hogwild worker: a private copy of the dense layers and the buffers of a mini-batch.
+final class Worker {
+    let dim: Int, hidden: Int, inDim: Int
+    var labels = 0
+    let params = FloatBuf()     // private copy of DenseLayers.flat
+    let state = FloatBuf()      // its optimiser state, same layout
+    let grad = FloatBuf()       // gradient, same layout
+    var rng = RNG(seed: 0)
+    var loss = 0.0
+    // Mini-batch buffers (B rows each).
+    let h = FloatBuf(), mask0 = FloatBuf(), z1 = FloatBuf(), a1 = FloatBuf(), mask1 = FloatBuf()
+    let p = FloatBuf(), dIn = FloatBuf(), dZ1 = FloatBuf(), dH = FloatBuf()
+    var size = 0
+
+    init(dim: Int, hidden: Int) {
+        self.dim = dim; self.hidden = hidden; inDim = hidden > 0 ? hidden : dim
+        let B = Trainer.miniBatch
+        h.ensure(B * dim); mask0.ensure(B * dim); dH.ensure(B * dim)
+        z1.ensure(B * max(hidden, 1)); a1.ensure(B * max(hidden, 1)); mask1.ensure(B * max(hidden, 1)); dZ1.ensure(B * max(hidden, 1))
+        dIn.ensure(B * inDim)
+    }
+
+    /// Copies the master dense layers in.
+    func load(_ flat: [Float], state st: [Float], labels L: Int) {
+        labels = L
+        size = flat.count
+        params.ensure(size); grad.ensure(size); state.ensure(size)
+        p.ensure(Trainer.miniBatch * max(L, 1))
+        flat.withUnsafeBufferPointer { params.p.update(from: $0.baseAddress!, count: size) }
+        st.withUnsafeBufferPointer { state.p.update(from: $0.baseAddress!, count: size) }
+    }
+
+    func store(into flat: inout [Float], state st: inout [Float]) {
+        flat.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: params.p, count: size) }
+        st.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: state.p, count: size) }
+    }
+
+    static func average(_ ws: ArraySlice<Worker>, into flat: inout [Float], state st: inout [Float]) {
+        func avg(_ d: inout [Float], _ get: (Worker) -> UnsafeMutablePointer<Float>) {
+            d.withUnsafeMutableBufferPointer { d in
+                let n = d.count
+                let dp = d.baseAddress!
+                dp.update(from: get(ws.first!), count: n)
+                for w in ws.dropFirst() { Vec.add(dp, get(w), n) }
+                Vec.scale(dp, 1 / Float(ws.count), n)
+            }
+        }
+        avg(&flat) { $0.params.p }
+        avg(&st) { $0.state.p }
+    }
+
+    /// Forward and backward for examples `range` (at most miniBatch): fills `grad` (dense
+    /// layers, summed over the examples) and `dH` (gradient w.r.t. each example's mean input
+    /// vector, before dropout). Returns the summed loss. Parameters are not changed.
+    func forwardBackward(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
+                         labels ys: UnsafePointer<Int32>, table: RowTable, dropout: Float) -> Double {
+        let B = range.count, dim = self.dim, hid = hidden, inDim = self.inDim, L = labels
+        let H = h.p, P = p.p, f = params.p, g = grad.p
+        // h[b] = mean of the example's rows
+        for b in 0..<B {
+            let e = range.lowerBound + b
+            let hb = H + b * dim
+            hb.update(repeating: 0, count: dim)
+            let s = offsets[e], t = offsets[e + 1]
+            var j = s
+            while j < t { Vec.add(hb, table.row(Int(ids[j])), dim); j += 1 }
+            if t > s { Vec.scale(hb, 1 / Float(t - s), dim) }
+        }
+        if dropout > 0 { applyDropout(H, mask0.p, B * dim, dropout) }
+        // Hidden layer: Z1[B x hid] = H[B x dim] W1^T + b1 ; A1 = relu(Z1) (dropout)
+        var A = H
+        if hid > 0 {
+            let Z1 = z1.p, A1 = a1.p
+            sgemm(transA: false, transB: true, m: B, n: hid, k: dim, alpha: 1, a: H, lda: dim, b: f, ldb: dim + 1,
+                  beta: 0, c: Z1, ldc: hid)
+            for b in 0..<B {
+                for j in 0..<hid {
+                    let z = Z1[b * hid + j] + f[j * (dim + 1) + dim]
+                    Z1[b * hid + j] = z
+                    A1[b * hid + j] = z > 0 ? z : 0
+                }
+            }
+            if dropout > 0 { applyDropout(A1, mask1.p, B * hid, dropout) }
+            A = A1
+        }
+        // Output: P[B x L] = A[B x inDim] W^T + b, softmax, loss; then P - onehot = G
+        let W = f + hid * (dim + 1)
+        sgemm(transA: false, transB: true, m: B, n: L, k: inDim, alpha: 1, a: A, lda: inDim, b: W, ldb: inDim + 1,
+              beta: 0, c: P, ldc: L)
+        var loss = 0.0
+        for b in 0..<B {
+            let row = P + b * L
+            for k in 0..<L { row[k] += W[k * (inDim + 1) + inDim] }
+            let y = Int(ys[range.lowerBound + b])
+            let zy = row[y]
+            let (m, ls) = softmax(row, L)
+            loss += Double(m + ls - zy)
+            row[y] -= 1
+        }
+        // dIn[B x inDim] = G[B x L] W[L x inDim]
+        sgemm(transA: false, transB: false, m: B, n: inDim, k: L, alpha: 1, a: P, lda: L, b: W, ldb: inDim + 1,
+              beta: 0, c: dIn.p, ldc: inDim)
+        // dW[L x inDim] = G^T[L x B] A[B x inDim] (into the W part of grad, ld inDim+1); db = column sums of G
+        let gW = g + hid * (dim + 1)
+        sgemm(transA: true, transB: false, m: L, n: inDim, k: B, alpha: 1, a: P, lda: L, b: A, ldb: inDim,
+              beta: 0, c: gW, ldc: inDim + 1)
+        for k in 0..<L {
+            var s: Float = 0
+            for b in 0..<B { s += P[b * L + k] }
+            gW[k * (inDim + 1) + inDim] = s
+        }
+        if hid > 0 {
+            // dZ1 = dIn * mask1 * relu'(Z1); dH[B x dim] = dZ1 W1 ; dW1 = dZ1^T H ; db1 = colsum dZ1
+            let DZ = dZ1.p, Z1 = z1.p, M1 = mask1.p, DI = dIn.p
+            for i in 0..<(B * hid) {
+                let m: Float = dropout > 0 ? M1[i] : 1
+                DZ[i] = Z1[i] > 0 ? DI[i] * m : 0
+            }
+            sgemm(transA: false, transB: false, m: B, n: dim, k: hid, alpha: 1, a: DZ, lda: hid, b: f, ldb: dim + 1,
+                  beta: 0, c: dH.p, ldc: dim)
+            sgemm(transA: true, transB: false, m: hid, n: dim, k: B, alpha: 1, a: DZ, lda: hid, b: H, ldb: dim,
+                  beta: 0, c: g, ldc: dim + 1)
+            for j in 0..<hid {
+                var s: Float = 0
+                for b in 0..<B { s += DZ[b * hid + j] }
+                g[j * (dim + 1) + dim] = s
+            }
+        } else {
+            dH.p.update(from: dIn.p, count: B * dim)
+        }
+        if dropout > 0 {
+            let D = dH.p, M = mask0.p
+            for i in 0..<(B * dim) { D[i] *= M[i] }
+        }
+        return loss
+    }
+
+    /// Inverted dropout: zero with probability q, else scale by 1/(1-q); the mask is kept.
+    @inline(__always)
+    private func applyDropout(_ x: UnsafeMutablePointer<Float>, _ mask: UnsafeMutablePointer<Float>, _ n: Int, _ q: Float) {
+        let keep = 1 / (1 - q)
+        for i in 0..<n {
+            let m: Float = rng.uniform() < q ? 0 : keep
+            mask[i] = m
+            x[i] *= m
+        }
+    }
+
+    /// One SGD step on a mini-batch: forward, backward, update the private dense copy and
+    /// the shared input rows. Returns the summed loss.
+    func step(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
+              labels ys: UnsafePointer<Int32>, table: RowTable, rowState: RowTable, lr: Float, dropout: Float) -> Double {
+        let loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout)
+        let dim = self.dim
+        if Optimizer.plainSGD {
+            Vec.axpy(params.p, -lr, grad.p, size)
+            for b in 0..<range.count {
+                let e = range.lowerBound + b
+                let s = offsets[e], t = offsets[e + 1]
+                if t == s { continue }
+                let a = -lr / Float(t - s)
+                let gb = dH.p + b * dim
+                var j = s
+                while j < t { Vec.axpy(table.row(Int(ids[j])), a, gb, dim); j += 1 }
+            }
+            return loss
+        }
+        Vec.adagradStep(params.p, state.p, grad.p, size, lr: lr, beta: Optimizer.beta, eps: Optimizer.eps)
+        let vs = rowState.base
+        let beta = Optimizer.beta, eps = Optimizer.eps
+        for b in 0..<range.count {
+            let e = range.lowerBound + b
+            let s = offsets[e], t = offsets[e + 1]
+            if t == s { continue }
+            let inv = 1 / Float(t - s)
+            let gb = dH.p + b * dim
+            // The row gradient is gb * inv; its mean square feeds each row's accumulator.
+            let ms = Vec.sumSquares(gb, dim) * inv * inv / Float(dim)
+            var j = s
+            while j < t {
+                let r = Int(ids[j])
+                let v = beta * vs[r] + ms
+                vs[r] = v
+                Vec.axpy(table.row(r), -lr * inv / (v.squareRoot() + eps), gb, dim)
+                j += 1
+            }
+        }
+        return loss
+    }
+}

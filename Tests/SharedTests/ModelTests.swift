@@ -1,0 +1,275 @@
+import XCTest
+import Foundation
+import TestSupport
+@testable import Shared
+
+/// Features, vocabulary growth, gradients and learning of the model core.
+final class ModelTests: XCTestCase {
+    func small(dim: Int = 16, hidden: Int = 0, bucket: Int = 10_000, capacity: Int = 1000, minCount: Int = 2,
+               wordNgrams: Int = 2, minn: Int = 3, maxn: Int = 4, seed: UInt64 = 7) -> ModelConfig {
+        var c = ModelConfig()
+        c.dim = dim; c.hidden = hidden; c.bucket = bucket; c.vocabCapacity = capacity; c.minCount = minCount
+        c.wordNgrams = wordNgrams; c.minn = minn; c.maxn = maxn; c.threads = 1; c.seed = seed
+        return c
+    }
+
+    // MARK: Features
+
+    func fnv(_ s: String) -> UInt32 {
+        let b = Array(s.utf8)
+        return b.withUnsafeBufferPointer { FeatureHash.fnv32($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, b.count) }
+    }
+
+    func testHashIsFastTextFNV1a() {
+        XCTAssertEqual(fnv(""), 2_166_136_261)
+        XCTAssertEqual(fnv("a"), 0xE40C_292C)          // FNV-1a 32 test vector
+        XCTAssertEqual(fnv("foobar"), 0xBF9C_F968)     // FNV-1a 32 test vector
+        // Bytes >= 0x80 are sign-extended as fastText's int8_t cast does.
+        var h: UInt32 = 2_166_136_261
+        h = (h ^ 0xFFFF_FFC3) &* 16_777_619
+        h = (h ^ 0xFFFF_FFA9) &* 16_777_619
+        XCTAssertEqual(fnv("é"), h)
+    }
+
+    func testCharNgramsOfAWord() {
+        let c = small(capacity: 100, wordNgrams: 1, minn: 3, maxn: 6)
+        let f = Features(config: c)
+        let v = Vocabulary(capacity: 100, minCount: 5)
+        // "<abc>": <ab <abc <abc> abc abc> bc>
+        let expect = ["<ab", "<abc", "<abc>", "abc", "abc>", "bc>"].map { Int32(100) + Int32(fnv($0) % 10_000) }
+        XCTAssertEqual(f.ids(tokens: ["abc"], vocabulary: v), expect)
+        // UTF-8: "é" is one character: "<é>" is a 3-gram.
+        XCTAssertEqual(f.ids(tokens: ["é"], vocabulary: v), [Int32(100) + Int32(fnv("<é>") % 10_000)])
+        // No char n-grams with maxn 0.
+        let c0 = small(capacity: 100, wordNgrams: 1, minn: 0, maxn: 0)
+        XCTAssertEqual(Features(config: c0).ids(tokens: ["abc"], vocabulary: v), [])
+    }
+
+    func testWordNgramsAndAdmittedWords() {
+        let c = small(capacity: 100, minCount: 1, wordNgrams: 3, minn: 0, maxn: 0)
+        let f = Features(config: c)
+        let v = Vocabulary(capacity: 100, minCount: 1)
+        let words = ["fix", "the", "bug"]
+        for w in words { var b = Array(w.utf8); _ = b.withUnsafeMutableBufferPointer { v.observe($0.baseAddress!, $0.count, key: FeatureHash.key64($0.baseAddress!, $0.count)) } }
+        let hs = words.map { UInt64(bitPattern: Int64(Int32(bitPattern: fnv($0)))) }
+        func ng(_ a: [UInt64]) -> Int32 {
+            var h = a[0]
+            for x in a.dropFirst() { h = h &* 116_049_371 &+ x }
+            return Int32(100) + Int32(h % 10_000)
+        }
+        let expect: [Int32] = [0, 1, 2, ng([hs[0], hs[1]]), ng([hs[0], hs[1], hs[2]]), ng([hs[1], hs[2]])]
+        XCTAssertEqual(f.ids(tokens: words, vocabulary: v), expect)
+    }
+
+    // MARK: Vocabulary
+
+    func observe(_ v: Vocabulary, _ w: String) -> Vocabulary.Seen {
+        var b = Array(w.utf8)
+        return b.withUnsafeMutableBufferPointer { v.observe($0.baseAddress!, $0.count, key: FeatureHash.key64($0.baseAddress!, $0.count)) }
+    }
+
+    func testAdmissionAtMinCountAndEvictionOfLeastRecent() {
+        let v = Vocabulary(capacity: 2, minCount: 3)
+        for _ in 0..<2 { _ = observe(v, "alpha") }
+        XCTAssertEqual(v.slot(of: "alpha"), -1)
+        XCTAssertEqual(v.candidateCount(of: "alpha"), 2)
+        guard case .admitted(let sa) = observe(v, "alpha") else { return XCTFail("not admitted at minCount") }
+        for _ in 0..<3 { _ = observe(v, "beta") }
+        let sb = v.slot(of: "beta")
+        XCTAssertEqual(v.size, 2)
+        XCTAssertNotEqual(sa, sb)
+        _ = observe(v, "alpha")          // beta is now the least recently seen
+        for _ in 0..<3 { _ = observe(v, "gamma") }
+        XCTAssertEqual(v.slot(of: "beta"), -1, "least recently seen word evicted")
+        XCTAssertEqual(v.slot(of: "gamma"), sb, "its slot reused")
+        XCTAssertEqual(v.slot(of: "alpha"), sa)
+        XCTAssertEqual(v.evictions, 1)
+        XCTAssertEqual(v.word(atSlot: Int(sb)), "gamma")
+    }
+
+    func testCandidateMemoryIsBounded() {
+        let v = Vocabulary(capacity: 10, minCount: 1000, candidateLimit: 64)
+        for i in 0..<5000 {
+            _ = observe(v, "w\(i)")
+            if i % 10 == 0 { _ = observe(v, "frequent") }
+        }
+        XCTAssertLessThanOrEqual(v.candidates, 64)
+        XCTAssertGreaterThan(v.candidateCount(of: "frequent"), 0, "frequent words survive pruning")
+        XCTAssertEqual(v.candidateCount(of: "w4999"), 1)
+    }
+
+    // MARK: Gradients
+
+    /// Analytic gradients of the dense layers and the input rows against central finite
+    /// differences of the loss, for the linear model and with a hidden layer.
+    func testGradientsMatchFiniteDifferences() throws {
+        for hidden in [0, 6] {
+            let dim = 5, L = 4, rows = 12
+            var rng = RNG(seed: 3)
+            let table = RowTable(rows: rows, dim: dim)
+            for i in 0..<(rows * dim) { table.base[i] = rng.uniform() * 2 - 1 }
+            var dense = DenseLayers(dim: dim, hidden: hidden)
+            dense.flat = (0..<DenseLayers.size(dim: dim, hidden: hidden, labels: L)).map { _ in rng.uniform() * 2 - 1 }
+            let w = Worker(dim: dim, hidden: hidden)
+            w.load(dense.flat, state: [Float](repeating: 0, count: dense.flat.count), labels: L)
+            // Three examples; row 2 appears twice in the second one.
+            let ids: [Int32] = [0, 1, 5, 2, 2, 7, 3, 11]
+            let offs = [0, 3, 6, 8]
+            let ys: [Int32] = [1, 3, 0]
+            func loss() -> Double {
+                w.forwardBackward(range: 0..<3, ids: ids, offsets: offs, labels: ys, table: table, dropout: 0)
+            }
+            _ = loss()
+            let analytic = Array(UnsafeBufferPointer(start: w.grad.p, count: w.size))
+            let dH = Array(UnsafeBufferPointer(start: w.dH.p, count: 3 * dim))
+            let eps: Float = 1e-2
+            func check(_ a: Double, _ num: Double, _ what: String) {
+                XCTAssertEqual(a, num, accuracy: 2e-3 + 2e-2 * abs(num), "hidden \(hidden): \(what)")
+            }
+            for i in 0..<w.size {
+                let old = w.params.p[i]
+                w.params.p[i] = old + eps; let lp = loss()
+                w.params.p[i] = old - eps; let lm = loss()
+                w.params.p[i] = old
+                check(Double(analytic[i]), (lp - lm) / Double(2 * eps), "dense[\(i)]")
+            }
+            // Input rows: dL/dE[r] = sum over examples of count(r) * dH[b] / n_b.
+            for r in [0, 2, 7, 11] {
+                for k in 0..<dim {
+                    var a = 0.0
+                    for b in 0..<3 {
+                        let c = ids[offs[b]..<offs[b + 1]].filter { $0 == Int32(r) }.count
+                        a += Double(c) * Double(dH[b * dim + k]) / Double(offs[b + 1] - offs[b])
+                    }
+                    let p = table.row(r) + k
+                    let old = p.pointee
+                    p.pointee = old + eps; let lp = loss()
+                    p.pointee = old - eps; let lm = loss()
+                    p.pointee = old
+                    check(a, (lp - lm) / Double(2 * eps), "row \(r)[\(k)]")
+                }
+            }
+        }
+    }
+
+    // MARK: Learning
+
+    /// (label, tokens) from the demo data, in file order.
+    static func demoExamples() throws -> [(String, [UInt8])] {
+        let dir = TestSupport.repoRoot + "/demo/data"
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jsonl.zst") }.sorted()
+        var out: [(String, [UInt8])] = []
+        for n in names {
+            let raw = try Zstd.decompress(try FileIO.readAll(dir + "/" + n))
+            for line in raw.split(separator: 0x0A) where !line.isEmpty {
+                guard let o = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                      let text = o["text"] as? String, let label = o["label"] as? String else { continue }
+                var toks = [UInt8]()
+                var t = text
+                t.withUTF8 { _ = Tokenizer.tokenize(UnsafeRawBufferPointer($0), into: &toks) }
+                out.append((label, toks))
+            }
+        }
+        return out
+    }
+
+    static func accuracy(_ m: Model, _ data: ArraySlice<(String, [UInt8])>) -> Double {
+        var right = 0
+        var probs = [Float](repeating: 0, count: m.labels.count)
+        for (l, t) in data {
+            t.withUnsafeBytes { tb in probs.withUnsafeMutableBufferPointer { m.predict(tokens: tb, probs: $0) } }
+            let best = probs.indices.max { probs[$0] < probs[$1] }!
+            if m.labels[best] == l { right += 1 }
+        }
+        return Double(right) / Double(data.count)
+    }
+
+    func testLearnsDemoDataAboveMajorityRate() throws {
+        let all = try ModelTests.demoExamples()
+        XCTAssertGreaterThan(all.count, 1000)
+        let train = all.enumerated().filter { $0.offset % 5 != 0 }.map(\.element)
+        let test = all.enumerated().filter { $0.offset % 5 == 0 }.map(\.element)
+        var counts: [String: Int] = [:]
+        for (l, _) in test { counts[l, default: 0] += 1 }
+        let majority = Double(counts.values.max()!) / Double(test.count)
+        for hidden in [0, 64] {
+            var c = small(dim: 32, hidden: hidden, bucket: 100_000, capacity: 20_000, minCount: 2, maxn: 0)
+            c.threads = 2
+            let t = try Trainer(config: c, knobs: Knobs(lr: hidden > 0 ? 0.1 : 0.2, dropout: 0.1))
+            for _ in 0..<(hidden > 0 ? 8 : 6) {
+                var b = Batch()
+                for (l, toks) in train {
+                    toks.withUnsafeBytes { b.append(label: l, tokens: $0) }
+                    if b.count == 500 { _ = try t.train(b); b.removeAll() }
+                }
+                _ = try t.train(b)
+            }
+            let acc = ModelTests.accuracy(t.model, test[...])
+            print("demo held-out accuracy hidden=\(hidden): \(acc) (majority \(majority))")
+            XCTAssertGreaterThan(acc, majority + 0.15, "hidden \(hidden)")
+        }
+    }
+
+    // MARK: Growth inside the trainer
+
+    func testNewLabelDoesNotDisturbAndIsLearned() throws {
+        let t = try Trainer(config: small(minCount: 1), knobs: Knobs(lr: 0.3))
+        var b = Batch()
+        for i in 0..<200 {
+            b.append(label: "red", tokens: ["apple", "cherry", "x\(i % 7)"])
+            b.append(label: "green", tokens: ["lime", "kiwi", "x\(i % 5)"])
+        }
+        for _ in 0..<5 { _ = try t.train(b) }
+        let probes = [["apple", "cherry"], ["lime"], ["kiwi", "x1"], ["unknown", "words"]]
+        let before = probes.map { t.model.predict(tokens: $0) }
+        _ = t.addLabel("blue")
+        XCTAssertEqual(t.model.labels, ["red", "green", "blue"])
+        for (p, old) in zip(probes, before) {
+            let now = t.model.predict(tokens: p)
+            XCTAssertEqual(now.count, 3)
+            for k in 0..<2 { XCTAssertEqual(now[k], old[k], accuracy: 0.01, "\(p)") }
+            XCTAssertLessThan(now[2], 0.01)
+        }
+        var nb = Batch()
+        for _ in 0..<100 { nb.append(label: "blue", tokens: ["sky", "sea"]) }
+        for _ in 0..<3 { _ = try t.train(nb) }
+        let p = t.model.predict(tokens: ["sky", "sea"])
+        XCTAssertEqual(p.indices.max { p[$0] < p[$1] }, 2, "the new label is learned: \(p)")
+    }
+
+    func testAdmittedWordRowStartsAsMeanOfItsNgramRows() throws {
+        var c = small(minCount: 3, minn: 3, maxn: 4)
+        c.wordNgrams = 1
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.5))
+        var b = Batch()
+        b.append(label: "a", tokens: ["zebra", "one"])
+        b.append(label: "b", tokens: ["zebra", "two"])
+        _ = try t.train(b)
+        let m = t.model
+        XCTAssertEqual(m.vocabulary.slot(of: "zebra"), -1)
+        let ng = m.features.ids(tokens: ["zebra"], vocabulary: m.vocabulary)
+        XCTAssertFalse(ng.isEmpty)
+        var mean = [Float](repeating: 0, count: c.dim)
+        for id in ng { for k in 0..<c.dim { mean[k] += m.table.row(Int(id))[k] } }
+        for k in 0..<c.dim { mean[k] /= Float(ng.count) }
+        XCTAssertTrue(mean.contains { $0 != 0 }, "n-gram rows were trained")
+        t.knobs.lr = 0   // no update: the row stays as initialised
+        var b2 = Batch()
+        b2.append(label: "a", tokens: ["zebra"])
+        _ = try t.train(b2)
+        let s = Int(m.vocabulary.slot(of: "zebra"))
+        XCTAssertGreaterThanOrEqual(s, 0, "admitted at min_count")
+        for k in 0..<c.dim { XCTAssertEqual(m.table.row(s)[k], mean[k], accuracy: 1e-6) }
+        // The admitted word now contributes its row plus its n-grams.
+        XCTAssertEqual(m.features.ids(tokens: ["zebra"], vocabulary: m.vocabulary), [Int32(s)] + ng)
+    }
+
+    func testNonFiniteLossThrows() throws {
+        let t = try Trainer(config: small(), knobs: Knobs(lr: 1e30))
+        var b = Batch()
+        for i in 0..<200 { b.append(label: "l\(i % 3)", tokens: ["a\(i % 11)", "b", "c\(i % 4)"]) }
+        XCTAssertThrowsError(try { for _ in 0..<20 { _ = try t.train(b) } }()) { e in
+            XCTAssertTrue("\(e)".contains("not finite"), "\(e)")
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import XCTest
+import Foundation
+@testable import Shared
+
+/// A hand-run speed and accuracy probe of the training core (no timed assertions): skipped
+/// unless PP_PROBE_DATA names a folder of *.jsonl or *.jsonl.zst files. Every 10th example is
+/// held out. Knobs from the environment: PP_PROBE_DIM, _HIDDEN, _MINN, _MAXN, _NGRAMS, _BUCKET,
+/// _PASSES, _LR, _DROPOUT, _THREADS, _MINCOUNT, _BATCH. Run in release, e.g.
+///   OPENBLAS_CORETYPE=Haswell PP_PROBE_DATA=DIR swift test -c release -Xswiftc -target-cpu \
+///     -Xswiftc haswell -Xswiftc -enable-testing --scratch-path .build-test --filter TrainSpeedProbe
+final class TrainSpeedProbe: XCTestCase {
+    func env(_ k: String, _ d: Double) -> Double { ProcessInfo.processInfo.environment["PP_PROBE_" + k].flatMap(Double.init) ?? d }
+
+    func testProbe() throws {
+        guard let dir = ProcessInfo.processInfo.environment["PP_PROBE_DATA"] else { throw XCTSkip("PP_PROBE_DATA not set") }
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".jsonl") }.sorted()
+        var train: [(String, [UInt8])] = [], test: [(String, [UInt8])] = []
+        var n = 0
+        for name in names {
+            var raw = try FileIO.readAll(dir + "/" + name)
+            if name.hasSuffix(".zst") { raw = try Zstd.decompress(raw) }
+            for line in raw.split(separator: 0x0A) where !line.isEmpty {
+                guard let o = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                      let text = o["text"] as? String, let label = o["label"] as? String else { continue }
+                var toks = [UInt8]()
+                var t = text
+                t.withUTF8 { _ = Tokenizer.tokenize(UnsafeRawBufferPointer($0), into: &toks) }
+                if n % 10 == 0 { test.append((label, toks)) } else { train.append((label, toks)) }
+                n += 1
+            }
+        }
+        var c = ModelConfig()
+        c.dim = Int(env("DIM", 100)); c.hidden = Int(env("HIDDEN", 0))
+        c.minn = Int(env("MINN", 3)); c.maxn = Int(env("MAXN", 0)); c.wordNgrams = Int(env("NGRAMS", 2))
+        c.bucket = Int(env("BUCKET", 2_000_000)); c.threads = Int(env("THREADS", 2)); c.minCount = Int(env("MINCOUNT", 1))
+        Optimizer.plainSGD = env("SGD", 0) != 0
+        Optimizer.beta = Float(env("BETA", Double(Optimizer.beta)))
+        defer { Optimizer.plainSGD = false; Optimizer.beta = 0.9999 }
+        let passes = Int(env("PASSES", 5)), batchSize = Int(env("BATCH", 10_000))
+        let t = try Trainer(config: c, knobs: Knobs(lr: env("LR", 0.1), dropout: env("DROPOUT", 0)))
+        var batches: [Batch] = []
+        var b = Batch()
+        for (l, toks) in train {
+            toks.withUnsafeBytes { b.append(label: l, tokens: $0) }
+            if b.count == batchSize { batches.append(b); b = Batch() }
+        }
+        if b.count > 0 { batches.append(b) }
+        let tokens = batches.reduce(0) { $0 + $1.tokenCount }
+        var losses: [Double] = []
+        let start = Date()
+        for _ in 0..<passes {
+            var l = 0.0
+            for bb in batches { l += try t.train(bb).loss * Double(bb.count) }
+            losses.append(l / Double(train.count))
+        }
+        let secs = Date().timeIntervalSince(start)
+        let acc = ModelTests.accuracy(t.model, test[...])
+        let ck0 = Date()
+        let bytes = try t.checkpointBytes(meta: CheckpointMeta(run: "p", createdAt: "", step: 0, tokens: 0, config: c, knobs: t.knobs))
+        let ckSecs = Date().timeIntervalSince(ck0)
+        print(String(format: "probe: %d train / %d test, %d tokens x %d passes in %.2f s = %.0f tokens/s; held-out accuracy %.4f; loss per pass %@; vocab %d; checkpoint %.1f MB in %.2f s; blas %@",
+                     train.count, test.count, tokens, passes, secs, Double(tokens * passes) / secs, acc,
+                     losses.map { String(format: "%.3f", $0) }.joined(separator: " "), t.model.vocabulary.size,
+                     Double(bytes.count) / 1e6, ckSecs, BLASSetup.coreName))
+    }
+}
