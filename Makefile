@@ -23,7 +23,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test demo bench bench-quick install clean
+.PHONY: all deps build test test-systemd demo bench bench-quick install man clean
 
 all: build
 
@@ -42,6 +42,13 @@ build: deps
 test: deps
 	$(SWIFT) build $(TEST_FLAGS)
 	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
+	Tests/systemd/run.sh "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
+
+# The systemd units alone: static checks, then a real systemd in a container (as root; see
+# docs/operations.md, "How the units are tested"). PP_SYSTEMD_TEST=static|0 limits it.
+test-systemd: deps
+	$(SWIFT) build $(TEST_FLAGS)
+	Tests/systemd/run.sh "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
 
 demo: build
 	PP_BIN="$(BIN)" demo/run.sh
@@ -52,9 +59,52 @@ bench: build
 bench-quick: build
 	PP_BIN="$(BIN)" BENCH_QUICK=1 bench/run.sh
 
-install: build
-	install -d $(BINDIR)
-	for t in pp-ingest pp-train pp-eval pp-select; do install -m 0755 "$(BIN)/$$t" $(BINDIR)/$$t; done
+# make install: the binaries, the systemd units, sysusers.d/tmpfiles.d entries, man pages
+# generated from the argument parsers (swift-argument-parser's generate-manual tool), bash/zsh/
+# fish completions and docs/operations.md. PREFIX and DESTDIR as usual; the units' /usr/local/
+# paths are rewritten to PREFIX. BIN=DIR on the command line installs binaries already built in
+# DIR instead of building (the systemd test installs the test build this way).
+# After a real install (no DESTDIR), docs/operations.md "Install" lists the commands to run.
+TOOLS := pp-ingest pp-train pp-eval pp-select
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/perpetuum
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+MANOUT := .build/man
+
+install: $(if $(filter command line,$(origin BIN)),,build) man
+	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	for t in $(TOOLS); do install -m 0755 "$(BIN)/$$t" $(BINDIR)/$$t; done
+	for u in systemd/*.service systemd/*.timer systemd/*.path systemd/*.target; do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' "$$u" > "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" || exit 1; \
+	done
+	install -m 0644 systemd/perpetuum.sysusers $(DESTDIR)$(SYSUSERSDIR)/perpetuum.conf
+	install -m 0644 systemd/perpetuum.tmpfiles $(DESTDIR)$(TMPFILESDIR)/perpetuum.conf
+	install -m 0644 $(MANOUT)/*.1 $(DESTDIR)$(MANDIR)/man1/
+	for t in $(TOOLS); do \
+	  "$(BIN)/$$t" --generate-completion-script bash > "$(DESTDIR)$(BASHCOMPDIR)/$$t" && \
+	  "$(BIN)/$$t" --generate-completion-script zsh > "$(DESTDIR)$(ZSHCOMPDIR)/_$$t" && \
+	  "$(BIN)/$$t" --generate-completion-script fish > "$(DESTDIR)$(FISHCOMPDIR)/$$t.fish" || exit 1; \
+	done
+	install -m 0644 docs/operations.md $(DESTDIR)$(DOCDIR)/operations.md
+
+# Man pages from the argument-parser definitions of the built tools in $(BIN), into $(MANOUT).
+# `swift package plugin generate-manual --help` only builds swift-argument-parser's
+# generate-manual tool (once); running that tool on our binaries directly avoids the plugin's
+# own full rebuild of the package with other flags. The date is the last commit's, so the
+# pages do not change from one install to the next.
+man: $(if $(filter command line,$(origin BIN)),,build)
+	$(SWIFT) package plugin generate-manual --help >/dev/null
+	rm -rf $(MANOUT) && mkdir -p $(MANOUT)
+	tool=$$(find .build -path '*/generate-manual-tool' -type f -perm -u+x | head -1); \
+	[ -n "$$tool" ] || { echo "make man: generate-manual was not built"; exit 1; }; \
+	date=$$(git log -1 --format=%cs 2>/dev/null || date +%F); \
+	for t in $(TOOLS); do "$$tool" "$(BIN)/$$t" --date "$$date" --output-directory $(MANOUT) || exit 1; done
 
 clean:
 	rm -rf .build .build-test demo/root bench/work
