@@ -380,7 +380,7 @@ else
   notok "pp-train@main not restarted after kill -9"; dump pp-train@main.service
 fi
 newest=$(newest_ckpt)
-if journal pp-train@main.service --since=@"$since" | grep 'starting' | grep -q "from=resume.*${newest%.ppc}"; then
+if journal pp-train@main.service --since=@"$since" | grep 'starting' | grep 'from=resume' | grep -q "checkpoint=[^ ]*${newest%.ppc}"; then
   ok "the restarted trainer resumed from the last checkpoint ($newest)"
 else
   notok "the restarted trainer did not log a resume from $newest"; journal pp-train@main.service --since=@"$since" | tail -5 | diag
