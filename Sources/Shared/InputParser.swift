@@ -141,13 +141,16 @@ public final class InputParser {
     private var labelBuf = [UInt8]()
     private var idBuf = [UInt8]()
     private var keyBuf = [UInt8]()
-    private var tokenBuf = [UInt8]()
+    /// The tokens of the current line: room for the tokens of the longest text accepted.
+    private let tokenMem: UnsafeMutablePointer<UInt8>
     private var seen = Set<UInt64>()
 
     public init(options: InputOptions = InputOptions()) {
         self.options = options
-        tokenBuf.reserveCapacity(1 << 16)
+        tokenMem = .allocate(capacity: Tokenizer.outputBound(options.maxTextBytes))
     }
+
+    deinit { tokenMem.deallocate() }
 
     /// Forgets the examples seen so far (the next input starts a new batch).
     public func reset() { seen.removeAll(keepingCapacity: true) }
@@ -182,8 +185,10 @@ public final class InputParser {
             }
         }
         func tooLong(_ raw: UnsafeRawBufferPointer, _ size: Int) throws {
+            // Only the line's beginning is handed out (it is all an error report needs).
             try deliver(.bad(InputLineError(line: lineNo, reason: .lineTooLong,
-                                            detail: "line longer than \(maxLine) bytes (\(size)+ bytes)")), raw: raw)
+                                            detail: "line longer than \(maxLine) bytes (\(size)+ bytes)")),
+                        raw: UnsafeRawBufferPointer(rebasing: raw[0..<min(raw.count, 256)]))
         }
 
         while try reader.next({ chunk in
@@ -339,15 +344,13 @@ public final class InputParser {
         if text.count > options.maxTextBytes {
             return bad(number, .textTooLong, "text longer than \(options.maxTextBytes) bytes (\(text.count))")
         }
-        tokenBuf.removeAll(keepingCapacity: true)
-        let count = Tokenizer.tokenize(text, into: &tokenBuf)
+        let (written, count) = Tokenizer.tokenize(text, to: tokenMem, leadingSpace: false)
         if count == 0 { return bad(number, .emptyText, "text has no tokens (empty, or only punctuation and spaces)") }
-        return tokenBuf.withUnsafeBytes { tokens in
-            let h = StableHash.xxh64(tokens)
-            if options.dedupe && !seen.insert(h).inserted { return .duplicate(line: number) }
-            return .example(InputExample(line: number, label: label, text: text, tokens: tokens, tokenCount: count,
-                                         tokenHash: h, id: id, ts: ts))
-        }
+        let tokens = UnsafeRawBufferPointer(start: tokenMem, count: written)
+        let h = StableHash.xxh64(tokens)
+        if options.dedupe && !seen.insert(h).inserted { return .duplicate(line: number) }
+        return .example(InputExample(line: number, label: label, text: text, tokens: tokens, tokenCount: count,
+                                     tokenHash: h, id: id, ts: ts))
     }
 
     /// nil when the label is made of visible characters only; else what is wrong with it.
@@ -500,9 +503,12 @@ public final class InputParser {
             }
         }
         while i < e {
-            let c = p[i]
-            if c != 0x5C { buf.append(c); i += 1; continue }
-            let esc = p[i + 1]   // the scanner checked every escape is complete
+            // Copy the run up to the next backslash in one go.
+            let next = memchr(p + i, 0x5C, e - i).map { UnsafeRawPointer($0) - UnsafeRawPointer(p) } ?? e
+            if next > i { buf.append(contentsOf: UnsafeRawBufferPointer(start: p + i, count: next - i)) }
+            i = next
+            if i >= e { break }
+            let esc = p[i + 1]   // the scanner checked that every escape is complete
             i += 2
             switch esc {
             case 0x22, 0x5C, 0x2F: buf.append(esc)      // " \ /

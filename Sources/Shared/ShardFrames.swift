@@ -21,34 +21,35 @@ extension ShardWriter {
     }
 
     /// Frame 2: the records followed by the end magic, compressed (content size and XXH64
-    /// checksum in the frame) without copying the records.
-    public func recordsFrame(level: Int32 = 1) throws -> [UInt8] {
+    /// checksum in the frame) and handed to `sink` in pieces of at most 1 MiB, so neither
+    /// the records nor the compressed frame are ever copied whole.
+    public func writeRecordsFrame(level: Int32 = 1, to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let cctx = ZSTD_createCCtx() else { throw PPError("zstd: out of memory") }
         defer { ZSTD_freeCCtx(cctx) }
         _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "level")
         _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "checksum")
         _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1), "content size")
-        let total = records.count + Shard.endMagic.count
-        _ = try Zstd.check(ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(total)), "pledged size")
-        var out = [UInt8](repeating: 0, count: ZSTD_compressBound(total) + 64)
-        var written = 0
-        try out.withUnsafeMutableBytes { dst in
-            var output = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: 0)
-            try records.withUnsafeBytes { src in
+        _ = try Zstd.check(ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(records.count + Shard.endMagic.count)), "pledged size")
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        try buf.withUnsafeMutableBytes { dst in
+            func pump(_ src: UnsafeRawBufferPointer, _ mode: ZSTD_EndDirective) throws {
                 var input = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
-                while input.pos < input.size {
-                    _ = try Zstd.check(ZSTD_compressStream2(cctx, &output, &input, ZSTD_e_continue), "compress")
+                while true {
+                    var output = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: 0)
+                    let left = try Zstd.check(ZSTD_compressStream2(cctx, &output, &input, mode), "compress")
+                    if output.pos > 0 { try sink(UnsafeRawBufferPointer(rebasing: dst[0..<output.pos])) }
+                    if mode == ZSTD_e_end ? left == 0 : input.pos == input.size { return }
                 }
             }
-            try Shard.endMagic.withUnsafeBytes { src in
-                var input = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
-                while try Zstd.check(ZSTD_compressStream2(cctx, &output, &input, ZSTD_e_end), "compress") != 0 {
-                    if output.pos == output.size { throw PPError("zstd: output buffer too small") }
-                }
-            }
-            written = output.pos
+            try records.withUnsafeBytes { try pump($0, ZSTD_e_continue) }
+            try Shard.endMagic.withUnsafeBytes { try pump($0, ZSTD_e_end) }
         }
-        out.removeSubrange(written...)
+    }
+
+    /// Frame 2 as bytes (tests, small shards).
+    public func recordsFrame(level: Int32 = 1) throws -> [UInt8] {
+        var out = [UInt8]()
+        try writeRecordsFrame(level: level) { out.append(contentsOf: $0) }
         return out
     }
 

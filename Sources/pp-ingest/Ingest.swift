@@ -378,6 +378,7 @@ final class Ingester {
                         metadata: ["existing": "\(existing.sorted().joined(separator: ","))"])
         }
 
+        crashPoint("before-publish")
         var published: [String] = []
         for p in toPublish {
             let s = p.builder.sealed[p.part]
@@ -390,9 +391,7 @@ final class Ingester {
             h.ingestedAt = now
             h.stats = ["input_lines": Double(summary.lines), "input_bad_lines": Double(summary.badLines),
                        "input_duplicates": Double(summary.duplicates), "holdout_fraction": cfg.holdout]
-            var bytes = try ShardWriter.headerFrame(h, recordBytes: s.recordBytes, level: 1)
-            bytes.append(contentsOf: try FileIO.readAll(s.tmp))
-            try FileIO.publish(bytes, to: p.path)
+            try publishPart(header: try ShardWriter.headerFrame(h, recordBytes: s.recordBytes, level: 1), records: s.tmp, to: p.path)
             unlink(s.tmp)
             index[sha16, default: []].insert(p.rel)
             published.append(p.path)
@@ -421,6 +420,53 @@ final class Ingester {
             "MB_per_s": "\(JSONOut.number(Double(summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
         finishReport(&report, status, summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
         emit(report)
+    }
+
+    /// FileIO.publish for a shard whose records frame is already in the file `records`:
+    /// writes `.NAME.tmp.PID` = header frame + a kernel-side copy of `records`
+    /// (sendfile(2), read/write where unsupported), fsyncs it, renames it to `path`,
+    /// and fsyncs the folder.
+    private func publishPart(header: [UInt8], records: String, to path: String) throws {
+        let (dir, name) = FileIO.split(path)
+        let tmp = dir + "/." + name + ".tmp." + String(getpid())
+        let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if out < 0 { throw PPError.io(tmp, "create", errno: errno) }
+        do {
+            defer { close(out) }
+            try header.withUnsafeBytes { try FileIO.writeAll(out, $0, path: tmp) }
+            let src = open(records, O_RDONLY | O_CLOEXEC)
+            if src < 0 { throw PPError.io(records, "open", errno: errno) }
+            defer { close(src) }
+            var kernelCopy = true
+            while kernelCopy {
+                let n = sendfile(out, src, nil, 1 << 30)
+                if n == 0 { break }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == ENOSYS || errno == EINVAL { kernelCopy = false; break }
+                    throw PPError.io(tmp, "sendfile", errno: errno)
+                }
+            }
+            if !kernelCopy {
+                var buf = [UInt8](repeating: 0, count: 1 << 20)
+                while true {
+                    let n = buf.withUnsafeMutableBytes { b in read(src, b.baseAddress!, b.count) }
+                    if n < 0 { if errno == EINTR { continue }; throw PPError.io(records, "read", errno: errno) }
+                    if n == 0 { break }
+                    try buf.withUnsafeBytes { try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: tmp) }
+                }
+            }
+            try FileIO.sync(out, path: tmp)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        if rename(tmp, path) != 0 {
+            let e = errno
+            unlink(tmp)
+            throw PPError.io(path, "rename", errno: e)
+        }
+        try FileIO.syncDirectory(dir)
     }
 
     static func partNumber(_ i: Int) -> String {
@@ -536,12 +582,11 @@ final class PartBuilder {
     /// the published copy is fsynced).
     func seal() throws {
         guard writer.examples > 0 else { return }
-        let frame = try writer.recordsFrame(level: 1)
         let tmp = dir + "/.ingest-\(getpid())-\(split)-\(sealed.count).tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw PPError.io(tmp, "create", errno: errno) }
         defer { close(fd) }
-        try frame.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tmp) }
+        try writer.writeRecordsFrame(level: 1) { try FileIO.writeAll(fd, $0, path: tmp) }
         let template = ShardHeader(split: split, examples: 0, tokens: 0, labels: [], labelCounts: [], sourceName: "",
                                    sourceSHA256: "", sourceBytes: 0, part: sealed.count, parts: 0, ingestedAt: "",
                                    tsMin: nil, tsMax: nil)
