@@ -1,21 +1,233 @@
-// pp-eval: Score a checkpoint on the holdout shards, as JSON.
-// Not built yet: this placeholder only answers --help and exits with EX_UNAVAILABLE (69).
+// pp-eval: scores checkpoints on an eval set (default: the holdout shards) and stores one JSON
+// result per (checkpoint, eval set) under evals/; `--pending` does that for every checkpoint
+// still missing a result; `predict` labels text from stdin; `--lineage` prints which data
+// made a checkpoint. Formats: docs/formats.md ("Eval set", "Eval result").
+// It never writes anything but evals/ files, and never a result for a corrupt checkpoint.
 
 import ArgumentParser
 import Shared
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let tool = "pp-eval"
+
+/// Runs `body`, turning a PPError into its one-line message and exit status.
+func guarded(_ body: () throws -> Void) throws {
+    do { try body() } catch let e as PPError {
+        Log.fail(tool, e.message)
+        throw ExitCode(e.status.rawValue)
+    }
+}
+
+/// Writes one line to stdout at once (write(2), no buffering: results appear as they come).
+func emit(_ line: String) throws {
+    let bytes = Array((line + "\n").utf8)
+    try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
+}
+
+func realPath(_ p: String) -> String? {
+    guard let r = realpath(p, nil) else { return nil }
+    defer { free(r) }
+    return String(cString: r)
+}
+
+/// How the result names a checkpoint: RUN and FILE from its (resolved) path
+/// "runs/RUN/checkpoints/FILE", else the run its metadata names; the path relative to the root.
+func identity(path: String, meta: CheckpointMeta, root: Root) -> CheckpointIdentity {
+    let real = realPath(path) ?? path
+    let rootReal = realPath(root.path) ?? root.path
+    let id = EvalNames.checkpointID(path: real) ?? (meta.run, FileIO.split(real).name)
+    let rel = real.hasPrefix(rootReal + "/") ? String(real.dropFirst(rootReal.count + 1)) : real
+    return CheckpointIdentity(run: id.run, file: id.file, path: rel, step: meta.step, createdAt: meta.createdAt)
+}
+
+/// The eval set --data names (shard files or folders), else the root's holdout shards.
+func loadEvalSet(data: [String], root: Root) throws -> EvalSet {
+    let set: EvalSet
+    if data.isEmpty {
+        set = try EvalSet.loadShards(try EvalSet.holdoutPaths(root), source: "holdout")
+    } else {
+        let paths = try EvalSet.shardPaths(data)
+        for p in paths where !p.hasSuffix("." + Shard.fileExtension) {
+            throw PPError("\(p): raw input files are not supported yet (waiting for Shared InputParser); give shard files or folders",
+                          status: .unavailable)
+        }
+        if paths.isEmpty { throw PPError("\(data.joined(separator: " ")): no shard files", status: .nothingToDo) }
+        set = try EvalSet.loadShards(paths, source: data.joined(separator: " "))
+    }
+    if set.count == 0 { throw PPError("\(set.source): the eval set has no examples", status: .nothingToDo) }
+    return set
+}
 
 struct PPEval: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pp-eval",
-        abstract: "Score a checkpoint on the holdout shards, as JSON.",
-        discussion: "Not built yet: this version only prints this help."
+        abstract: "Score checkpoints on the holdout shards, as JSON.",
+        discussion: """
+        pp-eval CKPT prints one JSON result and stores it as evals/<ckpt>--<run>--<evalset16>.json \
+        (with a per-example .pex file beside it, for pp-select's bootstrap). \
+        --pending scores every checkpoint of every run, and the deployed one, that has no result \
+        for the current holdout set, one JSON line each.
+
+        EXIT STATUS: 0 done, 2 nothing to do (no pending checkpoint, no holdout examples), \
+        64 usage, 65 corrupt checkpoint or shard (no result written), 66 no such file, \
+        69 not built yet, 74 I/O error.
+        """,
+        subcommands: [Predict.self]
     )
 
     @OptionGroup var rootOptions: RootOptions
 
+    @Argument(help: "The checkpoint file (.ppc) to score; the root's `deployed` link works too.")
+    var checkpoint: String?
+
+    @Option(name: .long, help: ArgumentHelp("Score on these shard files or folders instead of holdout/.", valueName: "file|dir"))
+    var data: [String] = []
+
+    @Option(name: .customLong("recent-days"), help: "The recent (and old) slice spans this many days.")
+    var recentDays = 7
+
+    @Flag(name: .customLong("no-store"), help: "Print the result without storing it under evals/.")
+    var noStore = false
+
+    @Flag(name: .long, help: "Score every checkpoint that has no result for the current holdout set.")
+    var pending = false
+
+    @Option(name: .long, help: ArgumentHelp("Print the chain of parents of this checkpoint and the shards each trained on.", valueName: "ckpt"))
+    var lineage: String?
+
+    func validate() throws {
+        let modes = (checkpoint != nil ? 1 : 0) + (pending ? 1 : 0) + (lineage != nil ? 1 : 0)
+        if modes != 1 { throw ValidationError("give exactly one of CKPT, --pending, --lineage CKPT") }
+        if recentDays < 1 { throw ValidationError("--recent-days must be at least 1") }
+        if pending && !data.isEmpty { throw ValidationError("--pending scores the holdout set; --data is for one CKPT") }
+    }
+
     func run() throws {
-        Log.fail("pp-eval", "not built yet")
-        throw ExitCode(ExitStatus.unavailable.rawValue)
+        let root = rootOptions.resolved
+        try guarded {
+            if let c = checkpoint { try scoreOne(c, root: root) }
+            else if let c = lineage { try printLineage(c, root: root) }
+            else { try scorePending(root: root) }
+        }
+    }
+
+    func scoreOne(_ path: String, root: Root) throws {
+        guard FileIO.exists(path) else { throw PPError("\(path): no such checkpoint", status: .noInput) }
+        let set = try loadEvalSet(data: data, root: root)
+        let ck = try loadCheckpoint(path)
+        let (result, examples) = evaluate(ck.model, identity: identity(path: path, meta: ck.meta, root: root),
+                                          set: set, recentDays: recentDays)
+        if !noStore { try store(result, examples, root: root) }
+        try emit(try result.json())
+    }
+
+    /// Every checkpoint of every run, plus the deployed one, resolved, without duplicates.
+    static func allCheckpoints(_ root: Root) throws -> [String] {
+        var out: [String] = [], seen = Set<String>()
+        for run in try FileIO.list(root.runs) {
+            let dir = root.checkpoints(run: run)
+            for f in try FileIO.list(dir) where f.hasSuffix(".ppc") {
+                let p = dir + "/" + f
+                if seen.insert(realPath(p) ?? p).inserted { out.append(p) }
+            }
+        }
+        if FileIO.exists(root.deployed), let r = realPath(root.deployed), seen.insert(r).inserted { out.append(r) }
+        return out
+    }
+
+    func scorePending(root: Root) throws {
+        try FileIO.makeDirectories(root.locks)
+        let lock = try FileLock(path: root.lock("pp-eval"), wait: true)
+        defer { lock.release() }
+        let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
+        let log = Log.make(tool)
+        let todo = try PPEval.allCheckpoints(root).filter { p in
+            let id = EvalNames.checkpointID(path: realPath(p) ?? p) ?? ("", FileIO.split(p).name)
+            // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.
+            if id.run.isEmpty { return true }
+            let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: hash)
+            return !FileIO.exists(root.evals + "/" + base + ".json")
+        }
+        if todo.isEmpty {
+            log.info("nothing pending", metadata: ["evalset": "\(hash.prefix(16))"])
+            throw ExitCode(ExitStatus.nothingToDo.rawValue)
+        }
+        let set = try loadEvalSet(data: [], root: root)
+        var worst = ExitStatus.ok
+        for p in todo {
+            do {
+                let ck = try loadCheckpoint(p)
+                let id = identity(path: p, meta: ck.meta, root: root)
+                let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: set.hash)
+                if FileIO.exists(root.evals + "/" + base + ".json") { continue }
+                let (result, examples) = evaluate(ck.model, identity: id, set: set, recentDays: recentDays)
+                try store(result, examples, root: root)
+                try emit(try result.json())
+            } catch let e as PPError {
+                // One bad checkpoint must not stop the others: report it, carry on, and say so
+                // in the exit status.
+                Log.fail(tool, e.message)
+                if e.status == .unavailable { throw e }
+                if worst == .ok || e.status == .corrupt { worst = e.status }
+            }
+        }
+        if worst != .ok { throw ExitCode(worst.rawValue) }
+    }
+
+    /// One JSON line per checkpoint from CKPT back through its parents: its step, creation
+    /// time, parent and the shards it trained on since that parent.
+    func printLineage(_ path: String, root: Root) throws {
+        guard FileIO.exists(path) else { throw PPError("\(path): no such checkpoint", status: .noInput) }
+        var current: String? = path
+        var seen = Set<String>()
+        while let p = current {
+            guard seen.insert(realPath(p) ?? p).inserted else { break }
+            let ck = try loadCheckpoint(p)
+            let id = identity(path: p, meta: ck.meta, root: root)
+            let shards = ck.meta.lineage.map { "{\"name\":\(jsonString($0.name)),\"sha256\":\(jsonString($0.sha256))}" }
+            let parent = ck.meta.parent.map(jsonString) ?? "null"
+            try emit("{\"checkpoint\":\(jsonString(id.id)),\"step\":\(ck.meta.step),\"created_at\":\(jsonString(ck.meta.createdAt)),"
+                     + "\"parent\":\(parent),\"shards\":[\(shards.joined(separator: ","))]}")
+            current = nil
+            if let par = ck.meta.parent, let slash = par.firstIndex(of: "/") {
+                let pp = root.checkpoints(run: String(par[..<slash])) + "/" + String(par[par.index(after: slash)...])
+                if FileIO.exists(pp) { current = pp } else {
+                    try emit("{\"checkpoint\":\(jsonString(par)),\"missing\":true}")
+                }
+            }
+        }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Label text lines (or JSON Lines with \"text\") from stdin, one JSON line each on stdout.",
+        discussion: "Output: {\"label\":L,\"prob\":P,\"top\":[{\"label\":L,\"prob\":P},...]}. Answers each line as soon as it is read, so it works on an endless pipe. EXIT STATUS: 0 done, 1 some lines were not valid JSON (they got {\"line\":N,\"error\":...}), 65 corrupt checkpoint."
+    )
+
+    @Argument(help: "The checkpoint file (.ppc).")
+    var checkpoint: String
+
+    @Option(name: [.customShort("k"), .long], help: "How many labels to list under \"top\".")
+    var k = 5
+
+    func validate() throws {
+        if k < 1 { throw ValidationError("-k must be at least 1") }
+    }
+
+    func run() throws {
+        try guarded {
+            guard FileIO.exists(checkpoint) else { throw PPError("\(checkpoint): no such checkpoint", status: .noInput) }
+            let ck = try loadCheckpoint(checkpoint)
+            let stream = PredictStream(model: ck.model, k: k)
+            try stream.run(input: 0, output: 1)
+            if stream.errors > 0 {
+                Log.fail(tool, "\(stream.errors) input line(s) were not JSON objects with a string \"text\"")
+                throw ExitCode(ExitStatus.partial.rawValue)
+            }
+        }
     }
 }
 

@@ -1,21 +1,151 @@
-// pp-select: Pick the best evaluated checkpoint and deploy it.
-// Not built yet: this placeholder only answers --help and exits with EX_UNAVAILABLE (69).
+// pp-select: deploys the best evaluated checkpoint of the window when it is really better than
+// the deployed one (rules in Selection.swift and docs/formats.md, "selections.jsonl"); also
+// `--deploy CKPT`, `rollback`, and retention (`--keep-days`). Every decision is one JSON line
+// on stdout and in selections.jsonl. It reads evals/ and writes only `deployed`,
+// selections.jsonl and (retention) deletes old checkpoints.
 
 import ArgumentParser
 import Shared
 
+let tool = "pp-select"
+
+func emit(_ line: String) throws {
+    let bytes = Array((line + "\n").utf8)
+    try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
+}
+
+/// "24h", "90m", "7d", "2w", "3600s" or plain seconds.
+func parseDuration(_ s: String) -> Double? {
+    guard let last = s.last else { return nil }
+    let unit: Double
+    var num = s
+    switch last {
+    case "s": unit = 1; num.removeLast()
+    case "m": unit = 60; num.removeLast()
+    case "h": unit = 3600; num.removeLast()
+    case "d": unit = 86_400; num.removeLast()
+    case "w": unit = 604_800; num.removeLast()
+    default: unit = 1
+    }
+    guard let v = Double(num), v >= 0, v.isFinite else { return nil }
+    return v * unit
+}
+
+/// Runs `body` under the root's pp-select lock, turning a PPError into its message and status.
+func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
+    var status = ExitStatus.ok
+    do {
+        try FileIO.makeDirectories(root.locks)
+        let lock = try FileLock(path: root.lock("pp-select"), wait: true)
+        defer { lock.release() }
+        status = try body()
+    } catch let e as PPError {
+        Log.fail(tool, e.message)
+        throw ExitCode(e.status.rawValue)
+    }
+    if status != .ok { throw ExitCode(status.rawValue) }
+}
+
 struct PPSelect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pp-select",
-        abstract: "Pick the best evaluated checkpoint and deploy it.",
-        discussion: "Not built yet: this version only prints this help."
+        abstract: "Deploy the best evaluated checkpoint, only when it is really better.",
+        discussion: """
+        Considers every checkpoint of the window (--since) with a result on the current holdout \
+        set, picks the best by --metric, and compares it with the deployed checkpoint on the same \
+        eval set: it is promoted only if the gain is at least --min-gain, a paired bootstrap over \
+        examples puts the 95% interval of the gain above 0, and no label (support >= \
+        --label-min-support) nor the old slice loses more than --tolerance. Ties keep the deployed one.
+
+        EXIT STATUS: 0 a decision was made (promoted or kept), 2 nothing to do (no evaluated \
+        candidate in the window), 64 usage, 65 a corrupt checkpoint was refused (the decision, \
+        if any, still stands), 66 no such checkpoint, 69 not built yet, 74 I/O error.
+        """,
+        subcommands: [Rollback.self]
     )
 
     @OptionGroup var rootOptions: RootOptions
 
+    @Option(help: ArgumentHelp("Consider checkpoints created within this window (s, m, h, d, w).", valueName: "duration"))
+    var since = "24h"
+
+    @Option(help: "Metric to rank by: [recent.|old.]accuracy, top5_accuracy, macro_f1, weighted_f1, log_loss, ece.")
+    var metric = "recent.macro_f1"
+
+    @Option(name: .customLong("min-gain"), help: "Smallest gain on the metric that promotes.")
+    var minGain = 0.005
+
+    @Option(help: "Largest per-label F1 (and old-slice metric) loss allowed.")
+    var tolerance = 0.02
+
+    @Option(help: "Bootstrap rounds for the gain's 95% interval (0 = off).")
+    var bootstrap = 1000
+
+    @Option(name: .customLong("label-min-support"), help: "Labels with fewer examples in the slice are not checked for regression.")
+    var labelMinSupport = 20
+
+    @Flag(name: .customLong("dry-run"), help: "Decide and print, change nothing.")
+    var dryRun = false
+
+    @Option(name: .customLong("keep-days"), help: "Delete checkpoints older than this that were never deployed (never a run's newest).")
+    var keepDays: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Deploy this checkpoint by hand (still checksum-verified).", valueName: "ckpt"))
+    var deploy: String?
+
+    func validate() throws {
+        guard parseDuration(since) != nil else { throw ValidationError("--since: not a duration: \(since)") }
+        guard EvalResult.isValidMetric(metric) else { throw ValidationError("--metric: unknown metric \(metric)") }
+        if minGain < 0 || tolerance < 0 { throw ValidationError("--min-gain and --tolerance must be >= 0") }
+        if bootstrap < 0 { throw ValidationError("--bootstrap must be >= 0") }
+        if let k = keepDays, k < 0 { throw ValidationError("--keep-days must be >= 0") }
+    }
+
     func run() throws {
-        Log.fail("pp-select", "not built yet")
-        throw ExitCode(ExitStatus.unavailable.rawValue)
+        let root = rootOptions.resolved
+        var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
+        sel.config = SelectConfig(metric: metric, minGain: minGain, tolerance: tolerance, bootstrap: bootstrap,
+                                  labelMinSupport: labelMinSupport)
+        try locked(root) {
+            if let d = deploy {
+                try sel.commit(try sel.deploy(d))
+                return .ok
+            }
+            var status = ExitStatus.nothingToDo
+            do {
+                if let (rec, st) = try sel.select(since: parseDuration(since)!) {
+                    try sel.commit(rec)
+                    status = st
+                } else {
+                    Log.make(tool).info("nothing to do: no evaluated candidate in the window", metadata: ["since": "\(since)"])
+                }
+            } catch let e as PPError where e.status == .nothingToDo {
+                Log.make(tool).info("\(e.message)")
+            }
+            if let k = keepDays, let rec = try sel.retention(keepDays: k) { try sel.commit(rec) }
+            return status
+        }
+    }
+}
+
+struct Rollback: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Deploy again the checkpoint deployed before the current one (from selections.jsonl).",
+        discussion: "EXIT STATUS: 0 rolled back, 2 no earlier deployment, 65 the previous checkpoint is corrupt, 66 it no longer exists."
+    )
+
+    @OptionGroup var rootOptions: RootOptions
+
+    @Flag(name: .customLong("dry-run"), help: "Print the decision, change nothing.")
+    var dryRun = false
+
+    func run() throws {
+        let root = rootOptions.resolved
+        let sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
+        try locked(root) {
+            try sel.commit(try sel.rollback())
+            return .ok
+        }
     }
 }
 

@@ -1,0 +1,155 @@
+// The eval set: exactly which examples a checkpoint is scored on, in a fixed order, and the
+// content hash that names it (docs/formats.md, "Eval set"). pp-eval loads it to score;
+// pp-select only hashes it, to know which stored results are comparable. Two results are
+// comparable only when their eval-set hashes match: same examples, same order.
+//
+// Shard sets (holdout/ by default, or --data shard files/folders): files sorted by name, the
+// hash is SHA-256 of "perpetuum-evalset-1 shards\n" followed by each file's SHA-256 (hex) and
+// "\n". Examples are scored in file order, records in file order.
+
+import Crypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class EvalSet {
+    public static let daySeconds: Int64 = 86_400
+
+    /// SHA-256 (hex) of what is scored.
+    public let hash: String
+    /// "holdout" or what --data named.
+    public let source: String
+    public let shards: [Shard]
+    /// The eval set's label table: labels in order of first appearance over the shards.
+    public let labels: [String]
+    /// For each shard, its label indices mapped into `labels`.
+    public let labelMaps: [[UInt32]]
+    public let count: Int
+    /// Time of the newest and oldest example (Unix seconds): an example's `ts`, else its
+    /// shard's newest ts, else the shard's ingest time.
+    public let newest: Int64
+    public let oldest: Int64
+
+    public init(source: String, shards: [Shard], hash: String) {
+        self.source = source
+        self.shards = shards
+        self.hash = hash
+        var labels: [String] = [], index: [String: UInt32] = [:], maps: [[UInt32]] = []
+        var n = 0, newest = Int64.min, oldest = Int64.max
+        for s in shards {
+            var m: [UInt32] = []
+            for l in s.header.labels {
+                if let k = index[l] { m.append(k) } else {
+                    let k = UInt32(labels.count); index[l] = k; labels.append(l); m.append(k)
+                }
+            }
+            maps.append(m)
+            n += s.header.examples
+            let fallback = EvalSet.shardTime(s)
+            if s.header.examples > 0 {
+                newest = max(newest, s.header.tsMax ?? fallback)
+                oldest = min(oldest, s.header.tsMin ?? fallback)
+            }
+        }
+        self.labels = labels
+        self.labelMaps = maps
+        self.count = n
+        self.newest = newest == Int64.min ? 0 : newest
+        self.oldest = oldest == Int64.max ? 0 : oldest
+    }
+
+    /// The time given to a shard's examples without `ts`: its newest ts, else its ingest time.
+    public static func shardTime(_ s: Shard) -> Int64 {
+        s.header.tsMax ?? Clock.parseISO(s.header.ingestedAt) ?? 0
+    }
+
+    /// The recent slice starts here: `days` before the newest example.
+    public func recentFrom(days: Int) -> Int64 { newest - Int64(days) * EvalSet.daySeconds }
+    /// The old slice ends here: `days` after the oldest example.
+    public func oldTo(days: Int) -> Int64 { oldest + Int64(days) * EvalSet.daySeconds }
+
+    /// recent/old flag bits of every example, in scoring order.
+    public func sliceFlags(days: Int) -> [UInt8] {
+        let from = recentFrom(days: days), to = oldTo(days: days)
+        var out = [UInt8]()
+        out.reserveCapacity(count)
+        for s in shards {
+            let fallback = EvalSet.shardTime(s)
+            s.forEach { _, ts, _ in
+                let t = ts ?? fallback
+                out.append((t >= from ? ExampleFlag.recent : 0) | (t <= to ? ExampleFlag.old : 0))
+            }
+        }
+        return out
+    }
+
+    /// Calls `body(truth, tokens)` for every example in scoring order; `truth` indexes `labels`.
+    public func forEach(_ body: (UInt32, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        for (k, s) in shards.enumerated() {
+            let map = labelMaps[k]
+            try s.forEach { li, _, tokens in try body(map[li], tokens) }
+        }
+    }
+
+    // MARK: - Shard sets
+
+    static let shardPrefix = Array("perpetuum-evalset-1 shards\n".utf8)
+
+    /// The shard files (`*.pps`) of a folder, sorted by name, dot-files skipped.
+    public static func shardFiles(in dir: String) throws -> [String] {
+        try FileIO.list(dir).filter { $0.hasSuffix("." + Shard.fileExtension) }.map { dir + "/" + $0 }
+    }
+
+    /// Shard paths named by --data arguments: folders are listed, files taken as they are;
+    /// the result is sorted by file name (then path) so the order does not depend on how
+    /// the arguments were given.
+    public static func shardPaths(_ args: [String]) throws -> [String] {
+        var out: [String] = []
+        for a in args {
+            var st = stat()
+            guard stat(a, &st) == 0 else { throw PPError.io(a, "stat", errno: errno) }
+            if (st.st_mode & S_IFMT) == S_IFDIR { out += try shardFiles(in: a) } else { out.append(a) }
+        }
+        return out.sorted { (FileIO.split($0).name, $0) < (FileIO.split($1).name, $1) }
+    }
+
+    /// The hash of a shard set without decompressing it (what pp-select needs).
+    public static func hashShards(_ paths: [String]) throws -> String {
+        var h = SHA256()
+        h.update(data: shardPrefix)
+        for p in paths {
+            let bytes = try FileIO.readAll(p)
+            h.update(data: Array((hex(SHA256.hash(data: bytes)) + "\n").utf8))
+        }
+        return hex(h.finalize())
+    }
+
+    /// Reads and checks every shard (a defect throws `.corrupt` naming the file) and hashes
+    /// the set in the same pass.
+    public static func loadShards(_ paths: [String], source: String) throws -> EvalSet {
+        var h = SHA256()
+        h.update(data: shardPrefix)
+        var shards: [Shard] = []
+        for p in paths {
+            let bytes = try FileIO.readAll(p)
+            h.update(data: Array((hex(SHA256.hash(data: bytes)) + "\n").utf8))
+            shards.append(try Shard(path: p, fileBytes: bytes))
+        }
+        return EvalSet(source: source, shards: shards, hash: hex(h.finalize()))
+    }
+
+    /// The current default eval set of a root: its holdout shards. Throws `.nothingToDo` when
+    /// there are none.
+    public static func holdoutPaths(_ root: Root) throws -> [String] {
+        let p = try shardFiles(in: root.holdout)
+        if p.isEmpty { throw PPError("\(root.holdout): no holdout shards to score", status: .nothingToDo) }
+        return p
+    }
+
+    public static func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        for b in d { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

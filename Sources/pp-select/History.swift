@@ -1,0 +1,124 @@
+// selections.jsonl: one JSON line per decision (docs/formats.md, "selections.jsonl"), appended
+// with one write(2) on an O_APPEND descriptor and fsynced, so a line is whole or absent.
+// The file is also pp-select's memory: which checkpoints were deployed, in which order
+// (rollback walks it back, retention never deletes anything it names).
+
+import Foundation
+import Shared
+
+/// A checkpoint as a decision names it.
+struct Scored: Codable, Equatable {
+    var checkpoint: String
+    var path: String
+    var step: Int
+    var score: Double?
+}
+
+struct DecisionRecord: Codable, Equatable {
+    var schema = 1
+    var at: String
+    /// promote | keep | deploy | rollback | retention
+    var decision: String
+    var dryRun = false
+    var reason: String
+    var metric: String?
+    var evalset: String?
+    /// Deployed after this decision ("RUN/FILE") and the link target (relative to the root).
+    var deployed: String?
+    var deployedPath: String?
+    /// Deployed before it.
+    var previous: String?
+    var previousPath: String?
+    var previousScore: Double?
+    var winner: Scored?
+    var gain: Double?
+    var ci: [Double]?
+    var bootstrap: Int?
+    var minGain: Double?
+    var tolerance: Double?
+    var candidates: [Scored]?
+    var regressions: [Regression]?
+    /// Candidates refused (corrupt checkpoint, unreadable result), with the reason.
+    var rejected: [[String: String]]?
+    /// Checkpoints deleted by retention (relative paths).
+    var deleted: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case schema, at, decision, reason, metric, evalset, deployed, previous, winner, gain, ci, bootstrap
+        case tolerance, candidates, regressions, rejected, deleted
+        case dryRun = "dry_run"
+        case deployedPath = "deployed_path"
+        case previousPath = "previous_path"
+        case previousScore = "previous_score"
+        case minGain = "min_gain"
+    }
+
+    func json() throws -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try enc.encode(self), as: UTF8.self)
+    }
+
+    /// True for a line that moved the `deployed` link.
+    var moved: Bool { !dryRun && ["promote", "deploy", "rollback"].contains(decision) && deployedPath != nil }
+}
+
+enum History {
+    /// Appends one line: open(O_APPEND), one write(2), fsync(2); the folder is fsynced when
+    /// the file was created.
+    static func append(_ line: String, to path: String) throws {
+        let created = !FileIO.exists(path)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { throw PPError.io(path, "open", errno: errno) }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+        try FileIO.sync(fd, path: path)
+        if created { try FileIO.syncDirectory(FileIO.split(path).dir) }
+    }
+
+    /// Every readable decision, oldest first. A line that does not parse (hand-edited, or
+    /// from a newer schema) is skipped with a warning.
+    static func read(_ path: String) throws -> [DecisionRecord] {
+        guard FileIO.exists(path) else { return [] }
+        let bytes = try FileIO.readAll(path)
+        var out: [DecisionRecord] = []
+        let dec = JSONDecoder()
+        for (i, line) in bytes.split(separator: 0x0A).enumerated() where !line.isEmpty {
+            if let r = try? dec.decode(DecisionRecord.self, from: Data(line)) { out.append(r) } else {
+                Log.fail("pp-select", "\(path): line \(i + 1): not a decision record, skipped")
+            }
+        }
+        return out
+    }
+
+    /// The deployment stack: promote/deploy push, rollback pops.
+    static func stack(_ records: [DecisionRecord]) -> [String] {
+        var s: [String] = []
+        for r in records where r.moved {
+            if r.decision == "rollback" {
+                if !s.isEmpty { s.removeLast() }
+                if s.last != r.deployedPath, let p = r.deployedPath { s.append(p) }
+            } else if let p = r.deployedPath, s.last != p {
+                s.append(p)
+            }
+        }
+        return s
+    }
+
+    /// Where `rollback` goes from `current`: the entry below it in the stack, or the stack's
+    /// top when `current` is not in it (the link was changed by hand or the last line lost).
+    static func rollbackTarget(_ records: [DecisionRecord], current: String?) -> String? {
+        let s = stack(records)
+        if let c = current, let i = s.lastIndex(of: c) { return i > 0 ? s[i - 1] : nil }
+        return s.last(where: { $0 != current })
+    }
+
+    /// Every checkpoint ever deployed (relative paths): retention keeps them all.
+    static func everDeployed(_ records: [DecisionRecord]) -> Set<String> {
+        var s = Set<String>()
+        for r in records where r.moved { if let p = r.deployedPath { s.insert(p) } }
+        for r in records where !r.dryRun { if let p = r.previousPath { s.insert(p) } }
+        return s
+    }
+}
