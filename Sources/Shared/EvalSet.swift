@@ -3,9 +3,11 @@
 // pp-select only hashes it, to know which stored results are comparable. Two results are
 // comparable only when their eval-set hashes match: same examples, same order.
 //
-// Shard sets (holdout/ by default, or --data shard files/folders): files sorted by name, the
-// hash is SHA-256 of "perpetuum-evalset-1 shards\n" followed by each file's SHA-256 (hex) and
-// "\n". Examples are scored in file order, records in file order.
+// Files (holdout/ by default, or --data files/folders) are taken sorted by name; the hash is
+// SHA-256 of "perpetuum-evalset-1\n" followed by one digest per file and "\n": for a shard
+// (.pps) the SHA-256 of its bytes, for a raw input (JSON Lines or fastText, parsed by
+// InputParser exactly as pp-ingest parses it) the SHA-256 of the examples kept, each as
+// label TAB tokens TAB ts-or-"-" LF. Examples are scored in file order, records in file order.
 
 import Crypto
 #if canImport(Glibc)
@@ -93,7 +95,7 @@ public final class EvalSet {
 
     // MARK: - Shard sets
 
-    static let shardPrefix = Array("perpetuum-evalset-1 shards\n".utf8)
+    static let hashPrefix = Array("perpetuum-evalset-1\n".utf8)
 
     /// The shard files (`*.pps`) of a folder, sorted by name, dot-files skipped.
     public static func shardFiles(in dir: String) throws -> [String] {
@@ -116,7 +118,7 @@ public final class EvalSet {
     /// The hash of a shard set without decompressing it (what pp-select needs).
     public static func hashShards(_ paths: [String]) throws -> String {
         var h = SHA256()
-        h.update(data: shardPrefix)
+        h.update(data: hashPrefix)
         for p in paths {
             let bytes = try FileIO.readAll(p)
             h.update(data: Array((hex(SHA256.hash(data: bytes)) + "\n").utf8))
@@ -124,18 +126,53 @@ public final class EvalSet {
         return hex(h.finalize())
     }
 
-    /// Reads and checks every shard (a defect throws `.corrupt` naming the file) and hashes
-    /// the set in the same pass.
-    public static func loadShards(_ paths: [String], source: String) throws -> EvalSet {
+    /// Reads and checks every file (a defect throws `.corrupt` naming the file) and hashes
+    /// the set in the same pass. Shard files (.pps) are read as they are; any other file is a
+    /// raw input: its bad lines are reported through `warn` and skipped, as pp-ingest skips them.
+    public static func load(_ paths: [String], source: String, warn: (String) -> Void = { _ in }) throws -> EvalSet {
         var h = SHA256()
-        h.update(data: shardPrefix)
+        h.update(data: hashPrefix)
         var shards: [Shard] = []
         for p in paths {
-            let bytes = try FileIO.readAll(p)
-            h.update(data: Array((hex(SHA256.hash(data: bytes)) + "\n").utf8))
-            shards.append(try Shard(path: p, fileBytes: bytes))
+            let digest: String
+            if p.hasSuffix("." + Shard.fileExtension) {
+                let bytes = try FileIO.readAll(p)
+                digest = hex(SHA256.hash(data: bytes))
+                shards.append(try Shard(path: p, fileBytes: bytes))
+            } else {
+                let (s, d) = try rawShard(p, warn: warn)
+                shards.append(s)
+                digest = d
+            }
+            h.update(data: Array((digest + "\n").utf8))
         }
         return EvalSet(source: source, shards: shards, hash: hex(h.finalize()))
+    }
+
+    /// A raw input file parsed through InputParser into an in-memory shard, and the digest
+    /// of the examples kept. Examples without `ts` get the file's mtime as their time.
+    static func rawShard(_ path: String, warn: (String) -> Void) throws -> (Shard, String) {
+        let loaded = try InputParser.load(path: path)
+        for e in loaded.errors { warn("\(path): line \(e.line): \(e.reason.rawValue): \(e.detail)") }
+        if loaded.summary.badLines > loaded.errors.count {
+            warn("\(path): \(loaded.summary.badLines - loaded.errors.count) more bad line(s) skipped")
+        }
+        var w = ShardWriter()
+        var h = SHA256()
+        for ex in loaded.examples {
+            let count = ex.tokens.isEmpty ? 0 : ex.tokens.reduce(1) { $0 + ($1 == 0x20 ? 1 : 0) }
+            ex.tokens.withUnsafeBytes { w.append(label: ex.label, ts: ex.ts, tokenBytes: $0, tokenCount: count) }
+            h.update(data: Array((ex.label + "\t").utf8))
+            h.update(data: ex.tokens)
+            h.update(data: Array(("\t" + (ex.ts.map { String($0) } ?? "-") + "\n").utf8))
+        }
+        let mtime = FileIO.lstatOrNil(path).map { Double($0.st_mtim.tv_sec) } ?? 0
+        let header = ShardHeader(split: "eval", examples: 0, tokens: 0, labels: [], labelCounts: [],
+                                 sourceName: FileIO.split(path).name, sourceSHA256: loaded.summary.sha256,
+                                 sourceBytes: loaded.summary.bytes, part: 0, parts: 1, ingestedAt: Clock.iso(mtime),
+                                 tsMin: nil, tsMax: nil)
+        let shard = try Shard(path: path, fileBytes: try w.finish(header: header, level: 1))
+        return (shard, hex(h.finalize()))
     }
 
     /// The current default eval set of a root: its holdout shards. Throws `.nothingToDo` when

@@ -1,7 +1,6 @@
 // The one place pp-eval loads checkpoints (Shared Checkpoint, docs/design.md "Checkpoint
 // API"): a corrupt file is a `.corrupt` PPError naming it, so callers exit 65 and store
-// nothing. Not built yet: the core's Checkpoint has not landed, so loading reports
-// EX_UNAVAILABLE (69); everything after loading is built and tested with stand-in models.
+// nothing; an unreadable one is `.noInput`.
 
 import Shared
 
@@ -10,6 +9,10 @@ struct LoadedCheckpoint {
     var model: Predictor
 }
 
+/// Shared's Model is what pp-eval scores with; tests use stand-in predictors.
+extension Model: Predictor {}
+
 func loadCheckpoint(_ path: String) throws -> LoadedCheckpoint {
-    throw PPError("\(path): loading checkpoints is not built yet (waiting for Shared Checkpoint)", status: .unavailable)
+    let ck = try Checkpoint.load(path: path)
+    return LoadedCheckpoint(meta: ck.meta, model: ck.model)
 }

@@ -42,19 +42,16 @@ func identity(path: String, meta: CheckpointMeta, root: Root) -> CheckpointIdent
     return CheckpointIdentity(run: id.run, file: id.file, path: rel, step: meta.step, createdAt: meta.createdAt)
 }
 
-/// The eval set --data names (shard files or folders), else the root's holdout shards.
+/// The eval set --data names (shard files, raw input files, folders of shards), else the
+/// root's holdout shards.
 func loadEvalSet(data: [String], root: Root) throws -> EvalSet {
     let set: EvalSet
     if data.isEmpty {
-        set = try EvalSet.loadShards(try EvalSet.holdoutPaths(root), source: "holdout")
+        set = try EvalSet.load(try EvalSet.holdoutPaths(root), source: "holdout")
     } else {
         let paths = try EvalSet.shardPaths(data)
-        for p in paths where !p.hasSuffix("." + Shard.fileExtension) {
-            throw PPError("\(p): raw input files are not supported yet (waiting for Shared InputParser); give shard files or folders",
-                          status: .unavailable)
-        }
         if paths.isEmpty { throw PPError("\(data.joined(separator: " ")): no shard files", status: .nothingToDo) }
-        set = try EvalSet.loadShards(paths, source: data.joined(separator: " "))
+        set = try EvalSet.load(paths, source: data.joined(separator: " "), warn: { Log.make(tool).warning("\($0)") })
     }
     if set.count == 0 { throw PPError("\(set.source): the eval set has no examples", status: .nothingToDo) }
     return set
@@ -68,13 +65,22 @@ struct PPEval: ParsableCommand {
         pp-eval CKPT prints one JSON result and stores it as evals/<ckpt>--<run>--<evalset16>.json \
         (with a per-example .pex file beside it, for pp-select's bootstrap). \
         --pending scores every checkpoint of every run, and the deployed one, that has no result \
-        for the current holdout set, one JSON line each.
+        for the current holdout set, one JSON line each. Formats: docs/formats.md.
 
         EXIT STATUS: 0 done, 2 nothing to do (no pending checkpoint, no holdout examples), \
         64 usage, 65 corrupt checkpoint or shard (no result written), 66 no such file, \
-        69 not built yet, 74 I/O error.
+        74 I/O error.
         """,
-        subcommands: [Predict.self]
+        subcommands: [Score.self, Predict.self],
+        defaultSubcommand: Score.self
+    )
+}
+
+/// The default subcommand: `pp-eval CKPT`, `--pending`, `--lineage` (a subcommand so that
+/// `predict` is never taken for a checkpoint name).
+struct Score: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score one checkpoint (CKPT), every pending one (--pending), or print a lineage (--lineage CKPT)."
     )
 
     @OptionGroup var rootOptions: RootOptions
@@ -143,7 +149,7 @@ struct PPEval: ParsableCommand {
         defer { lock.release() }
         let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
         let log = Log.make(tool)
-        let todo = try PPEval.allCheckpoints(root).filter { p in
+        let todo = try Score.allCheckpoints(root).filter { p in
             let id = EvalNames.checkpointID(path: realPath(p) ?? p) ?? ("", FileIO.split(p).name)
             // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.
             if id.run.isEmpty { return true }
@@ -210,7 +216,7 @@ struct Predict: ParsableCommand {
     @Argument(help: "The checkpoint file (.ppc).")
     var checkpoint: String
 
-    @Option(name: [.customShort("k"), .long], help: "How many labels to list under \"top\".")
+    @Option(name: [.customShort("k"), .customLong("k")], help: "How many labels to list under \"top\".")
     var k = 5
 
     func validate() throws {

@@ -18,7 +18,7 @@ final class ScoringTests: XCTestCase {
                           to: root.holdout + "/a-000.pps")
         try Fixture.shard([("fix", t0 + 30 * day, "fix fix"), ("doc", t0 + 28 * day, "doc fix"), ("new", nil, "brand new")],
                           to: root.holdout + "/b-000.pps")
-        let set = try EvalSet.loadShards(try EvalSet.holdoutPaths(root), source: "holdout")
+        let set = try EvalSet.load(try EvalSet.holdoutPaths(root), source: "holdout")
         XCTAssertEqual(set.count, 6)
         XCTAssertEqual(set.labels, ["doc", "fix", "test", "new"])
         XCTAssertEqual(set.hash, try EvalSet.hashShards(try EvalSet.holdoutPaths(root)))

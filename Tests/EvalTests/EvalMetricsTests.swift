@@ -2,7 +2,7 @@ import XCTest
 @testable import Shared
 
 /// Metrics against values computed by hand on a five-example set (see the comments).
-final class MetricsTests: XCTestCase {
+final class EvalMetricsTests: XCTestCase {
     // Labels A=0, B=1, C=2; pred 3 = a label the eval set does not have.
     //  #  truth pred p_true p_top top5
     //  1  A     A    .8     .8    yes

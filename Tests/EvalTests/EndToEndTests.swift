@@ -1,0 +1,148 @@
+import XCTest
+import TestSupport
+@testable import Shared
+
+/// The built pp-eval and pp-select on a root with real (tiny) checkpoints made by the core's
+/// Trainer: scoring, storing, --pending, a corrupt checkpoint, predict, --lineage, --data
+/// RAWFILE, promotion, --deploy and rollback.
+final class EvalEndToEndTests: XCTestCase {
+    static let words = ["doc": "readme docs typo manual", "fix": "crash bug null segfault", "test": "unit test assert flaky"]
+
+    func config() -> ModelConfig {
+        var c = ModelConfig()
+        c.dim = 16; c.bucket = 2000; c.minn = 0; c.maxn = 0; c.wordNgrams = 1; c.minCount = 1
+        c.vocabCapacity = 200; c.threads = 1; c.seed = 7
+        return c
+    }
+
+    func example(_ i: Int) -> (String, String) {
+        let labels = ["doc", "fix", "test"]
+        let l = labels[i % 3]
+        let w = Self.words[l]!.split(separator: " ")
+        return (l, "\(w[i % 4]) \(w[(i / 3) % 4]) filler\(i % 5)")
+    }
+
+    /// Trains `batches` batches and publishes a checkpoint; returns its path.
+    func checkpoint(_ root: Root, batches: Int, stamp: String, parent: String?) throws -> String {
+        let c = config()
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.5))
+        for b in 0..<batches {
+            var batch = Batch()
+            for i in 0..<30 { let (l, text) = example(b * 30 + i); batch.append(label: l, tokens: Tokenizer.tokens(text)) }
+            _ = try t.train(batch)
+        }
+        var meta = CheckpointMeta(run: "main", createdAt: Clock.iso(Clock.now()), step: batches * 30, tokens: 0, config: c, knobs: Knobs(lr: 0.5))
+        meta.parent = parent
+        meta.lineage = [ShardRef(name: "s-\(stamp).pps", sha256: String(repeating: "a", count: 64))]
+        let file = "ckpt-\(stamp)-\(String(repeating: "0", count: 12 - String(batches * 30).count))\(batches * 30).ppc"
+        try FileIO.makeDirectories(root.checkpoints(run: "main"))
+        let path = root.checkpoints(run: "main") + "/" + file
+        try FileIO.publish(try t.checkpointBytes(meta: meta), to: path)
+        return path
+    }
+
+    func json(_ line: String) throws -> [String: Any] {
+        try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line)
+    }
+
+    func testWholeLoop() throws {
+        let dir = try TestSupport.tempDir("e2e")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        try Fixture.shard((0..<90).map { i in let (l, t) = example(i + 7); return (l, Int64(1_700_000_000 + i * 3600), t) },
+                          to: root.holdout + "/20260101T000000Z-0000000000000000-000.pps")
+        let a = try checkpoint(root, batches: 1, stamp: "20261126T000001Z", parent: nil)
+        let aID = "main/" + FileIO.split(a).name
+        let b = try checkpoint(root, batches: 20, stamp: "20261126T000002Z", parent: aID)
+
+        // One checkpoint: printed and stored.
+        var r = try TestSupport.run("pp-eval", ["--root", dir, a])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ra = try json(r.stdout.trimmingCharacters(in: .newlines))
+        XCTAssertEqual(ra["checkpoint"] as? String, aID)
+        XCTAssertEqual(ra["examples"] as? Int, 90)
+        XCTAssertEqual(ra["schema"] as? Int, 1)
+        let evalset = try XCTUnwrap(ra["evalset"] as? String)
+        XCTAssertEqual(evalset, try EvalSet.hashShards(try EvalSet.holdoutPaths(root)))
+        XCTAssertTrue(FileIO.exists(root.evals + "/" + EvalNames.base(checkpointFile: FileIO.split(a).name, run: "main", evalset: evalset) + ".json"))
+
+        // --pending scores only what is missing, then has nothing to do.
+        r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard r.stdoutLines.count == 1 else { return XCTFail("pending: \(r.stdout) \(r.stderr)") }
+        let rb = try json(r.stdoutLines[0])
+        XCTAssertEqual(rb["checkpoint"] as? String, "main/" + FileIO.split(b).name)
+        XCTAssertGreaterThan(rb["accuracy"] as! Double, 0.9, "20 batches of an easy task")
+        r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+
+        // A corrupt checkpoint: one-line error, exit 65, no result.
+        var bytes = try FileIO.readAll(b)
+        bytes[bytes.count / 2] ^= 0x20
+        let bad = root.checkpoints(run: "main") + "/ckpt-20261126T000003Z-000000000999.ppc"
+        try FileIO.publish(bytes, to: bad)
+        r = try TestSupport.run("pp-eval", ["--root", dir, bad])
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertEqual(r.stdout, "")
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("ckpt-20261126T000003Z-000000000999.ppc"), r.stderr)
+        r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"])
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertFalse(try FileIO.list(root.evals).contains { $0.hasPrefix("ckpt-20261126T000003Z") })
+        // pp-select refuses it as a candidate too (it has no result, so it is not even one).
+        try FileIO.removeDurably(bad)
+
+        // predict: one JSON line per input line.
+        r = try TestSupport.run("pp-eval", ["predict", b, "--k", "2"], stdin: Array("crash bug\n{\"text\": \"unit test\"}\n".utf8))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard r.stdoutLines.count == 2 else { return XCTFail("predict: \(r.stdout) \(r.stderr)") }
+        XCTAssertEqual(try json(r.stdoutLines[0])["label"] as? String, "fix")
+        XCTAssertEqual(try json(r.stdoutLines[1])["label"] as? String, "test")
+        XCTAssertEqual((try json(r.stdoutLines[1])["top"] as? [Any])?.count, 2)
+
+        // --lineage walks back to the fresh start.
+        r = try TestSupport.run("pp-eval", ["--root", dir, "--lineage", b])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard r.stdoutLines.count == 2 else { return XCTFail("lineage: \(r.stdout) \(r.stderr)") }
+        XCTAssertEqual(try json(r.stdoutLines[0])["parent"] as? String, aID)
+        XCTAssertTrue(try json(r.stdoutLines[1])["parent"] is NSNull)
+        XCTAssertEqual(((try json(r.stdoutLines[1])["shards"] as? [[String: Any]])?.first?["name"]) as? String, "s-20261126T000001Z.pps")
+
+        // --data RAWFILE: parsed like pp-ingest (the bad line is reported and skipped).
+        let raw = dir + "/extra.jsonl"
+        try FileIO.publish("{\"text\":\"crash null\",\"label\":\"fix\"}\nnot json at all\n{\"text\":\"readme typo\",\"label\":\"doc\"}\n", to: raw)
+        r = try TestSupport.run("pp-eval", ["--root", dir, "--data", raw, "--no-store", b])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rr = try json(r.stdout.trimmingCharacters(in: .newlines))
+        XCTAssertEqual(rr["examples"] as? Int, 2)
+        XCTAssertNotEqual(rr["evalset"] as? String, evalset)
+        XCTAssertTrue(r.stderr.contains("extra.jsonl: line 2"), r.stderr)
+
+        // pp-select: nothing deployed, so the best is promoted; then by hand; then rollback.
+        r = try TestSupport.run("pp-select", ["--root", dir, "--bootstrap", "100"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard r.stdoutLines.count == 1 else { return XCTFail("select: \(r.stdout) \(r.stderr)") }
+        let d = try json(r.stdoutLines[0])
+        XCTAssertEqual(d["decision"] as? String, "promote")
+        XCTAssertEqual(d["deployed"] as? String, "main/" + FileIO.split(b).name)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: root.deployed),
+                       "runs/main/checkpoints/" + FileIO.split(b).name)
+        r = try TestSupport.run("pp-select", ["--root", dir])   // only the deployed one is left
+        XCTAssertEqual(r.status, 0, r.stderr)                    // a stays a candidate: kept, worse
+        guard r.stdoutLines.count == 1 else { return XCTFail("select: \(r.stdout) \(r.stderr)") }
+        XCTAssertEqual(try json(r.stdoutLines[0])["decision"] as? String, "keep")
+        r = try TestSupport.run("pp-select", ["--root", dir, "--deploy", a])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: root.deployed), "runs/main/checkpoints/" + FileIO.split(a).name)
+        r = try TestSupport.run("pp-select", ["rollback", "--root", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: root.deployed), "runs/main/checkpoints/" + FileIO.split(b).name)
+        XCTAssertEqual(try FileIO.readAll(root.selections).split(separator: 0x0A).count, 4)
+        // A corrupt checkpoint is never deployed by hand.
+        try FileIO.publish(bytes, to: bad)
+        r = try TestSupport.run("pp-select", ["--root", dir, "--deploy", bad])
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: root.deployed), "runs/main/checkpoints/" + FileIO.split(b).name)
+    }
+}
