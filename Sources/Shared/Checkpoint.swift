@@ -194,8 +194,7 @@ public final class Checkpoint {
             }
         }
         guard seen == stored else { throw r.fail("bitmap marks \(seen) rows, \(stored) stored") }
-        let rowState = RowTable(rows: rows, dim: 1)
-        for row in storedRows { try ir.floats(1, into: rowState.row(row)) }
+        for row in storedRows { try ir.floats(1, into: table.state(row)) }
         try ir.expectEnd("INPT")
 
         var or = try r.section("OPTM")
@@ -214,7 +213,7 @@ public final class Checkpoint {
 
         let model = Model(config: c, vocabulary: vocab, table: table, dense: dense, labels: meta.labels)
         return Checkpoint(meta: meta, model: model,
-                          state: TrainerState(rng: rng, examples: examples, rowState: rowState, denseState: denseState))
+                          state: TrainerState(rng: rng, examples: examples, denseState: denseState))
     }
 
     /// Serialises and compresses (see the layout above).
@@ -226,8 +225,7 @@ public final class Checkpoint {
         // Which rows are stored: those whose weights or optimiser state are not exactly zero.
         var bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
         var stored = 0
-        let rs = state.rowState.base
-        for i in 0..<rows where rs[i] != 0 || !Vec.isZero(t.row(i), dim) {
+        for i in 0..<rows where t.state(i).pointee != 0 || !Vec.isZero(t.row(i), dim) {
             bitmap[i >> 3] |= 1 << UInt8(i & 7)
             stored += 1
         }
@@ -257,7 +255,7 @@ public final class Checkpoint {
                 while bits != 0 {
                     let bit = bits.trailingZeroBitCount
                     bits &= bits - 1
-                    s.raw(rs + byteIndex * 8 + bit, 4)
+                    s.raw(t.state(byteIndex * 8 + bit), 4)
                 }
             }
         }
@@ -271,6 +269,30 @@ public final class Checkpoint {
             s.u64(UInt64(model.vocabulary.evictions))
         }
         w.bytes(endMagic)
-        return try Zstd.compress(w.buf, level: 1, workers: 2)
+        return try w.buf.withUnsafeBytes { try compress($0) }
+    }
+
+    /// One zstd frame, level 1, 2 workers, content checksum (as Zstd.compress, but the output
+    /// is not zero-filled first: a 2M x 100 model is ~800 MB).
+    static func compress(_ src: UnsafeRawBufferPointer) throws -> [UInt8] {
+        guard let cctx = ZSTD_createCCtx() else { throw PPError("zstd: out of memory") }
+        defer { ZSTD_freeCCtx(cctx) }
+        _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 1), "level")
+        _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "checksum")
+        _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1), "content size")
+        _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, 2)   // ignored by a libzstd without threads
+        let bound = ZSTD_compressBound(src.count)
+        var err: PPError?
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { buf, n in
+            let r = ZSTD_compress2(cctx, buf.baseAddress, bound, src.baseAddress, src.count)
+            if ZSTD_isError(r) != 0 {
+                err = PPError("zstd compress: \(String(cString: ZSTD_getErrorName(r)))")
+                n = 0
+            } else {
+                n = r
+            }
+        }
+        if let e = err { throw e }
+        return out
     }
 }

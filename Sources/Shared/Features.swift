@@ -85,6 +85,12 @@ public struct Features: Sendable {
     /// (fastText's Dictionary::computeSubwords; n counts UTF-8 characters).
     @inline(__always)
     public func appendCharNgrams(_ word: UnsafePointer<UInt8>, _ len: Int, into ids: inout [Int32]) {
+        forEachCharNgram(word, len) { ids.append($0) }
+    }
+
+    /// Calls `emit` with each char n-gram row of "<word>" (see appendCharNgrams).
+    @inline(__always)
+    public func forEachCharNgram(_ word: UnsafePointer<UInt8>, _ len: Int, _ emit: (Int32) -> Void) {
         if maxn <= 0 { return }
         let total = len + 2
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { buf in
@@ -108,7 +114,7 @@ public struct Features: Sendable {
                         j += 1
                     }
                     if n >= minn && !(n == 1 && (i == 0 || j == total)) {
-                        ids.append(base + Int32(h % b))
+                        emit(base + Int32(h % b))
                     }
                     n += 1
                 }
@@ -120,6 +126,12 @@ public struct Features: Sendable {
     /// Appends the bucket rows of the word n-grams (2...wordNgrams) of the 32-bit word hashes.
     @inline(__always)
     public func appendWordNgrams(_ hashes: UnsafeBufferPointer<UInt32>, into ids: inout [Int32]) {
+        forEachWordNgram(hashes) { ids.append($0) }
+    }
+
+    /// Calls `emit` with each word n-gram row (see appendWordNgrams).
+    @inline(__always)
+    public func forEachWordNgram(_ hashes: UnsafeBufferPointer<UInt32>, _ emit: (Int32) -> Void) {
         if wordNgrams <= 1 { return }
         let b = UInt64(bucket)
         let base = Int32(bucketBase)
@@ -129,10 +141,16 @@ public struct Features: Sendable {
             var j = i + 1
             while j < n && j < i + wordNgrams {
                 h = h &* 116_049_371 &+ UInt64(bitPattern: Int64(Int32(bitPattern: hashes[j])))
-                ids.append(base + Int32(h % b))
+                emit(base + Int32(h % b))
                 j += 1
             }
         }
+    }
+
+    /// An upper bound on the feature rows of an example of `tokens` tokens and `bytes` bytes.
+    public func maxIds(tokens: Int, bytes: Int) -> Int {
+        let k = maxn > 0 ? max(0, maxn - max(minn, 1) + 1) : 0
+        return tokens * (1 + max(0, wordNgrams - 1) + 2 * k) + bytes * k
     }
 
     /// The input rows of one example for prediction (the vocabulary is only read).

@@ -59,7 +59,22 @@ public struct BatchResult: Sendable {
     public init(loss: Double, examples: Int, tokens: Int) { self.loss = loss; self.examples = examples; self.tokens = tokens }
 }
 
-/// A growable float buffer outside Swift's arrays (no exclusivity checks, stable pointer).
+/// Growable buffers outside Swift's arrays (no exclusivity checks, stable pointer).
+final class Int32Buf {
+    private(set) var p: UnsafeMutablePointer<Int32>
+    private(set) var count: Int
+    init(_ n: Int = 0) { count = max(n, 1); p = .allocate(capacity: count); p.initialize(repeating: 0, count: count) }
+    deinit { p.deallocate() }
+    /// Makes room for n values; contents are not kept.
+    func ensure(_ n: Int) {
+        if n <= count { return }
+        p.deallocate()
+        count = max(n, count * 2)
+        p = .allocate(capacity: count)
+        p.initialize(repeating: 0, count: count)
+    }
+}
+
 final class FloatBuf {
     private(set) var p: UnsafeMutablePointer<Float>
     private(set) var count: Int
@@ -87,14 +102,22 @@ public final class Trainer {
     var rng: RNG
     /// Examples trained on by this trainer and its ancestors (checkpointed).
     public private(set) var examples = 0
-    /// Examples per GEMM mini-batch.
+    /// Largest GEMM mini-batch (examples).
     static let miniBatch = 64
+    /// The mini-batch is sized so that the input rows it reads (gather) stay in cache for its
+    /// scatter: the sparse part is bound by memory latency, and re-missing every row on the
+    /// way back costs far more than smaller GEMMs. Small mini-batches also mean more (adaptive)
+    /// steps per pass, which helped accuracy (git stream, 2 passes, bigrams: 0.35 at 64
+    /// examples, 0.51 at 1-2). Bytes of rows per mini-batch (a fraction of a 512 KiB L2):
+    static var cacheBudget = 64 << 10
+    /// With a hidden layer the GEMMs dominate and need batches (PERF-NOTES: ~5x cheaper per
+    /// example at 64 than at 1).
+    static var hiddenMinBatch = 16
     /// Examples per worker between two averagings of the dense copies.
     static let syncEvery = 1024
     private var workers: [Worker] = []
-    /// Optimiser state: per input row (one float per row) and per dense parameter (same
-    /// layout as DenseLayers.flat). See `Optimizer`.
-    let rowState: RowTable
+    /// Optimiser state per dense parameter (same layout as DenseLayers.flat); the input rows'
+    /// accumulators live in the table (RowTable.state). See `Optimizer`.
     var denseState: [Float]
 
     /// A fresh trainer, seeded by config.seed.
@@ -104,7 +127,6 @@ public final class Trainer {
         self.knobs = knobs
         model = Model(config: config)
         rng = RNG(seed: config.seed)
-        rowState = RowTable(rows: model.features.rows, dim: 1)
         denseState = [Float](repeating: 0, count: model.dense.flat.count)
         BLASSetup.singleThreaded()
     }
@@ -117,7 +139,6 @@ public final class Trainer {
         model = checkpoint.model
         rng = checkpoint.state.rng
         examples = checkpoint.state.examples
-        rowState = checkpoint.state.rowState
         denseState = checkpoint.state.denseState
         BLASSetup.singleThreaded()
     }
@@ -181,7 +202,7 @@ public final class Trainer {
         row.update(repeating: 0, count: dim)
         for id in scratch { Vec.add(row, t.row(Int(id)), dim) }
         if !scratch.isEmpty { Vec.scale(row, 1 / Float(scratch.count), dim) }
-        rowState.base[Int(slot)] = 0
+        t.state(Int(slot)).pointee = 0
     }
 
     // MARK: Training
@@ -192,39 +213,47 @@ public final class Trainer {
         let n = batch.count
         if n == 0 { return BatchResult(loss: 0, examples: 0, tokens: 0) }
         initHiddenIfNeeded()
-        // 1. Labels, vocabulary, feature rows (serial, in batch order).
-        var ids = [Int32]()
-        ids.reserveCapacity(batch.tokenCount * 4 + n)
-        var offs = [Int](repeating: 0, count: n + 1)
+        // 1. Labels and vocabulary, serially in batch order: each token's slot (-1: not
+        //    admitted) and fastText hash. The feature rows are built by the workers.
+        let ntok = batch.tokenCount
+        var tokSlot = [Int32](repeating: -1, count: max(ntok, 1))
+        var tokHash = [UInt32](repeating: 0, count: max(ntok, 1))
+        var exTok = [Int](repeating: 0, count: n + 1)
         var ys = [Int32](repeating: 0, count: n)
-        var hashes = [UInt32]()
         var scratch = [Int32]()
-        let f = model.features, vocab = model.vocabulary
+        let vocab = model.vocabulary
         batch.bytes.withUnsafeBytes { all in
-            for e in 0..<n {
-                let l = batch.labels[e]
-                ys[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
-                hashes.removeAll(keepingCapacity: true)
-                let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
-                Features.forEachToken(toks) { p, len in
-                    let (h, k) = FeatureHash.both(p, len)
-                    hashes.append(h)
-                    switch vocab.observe(p, len, key: k) {
-                    case .known(let s): ids.append(s)
-                    case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); ids.append(s)
-                    case .candidate: break
+            tokSlot.withUnsafeMutableBufferPointer { sp in
+                tokHash.withUnsafeMutableBufferPointer { hp in
+                    var ti = 0
+                    for e in 0..<n {
+                        let l = batch.labels[e]
+                        ys[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
+                        let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
+                        Features.forEachToken(toks) { p, len in
+                            let (h, k) = FeatureHash.both(p, len)
+                            hp[ti] = h
+                            switch vocab.observe(p, len, key: k) {
+                            case .known(let s): sp[ti] = s
+                            case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); sp[ti] = s
+                            case .candidate: sp[ti] = -1
+                            }
+                            ti += 1
+                        }
+                        exTok[e + 1] = ti
                     }
-                    f.appendCharNgrams(p, len, into: &ids)
                 }
-                hashes.withUnsafeBufferPointer { f.appendWordNgrams($0, into: &ids) }
-                offs[e + 1] = ids.count
             }
         }
         // 2. Mini-batches through the workers.
+        let table = model.table, f = model.features
         let T = max(1, config.threads)
         while workers.count < T { workers.append(Worker(dim: config.dim, hidden: config.hidden)) }
         let L = model.labels.count
-        let B = Trainer.miniBatch
+        var idBound = 0
+        for e in 0..<n { idBound += f.maxIds(tokens: exTok[e + 1] - exTok[e], bytes: batch.offsets[e + 1] - batch.offsets[e]) }
+        let rowBytes = max(1, idBound / n) * table.stride * 4
+        let B = max(config.hidden > 0 ? Trainer.hiddenMinBatch : 1, min(Trainer.miniBatch, Trainer.cacheBudget / rowBytes))
         let nmb = (n + B - 1) / B
         let perRound = max(1, Trainer.syncEvery / B)
         let lr = Float(knobs.lr), dropout = Float(min(max(knobs.dropout, 0), 0.95))
@@ -233,10 +262,14 @@ public final class Trainer {
         }
         var lossSum = 0.0
         var m0 = 0
-        let table = model.table
-        try ids.withUnsafeBufferPointer { idp in
-            try offs.withUnsafeBufferPointer { op in
-                try ys.withUnsafeBufferPointer { yp in
+        try batch.bytes.withUnsafeBytes { all in
+          try batch.offsets.withUnsafeBufferPointer { bo in
+            try tokSlot.withUnsafeBufferPointer { sp in
+              try tokHash.withUnsafeBufferPointer { hp in
+                try exTok.withUnsafeBufferPointer { ep in
+                  try ys.withUnsafeBufferPointer { yp in
+                    let input = Worker.Input(bytes: all, byteOffsets: bo.baseAddress!, tokSlot: sp.baseAddress!,
+                                             tokHash: hp.baseAddress!, exTok: ep.baseAddress!, labels: yp.baseAddress!)
                     while m0 < nmb {
                         let end = min(nmb, m0 + T * perRound)
                         let active = min(T, end - m0)
@@ -246,9 +279,8 @@ public final class Trainer {
                             var m = m0 + w
                             while m < end {
                                 let r = (m * B)..<min(n, (m + 1) * B)
-                                worker.loss += worker.step(range: r, ids: idp.baseAddress!, offsets: op.baseAddress!,
-                                                           labels: yp.baseAddress!, table: table, rowState: self.rowState,
-                                                           lr: lr, dropout: dropout)
+                                worker.featurize(range: r, input, f)
+                                worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout)
                                 m += active
                             }
                         }
@@ -263,12 +295,15 @@ public final class Trainer {
                         if active == 1 {
                             workers[0].store(into: &model.dense.flat, state: &denseState)
                         } else {
-                            Worker.average(workers.prefix(active), into: &model.dense.flat, state: &denseState)
+                            Worker.merge(workers.prefix(active), into: &model.dense.flat, state: &denseState)
                         }
                         m0 = end
                     }
+                  }
                 }
+              }
             }
+          }
         }
         examples += n
         return BatchResult(loss: lossSum / Double(n), examples: n, tokens: batch.tokenCount)
@@ -284,7 +319,7 @@ public final class Trainer {
         m.vocabularySize = model.vocabulary.size
         m.config = config
         return try Checkpoint.encode(meta: m, model: model,
-                                     state: TrainerState(rng: rng, examples: examples, rowState: rowState, denseState: denseState))
+                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState))
     }
 }
 
@@ -292,7 +327,6 @@ public final class Trainer {
 struct TrainerState {
     var rng: RNG
     var examples: Int
-    var rowState: RowTable
     var denseState: [Float]
 }
 
@@ -312,6 +346,7 @@ enum Optimizer {
     static var beta: Float = 0.9999
     static let eps: Float = 1e-8
     static var plainSGD = false
+    static var mergeBySum = true
 }
 
 /// One Hogwild worker: a private copy of the dense layers and the buffers of a mini-batch.
@@ -327,6 +362,45 @@ final class Worker {
     let h = FloatBuf(), mask0 = FloatBuf(), z1 = FloatBuf(), a1 = FloatBuf(), mask1 = FloatBuf()
     let p = FloatBuf(), dIn = FloatBuf(), dZ1 = FloatBuf(), dH = FloatBuf()
     var size = 0
+    /// The current mini-batch's feature rows: example b has ids[offs[b]..<offs[b+1]].
+    let ids = Int32Buf(1 << 16)
+    let offs: UnsafeMutablePointer<Int>
+
+    /// What the serial pass of train() prepared for the whole batch.
+    struct Input {
+        let bytes: UnsafeRawBufferPointer        // the batch's token bytes
+        let byteOffsets: UnsafePointer<Int>      // example e: bytes[byteOffsets[e]..<byteOffsets[e+1]]
+        let tokSlot: UnsafePointer<Int32>        // per token: vocabulary slot or -1
+        let tokHash: UnsafePointer<UInt32>       // per token: fastText hash
+        let exTok: UnsafePointer<Int>            // example e: tokens exTok[e]..<exTok[e+1]
+        let labels: UnsafePointer<Int32>
+    }
+
+    /// Builds the feature rows of examples `range` (Features.swift's rule, as Model.predict).
+    func featurize(range: Range<Int>, _ x: Input, _ f: Features) {
+        var bound = 0
+        for e in range { bound += f.maxIds(tokens: x.exTok[e + 1] - x.exTok[e], bytes: x.byteOffsets[e + 1] - x.byteOffsets[e]) }
+        ids.ensure(bound)
+        let out = ids.p
+        var c = 0
+        offs[0] = 0
+        var b = 0
+        for e in range {
+            var ti = x.exTok[e]
+            let toks = UnsafeRawBufferPointer(rebasing: x.bytes[x.byteOffsets[e]..<x.byteOffsets[e + 1]])
+            Features.forEachToken(toks) { p, len in
+                let s = x.tokSlot[ti]
+                if s >= 0 { out[c] = s; c += 1 }
+                f.forEachCharNgram(p, len) { out[c] = $0; c += 1 }
+                ti += 1
+            }
+            f.forEachWordNgram(UnsafeBufferPointer(start: x.tokHash + x.exTok[e], count: x.exTok[e + 1] - x.exTok[e])) {
+                out[c] = $0; c += 1
+            }
+            b += 1
+            offs[b] = c
+        }
+    }
 
     init(dim: Int, hidden: Int) {
         self.dim = dim; self.hidden = hidden; inDim = hidden > 0 ? hidden : dim
@@ -334,7 +408,11 @@ final class Worker {
         h.ensure(B * dim); mask0.ensure(B * dim); dH.ensure(B * dim)
         z1.ensure(B * max(hidden, 1)); a1.ensure(B * max(hidden, 1)); mask1.ensure(B * max(hidden, 1)); dZ1.ensure(B * max(hidden, 1))
         dIn.ensure(B * inDim)
+        offs = .allocate(capacity: B + 1)
+        offs.initialize(repeating: 0, count: B + 1)
     }
+
+    deinit { offs.deallocate() }
 
     /// Copies the master dense layers in.
     func load(_ flat: [Float], state st: [Float], labels L: Int) {
@@ -351,18 +429,29 @@ final class Worker {
         st.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: state.p, count: size) }
     }
 
-    static func average(_ ws: ArraySlice<Worker>, into flat: inout [Float], state st: inout [Float]) {
-        func avg(_ d: inout [Float], _ get: (Worker) -> UnsafeMutablePointer<Float>) {
+    /// Merges the workers' private copies into the master. `Optimizer.mergeBySum`: the
+    /// master takes every worker's change (master + sum of (copy - master)), as if the
+    /// workers had shared the layers like Hogwild does the rows; otherwise the copies are
+    /// averaged (which divides each worker's progress by the number of workers).
+    static func merge(_ ws: ArraySlice<Worker>, into flat: inout [Float], state st: inout [Float]) {
+        let k = Float(ws.count)
+        func combine(_ d: inout [Float], clampAtZero: Bool, _ get: (Worker) -> UnsafeMutablePointer<Float>) {
             d.withUnsafeMutableBufferPointer { d in
                 let n = d.count
                 let dp = d.baseAddress!
-                dp.update(from: get(ws.first!), count: n)
-                for w in ws.dropFirst() { Vec.add(dp, get(w), n) }
-                Vec.scale(dp, 1 / Float(ws.count), n)
+                if Optimizer.mergeBySum {
+                    Vec.scale(dp, -(k - 1), n)
+                    for w in ws { Vec.add(dp, get(w), n) }
+                    if clampAtZero { for i in 0..<n where dp[i] < 0 { dp[i] = 0 } }
+                } else {
+                    dp.update(from: get(ws.first!), count: n)
+                    for w in ws.dropFirst() { Vec.add(dp, get(w), n) }
+                    Vec.scale(dp, 1 / k, n)
+                }
             }
         }
-        avg(&flat) { $0.params.p }
-        avg(&st) { $0.state.p }
+        combine(&flat, clampAtZero: false) { $0.params.p }
+        combine(&st, clampAtZero: true) { $0.state.p }
     }
 
     /// Forward and backward for examples `range` (at most miniBatch): fills `grad` (dense
@@ -464,8 +553,14 @@ final class Worker {
 
     /// One SGD step on a mini-batch: forward, backward, update the private dense copy and
     /// the shared input rows. Returns the summed loss.
+    /// One step on the examples `range` of the batch whose features `featurize` built.
+    func step(range: Range<Int>, labels: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float) -> Double {
+        step(range: 0..<range.count, ids: ids.p, offsets: offs, labels: labels + range.lowerBound,
+             table: table, lr: lr, dropout: dropout)
+    }
+
     func step(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
-              labels ys: UnsafePointer<Int32>, table: RowTable, rowState: RowTable, lr: Float, dropout: Float) -> Double {
+              labels ys: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float) -> Double {
         let loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout)
         let dim = self.dim
         if Optimizer.plainSGD {
@@ -482,7 +577,6 @@ final class Worker {
             return loss
         }
         Vec.adagradStep(params.p, state.p, grad.p, size, lr: lr, beta: Optimizer.beta, eps: Optimizer.eps)
-        let vs = rowState.base
         let beta = Optimizer.beta, eps = Optimizer.eps
         for b in 0..<range.count {
             let e = range.lowerBound + b
@@ -494,10 +588,10 @@ final class Worker {
             let ms = Vec.sumSquares(gb, dim) * inv * inv / Float(dim)
             var j = s
             while j < t {
-                let r = Int(ids[j])
-                let v = beta * vs[r] + ms
-                vs[r] = v
-                Vec.axpy(table.row(r), -lr * inv / (v.squareRoot() + eps), gb, dim)
+                let row = table.row(Int(ids[j]))
+                let v = beta * row[dim] + ms    // row[dim] is the row's accumulator
+                row[dim] = v
+                Vec.axpy(row, -lr * inv / (v.squareRoot() + eps), gb, dim)
                 j += 1
             }
         }

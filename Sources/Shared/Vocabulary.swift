@@ -23,8 +23,9 @@ public final class Vocabulary {
     public let minCount: Int
     public let candidateLimit: Int
 
-    private var keys: [UInt64]
-    private var vals: [Int32]
+    // Raw storage (no Swift array checks on the per-token path): the table, tableSize entries.
+    private var keys: UnsafeMutablePointer<UInt64>
+    private var vals: UnsafeMutablePointer<Int32>
     private var mask: Int
     private var used = 0
     public private(set) var candidates = 0
@@ -34,8 +35,8 @@ public final class Vocabulary {
     private var slotWord: [[UInt8]] = []
     private var slotKey: [UInt64] = []
     // Recency list: head = most recently seen.
-    private var prev: [Int32] = []
-    private var next: [Int32] = []
+    private let prev: UnsafeMutablePointer<Int32>
+    private let next: UnsafeMutablePointer<Int32>
     private var head: Int32 = -1
     private var tail: Int32 = -1
     /// Words admitted and evicted so far (for status and tests).
@@ -45,9 +46,15 @@ public final class Vocabulary {
         self.capacity = capacity
         self.minCount = max(1, minCount)
         self.candidateLimit = max(16, candidateLimit ?? max(capacity, 1 << 16))
-        keys = [UInt64](repeating: 0, count: 1024)
-        vals = [Int32](repeating: 0, count: 1024)
+        keys = .allocate(capacity: 1024); keys.initialize(repeating: 0, count: 1024)
+        vals = .allocate(capacity: 1024); vals.initialize(repeating: 0, count: 1024)
         mask = 1023
+        prev = .allocate(capacity: max(capacity, 1)); prev.initialize(repeating: -1, count: max(capacity, 1))
+        next = .allocate(capacity: max(capacity, 1)); next.initialize(repeating: -1, count: max(capacity, 1))
+    }
+
+    deinit {
+        keys.deallocate(); vals.deallocate(); prev.deallocate(); next.deallocate()
     }
 
     @inline(__always) private static func mix(_ k: UInt64) -> Int {
@@ -56,6 +63,7 @@ public final class Vocabulary {
 
     /// Table position of `key`, or of the empty place where it would go.
     @inline(__always) private func find(_ key: UInt64) -> Int {
+        let keys = self.keys, mask = self.mask
         var i = Vocabulary.mix(key) & mask
         while true {
             let k = keys[i]
@@ -127,7 +135,6 @@ public final class Vocabulary {
             size += 1
             slotWord.append(Array(UnsafeBufferPointer(start: bytes, count: len)))
             slotKey.append(key)
-            prev.append(-1); next.append(-1)
         } else {
             s = tail
             unlink(s)
@@ -186,21 +193,22 @@ public final class Vocabulary {
     }
 
     private func rebuild(size n: Int) {
-        let oldK = keys, oldV = vals
-        keys = [UInt64](repeating: 0, count: n)
-        vals = [Int32](repeating: 0, count: n)
+        let oldK = keys, oldV = vals, oldN = mask + 1
+        keys = .allocate(capacity: n); keys.initialize(repeating: 0, count: n)
+        vals = .allocate(capacity: n); vals.initialize(repeating: 0, count: n)
         mask = n - 1
-        for i in 0..<oldK.count where oldK[i] != 0 {
+        for i in 0..<oldN where oldK[i] != 0 {
             let j = find(oldK[i])
             keys[j] = oldK[i]; vals[j] = oldV[i]
         }
+        oldK.deallocate(); oldV.deallocate()
     }
 
     /// Drops candidates seen once and halves the others until at most half the limit remain.
     private func prune() {
         while candidates > candidateLimit / 2 {
             var kept = 0
-            for i in 0..<keys.count where keys[i] != 0 && vals[i] < 0 {
+            for i in 0...mask where keys[i] != 0 && vals[i] < 0 {
                 let c = -vals[i]
                 let nc = c == 1 ? 0 : c / 2
                 if nc == 0 { keys[i] = 0; vals[i] = 0; used -= 1 } else { vals[i] = -nc; kept += 1 }
@@ -229,7 +237,7 @@ public final class Vocabulary {
         while s >= 0 { out.u32(UInt32(s)); s = next[Int(s)] }
         var cands: [(UInt64, UInt32)] = []
         cands.reserveCapacity(candidates)
-        for i in 0..<keys.count where keys[i] != 0 && vals[i] < 0 { cands.append((keys[i], UInt32(-vals[i]))) }
+        for i in 0...mask where keys[i] != 0 && vals[i] < 0 { cands.append((keys[i], UInt32(-vals[i]))) }
         cands.sort { $0.0 < $1.0 }
         out.u64(UInt64(cands.count))
         for (k, c) in cands { out.u64(k); out.u32(c) }
@@ -250,7 +258,6 @@ public final class Vocabulary {
             let w = try r.bytes(len)
             let key = w.withUnsafeBufferPointer { FeatureHash.key64($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, len) }
             v.slotWord.append(w); v.slotKey.append(key)
-            v.prev.append(-1); v.next.append(-1)
             let i = v.find(key)
             guard v.keys[i] == 0 else { throw r.fail("vocabulary word at slot \(s) duplicated") }
             v.keys[i] = key; v.vals[i] = Int32(s); v.used += 1

@@ -107,7 +107,7 @@ final class ModelTests: XCTestCase {
             let dim = 5, L = 4, rows = 12
             var rng = RNG(seed: 3)
             let table = RowTable(rows: rows, dim: dim)
-            for i in 0..<(rows * dim) { table.base[i] = rng.uniform() * 2 - 1 }
+            for r in 0..<rows { for k in 0..<dim { table.row(r)[k] = rng.uniform() * 2 - 1 } }
             var dense = DenseLayers(dim: dim, hidden: hidden)
             dense.flat = (0..<DenseLayers.size(dim: dim, hidden: hidden, labels: L)).map { _ in rng.uniform() * 2 - 1 }
             let w = Worker(dim: dim, hidden: hidden)

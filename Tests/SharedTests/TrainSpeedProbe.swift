@@ -35,7 +35,11 @@ final class TrainSpeedProbe: XCTestCase {
         c.bucket = Int(env("BUCKET", 2_000_000)); c.threads = Int(env("THREADS", 2)); c.minCount = Int(env("MINCOUNT", 1))
         Optimizer.plainSGD = env("SGD", 0) != 0
         Optimizer.beta = Float(env("BETA", Double(Optimizer.beta)))
-        defer { Optimizer.plainSGD = false; Optimizer.beta = 0.9999 }
+        Optimizer.mergeBySum = env("AVG", 0) == 0
+        let oldBudget = Trainer.cacheBudget
+        Trainer.cacheBudget = Int(env("CACHE", Double(oldBudget)))
+        defer { Trainer.cacheBudget = oldBudget }
+        defer { Optimizer.plainSGD = false; Optimizer.beta = 0.9999; Optimizer.mergeBySum = true }
         let passes = Int(env("PASSES", 5)), batchSize = Int(env("BATCH", 10_000))
         let t = try Trainer(config: c, knobs: Knobs(lr: env("LR", 0.1), dropout: env("DROPOUT", 0)))
         var batches: [Batch] = []
@@ -47,6 +51,8 @@ final class TrainSpeedProbe: XCTestCase {
         if b.count > 0 { batches.append(b) }
         let tokens = batches.reduce(0) { $0 + $1.tokenCount }
         var losses: [Double] = []
+        var cpu0 = timespec(), cpu1 = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0)
         let start = Date()
         for _ in 0..<passes {
             var l = 0.0
@@ -54,10 +60,17 @@ final class TrainSpeedProbe: XCTestCase {
             losses.append(l / Double(train.count))
         }
         let secs = Date().timeIntervalSince(start)
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1)
+        let cpu = Double(cpu1.tv_sec - cpu0.tv_sec) + Double(cpu1.tv_nsec - cpu0.tv_nsec) / 1e9
+        print(String(format: "probe: cpu %.2f s = %.0f tokens per cpu-second (wall %.2f s)", cpu, Double(tokens * passes) / cpu, secs))
         let acc = ModelTests.accuracy(t.model, test[...])
         let ck0 = Date()
         let bytes = try t.checkpointBytes(meta: CheckpointMeta(run: "p", createdAt: "", step: 0, tokens: 0, config: c, knobs: t.knobs))
         let ckSecs = Date().timeIntervalSince(ck0)
+        if let raw = ProcessInfo.processInfo.environment["PP_PROBE_RAW"] {
+            // The uncompressed checkpoint bytes, to time `zstd -1 -T2` on the same input.
+            try FileIO.publish(try Zstd.decompress(bytes), to: raw)
+        }
         print(String(format: "probe: %d train / %d test, %d tokens x %d passes in %.2f s = %.0f tokens/s; held-out accuracy %.4f; loss per pass %@; vocab %d; checkpoint %.1f MB in %.2f s; blas %@",
                      train.count, test.count, tokens, passes, secs, Double(tokens * passes) / secs, acc,
                      losses.map { String(format: "%.3f", $0) }.joined(separator: " "), t.model.vocabulary.size,
