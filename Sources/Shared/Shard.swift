@@ -1,6 +1,8 @@
 // The shard format: validated, tokenised examples as pp-ingest publishes them in shards/ and
 // holdout/ (docs/formats.md). Shards are immutable once published and hold normalised tokens,
-// not vocabulary ids (CONTRACT rule 4). The file is one zstd frame (with checksum) around:
+// not vocabulary ids (CONTRACT rule 4). The file is zstd around the layout below: one frame,
+// or (as pp-ingest writes it, see ShardFrames.swift) two concatenated frames, each with its
+// checksum, that decompress to the same bytes:
 //
 //   offset  size  field
 //   0       8     magic "PPSHARD1"

@@ -373,9 +373,11 @@ final class Ingester {
             log.notice("\(input.display): completing an interrupted ingest",
                        metadata: ["present": "\(existing.count)", "missing": "\(toPublish.count)"])
         } else {
+            // The same content under other names: another file with these bytes (other mtime,
+            // so other stamp), or an earlier run with other --shard-examples/--holdout.
             status = "duplicate"
-            log.warning("\(input.display): the same content was already ingested under other shard names (other stamp or options); nothing published",
-                        metadata: ["existing": "\(existing.sorted().joined(separator: ","))"])
+            log.notice("\(input.display): already ingested (same SHA-256) as other shards; nothing new to publish",
+                       metadata: ["sha256": "\(summary.sha256)", "existing": "\(existing.sorted().joined(separator: ","))"])
         }
 
         crashPoint("before-publish")

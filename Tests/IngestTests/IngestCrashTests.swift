@@ -116,12 +116,14 @@ final class IngestCrashTests: IngestTestCase {
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
-            usleep(UInt32(Double.random(in: 0.005...max(0.01, cleanSeconds)) * 1e6))
+            // Within the time a clean run takes (start-up included), so the kill lands mid-run.
+            usleep(UInt32(Double.random(in: 0.002...max(0.004, cleanSeconds * 0.8)) * 1e6))
             if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
             p.waitUntilExit()
             try checkInvariants(r, inputs: inputs)
             if names("inbox", root: r).isEmpty { break }
         }
+        XCTAssertGreaterThan(kills, 0, "no kill landed while pp-ingest ran")
         let final = try ingest(options, root: r)
         XCTAssertTrue([0, 2].contains(final.status), final.stderr)
         XCTAssertEqual(try state(r), clean, "after \(kills) kills")
