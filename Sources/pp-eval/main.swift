@@ -127,6 +127,9 @@ struct Score: ParsableCommand {
                                           set: set, recentDays: recentDays)
         if !noStore { try store(result, examples, root: root) }
         try emit(try result.json())
+        if !noStore && data.isEmpty {
+            try publishEvalMetrics(root: root, evalset: result.evalset, lastExamplesPerSecond: result.examplesPerSecond)
+        }
     }
 
     /// Every checkpoint of every run, plus the deployed one, resolved, without duplicates.
@@ -162,6 +165,11 @@ struct Score: ParsableCommand {
         }
         let set = try loadEvalSet(data: [], root: root)
         var worst = ExitStatus.ok
+        var lastSpeed: Double? = nil
+        defer {
+            // Metrics describe what is stored, even when one checkpoint failed.
+            if let v = lastSpeed { try? publishEvalMetrics(root: root, evalset: set.hash, lastExamplesPerSecond: v) }
+        }
         for p in todo {
             do {
                 let ck = try loadCheckpoint(p)
@@ -170,6 +178,7 @@ struct Score: ParsableCommand {
                 if FileIO.exists(root.evals + "/" + base + ".json") { continue }
                 let (result, examples) = evaluate(ck.model, identity: id, set: set, recentDays: recentDays)
                 try store(result, examples, root: root)
+                lastSpeed = result.examplesPerSecond
                 try emit(try result.json())
             } catch let e as PPError {
                 // One bad checkpoint must not stop the others: report it, carry on, and say so

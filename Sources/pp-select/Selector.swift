@@ -236,6 +236,31 @@ struct Selector {
         }
         if r.decision == "retention" {
             for p in r.deleted ?? [] { try FileIO.removeDurably(absolute(p)) }
+        } else {
+            try publishMetrics(r)
         }
+    }
+}
+
+extension Selector {
+    /// metrics/pp-select.prom (Prometheus textfile): the last decision and what is deployed.
+    func publishMetrics(_ r: DecisionRecord) throws {
+        var m = Metrics()
+        m.add("perpetuum_select_last_decision_timestamp_seconds", now.rounded(), help: "When pp-select last recorded a decision.")
+        for d in ["promote", "keep", "deploy", "rollback", "retention"] {
+            m.add("perpetuum_select_last_decision", d == r.decision ? 1 : 0, help: "1 for the kind of the last decision.",
+                  labels: [("decision", d)])
+        }
+        if let c = r.rejected?.count { m.add("perpetuum_select_rejected", c, help: "Candidates refused by the last decision (corrupt).") }
+        if let d = currentDeployed(), let id = EvalNames.checkpointID(path: d) {
+            var f = id.file
+            if f.hasSuffix(".ppc") { f.removeLast(4) }
+            let step = f.split(separator: "-").last.flatMap { Int($0) } ?? -1
+            m.add("perpetuum_deployed_step", step, help: "Step of the deployed checkpoint (from its name).", labels: [("run", id.run)])
+        }
+        if let s = r.decision == "promote" ? r.winner?.score : r.previousScore, let metric = r.metric {
+            m.add("perpetuum_deployed_score", s, help: "The deployed checkpoint's score on the selection metric.", labels: [("metric", metric)])
+        }
+        try m.publish(root: root, name: "pp-select")
     }
 }

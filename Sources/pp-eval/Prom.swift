@@ -1,0 +1,31 @@
+// metrics/pp-eval.prom (Prometheus textfile): after pp-eval stores results, the newest result
+// of each run on that eval set, so a dashboard shows every run's current quality. Only gauges,
+// rebuilt from evals/ each time (no state of its own).
+
+import Shared
+
+func publishEvalMetrics(root: Root, evalset: String, lastExamplesPerSecond: Double) throws {
+    var newest: [String: EvalResult] = [:]
+    for f in try FileIO.list(root.evals) where f.hasSuffix(".json") {
+        guard let r = try? EvalResult.load(path: root.evals + "/" + f), r.evalset == evalset else { continue }
+        if let old = newest[r.run], old.step >= r.step { continue }
+        newest[r.run] = r
+    }
+    var m = Metrics()
+    m.add("perpetuum_eval_last_success_timestamp_seconds", Clock.now().rounded(), help: "When pp-eval last stored a result.")
+    m.add("perpetuum_eval_examples_per_second", lastExamplesPerSecond, help: "Scoring speed of the last result stored.")
+    for (run, r) in newest.sorted(by: { $0.key < $1.key }) {
+        m.add("perpetuum_eval_step", r.step, help: "Step of each run's newest evaluated checkpoint.", labels: [("run", run)])
+        for slice in ["all", "recent", "old"] {
+            guard let s = r.slice(slice) else { continue }
+            m.add("perpetuum_eval_examples", s.examples, help: "Examples in the slice of the current eval set.",
+                  labels: [("run", run), ("slice", slice)])
+            for name in SliceMetrics.names {
+                m.add("perpetuum_eval_score", s.value(name) ?? 0,
+                      help: "Each run's newest evaluated checkpoint on the current eval set, by slice and metric (docs/formats.md).",
+                      labels: [("run", run), ("slice", slice), ("metric", name)])
+            }
+        }
+    }
+    try m.publish(root: root, name: "pp-eval")
+}
