@@ -229,70 +229,103 @@ public final class Checkpoint {
             bitmap[i >> 3] |= 1 << UInt8(i & 7)
             stored += 1
         }
-        var w = ByteWriter(capacity: 64 + json.count + bitmap.count + stored * dim * 4 + model.dense.flat.count * 4 + 1 << 16)
-        w.bytes(magic)
-        w.u32(version)
-        w.u32(UInt32(json.count))
-        w.bytes(json)
-        w.section("VOCB") { model.vocabulary.serialize(into: &$0) }
-        w.section("DENS") { s in
+        // Small parts are built in memory; the input rows stream from the table straight into
+        // the compressor (no raw copy of an ~800 MB table).
+        var head = ByteWriter(capacity: 64 + json.count + model.dense.flat.count * 4 + 1 << 16)
+        head.bytes(magic)
+        head.u32(version)
+        head.u32(UInt32(json.count))
+        head.bytes(json)
+        head.section("VOCB") { model.vocabulary.serialize(into: &$0) }
+        head.section("DENS") { s in
             s.u32(UInt32(model.dense.dim)); s.u32(UInt32(model.dense.hidden)); s.u32(UInt32(model.dense.labels))
             s.floats(model.dense.flat)
         }
-        w.section("INPT") { s in
-            s.u64(UInt64(rows)); s.u32(UInt32(dim)); s.u64(UInt64(stored))
-            s.bytes(bitmap)
-            for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
-                var bits = byte
-                while bits != 0 {
-                    let bit = bits.trailingZeroBitCount
-                    bits &= bits - 1
-                    s.raw(t.row(byteIndex * 8 + bit), dim * 4)
-                }
-            }
-            for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
-                var bits = byte
-                while bits != 0 {
-                    let bit = bits.trailingZeroBitCount
-                    bits &= bits - 1
-                    s.raw(t.state(byteIndex * 8 + bit), 4)
-                }
+        let rowBytes = stored * dim * 4
+        var states = [Float]()
+        states.reserveCapacity(stored)
+        for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
+            var bits = byte
+            while bits != 0 {
+                let bit = bits.trailingZeroBitCount
+                bits &= bits - 1
+                states.append(t.state(byteIndex * 8 + bit).pointee)
             }
         }
-        w.section("OPTM") { s in
+        var inpt = ByteWriter(capacity: 32 + bitmap.count)
+        inpt.bytes(Array("INPT".utf8))
+        inpt.u64(UInt64(20 + bitmap.count + rowBytes + stored * 4))
+        inpt.u64(UInt64(rows)); inpt.u32(UInt32(dim)); inpt.u64(UInt64(stored))
+        inpt.bytes(bitmap)
+        var tail = ByteWriter(capacity: 1 << 12 + state.denseState.count * 4)
+        tail.section("OPTM") { s in
             s.u64(UInt64(state.denseState.count))
             s.floats(state.denseState)
         }
-        w.section("TRNR") { s in
+        tail.section("TRNR") { s in
             for x in state.rng.state { s.u64(x) }
             s.u64(UInt64(state.examples))
             s.u64(UInt64(model.vocabulary.evictions))
         }
-        w.bytes(endMagic)
-        return try w.buf.withUnsafeBytes { try compress($0) }
+        tail.bytes(endMagic)
+        let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count
+        return try streamCompress(total: total) { feed in
+            try head.buf.withUnsafeBytes { try feed($0) }
+            try inpt.buf.withUnsafeBytes { try feed($0) }
+            for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
+                var bits = byte
+                while bits != 0 {
+                    let bit = bits.trailingZeroBitCount
+                    bits &= bits - 1
+                    try feed(UnsafeRawBufferPointer(start: t.row(byteIndex * 8 + bit), count: dim * 4))
+                }
+            }
+            try states.withUnsafeBytes { try feed($0) }
+            try tail.buf.withUnsafeBytes { try feed($0) }
+        }
     }
 
-    /// One zstd frame, level 1, 2 workers, content checksum (as Zstd.compress, but the output
-    /// is not zero-filled first: a 2M x 100 model is ~800 MB).
-    static func compress(_ src: UnsafeRawBufferPointer) throws -> [UInt8] {
+    /// Compresses `total` bytes handed over by `produce` (through `feed`, in pieces of any
+    /// size) into one zstd frame: level 1, 2 workers, content size and checksum. Pieces are
+    /// gathered into 4 MiB blocks for ZSTD_compressStream2.
+    static func streamCompress(total: Int, _ produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> [UInt8] {
         guard let cctx = ZSTD_createCCtx() else { throw PPError("zstd: out of memory") }
         defer { ZSTD_freeCCtx(cctx) }
         _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 1), "level")
         _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "checksum")
         _ = try Zstd.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1), "content size")
         _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, 2)   // ignored by a libzstd without threads
-        let bound = ZSTD_compressBound(src.count)
-        var err: PPError?
-        let out = [UInt8](unsafeUninitializedCapacity: bound) { buf, n in
-            let r = ZSTD_compress2(cctx, buf.baseAddress, bound, src.baseAddress, src.count)
-            if ZSTD_isError(r) != 0 {
-                err = PPError("zstd compress: \(String(cString: ZSTD_getErrorName(r)))")
-                n = 0
-            } else {
-                n = r
+        _ = try Zstd.check(ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(total)), "pledged size")
+        let bound = ZSTD_compressBound(total)
+        let blockSize = 4 << 20
+        let block = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 64)
+        defer { block.deallocate() }
+        var fill = 0, fed = 0
+        return try [UInt8](unsafeUninitializedCapacity: bound) { buf, n in
+            n = 0
+            var out = ZSTD_outBuffer(dst: buf.baseAddress, size: bound, pos: 0)
+            func flush(_ mode: ZSTD_EndDirective) throws {
+                var inb = ZSTD_inBuffer(src: block, size: fill, pos: 0)
+                while true {
+                    let r = try Zstd.check(ZSTD_compressStream2(cctx, &out, &inb, mode), "compress")
+                    if mode == ZSTD_e_end ? r == 0 : inb.pos == inb.size { break }
+                }
+                fill = 0
             }
+            try produce { piece in
+                var off = 0
+                while off < piece.count {
+                    let k = min(blockSize - fill, piece.count - off)
+                    (block + fill).copyMemory(from: piece.baseAddress! + off, byteCount: k)
+                    fill += k; off += k
+                    if fill == blockSize { try flush(ZSTD_e_continue) }
+                }
+                fed += piece.count
+            }
+            guard fed == total else { throw PPError("checkpoint encoder: \(fed) bytes produced, \(total) announced") }
+            try flush(ZSTD_e_end)
+            n = out.pos
         }
-        if let e = err { throw e }
-        return out
     }
+
 }

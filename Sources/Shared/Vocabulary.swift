@@ -102,6 +102,7 @@ public final class Vocabulary {
     /// initialises the row).
     @inline(__always)
     public func observe(_ bytes: UnsafePointer<UInt8>, _ len: Int, key: UInt64) -> Seen {
+        if capacity == 0 { return .candidate }   // no word rows at all: n-grams only
         var i = find(key)
         if keys[i] == key {
             let v = vals[i]

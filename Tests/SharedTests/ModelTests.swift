@@ -87,6 +87,13 @@ final class ModelTests: XCTestCase {
         XCTAssertEqual(v.word(atSlot: Int(sb)), "gamma")
     }
 
+    func testZeroCapacityAdmitsNothing() {
+        let v = Vocabulary(capacity: 0, minCount: 1)
+        for _ in 0..<3 { _ = observe(v, "word") }
+        XCTAssertEqual(v.slot(of: "word"), -1)
+        XCTAssertEqual(v.size, 0)
+    }
+
     func testCandidateMemoryIsBounded() {
         let v = Vocabulary(capacity: 10, minCount: 1000, candidateLimit: 64)
         for i in 0..<5000 {
@@ -271,5 +278,14 @@ final class ModelTests: XCTestCase {
         XCTAssertThrowsError(try { for _ in 0..<20 { _ = try t.train(b) } }()) { e in
             XCTAssertTrue("\(e)".contains("not finite"), "\(e)")
         }
+    }
+}
+
+final class BLASSetupTests: XCTestCase {
+    func testCoreTypeFromCPUFlags() {
+        XCTAssertEqual(BLASSetup.coreTypeForThisCPU(cpuinfo: "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n"), "SkylakeX")
+        XCTAssertEqual(BLASSetup.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx avx2 fma\n"), "Haswell")
+        XCTAssertNil(BLASSetup.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx\n"))
+        XCTAssertNil(BLASSetup.coreTypeForThisCPU(cpuinfo: ""))
     }
 }

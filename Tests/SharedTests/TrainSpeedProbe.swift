@@ -77,3 +77,37 @@ final class TrainSpeedProbe: XCTestCase {
                      Double(bytes.count) / 1e6, ckSecs, BLASSetup.coreName))
     }
 }
+
+/// Hand-run: time writing and reading a checkpoint of a full 2M x 100 input table (every row
+/// non-zero, the worst case). Skipped unless PP_PROBE_CKPT names a scratch file path; the raw
+/// (uncompressed) bytes go to PP_PROBE_CKPT.raw to time `zstd -1 -T2` on the same input.
+final class CheckpointSpeedProbe: XCTestCase {
+    func testBigCheckpoint() throws {
+        guard let path = ProcessInfo.processInfo.environment["PP_PROBE_CKPT"] else { throw XCTSkip("PP_PROBE_CKPT not set") }
+        var c = ModelConfig()
+        c.dim = 100; c.bucket = 2_000_000; c.vocabCapacity = 0; c.minn = 0; c.maxn = 0; c.threads = 1
+        let t = try Trainer(config: c, knobs: Knobs())
+        var b = Batch()
+        for i in 0..<50 { b.append(label: "l\(i)", tokens: ["a", "b"]) }
+        _ = try t.train(b)
+        var rng = RNG(seed: 1)
+        let table = t.model.table
+        for r in 0..<table.rows {
+            let row = table.row(r)
+            for k in 0..<100 { row[k] = (rng.uniform() - 0.5) * 0.2 }
+        }
+        let t0 = Date()
+        let bytes = try t.checkpointBytes(meta: CheckpointMeta(run: "p", createdAt: "", step: 0, tokens: 0, config: c, knobs: t.knobs))
+        let t1 = Date()
+        try FileIO.publish(bytes, to: path)
+        let t2 = Date()
+        let ck = try Checkpoint.load(path: path)
+        let t3 = Date()
+        let raw = try Zstd.decompress(bytes)
+        try FileIO.publish(raw, to: path + ".raw")
+        print(String(format: "ckpt-probe: 2M x 100 full: raw %.1f MB -> %.1f MB; encode+compress %.2f s (%.0f MB/s of raw), publish %.2f s, load %.2f s",
+                     Double(raw.count) / 1e6, Double(bytes.count) / 1e6, t1.timeIntervalSince(t0),
+                     Double(raw.count) / 1e6 / t1.timeIntervalSince(t0), t2.timeIntervalSince(t1), t3.timeIntervalSince(t2)))
+        XCTAssertEqual(ck.model.labels.count, 50)
+    }
+}
