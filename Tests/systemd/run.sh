@@ -184,7 +184,7 @@ EOF
 dropin pp-train@.service <<'EOF'
 [Service]
 Environment="PP_TRAIN_FLAGS=--checkpoint-every 4s --rescan 1"
-WatchdogSec=6s
+WatchdogSec=15s
 TimeoutAbortSec=2s
 RestartSec=1s
 TimeoutStopSec=60s
