@@ -31,6 +31,9 @@ ok()    { n=$((n+1)); echo "ok $n - $*"; }
 notok() { n=$((n+1)); failed=$((failed+1)); echo "not ok $n - $*"; }
 skip()  { n=$((n+1)); echo "ok $n - # SKIP $*"; }
 diag()  { sed 's/^/#   /'; }
+# Like grep -q, but reads all its input: with pipefail, grep -q leaving early would fail the
+# pipeline when the writer gets SIGPIPE.
+has()   { grep "$@" >/dev/null; }
 finish() {
   echo "1..$n"
   if [ "$failed" -gt 0 ]; then echo "# systemd tests: $failed of $n failed"; exit 1; fi
@@ -104,7 +107,7 @@ else
   sed -i 's/^NoNewPrivileges=yes/NoNewPrivileges=perhaps/' "$unitdir/pp-ingest.service"
   out=$(staged systemd-analyze verify pp-ingest.service)
   cp "$run/pp-ingest.service.good" "$unitdir/pp-ingest.service"
-  if echo "$out" | grep -q perhaps; then ok "systemd-analyze verify reports a bad directive (the check can fail)"
+  if echo "$out" | has perhaps; then ok "systemd-analyze verify reports a bad directive (the check can fail)"
   else notok "systemd-analyze verify did not report NoNewPrivileges=perhaps"; echo "$out" | diag; fi
 
   for u in "${SERVICES[@]}"; do
@@ -236,7 +239,7 @@ else notok "container did not reach running"; tail -20 "$run/console.log" | diag
 
 # The installed-but-unbuilt placeholder tools cannot run the pipeline: the end-to-end checks
 # that need a tool which is not built yet are skipped, saying so.
-built() { ! "$BIN/$1" --help 2>&1 | grep -q "Not built yet"; }
+built() { ! "$BIN/$1" --help 2>&1 | has "Not built yet"; }
 
 # --- waits and reads, all from outside the container ---
 S=$root/var/lib/perpetuum
@@ -298,8 +301,8 @@ probe() { # UNIT-FILE: writes pp-probe.service with that file's sandbox and runs
 }
 for u in pp-train@.service pp-ingest.service; do
   out=$(probe "$root/usr/local/lib/systemd/system/$u" 2>&1)
-  if echo "$out" | grep -q '^state=ok' && echo "$out" | grep -q '^etc=denied' && echo "$out" | grep -q '^usr=denied' &&
-     echo "$out" | grep -q '^inet=denied' && echo "$out" | grep -q 'Read-only file system' &&
+  if echo "$out" | has '^state=ok' && echo "$out" | has '^etc=denied' && echo "$out" | has '^usr=denied' &&
+     echo "$out" | has '^inet=denied' && echo "$out" | has 'Read-only file system' &&
      echo "$out" | grep -Eq 'Address family not supported|Network is unreachable|Operation not permitted'; then
     ok "sandbox of $u: writes only in the state folder, no network socket"
   else
@@ -308,7 +311,7 @@ for u in pp-train@.service pp-ingest.service; do
 done
 # Control: the same probe without the sandbox can write /etc and reach the socket layer.
 out=$(ctr bash -c 'touch /etc/.probe && echo etc=ok; exec 3<>/dev/tcp/127.0.0.1/9' 2>&1)
-if echo "$out" | grep -q 'etc=ok' && echo "$out" | grep -q 'Connection refused'; then ok "control: outside the sandbox the same writes and socket work"
+if echo "$out" | has 'etc=ok' && echo "$out" | has 'Connection refused'; then ok "control: outside the sandbox the same writes and socket work"
 else notok "control probe"; echo "$out" | diag; fi
 
 # --- ingest: the timer fires, shards appear; later drops are picked up by the path unit ---
@@ -340,7 +343,7 @@ fi
 if wait_for 60 unit_is pp-train@main.service ActiveState active; then
   ok "pp-train@main reached READY (Type=notify, active) status: $(show pp-train@main.service StatusText)"
 else
-  notok "pp-train@main not active"; dump pp-train@main.service
+  notok "pp-train@main not active (Type=notify: pp-train must send READY=1 through Notify.ready() once its state is loaded, and WATCHDOG=1 through Notify.Watchdog.tick() from its loop)"; dump pp-train@main.service
 fi
 if [ -n "$(show pp-train@main.service StatusText)" ]; then ok "pp-train@main sends STATUS="
 else notok "pp-train@main has no StatusText (STATUS= not sent)"; fi
@@ -348,12 +351,15 @@ if wait_for 90 has_at_least "$ck" 1 '\.ppc$'; then ok "pp-train@main wrote a che
 else notok "no checkpoint after 90 s"; dump pp-train@main.service; fi
 
 # --- eval: every checkpoint gets a result through pp-eval@main.path ---
-all_evaluated() {
-  local c
-  for c in $(ls "$ck" | grep '^ckpt-.*\.ppc$'); do ls "$S/evals" 2>/dev/null | grep -q "^${c%.ppc}--main--" || return 1; done
+all_evaluated() { # [CHECKPOINT...]: these (default: all there are now) have eval results
+  local c list=("$@")
+  [ $# -gt 0 ] || list=($(ls "$ck" | grep '^ckpt-.*\.ppc$'))
+  for c in "${list[@]}"; do ls "$S/evals" 2>/dev/null | has "^${c%.ppc}--main--" || return 1; done
 }
 if built pp-eval; then
-  if wait_for 90 all_evaluated; then ok "each checkpoint has an eval result ($(count "$ck" '\.ppc$') checkpoints, $(count "$S/evals" '\.json$') results)"
+  # The trainer keeps checkpointing: the checkpoints there are now must all get results.
+  snap=($(ls "$ck" | grep '^ckpt-.*\.ppc$'))
+  if wait_for 90 all_evaluated "${snap[@]}"; then ok "each checkpoint has an eval result (${#snap[@]} checkpoints, $(count "$S/evals" '\.json$') results)"
   else notok "checkpoints without eval results"; ls "$ck" "$S/evals" | diag; dump pp-eval@main.path pp-eval.service; fi
 else
   skip "eval checks: pp-eval is not built yet"
@@ -373,14 +379,14 @@ wait_for 60 inbox_empty
 wait_for 60 newest_is_not "$pre"
 restarts=$(show pp-train@main.service NRestarts); pid=$(show pp-train@main.service MainPID)
 since=$(ctr date +%s)
+newest=$(newest_ckpt)
 ctr systemctl kill -s KILL pp-train@main.service
 if wait_for 60 restarted "$restarts"; then
   ok "after kill -9, systemd restarted pp-train@main (NRestarts $restarts -> $(show pp-train@main.service NRestarts), pid $pid -> $(show pp-train@main.service MainPID))"
 else
   notok "pp-train@main not restarted after kill -9"; dump pp-train@main.service
 fi
-newest=$(newest_ckpt)
-if journal pp-train@main.service --since=@"$since" | grep 'starting' | grep 'from=resume' | grep -q "checkpoint=[^ ]*${newest%.ppc}"; then
+if journal pp-train@main.service --since=@"$since" | grep 'starting' | grep 'from=resume' | has "checkpoint=[^ ]*${newest%.ppc}"; then
   ok "the restarted trainer resumed from the last checkpoint ($newest)"
 else
   notok "the restarted trainer did not log a resume from $newest"; journal pp-train@main.service --since=@"$since" | tail -5 | diag
@@ -391,7 +397,7 @@ restarts=$(show pp-train@main.service NRestarts)
 since=$(ctr date +%s)
 ctr systemctl kill -s STOP --kill-whom=main pp-train@main.service
 if wait_for 60 restarted "$restarts" &&
-   ctr journalctl --no-pager -o cat --since=@"$since" | grep -q 'pp-train@main.service: Watchdog timeout'; then
+   ctr journalctl --no-pager -o cat --since=@"$since" | has 'pp-train@main.service: Watchdog timeout'; then
   ok "the watchdog killed the stopped trainer and systemd restarted it (NRestarts $restarts -> $(show pp-train@main.service NRestarts))"
 else
   notok "no watchdog restart of a stopped trainer"; dump pp-train@main.service
@@ -412,12 +418,16 @@ else
   notok "no final checkpoint on SIGTERM"; journal pp-train@main.service --since=@"$since" | tail -5 | diag
 fi
 if built pp-eval; then
+  # A checkpoint published while pp-eval.service runs is not seen by the path unit (systemd
+  # does not watch while the unit it triggers is active); pp-eval.timer is the safety net.
+  # Here it fired once at start: start it again, as its OnUnitInactiveSec= would.
+  ctr systemctl restart pp-eval.timer
   if wait_for 60 all_evaluated; then ok "the final checkpoint was evaluated too ($(count "$ck" '\.ppc$') checkpoints)"
   else notok "checkpoints without eval results after stop"; ls "$ck" "$S/evals" | diag; fi
 fi
 
 # Logs keep their levels: the tools' <N> prefixes are read by journald, not printed.
-if journal pp-train@main.service | grep -q '^<[0-7]>'; then notok "journal shows raw <N> priority prefixes"
+if journal pp-train@main.service | has '^<[0-7]>'; then notok "journal shows raw <N> priority prefixes"
 else ok "journald reads the tools' syslog priority prefixes"; fi
 failed_units=$(ctr systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | grep '^pp-' | tr '\n' ' ')
 if [ -z "$failed_units" ]; then ok "no pp-* unit failed"; else notok "failed units: $failed_units"; dump $failed_units; fi
