@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# demo/report.sh ROOT: what the demo made, for a person: checkpoints and their scores on the
+# final eval set, pp-select's decisions, and the deployed model's predictions on a few texts.
+set -euo pipefail
+ROOT=${1:-${PP_ROOT:-demo/root}}
+cd "$(dirname "$0")/.."
+export PATH="$PWD/${PP_BIN:-.build/release}:$PATH"
+
+latest=$(ls -t "$ROOT"/evals/*.json 2>/dev/null | head -n1 || true)
+if [ -z "$latest" ]; then echo "no eval results in $ROOT/evals"; exit 0; fi
+evalset=$(jq -r .evalset "$latest")
+printf '%-48s %9s %9s %9s %12s %9s\n' checkpoint step accuracy macro_f1 recent_macro_f1 old_acc
+jq -rs --arg e "$evalset" '
+  map(select(.evalset == $e)) | sort_by(.step)[] |
+  [.checkpoint, .step, .accuracy, .macro_f1, (.recent.macro_f1 // null), (.old.accuracy // null)] |
+  @tsv' "$ROOT"/evals/*.json |
+  while IFS=$'\t' read -r c s a m r o; do
+    printf '%-48s %9s %9.3f %9.3f %12.3f %9.3f\n' "$c" "$s" "$a" "$m" "$r" "$o"
+  done
+echo "(eval set ${evalset:0:16}: $(jq -r .examples "$latest") holdout examples)"
+
+echo
+echo "== decisions (selections.jsonl) =="
+if [ -s "$ROOT/selections.jsonl" ]; then
+  jq -r '[.at, .decision, (.deployed // "-"), .reason] | @tsv' "$ROOT/selections.jsonl" |
+    while IFS=$'\t' read -r at d dep why; do printf '%s  %-8s %-44s %s\n' "$at" "$d" "$dep" "$why"; done
+else
+  echo "(none)"
+fi
+
+echo
+if [ -e "$ROOT/deployed" ]; then
+  echo "== the deployed model ($(readlink "$ROOT/deployed")) on a few real texts =="
+  texts=(
+    "Documentation: fix typos in the description of the --force option"
+    "t7004: add a test for tag creation with an empty message"
+    "refs: avoid reading the packed-refs file twice when updating a reference"
+    "gitk: fix the display of merge commits with many parents"
+    "l10n: update German translation"
+  )
+  printf '%s\n' "${texts[@]}" | pp-eval predict "$ROOT/deployed" 2>/dev/null |
+    paste <(printf '%s\n' "${texts[@]}") - |
+    while IFS=$'\t' read -r text json; do
+      printf '  %-78s -> %s (%.2f)\n' "${text:0:78}" "$(jq -r .label <<<"$json")" "$(jq -r .prob <<<"$json")"
+    done
+else
+  echo "(nothing deployed)"
+fi
+
+cat <<EOT
+
+Everything is in $ROOT. To look further:
+  ls $ROOT/shards $ROOT/runs/main/checkpoints
+  jq . $ROOT/runs/main/status.json
+  jq '{checkpoint, accuracy, macro_f1, recent: .recent.macro_f1}' $ROOT/evals/*.json
+  tail -n 3 $ROOT/selections.jsonl | jq .
+  echo "fix a typo in the manual" | PP_ROOT=$ROOT pp-eval predict $ROOT/deployed
+  PP_ROOT=$ROOT pp-eval --lineage $ROOT/deployed
+EOT
