@@ -341,7 +341,10 @@ struct TrainerState {
 /// after ~1/(1-beta) updates of a coordinate its step settles at about lr * sqrt(1-beta),
 /// never zero. The steps do not depend on the gradient's scale, which also makes the
 /// zero-initialised input rows start learning at once. Measured on the git stream
-/// (TrainSpeedProbe): see the numbers in docs (report).
+/// (TrainSpeedProbe: 27.5k train / 3k held-out, dim 100, bigrams, 5 passes, lr 0.1): plain
+/// fixed-rate SGD 0.363 held-out accuracy, leaky AdaGrad 0.573 (both at 64-example
+/// mini-batches); with cache-sized mini-batches and 2 threads 0.643, with char 3..5-grams
+/// 0.676, hidden 256 + dropout 0.2 0.635. beta 0.9999 = a memory of ~10k updates per row.
 enum Optimizer {
     static var beta: Float = 0.9999
     static let eps: Float = 1e-8
