@@ -76,6 +76,10 @@ final class EvalEndToEndTests: XCTestCase {
         XCTAssertGreaterThan(rb["accuracy"] as! Double, 0.9, "20 batches of an easy task")
         r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"])
         XCTAssertEqual(r.status, 2, r.stderr)
+        // Prometheus textfile: the newest result of run main (b, 600 examples trained).
+        let prom = String(decoding: try FileIO.readAll(root.metrics + "/pp-eval.prom"), as: UTF8.self)
+        XCTAssertTrue(prom.contains("perpetuum_eval_step{run=\"main\"} 600"), prom)
+        XCTAssertTrue(prom.contains("perpetuum_eval_score{run=\"main\",slice=\"recent\",metric=\"macro_f1\"}"), prom)
 
         // A corrupt checkpoint: one-line error, exit 65, no result.
         var bytes = try FileIO.readAll(b)
@@ -128,6 +132,9 @@ final class EvalEndToEndTests: XCTestCase {
         XCTAssertEqual(d["deployed"] as? String, "main/" + FileIO.split(b).name)
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: root.deployed),
                        "runs/main/checkpoints/" + FileIO.split(b).name)
+        let sprom = String(decoding: try FileIO.readAll(root.metrics + "/pp-select.prom"), as: UTF8.self)
+        XCTAssertTrue(sprom.contains("perpetuum_select_last_decision{decision=\"promote\"} 1"), sprom)
+        XCTAssertTrue(sprom.contains("perpetuum_deployed_step{run=\"main\"} 600"), sprom)
         r = try TestSupport.run("pp-select", ["--root", dir])   // only the deployed one is left
         XCTAssertEqual(r.status, 0, r.stderr)                    // a stays a candidate: kept, worse
         guard r.stdoutLines.count == 1 else { return XCTFail("select: \(r.stdout) \(r.stderr)") }
