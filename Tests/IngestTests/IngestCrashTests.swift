@@ -109,7 +109,7 @@ final class IngestCrashTests: IngestTestCase {
         defer { try? FileManager.default.removeItem(atPath: r) }
         try fill(r, weeks: weeks)
         var kills = 0
-        for _ in 0..<8 {
+        for attempt in 0..<8 {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: TestSupport.binary("pp-ingest"))
             p.arguments = ["--root", r] + options
@@ -117,7 +117,11 @@ final class IngestCrashTests: IngestTestCase {
             p.standardError = FileHandle.nullDevice
             try p.run()
             // Within the time a clean run takes (start-up included), so the kill lands mid-run.
-            usleep(UInt32(Double.random(in: 0.002...max(0.004, cleanSeconds * 0.8)) * 1e6))
+            // The first kill comes early (a tenth of a clean run) so that at least one lands
+            // even when this run is faster than the measured one; later ones anywhere in the
+            // first half.
+            let upper = attempt == 0 ? cleanSeconds * 0.1 : cleanSeconds * 0.5
+            usleep(UInt32(Double.random(in: 0.002...max(0.004, upper)) * 1e6))
             if p.isRunning { kill(p.processIdentifier, SIGKILL); kills += 1 }
             p.waitUntilExit()
             try checkInvariants(r, inputs: inputs)
