@@ -33,7 +33,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "pp-ingest", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "pp-train", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "pp-train", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "pp-eval", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "pp-select", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),

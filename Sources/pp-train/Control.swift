@@ -1,0 +1,163 @@
+// control.json: the runtime knobs people set for a run (`pp-train set`, or by hand), read by
+// the running trainer. The file is a flat JSON object with any of the keys
+//   lr       learning rate, a finite number > 0
+//   dropout  dropout rate, a number in [0, 1)
+//   pause    true stops training (the trainer keeps answering signals and writing status)
+// A missing key means "leave as it is". The file is replaced whole (FileIO.publish), never
+// edited in place. This file knows the format and its validation, not when it is read.
+
+import Foundation
+import Shared
+
+struct Control: Equatable {
+    var lr: Double?
+    var dropout: Double?
+    var pause: Bool?
+
+    static let keys = ["lr", "dropout", "pause"]
+
+    init(lr: Double? = nil, dropout: Double? = nil, pause: Bool? = nil) {
+        self.lr = lr; self.dropout = dropout; self.pause = pause
+    }
+
+    init(knobs: Knobs) { self.init(lr: knobs.lr, dropout: knobs.dropout, pause: knobs.pause) }
+
+    /// Checks one value; returns a reason when it is out of range.
+    static func check(lr: Double) -> String? {
+        lr.isFinite && lr > 0 ? nil : "lr must be a finite number > 0"
+    }
+
+    static func check(dropout: Double) -> String? {
+        dropout.isFinite && dropout >= 0 && dropout < 1 ? nil : "dropout must be a number in [0, 1)"
+    }
+
+    /// Applies one `KEY=VALUE` from the command line; throws a one-line reason.
+    mutating func set(_ assignment: String) throws {
+        guard let eq = assignment.firstIndex(of: "=") else {
+            throw PPError("\(assignment): expected KEY=VALUE (keys: \(Control.keys.joined(separator: ", ")))", status: .usage)
+        }
+        let key = String(assignment[..<eq]), value = String(assignment[assignment.index(after: eq)...])
+        switch key {
+        case "lr":
+            guard let v = Double(value) else { throw PPError("lr=\(value): not a number", status: .usage) }
+            if let r = Control.check(lr: v) { throw PPError("lr=\(value): \(r)", status: .usage) }
+            lr = v
+        case "dropout":
+            guard let v = Double(value) else { throw PPError("dropout=\(value): not a number", status: .usage) }
+            if let r = Control.check(dropout: v) { throw PPError("dropout=\(value): \(r)", status: .usage) }
+            dropout = v
+        case "pause":
+            switch value {
+            case "true", "1", "yes", "on": pause = true
+            case "false", "0", "no", "off": pause = false
+            default: throw PPError("pause=\(value): expected true or false", status: .usage)
+            }
+        default:
+            throw PPError("\(key): unknown knob (known: \(Control.keys.joined(separator: ", ")))", status: .usage)
+        }
+    }
+
+    /// Parses control.json. Unknown keys are refused too: a typo ("lrate") must not be
+    /// silently ignored while someone waits for it to take effect.
+    static func parse(_ bytes: [UInt8], path: String) throws -> Control {
+        let d: [String: Value]
+        do { d = try JSONDecoder().decode([String: Value].self, from: Data(bytes)) } catch {
+            throw PPError("\(path): not a JSON object of knobs (\(Control.keys.joined(separator: ", ")))", status: .corrupt)
+        }
+        var c = Control()
+        for (k, v) in d.sorted(by: { $0.key < $1.key }) {
+            switch (k, v) {
+            case ("lr", .number(let x)):
+                if let r = check(lr: x) { throw PPError("\(path): \(r)", status: .corrupt) }
+                c.lr = x
+            case ("dropout", .number(let x)):
+                if let r = check(dropout: x) { throw PPError("\(path): \(r)", status: .corrupt) }
+                c.dropout = x
+            case ("pause", .bool(let b)):
+                c.pause = b
+            case ("lr", _), ("dropout", _):
+                throw PPError("\(path): \(k): expected a number", status: .corrupt)
+            case ("pause", _):
+                throw PPError("\(path): pause: expected true or false", status: .corrupt)
+            default:
+                throw PPError("\(path): \(k): unknown knob (known: \(keys.joined(separator: ", ")))", status: .corrupt)
+            }
+        }
+        return c
+    }
+
+    /// One JSON value of control.json, strictly typed (a boolean is not a number).
+    enum Value: Decodable {
+        case number(Double), bool(Bool), other
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let b = try? c.decode(Bool.self) { self = .bool(b) }
+            else if let x = try? c.decode(Double.self) { self = .number(x) }
+            else { self = .other }
+        }
+    }
+
+    /// Reads control.json; nil when it does not exist.
+    static func read(_ path: String) throws -> Control? {
+        guard FileIO.exists(path) else { return nil }
+        return try parse(try FileIO.readAll(path), path: path)
+    }
+
+    /// The file's text: keys in a fixed order, one line.
+    var json: String {
+        var parts: [String] = []
+        if let v = lr { parts.append("\"lr\":\(JSONText.number(v))") }
+        if let v = dropout { parts.append("\"dropout\":\(JSONText.number(v))") }
+        if let v = pause { parts.append("\"pause\":\(v)") }
+        return "{" + parts.joined(separator: ",") + "}\n"
+    }
+
+    func write(_ path: String) throws {
+        try FileIO.makeDirectories(FileIO.split(path).dir)
+        try FileIO.publish(json, to: path)
+    }
+
+    /// The knobs after applying this file's values to `knobs`.
+    func applied(to knobs: Knobs) -> Knobs {
+        var k = knobs
+        if let v = lr { k.lr = v }
+        if let v = dropout { k.dropout = v }
+        if let v = pause { k.pause = v }
+        return k
+    }
+}
+
+enum JSONText {
+    /// A number as JSON: shortest round-trip form, integers without ".0".
+    static func number(_ v: Double) -> String {
+        if !v.isFinite { return "null" }
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return "\(v)"
+    }
+
+    /// A JSON string literal.
+    static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// The knob changes between two knob sets, as recorded in checkpoints.
+func knobChanges(from old: Knobs, to new: Knobs, step: Int, at: String) -> [KnobChange] {
+    var out: [KnobChange] = []
+    if old.lr != new.lr { out.append(KnobChange(step: step, knob: "lr", old: "\(old.lr)", new: "\(new.lr)", at: at)) }
+    if old.dropout != new.dropout { out.append(KnobChange(step: step, knob: "dropout", old: "\(old.dropout)", new: "\(new.dropout)", at: at)) }
+    if old.pause != new.pause { out.append(KnobChange(step: step, knob: "pause", old: "\(old.pause)", new: "\(new.pause)", at: at)) }
+    return out
+}

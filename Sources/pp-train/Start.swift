@@ -1,0 +1,136 @@
+// Where a trainer starts from: `--init CKPT`, else the run's newest valid checkpoint, else
+// the root's `deployed` model, else a fresh model from the flags. Also the rule that model
+// flags apply only when a run is created: a flag that contradicts the checkpoint a run
+// continues is refused (exit 64), never silently ignored. This file loads; it does not train.
+
+import Foundation
+import Logging
+import Shared
+
+/// The model hyperparameter flags as given on the command line (nil = not given).
+struct ModelFlags {
+    var dim: Int?
+    var wordNgrams: Int?
+    var minn: Int?
+    var maxn: Int?
+    var bucket: Int?
+    var minCount: Int?
+    var vocabCapacity: Int?
+    var hidden: Int?
+    var threads: Int?
+    var seed: UInt64?
+
+    /// `base` with every given flag applied.
+    func config(base: ModelConfig = ModelConfig()) -> ModelConfig {
+        var c = base
+        if let v = dim { c.dim = v }
+        if let v = wordNgrams { c.wordNgrams = v }
+        if let v = minn { c.minn = v }
+        if let v = maxn { c.maxn = v }
+        if let v = bucket { c.bucket = v }
+        if let v = minCount { c.minCount = v }
+        if let v = vocabCapacity { c.vocabCapacity = v }
+        if let v = hidden { c.hidden = v }
+        if let v = threads { c.threads = v }
+        if let v = seed { c.seed = v }
+        return c
+    }
+
+    /// The given flags whose value differs from `c`, as "--dim 8 (run has 100)".
+    func conflicts(with c: ModelConfig) -> [String] {
+        var out: [String] = []
+        func check<T: Equatable>(_ flag: String, _ given: T?, _ have: T) {
+            if let g = given, g != have { out.append("--\(flag) \(g) (the model has \(have))") }
+        }
+        check("dim", dim, c.dim)
+        check("word-ngrams", wordNgrams, c.wordNgrams)
+        check("minn", minn, c.minn)
+        check("maxn", maxn, c.maxn)
+        check("bucket", bucket, c.bucket)
+        check("min-count", minCount, c.minCount)
+        check("vocab-capacity", vocabCapacity, c.vocabCapacity)
+        check("hidden", hidden, c.hidden)
+        check("threads", threads, c.threads)
+        check("seed", seed, c.seed)
+        return out
+    }
+}
+
+/// The state a trainer starts in.
+struct StartPoint {
+    var trainer: Trainer
+    var config: ModelConfig
+    var knobs: Knobs
+    var step: Int
+    var tokens: Int
+    var cursor: DataCursor
+    /// The checkpoint file it continues (nil: fresh) and its "RUN/FILE" name for meta.parent.
+    var path: String?
+    var parent: String?
+    /// For logs and status: "fresh", "resume", "init", "deployed".
+    var kind: String
+}
+
+enum Start {
+    /// "RUN/FILE" for a checkpoint under runs/RUN/checkpoints/ (symlinks resolved), else the
+    /// path as given.
+    static func parentName(_ path: String) -> String {
+        var real = path
+        if let r = realpath(path, nil) { real = String(cString: r); free(r) }
+        let c = real.split(separator: "/").map(String.init)
+        if c.count >= 4, c[c.count - 2] == "checkpoints", c[c.count - 4] == "runs" {
+            return c[c.count - 3] + "/" + c[c.count - 1]
+        }
+        return path
+    }
+
+    static func fromCheckpoint(_ ck: Checkpoint, path: String, kind: String) throws -> StartPoint {
+        let t = try Trainer(checkpoint: ck)
+        return StartPoint(trainer: t, config: ck.meta.config, knobs: ck.meta.knobs, step: ck.meta.step,
+                          tokens: ck.meta.tokens, cursor: ck.meta.cursor, path: path, parent: parentName(path), kind: kind)
+    }
+
+    /// Picks and loads the start point. Throws PPError (usage for conflicting flags, corrupt
+    /// or noInput for a bad --init).
+    static func resolve(root: Root, run: String, initPath: String?, flags: ModelFlags, knobs: Knobs, log: Logger) throws -> StartPoint {
+        func refuseConflicts(_ c: ModelConfig, _ what: String) throws {
+            let bad = flags.conflicts(with: c)
+            if !bad.isEmpty {
+                throw PPError("\(what) was created with other model flags: \(bad.joined(separator: ", ")); model flags apply only when a run is created (drop them, or start a new --run)", status: .usage)
+            }
+        }
+        if let p = initPath {
+            guard FileIO.exists(p) else { throw PPError("\(p): no such checkpoint", status: .noInput) }
+            let ck = try Checkpoint.load(path: p)
+            try refuseConflicts(ck.meta.config, "--init \(p)")
+            return try fromCheckpoint(ck, path: p, kind: "init")
+        }
+        let dir = root.checkpoints(run: run)
+        let files = try FileIO.list(dir).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".ppc") }
+        for f in files.reversed() {
+            let p = dir + "/" + f
+            do {
+                let ck = try Checkpoint.load(path: p)
+                try refuseConflicts(ck.meta.config, "run \(run)")
+                return try fromCheckpoint(ck, path: p, kind: "resume")
+            } catch let e as PPError where e.status == .corrupt {
+                log.warning("skipping unreadable checkpoint: \(e.message)")
+            }
+        }
+        if FileIO.exists(root.deployed) {
+            do {
+                let ck = try Checkpoint.load(path: root.deployed)
+                let bad = flags.conflicts(with: ck.meta.config)
+                if bad.isEmpty { return try fromCheckpoint(ck, path: root.deployed, kind: "deployed") }
+                log.notice("new run: model flags differ from the deployed model, starting fresh", metadata: ["differ": "\(bad.joined(separator: ", "))"])
+            } catch let e as PPError where e.status == .corrupt || e.status == .ioError {
+                log.warning("not starting from deployed: \(e.message)")
+            }
+        }
+        let config = flags.config()
+        var cursor = DataCursor()
+        cursor.rngState = config.seed &* 0x9E37_79B9_7F4A_7C15 ^ 0x5EED
+        return StartPoint(trainer: try Trainer(config: config, knobs: knobs), config: config, knobs: knobs,
+                          step: 0, tokens: 0, cursor: cursor, path: nil, parent: nil, kind: "fresh")
+    }
+}

@@ -1,0 +1,53 @@
+// status.json: what a trainer is doing now, for people and monitoring. Replaced whole every
+// few seconds (FileIO.publish) and on every change of state. The keys are listed in
+// docs/operations.md ("pp-train"). This file only shapes the document.
+
+import Foundation
+import Shared
+
+struct StatusDoc: Codable, Equatable {
+    var schema = 1
+    var run: String
+    var pid: Int32
+    /// starting, training, idle, paused, halted, stopped
+    var state: String
+    /// new (new shards with replay share), replay (idle replay), passes (--once --passes); nil when not training
+    var mode: String?
+    var step: Int
+    var tokens: Int
+    var examplesPerS: Double
+    var tokensPerS: Double
+    /// Moving average of the per-example training loss (nil before the first batch).
+    var loss: Double?
+    var knobs: Knobs
+    var vocabularySize: Int
+    var labels: Int
+    var shards: Int
+    var pendingShards: Int
+    var newestShard: String?
+    var lastCheckpoint: String?
+    var startedFrom: String?
+    var startedAt: String
+    var updatedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case schema, run, pid, state, mode, step, tokens, loss, knobs, labels, shards
+        case examplesPerS = "examples_per_s"
+        case tokensPerS = "tokens_per_s"
+        case vocabularySize = "vocabulary_size"
+        case pendingShards = "pending_shards"
+        case newestShard = "newest_shard"
+        case lastCheckpoint = "last_checkpoint"
+        case startedFrom = "started_from"
+        case startedAt = "started_at"
+        case updatedAt = "updated_at"
+    }
+
+    func write(_ path: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        var bytes = [UInt8](try enc.encode(self))
+        bytes.append(0x0A)
+        try FileIO.publish(bytes, to: path)
+    }
+}

@@ -1,0 +1,145 @@
+// pp-train as a daemon, run in the background on temporary state folders: knobs changed with
+// `pp-train set` while it runs, SIGTERM, the run lock, and kill -9 then resume giving the
+// same model bit for bit as a run that was never interrupted (--threads 1).
+
+import Foundation
+import Shared
+import TestSupport
+import XCTest
+
+final class DaemonTests: XCTestCase {
+    func state(_ root: String) -> String? { Fix.status(root)?["state"] as? String }
+
+    func testSetAppliedToRunningTrainer() throws {
+        let root = try Fix.newRoot("set")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try Fix.shard(root, Fix.shardName(1), Fix.examples(200, labels: ["a", "b", "c"], seed: 1))
+        let d = try Daemon(["--root", root, "--rescan", "1", "--checkpoint-every", "100ex", "--batch", "16", "--max-passes", "2"] + Fix.tiny, tag: "set")
+        guard Fix.waitFor(30, "idle", { state(root) == "idle" }) else { return print(d.stderr) }
+        let before = d.stdoutLines.count
+        XCTAssertGreaterThan(before, 0, "checkpoints while training and on becoming idle")
+
+        // Bad requests are refused and change nothing.
+        for bad in [["lr=abc"], ["lr=-1"], ["dropout=1.5"], ["pause=maybe"], ["speed=3"], ["lr"], []] {
+            let r = try TestSupport.run("pp-train", ["set", "--root", root] + bad)
+            XCTAssertEqual(r.status, 64, "\(bad): \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("<3>pp-train: "), r.stderr)
+        }
+        let t0 = Date()
+        var r = try TestSupport.run("pp-train", ["set", "--root", root, "lr=0.05", "dropout=0.25"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "{\"lr\":0.05,\"dropout\":0.25,\"pause\":false}\n")
+        guard Fix.waitFor(8, "lr in status.json", { (Fix.status(root)?["knobs"] as? [String: Any])?["lr"] as? Double == 0.05 })
+        else { return print(d.stderr) }
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 5.5, "applied within 5 s")
+        XCTAssertTrue(d.stderr.contains("knob changed"), d.stderr)
+
+        r = try TestSupport.run("pp-train", ["set", "--root", root, "pause=true"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard Fix.waitFor(8, "paused", { state(root) == "paused" }) else { return print(d.stderr) }
+        // New data while paused is not trained on.
+        try Fix.shard(root, Fix.shardName(2), Fix.examples(100, labels: ["a", "d"], seed: 2))
+        sleep(2)
+        XCTAssertEqual(state(root), "paused")
+        XCTAssertEqual(d.stdoutLines.count, before)
+        r = try TestSupport.run("pp-train", ["set", "--root", root, "pause=false"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        guard Fix.waitFor(30, "a checkpoint with the new shard", { d.stdoutLines.count > before && state(root) == "idle" })
+        else { return print(d.stderr) }
+
+        let ck = try Checkpoint.load(path: d.stdoutLines[before])
+        XCTAssertEqual(ck.meta.knobs.lr, 0.05)
+        XCTAssertEqual(ck.meta.knobs.dropout, 0.25)
+        let changes = ck.meta.knobChanges.map { "\($0.knob):\($0.old)->\($0.new)" }
+        XCTAssertEqual(changes, ["lr:0.1->0.05", "dropout:0.0->0.25", "pause:false->true", "pause:true->false"])
+        XCTAssertTrue(ck.meta.labels.contains("d"))
+        XCTAssertEqual(ck.meta.parent, "main/" + FileIO.split(d.stdoutLines[before - 1]).name)
+        // The next checkpoint does not repeat them.
+        if d.stdoutLines.count > before + 1 {
+            XCTAssertTrue(try Checkpoint.load(path: d.stdoutLines[before + 1]).meta.knobChanges.isEmpty)
+        }
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0, d.stderr)
+        XCTAssertEqual(state(root), "stopped")
+    }
+
+    func testSigtermWritesFinalCheckpointAndSecondTrainerIsRefused() throws {
+        let root = try Fix.newRoot("term")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try Fix.shard(root, Fix.shardName(1), Fix.examples(300, labels: ["a", "b"], seed: 1))
+        // max-passes so high that it is still replaying when the signal comes.
+        let d = try Daemon(["--root", root, "--max-passes", "100000000", "--batch", "16"] + Fix.tiny, tag: "term")
+        guard Fix.waitFor(30, "training", { state(root) == "training" && (Fix.status(root)?["step"] as? Int ?? 0) > 0 })
+        else { return print(d.stderr) }
+
+        let second = try TestSupport.run("pp-train", ["--root", root, "--once"])
+        XCTAssertEqual(second.status, 75, second.stderr)
+        XCTAssertTrue(second.stderr.contains("already being trained"), second.stderr)
+        let other = try TestSupport.run("pp-train", ["--root", root, "--run", "other", "--once", "--replay", "0"] + Fix.tiny)
+        XCTAssertEqual(other.status, 0, "another run on the same root is fine: \(other.stderr)")
+
+        XCTAssertTrue(d.stdoutLines.isEmpty, "no checkpoint before the hour is up")
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0, d.stderr)
+        XCTAssertEqual(d.stdoutLines.count, 1, d.stderr)
+        let ck = try Checkpoint.load(path: d.stdoutLines[0])
+        XCTAssertGreaterThan(ck.meta.step, 300, "kept replaying")
+        let st = try XCTUnwrap(Fix.status(root))
+        XCTAssertEqual(st["state"] as? String, "stopped")
+        XCTAssertEqual(st["step"] as? Int, ck.meta.step)
+        XCTAssertEqual(st["last_checkpoint"] as? String, d.stdoutLines[0])
+        for key in ["examples_per_s", "tokens_per_s", "loss", "knobs", "vocabulary_size", "labels", "newest_shard", "pid"] {
+            XCTAssertNotNil(st[key], key)
+        }
+        XCTAssertTrue(d.stderr.contains("SIGTERM received"), d.stderr)
+    }
+
+    /// Runs a daemon until it is idle, then stops it; returns the checkpoints by step.
+    func runToIdle(_ root: String, _ args: [String], tag: String) throws -> [Int: String] {
+        let d = try Daemon(["--root", root] + args, tag: tag)
+        guard Fix.waitFor(90, "idle (\(tag))", { state(root) == "idle" }) else { print(d.stderr); return [:] }
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0, d.stderr)
+        var out: [Int: String] = [:]
+        for p in Fix.checkpoints(root) { out[try Checkpoint.load(path: p).meta.step] = p }
+        return out
+    }
+
+    func testKill9ThenResumeIsBitIdentical() throws {
+        let a = try Fix.newRoot("ref"), b = try Fix.newRoot("kill")
+        defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
+        for k in 1...3 {
+            let ex = Fix.examples(1500, labels: k == 3 ? ["a", "b", "c", "d"] : ["a", "b", "c"], seed: UInt64(k))
+            try Fix.shard(a, Fix.shardName(k), ex)
+            try Fix.shard(b, Fix.shardName(k), ex)
+        }
+        let args = ["--checkpoint-every", "480ex", "--batch", "32", "--max-passes", "3", "--replay", "0.2", "--dropout", "0.1"] + Fix.tiny
+        let ref = try runToIdle(a, args, tag: "ref")
+        let finalStep = try XCTUnwrap(ref.keys.max())
+
+        // Interrupted run: kill -9 as soon as the second checkpoint is out.
+        let d = try Daemon(["--root", b] + args, tag: "kill")
+        let end = Date().addingTimeInterval(60)
+        while d.stdoutLines.count < 2 && Date() < end { usleep(1000) }
+        d.signal(SIGKILL)
+        d.wait()
+        let survivors = Fix.checkpoints(b)
+        let killedAt = try survivors.map { try Checkpoint.load(path: $0).meta.step }.max() ?? 0
+        XCTAssertLessThan(killedAt, finalStep, "the kill must interrupt training for this test to mean anything")
+
+        let resumed = try runToIdle(b, args, tag: "resume")
+        let after = resumed.keys.filter { $0 > killedAt }.sorted()
+        XCTAssertFalse(after.isEmpty, "the resumed run wrote checkpoints")
+        XCTAssertEqual(resumed.keys.max(), finalStep)
+        for step in resumed.keys.sorted() {
+            guard let refPath = ref[step] else { XCTFail("step \(step) has no reference checkpoint"); continue }
+            let x = try Checkpoint.load(path: refPath), y = try Checkpoint.load(path: resumed[step]!)
+            XCTAssertEqual(x.meta.cursor, y.meta.cursor, "cursor at step \(step)")
+            XCTAssertEqual(x.meta.labels, y.meta.labels, "labels at step \(step)")
+            XCTAssertEqual(x.meta.tokens, y.meta.tokens, "tokens at step \(step)")
+            XCTAssertEqual(x.meta.vocabularySize, y.meta.vocabularySize, "vocabulary at step \(step)")
+            XCTAssertEqual(x.meta.lineage, y.meta.lineage, "lineage at step \(step)")
+            XCTAssertEqual(Fix.fingerprint(x), Fix.fingerprint(y), "predictions at step \(step) are not bit-identical")
+        }
+    }
+}
