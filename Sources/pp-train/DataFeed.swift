@@ -195,6 +195,9 @@ final class DataFeed {
 
     var newestShard: String? { pool.last }
 
+    /// Shards decompressed in memory right now (never more than 2).
+    var openShards: Int { cache.count }
+
     // MARK: opening shards
 
     /// The open shard `name`, reading, hashing and checking it if it is not in memory.
@@ -283,14 +286,17 @@ final class DataFeed {
     /// - `.replay`: old shards below maxPasses only; stops early when none is left.
     /// - `.passes`: the plan made by `planPasses`; stops early when it is complete.
     /// Returns the number of examples appended.
-    func fill(_ batch: inout Batch, size: Int, mode: Mode) -> Int {
+    /// `slotBase` numbers the examples globally (the caller passes its step count, which a
+    /// checkpoint restores), so the replay share is exact over any window, whatever the
+    /// batch size, and a resume spreads it exactly as before.
+    func fill(_ batch: inout Batch, size: Int, mode: Mode, slotBase: Int) -> Int {
         var n = 0
         while n < size {
             let before = batch.count
             switch mode {
             case .new:
                 // Slot k is a replay slot when floor((k+1)r) > floor(kr): an even spread.
-                let k = Double(n)
+                let k = Double(slotBase + n)
                 let isReplay = replay > 0 && ((k + 1) * replay).rounded(.down) > (k * replay).rounded(.down)
                 if isReplay, let old = replaySource(idle: false) {
                     take(old, into: &batch)

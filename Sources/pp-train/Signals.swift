@@ -47,7 +47,8 @@ final class Signals {
             sa.sa_flags = SA_RESTART
             if sigaction(s, &sa, nil) != 0 { throw PPError.io("signal \(s)", "sigaction", errno: errno) }
         }
-        let t = Thread { [unowned self] in self.readLoop(readEnd) }
+        // The thread keeps the object alive for the life of the process (handlers stay installed).
+        let t = Thread { self.readLoop(readEnd) }
         t.name = "pp-train signals"
         t.start()
     }

@@ -276,7 +276,7 @@ final class TrainLoop {
 
     func trainBatch(_ mode: DataFeed.Mode) throws -> BatchOutcome {
         var batch = Batch()
-        let n = feed.fill(&batch, size: s.batch, mode: mode)
+        let n = feed.fill(&batch, size: s.batch, mode: mode, slotBase: step)
         for r in feed.takeTouched() where lineageSet.insert(r).inserted { lineage.append(r) }
         if n == 0 { return .empty }
         let r: BatchResult

@@ -84,7 +84,7 @@ final class OnceTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let gone = try Fix.shard(root, Fix.shardName(1), Fix.examples(50, labels: ["a", "b"], seed: 1))
         try Fix.shard(root, Fix.shardName(2), Fix.examples(50, labels: ["a", "b"], seed: 2))
-        var r = try once(root, ["--batch", "10"])
+        var r = try once(root, ["--batch", "10", "--replay", "0"])
         XCTAssertEqual(r.status, 0, r.stderr)
         try FileIO.removeDurably(gone)
         try Fix.shard(root, Fix.shardName(3), Fix.examples(100, labels: ["a", "b"], seed: 3))
