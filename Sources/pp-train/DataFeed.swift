@@ -148,14 +148,18 @@ final class DataFeed {
     }
 
     private func progressIndex(_ name: String) -> Int? {
+        // Hot path: the same shard as last time.
+        if lastIndex < cursor.shards.count && cursor.shards[lastIndex].shard.name == name { return lastIndex }
         // cursor.shards is sorted by name: binary search.
         var lo = 0, hi = cursor.shards.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if cursor.shards[mid].shard.name < name { lo = mid + 1 } else { hi = mid }
         }
-        return lo < cursor.shards.count && cursor.shards[lo].shard.name == name ? lo : nil
+        if lo < cursor.shards.count && cursor.shards[lo].shard.name == name { lastIndex = lo; return lo }
+        return nil
     }
+    private var lastIndex = 0
 
     /// The first shard in name order that has not been read through once. `newIdx` only
     /// moves forward between scans (everything before it has been read once).
@@ -203,6 +207,7 @@ final class DataFeed {
     /// The open shard `name`, reading, hashing and checking it if it is not in memory.
     /// Returns nil (and drops it from the pool) when it cannot be read.
     private func open(_ name: String) -> OpenShard? {
+        if let s = cache.last, s.name == name { return s }
         if let k = cache.firstIndex(where: { $0.name == name }) {
             let s = cache.remove(at: k)
             cache.append(s)
@@ -333,8 +338,12 @@ final class DataFeed {
         p.position += 1
         if p.position == p.examples { p.passes += 1; p.position = 0 }
         cursor.shards[i] = p
-        if touchedSet.insert(p.shard).inserted { touched.append(p.shard) }
+        if name != lastTouched {
+            lastTouched = name
+            if touchedSet.insert(p.shard).inserted { touched.append(p.shard) }
+        }
     }
+    private var lastTouched = ""
 
     // MARK: --passes
 
@@ -374,7 +383,7 @@ final class DataFeed {
     /// The shards touched since the last call, in first-seen order (for the lineage).
     func takeTouched() -> [ShardRef] {
         let t = touched
-        touched = []; touchedSet = []
+        touched = []; touchedSet = []; lastTouched = ""
         return t
     }
 }

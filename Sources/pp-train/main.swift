@@ -99,6 +99,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let log = Log.make("pp-train")
+        BLASSetup.logCore(log)
         let root = rootOptions.resolved
         let runName = runOption.run
         do {
@@ -188,4 +189,7 @@ struct ShowStatus: ParsableCommand {
     }
 }
 
+// OpenBLAS picks its kernels when it loads: re-execute once with OPENBLAS_CORETYPE set for
+// this CPU (a no-op when it is set already). Before anything else, threads included.
+BLASSetup.reexecIfNeeded()
 PPTrain.main()
