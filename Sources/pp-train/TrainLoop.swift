@@ -88,6 +88,8 @@ final class TrainLoop {
     let startedAt = Clock.iso(Clock.now())
     var rateT = Clock.monotonic(), rateStep = 0, rateTokens = 0
     var examplesPerS = 0.0, tokensPerS = 0.0
+    /// systemd keep-alive (WatchdogSec=); ticked every batch and every idle wake-up.
+    let watchdog = Notify.Watchdog()
 
     init(settings: TrainSettings, log: Logger, signals: Signals) throws {
         s = settings
@@ -190,6 +192,20 @@ final class TrainLoop {
         do { try doc.write(statusPath) } catch {
             log.error("cannot write status.json: \(error)")
         }
+        Notify.status(statusLine)
+    }
+
+    /// One line for `systemctl status` (sd_notify STATUS=).
+    var statusLine: String {
+        var line = "\(state)"
+        if state == "training" {
+            line += " (\(mode?.rawValue ?? "-")): \(Int(examplesPerS)) ex/s"
+            if let l = lossAvg { line += ", loss \(String(format: "%.4f", l))" }
+            line += ","
+        }
+        line += " step \(step), \(feed.pendingShards) shards pending"
+        if let c = lastCheckpointWritten { line += ", last checkpoint \(FileIO.split(c).name)" }
+        return line
     }
 
     // MARK: checkpoints
@@ -393,13 +409,17 @@ final class TrainLoop {
     func runForever() throws -> ExitStatus {
         logStart()
         rescan()
+        // The trained state is loaded and the shards listed: a Type=notify unit is now active.
+        Notify.ready(status: "started from \(start.parent ?? start.kind) at step \(step)")
         var nextScan = Clock.monotonic() + s.rescan
         var nextControl = Clock.monotonic() + 2
         var nextStatus = 0.0
         var lastState = ""
         while true {
+            watchdog.tick()
             if let sig = signals.stopRequested {
                 log.notice("\(Signals.name(sig)) received: final checkpoint, then exit")
+                Notify.stopping(status: "\(Signals.name(sig)): writing the final checkpoint")
                 state = "stopped"
                 if dirty {
                     do { try writeCheckpoint(reason: Signals.name(sig)) } catch {
@@ -447,7 +467,7 @@ final class TrainLoop {
                 if dirty && !halted { tryCheckpoint(reason: state) }
                 if Clock.monotonic() >= nextStatus { writeStatus(); nextStatus = Clock.monotonic() + 2 }
                 now = Clock.monotonic()
-                signals.sleep(min(nextScan, nextControl) - now)
+                signals.sleep(min(nextScan, nextControl, now + (watchdog.period ?? 2)) - now)
                 continue
             }
             if Clock.monotonic() >= nextStatus { writeStatus(); nextStatus = Clock.monotonic() + 2 }

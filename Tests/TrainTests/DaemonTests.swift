@@ -94,6 +94,25 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(d.stderr.contains("SIGTERM received"), d.stderr)
     }
 
+    func testSystemdNotifications() throws {
+        let root = try Fix.newRoot("notify")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try Fix.shard(root, Fix.shardName(1), Fix.examples(100, labels: ["a", "b"], seed: 1))
+        let sock = try NotifyListener()
+        let d = try Daemon(["--root", root] + Fix.tiny, tag: "notify",
+                           env: ["NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "600000"])
+        guard Fix.waitFor(30, "idle", { state(root) == "idle" }) else { return print(d.stderr) }
+        sleep(2)  // idle: the keep-alives must go on (every 0.3 s for WatchdogSec=0.6s)
+        var got = sock.drain()
+        XCTAssertTrue(got.first?.hasPrefix("READY=1\nSTATUS=started from fresh") ?? false, "\(got.prefix(3))")
+        XCTAssertTrue(got.contains { $0.hasPrefix("STATUS=idle") }, "\(got)")
+        XCTAssertGreaterThanOrEqual(got.filter { $0 == "WATCHDOG=1" }.count, 4, "\(got)")
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0, d.stderr)
+        got = sock.drain()
+        XCTAssertTrue(got.contains { $0.hasPrefix("STOPPING=1") }, "\(got)")
+    }
+
     /// Runs a daemon until it is idle, then stops it; returns the checkpoints by step.
     func runToIdle(_ root: String, _ args: [String], tag: String) throws -> [Int: String] {
         let d = try Daemon(["--root", root] + args, tag: tag)
