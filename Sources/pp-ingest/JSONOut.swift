@@ -2,30 +2,13 @@
 // order they are added (the order docs/formats.md lists them), strings are escaped per
 // RFC 8259. Not a general encoder; nothing here parses JSON.
 
+import Shared
+
 struct JSONOut {
     private(set) var text = "{"
     private var first = true
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONString.quote(s) }
 
     /// A number with at most `digits` decimals, shortest form ("0.25", "3").
     static func number(_ x: Double, digits: Int = 6) -> String {
