@@ -159,6 +159,13 @@ public enum FileIO {
         return names.sorted()
     }
 
+    /// The canonical absolute path (symlinks resolved), nil if it does not exist.
+    public static func realPath(_ p: String) -> String? {
+        guard let r = realpath(p, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0

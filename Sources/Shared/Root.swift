@@ -35,6 +35,8 @@ public struct Root: Sendable {
     public var selections: String { path + "/selections.jsonl" }
     public func run(_ name: String) -> String { runs + "/" + name }
     public func checkpoints(run name: String) -> String { run(name) + "/checkpoints" }
+    /// Checkpoints set aside by `pp-train rewind` (kept, never candidates).
+    public func rewound(run name: String) -> String { run(name) + "/rewound" }
     public func control(run name: String) -> String { run(name) + "/control.json" }
     public func status(run name: String) -> String { run(name) + "/status.json" }
     public func lock(_ name: String) -> String { locks + "/" + name + ".lock" }

@@ -1,0 +1,197 @@
+// What data a checkpoint has seen, and which data must never reach a deployed model.
+//
+// - `Checkpoint.readHead`: the meta (and optionally the vocabulary) of a checkpoint without
+//   decompressing its weights: cheap even for a 2M x 100 model. It checks magic, version and
+//   the lengths it reads, not the frame checksum (only a full `Checkpoint.load` can).
+// - `Lineage.of`: a checkpoint's full lineage, the union of `meta.lineage` along the
+//   `meta.parent` chain ("RUN/FILE" under runs/RUN/checkpoints/ or runs/RUN/rewound/).
+// - `SuspectList`: runs/RUN/suspects.json, the shards pp-train's guard stopped or that
+//   `pp-train rewind` named (writer: pp-train, replaced whole).
+// - `Poison.shards`: every shard name that is quarantined (quarantine/NAME.reason.json
+//   exists, written by pp-ingest) or suspect in any run.
+// It is not the policy of what to do about poison (pp-select, pp-train decide that).
+
+import CZstd
+import Foundation
+
+extension Checkpoint {
+    /// The meta of a checkpoint and, if asked, its vocabulary, from the first bytes of the
+    /// decompressed stream. Throws PPError(.corrupt) naming the file on a bad magic, version
+    /// or length, PPError(.noInput) if it cannot be read.
+    public static func readHead(path: String, vocabulary wantVocabulary: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
+        let reader: ChunkReader
+        do { reader = try ChunkReader(path: path, chunk: 1 << 16) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        guard reader.isCompressed else { throw PPError.corrupt(path, "bad magic (not a zstd-compressed checkpoint)") }
+        var buf: [UInt8] = []
+        /// Reads until `buf` holds at least n bytes; false at the end of the stream.
+        func fill(_ n: Int) throws -> Bool {
+            while buf.count < n {
+                let more = try reader.next { buf.append(contentsOf: $0) }
+                if !more { return false }
+            }
+            return true
+        }
+        guard try fill(16) else { throw PPError.corrupt(path, "truncated (\(buf.count) bytes)") }
+        guard Array(buf[0..<8]) == magic else { throw PPError.corrupt(path, "bad magic (not a checkpoint)") }
+        let v = buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        guard v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads \(version)") }
+        let ml = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        guard try fill(16 + ml) else { throw PPError.corrupt(path, "truncated in the meta (\(ml) bytes announced)") }
+        let meta: CheckpointMeta
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(buf[16..<(16 + ml)])) } catch {
+            throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
+        }
+        guard wantVocabulary else { return (meta, nil) }
+        let at = 16 + ml
+        guard try fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
+        guard String(decoding: buf[at..<(at + 4)], as: UTF8.self) == "VOCB" else {
+            throw PPError.corrupt(path, "expected section VOCB at offset \(at)")
+        }
+        let len = buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
+        guard len < (1 << 40), try fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated vocabulary section") }
+        let vocab = try buf.withUnsafeBytes { p -> Vocabulary in
+            var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
+            let v = try Vocabulary.deserialize(&r, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount, evictions: 0)
+            try r.expectEnd("VOCB")
+            return v
+        }
+        return (meta, vocab)
+    }
+}
+
+public enum Lineage {
+    public struct Result: Sendable {
+        /// Every shard the checkpoint and its ancestors trained on, oldest ancestor first,
+        /// each once.
+        public var shards: [ShardRef]
+        /// Paths of the checkpoint and its ancestors, newest first.
+        public var chain: [String]
+        /// False when a parent named in a meta could not be found (its shards are unknown).
+        public var complete: Bool
+        /// The first parent that could not be found ("RUN/FILE"), if any.
+        public var missingParent: String?
+    }
+
+    /// The file of a parent named "RUN/FILE": runs/RUN/checkpoints/FILE, else
+    /// runs/RUN/rewound/FILE; nil if neither exists. Other forms (a path given to --init
+    /// from outside the root) are taken as paths.
+    public static func resolveParent(_ name: String, root: Root) -> String? {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty {
+            let run = String(parts[0]), file = String(parts[1])
+            for dir in [root.checkpoints(run: run), root.rewound(run: run)] where FileIO.exists(dir + "/" + file) {
+                return dir + "/" + file
+            }
+            return nil
+        }
+        return FileIO.exists(name) ? name : nil
+    }
+
+    /// Walks `meta.parent` from `checkpoint` (reading only the heads) and collects the shards.
+    public static func of(checkpoint: String, root: Root) throws -> Result {
+        var chainMetas: [CheckpointMeta] = []
+        var chain: [String] = []
+        var seen = Set<String>()
+        var current: String? = checkpoint
+        var missing: String?
+        while let p = current {
+            let key = FileIO.realPath(p) ?? p
+            guard seen.insert(key).inserted else { break }   // a cycle cannot be written, but never loop
+            let meta = try Checkpoint.readHead(path: p).meta
+            chainMetas.append(meta); chain.append(p)
+            current = nil
+            if let parent = meta.parent {
+                if let file = resolveParent(parent, root: root) { current = file } else { missing = parent }
+            }
+        }
+        var shards: [ShardRef] = []
+        var have = Set<ShardRef>()
+        for meta in chainMetas.reversed() {
+            for s in meta.lineage where have.insert(s).inserted { shards.append(s) }
+        }
+        return Result(shards: shards, chain: chain, complete: missing == nil, missingParent: missing)
+    }
+}
+
+/// One shard pp-train will not train on again.
+public struct SuspectShard: Codable, Equatable, Sendable {
+    public var name: String
+    public var sha256: String?
+    /// "loss spike", "non-finite loss", "rewind", ...
+    public var reason: String
+    /// The shard's loss and the reference it was compared with, when the guard stopped it.
+    public var loss: Double?
+    public var reference: Double?
+    public var step: Int?
+    /// ISO-8601 UTC time and who (user name) or what ("pp-train guard") marked it.
+    public var at: String
+    public var by: String
+
+    public init(name: String, sha256: String? = nil, reason: String, loss: Double? = nil, reference: Double? = nil,
+                step: Int? = nil, at: String, by: String) {
+        self.name = name; self.sha256 = sha256; self.reason = reason; self.loss = loss
+        self.reference = reference; self.step = step; self.at = at; self.by = by
+    }
+}
+
+/// runs/RUN/suspects.json: `{"shards": [SuspectShard...]}`, replaced whole by pp-train.
+public struct SuspectList: Codable, Equatable, Sendable {
+    public var shards: [SuspectShard] = []
+    public init(shards: [SuspectShard] = []) { self.shards = shards }
+
+    public var names: Set<String> { Set(shards.map(\.name)) }
+
+    public static func path(root: Root, run: String) -> String { root.run(run) + "/suspects.json" }
+
+    /// The run's list; empty if the file does not exist. A file that exists but does not
+    /// parse is an error (PPError(.corrupt) naming it): silently forgetting suspects
+    /// would let poison back in.
+    public static func load(root: Root, run: String) throws -> SuspectList {
+        let p = path(root: root, run: run)
+        guard FileIO.exists(p) else { return SuspectList() }
+        let bytes = try FileIO.readAll(p)
+        do { return try JSONDecoder().decode(SuspectList.self, from: Data(bytes)) } catch {
+            throw PPError("\(p): unreadable suspect list (\(error))", status: .corrupt)
+        }
+    }
+
+    /// Adds or replaces (by name) an entry.
+    public mutating func mark(_ s: SuspectShard) {
+        if let i = shards.firstIndex(where: { $0.name == s.name }) { shards[i] = s } else { shards.append(s) }
+    }
+
+    public func publish(root: Root, run: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(self)
+        try FileIO.publish(String(decoding: data, as: UTF8.self) + "\n", to: SuspectList.path(root: root, run: run))
+    }
+}
+
+public enum Poison {
+    /// Shard name -> why it must not be in a deployed model: "quarantined" (quarantine/NAME.reason.json
+    /// exists) or "suspect in run RUN: REASON" (runs/RUN/suspects.json).
+    public static func shards(root: Root) throws -> [String: String] {
+        var out: [String: String] = [:]
+        if FileIO.exists(root.quarantine) {
+            for f in try FileIO.list(root.quarantine) where f.hasSuffix(".reason.json") {
+                out[String(f.dropLast(".reason.json".count))] = "quarantined"
+            }
+        }
+        if FileIO.exists(root.runs) {
+            for run in try FileIO.list(root.runs) where FileIO.exists(SuspectList.path(root: root, run: run)) {
+                for s in try SuspectList.load(root: root, run: run).shards where out[s.name] == nil {
+                    out[s.name] = "suspect in run \(run): \(s.reason)"
+                }
+            }
+        }
+        return out
+    }
+
+    /// The poisoned shards in a lineage, in lineage order, with why.
+    public static func find(in lineage: Lineage.Result, poison: [String: String]) -> [(shard: String, why: String)] {
+        lineage.shards.compactMap { s in poison[s.name].map { (s.name, $0) } }
+    }
+}

@@ -1,0 +1,135 @@
+import XCTest
+import Foundation
+import TestSupport
+@testable import Shared
+
+/// Checkpoint heads, lineage walks across runs and rewound/, suspect lists and the poison set.
+final class LineageTests: XCTestCase {
+    func config() -> ModelConfig {
+        var c = ModelConfig()
+        c.dim = 8; c.bucket = 2000; c.vocabCapacity = 50; c.minCount = 1
+        c.minn = 3; c.maxn = 4; c.wordNgrams = 1; c.threads = 1; c.seed = 7
+        return c
+    }
+
+    /// Writes a checkpoint under runs/RUN/DIR/FILE with the given parent and lineage.
+    func write(_ root: Root, run: String, dir: String = "checkpoints", file: String, parent: String?, shards: [String], trainer t: Trainer) throws -> String {
+        var m = CheckpointMeta(run: run, createdAt: "2026-11-26T00:00:00Z", step: 1, tokens: 1, config: config(), knobs: Knobs())
+        m.parent = parent
+        m.lineage = shards.map { ShardRef(name: $0, sha256: String(repeating: "0", count: 64)) }
+        let d = root.run(run) + "/" + dir
+        try FileIO.makeDirectories(d)
+        let path = d + "/" + file
+        try FileIO.publish(try t.checkpointBytes(meta: m), to: path)
+        return path
+    }
+
+    func trainer() throws -> Trainer {
+        let t = try Trainer(config: config(), knobs: Knobs(lr: 0.1, dropout: 0))
+        var b = Batch()
+        for i in 0..<40 { b.append(label: "l\(i % 3)", tokens: ["alpha\(i % 5)", "beta", "gamma\(i % 7)"]) }
+        _ = try t.train(b)
+        return t
+    }
+
+    func testHeadMatchesFullLoadAndVocabularyIsReadable() throws {
+        let dir = try TestSupport.tempDir("lineage")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        let p = try write(root, run: "main", file: "ckpt-1.ppc", parent: nil, shards: ["a.shard"], trainer: t)
+        let head = try Checkpoint.readHead(path: p, vocabulary: true)
+        let full = try Checkpoint.load(path: p)
+        XCTAssertEqual(head.meta, full.meta)
+        let v = try XCTUnwrap(head.vocabulary)
+        XCTAssertEqual(v.size, full.model.vocabulary.size)
+        XCTAssertGreaterThan(v.size, 0)
+        XCTAssertGreaterThanOrEqual(v.slot(of: "beta"), 0)
+        XCTAssertLessThan(v.slot(of: "never-seen-word"), 0)
+    }
+
+    func testHeadRefusesDamagedFiles() throws {
+        let dir = try TestSupport.tempDir("lineage")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let p = try write(root, run: "main", file: "ckpt-1.ppc", parent: nil, shards: [], trainer: try trainer())
+        let bytes = try FileIO.readAll(p)
+        // Not zstd at all.
+        try FileIO.publish(Array("hello world, not a checkpoint".utf8), to: dir + "/text.ppc")
+        XCTAssertThrowsError(try Checkpoint.readHead(path: dir + "/text.ppc")) { e in
+            XCTAssertEqual((e as? PPError)?.status, .corrupt)
+            XCTAssertTrue((e as? PPError)?.message.contains("text.ppc") ?? false)
+        }
+        // Cut inside the first block: the head cannot be read.
+        try FileIO.publish(Array(bytes[0..<12]), to: dir + "/cut.ppc")
+        XCTAssertThrowsError(try Checkpoint.readHead(path: dir + "/cut.ppc")) { e in
+            XCTAssertEqual((e as? PPError)?.status, .corrupt)
+        }
+        // Another program's zstd file.
+        try FileIO.publish(try Zstd.compress(Array(repeating: 7, count: 100)), to: dir + "/other.ppc")
+        XCTAssertThrowsError(try Checkpoint.readHead(path: dir + "/other.ppc")) { e in
+            XCTAssertEqual((e as? PPError)?.status, .corrupt)
+        }
+        XCTAssertThrowsError(try Checkpoint.readHead(path: dir + "/missing.ppc")) { e in
+            XCTAssertEqual((e as? PPError)?.status, .noInput)
+        }
+    }
+
+    func testLineageWalksParentsAcrossRunsAndRewound() throws {
+        let dir = try TestSupport.tempDir("lineage")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        _ = try write(root, run: "base", file: "c1.ppc", parent: nil, shards: ["s1", "s2"], trainer: t)
+        _ = try write(root, run: "main", dir: "rewound", file: "c2.ppc", parent: "base/c1.ppc", shards: ["s2", "s3"], trainer: t)
+        let c3 = try write(root, run: "main", file: "c3.ppc", parent: "main/c2.ppc", shards: ["s4"], trainer: t)
+        let l = try Lineage.of(checkpoint: c3, root: root)
+        XCTAssertEqual(l.shards.map(\.name), ["s1", "s2", "s3", "s4"])
+        XCTAssertEqual(l.chain.count, 3)
+        XCTAssertTrue(l.complete)
+        XCTAssertNil(l.missingParent)
+
+        // A missing parent makes the lineage incomplete (and says which).
+        let c4 = try write(root, run: "main", file: "c4.ppc", parent: "gone/c0.ppc", shards: ["s9"], trainer: t)
+        let m = try Lineage.of(checkpoint: c4, root: root)
+        XCTAssertEqual(m.shards.map(\.name), ["s9"])
+        XCTAssertFalse(m.complete)
+        XCTAssertEqual(m.missingParent, "gone/c0.ppc")
+    }
+
+    func testPoisonCollectsQuarantineAndSuspectsOfEveryRun() throws {
+        let dir = try TestSupport.tempDir("lineage")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        XCTAssertEqual(try Poison.shards(root: root), [:])
+        try FileIO.publish("{}\n", to: root.quarantine + "/s3.reason.json")
+        try FileIO.publish("raw bytes", to: root.quarantine + "/s3")
+        try FileIO.makeDirectories(root.run("main"))
+        try FileIO.makeDirectories(root.run("other"))
+        var list = SuspectList()
+        list.mark(SuspectShard(name: "s2", reason: "loss spike", loss: 9, reference: 1, at: "t0", by: "pp-train guard"))
+        list.mark(SuspectShard(name: "s2", reason: "rewind", at: "t1", by: "alice"))   // replaces
+        XCTAssertEqual(list.shards.count, 1)
+        try list.publish(root: root, run: "other")
+        XCTAssertEqual(try SuspectList.load(root: root, run: "other"), list)
+        XCTAssertEqual(try SuspectList.load(root: root, run: "main"), SuspectList())
+
+        let p = try Poison.shards(root: root)
+        XCTAssertEqual(p["s3"], "quarantined")
+        XCTAssertEqual(p["s2"], "suspect in run other: rewind")
+        XCTAssertEqual(p.count, 2)
+
+        let t = try trainer()
+        let c = try write(root, run: "main", file: "c.ppc", parent: nil, shards: ["s1", "s2", "s3"], trainer: t)
+        let found = Poison.find(in: try Lineage.of(checkpoint: c, root: root), poison: p)
+        XCTAssertEqual(found.map(\.shard), ["s2", "s3"])
+
+        // A damaged suspect list is an error, not an empty list.
+        try FileIO.publish("{not json", to: SuspectList.path(root: root, run: "main"))
+        XCTAssertThrowsError(try Poison.shards(root: root)) { e in
+            XCTAssertEqual((e as? PPError)?.status, .corrupt)
+            XCTAssertTrue((e as? PPError)?.message.contains("suspects.json") ?? false)
+        }
+    }
+}
