@@ -26,17 +26,11 @@ func emit(_ line: String) throws {
     try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
 }
 
-func realPath(_ p: String) -> String? {
-    guard let r = realpath(p, nil) else { return nil }
-    defer { free(r) }
-    return String(cString: r)
-}
-
 /// How the result names a checkpoint: RUN and FILE from its (resolved) path
 /// "runs/RUN/checkpoints/FILE", else the run its metadata names; the path relative to the root.
 func identity(path: String, meta: CheckpointMeta, root: Root) -> CheckpointIdentity {
-    let real = realPath(path) ?? path
-    let rootReal = realPath(root.path) ?? root.path
+    let real = FileIO.realPath(path) ?? path
+    let rootReal = FileIO.realPath(root.path) ?? root.path
     let id = EvalNames.checkpointID(path: real) ?? (meta.run, FileIO.split(real).name)
     let rel = real.hasPrefix(rootReal + "/") ? String(real.dropFirst(rootReal.count + 1)) : real
     return CheckpointIdentity(run: id.run, file: id.file, path: rel, step: meta.step, createdAt: meta.createdAt)
@@ -139,10 +133,10 @@ struct Score: ParsableCommand {
             let dir = root.checkpoints(run: run)
             for f in try FileIO.list(dir) where f.hasSuffix(".ppc") {
                 let p = dir + "/" + f
-                if seen.insert(realPath(p) ?? p).inserted { out.append(p) }
+                if seen.insert(FileIO.realPath(p) ?? p).inserted { out.append(p) }
             }
         }
-        if FileIO.exists(root.deployed), let r = realPath(root.deployed), seen.insert(r).inserted { out.append(r) }
+        if FileIO.exists(root.deployed), let r = FileIO.realPath(root.deployed), seen.insert(r).inserted { out.append(r) }
         return out
     }
 
@@ -153,7 +147,7 @@ struct Score: ParsableCommand {
         let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
         let log = Log.make(tool)
         let todo = try Score.allCheckpoints(root).filter { p in
-            let id = EvalNames.checkpointID(path: realPath(p) ?? p) ?? ("", FileIO.split(p).name)
+            let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) ?? ("", FileIO.split(p).name)
             // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.
             if id.run.isEmpty { return true }
             let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: hash)
@@ -191,28 +185,25 @@ struct Score: ParsableCommand {
         if worst != .ok { throw ExitCode(worst.rawValue) }
     }
 
-    /// One JSON line per checkpoint from CKPT back through its parents: its step, creation
-    /// time, parent and the shards it trained on since that parent.
+    /// One JSON line per checkpoint from CKPT back through its parents (Shared Lineage.of,
+    /// reading only the checkpoints' heads): its step, creation time, parent and the shards it
+    /// trained on since that parent, each marked with why when it is quarantined or suspect.
     func printLineage(_ path: String, root: Root) throws {
         guard FileIO.exists(path) else { throw PPError("\(path): no such checkpoint", status: .noInput) }
-        var current: String? = path
-        var seen = Set<String>()
-        while let p = current {
-            guard seen.insert(realPath(p) ?? p).inserted else { break }
-            let ck = try loadCheckpoint(p)
-            let id = identity(path: p, meta: ck.meta, root: root)
-            let shards = ck.meta.lineage.map { "{\"name\":\(jsonString($0.name)),\"sha256\":\(jsonString($0.sha256))}" }
-            let parent = ck.meta.parent.map(jsonString) ?? "null"
-            try emit("{\"checkpoint\":\(jsonString(id.id)),\"step\":\(ck.meta.step),\"created_at\":\(jsonString(ck.meta.createdAt)),"
-                     + "\"parent\":\(parent),\"shards\":[\(shards.joined(separator: ","))]}")
-            current = nil
-            if let par = ck.meta.parent, let slash = par.firstIndex(of: "/") {
-                let pp = root.checkpoints(run: String(par[..<slash])) + "/" + String(par[par.index(after: slash)...])
-                if FileIO.exists(pp) { current = pp } else {
-                    try emit("{\"checkpoint\":\(jsonString(par)),\"missing\":true}")
-                }
+        let lin = try Lineage.of(checkpoint: path, root: root)
+        let poison = try Poison.shards(root: root)
+        for p in lin.chain {
+            let meta = try Checkpoint.readHead(path: p).meta
+            let id = identity(path: p, meta: meta, root: root)
+            let shards = meta.lineage.map { s in
+                "{\"name\":\(jsonString(s.name)),\"sha256\":\(jsonString(s.sha256))"
+                    + (poison[s.name].map { ",\"poisoned\":\(jsonString($0))" } ?? "") + "}"
             }
+            let parent = meta.parent.map(jsonString) ?? "null"
+            try emit("{\"checkpoint\":\(jsonString(id.id)),\"step\":\(meta.step),\"created_at\":\(jsonString(meta.createdAt)),"
+                     + "\"parent\":\(parent),\"shards\":[\(shards.joined(separator: ","))]}")
         }
+        if let m = lin.missingParent { try emit("{\"checkpoint\":\(jsonString(m)),\"missing\":true}") }
     }
 }
 

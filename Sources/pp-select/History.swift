@@ -42,10 +42,12 @@ struct DecisionRecord: Codable, Equatable {
     var rejected: [[String: String]]?
     /// Checkpoints deleted by retention (relative paths).
     var deleted: [String]?
+    /// Poisoned shards in the lineage of the checkpoint deployed before (a poison rollback).
+    var poisoned: [PoisonedShard]?
 
     enum CodingKeys: String, CodingKey {
         case schema, at, decision, reason, metric, evalset, deployed, previous, winner, gain, ci, bootstrap
-        case tolerance, candidates, regressions, rejected, deleted
+        case tolerance, candidates, regressions, rejected, deleted, poisoned
         case dryRun = "dry_run"
         case deployedPath = "deployed_path"
         case previousPath = "previous_path"
@@ -92,13 +94,17 @@ enum History {
         return out
     }
 
-    /// The deployment stack: promote/deploy push, rollback pops.
+    /// The deployment stack: promote/deploy push, rollback pops down to its target (one
+    /// entry for a plain rollback, more when poisoned or missing ones were skipped).
     static func stack(_ records: [DecisionRecord]) -> [String] {
         var s: [String] = []
         for r in records where r.moved {
             if r.decision == "rollback" {
-                if !s.isEmpty { s.removeLast() }
-                if s.last != r.deployedPath, let p = r.deployedPath { s.append(p) }
+                guard let p = r.deployedPath else { continue }
+                if let i = s.dropLast().lastIndex(of: p) { s.removeSubrange((i + 1)...) } else {
+                    if !s.isEmpty { s.removeLast() }
+                    if s.last != p { s.append(p) }
+                }
             } else if let p = r.deployedPath, s.last != p {
                 s.append(p)
             }
@@ -106,12 +112,15 @@ enum History {
         return s
     }
 
-    /// Where `rollback` goes from `current`: the entry below it in the stack, or the stack's
-    /// top when `current` is not in it (the link was changed by hand or the last line lost).
-    static func rollbackTarget(_ records: [DecisionRecord], current: String?) -> String? {
+    /// Where `rollback` may go from `current`, best first: the entries below it in the stack,
+    /// newest first (or the whole stack when `current` is not in it: the link was changed by
+    /// hand or the last line lost), each once, never `current`.
+    static func rollbackTargets(_ records: [DecisionRecord], current: String?) -> [String] {
         let s = stack(records)
-        if let c = current, let i = s.lastIndex(of: c) { return i > 0 ? s[i - 1] : nil }
-        return s.last(where: { $0 != current })
+        let below: ArraySlice<String>
+        if let c = current, let i = s.lastIndex(of: c) { below = s[..<i] } else { below = s[...] }
+        var seen = Set<String>()
+        return below.reversed().filter { $0 != current && seen.insert($0).inserted }
     }
 
     /// Every checkpoint ever deployed (relative paths): retention keeps them all.

@@ -3,6 +3,9 @@
 // selections.jsonl and only then moves the `deployed` link (FileIO.replaceSymlink: a reader
 // sees the old target or the new one, never none). With dryRun nothing is written.
 // Checkpoint checks are injected (`verify`) so the rules can be tested without a model.
+// With a PoisonGuard (the tool always has one), no checkpoint whose lineage holds a
+// quarantined or suspect shard is ever deployed, and a poisoned deployed model is replaced
+// (`guardDeployed`; docs/formats.md, "Never deploy poison").
 
 import Shared
 #if canImport(Glibc)
@@ -16,6 +19,9 @@ struct Selector {
     /// Loads a checkpoint far enough to verify it (magic, version, checksum); throws a
     /// `.corrupt` PPError otherwise. Gets an absolute or root-joined path.
     var verify: (String) throws -> Void
+    /// Lineage checks against quarantined and suspect shards; nil skips them (tests of the
+    /// other rules, on stand-in checkpoint files).
+    var poisonGuard: PoisonGuard? = nil
     var now: Double = Clock.now()
     /// Where decision lines go besides selections.jsonl (stdout in the tool).
     var output: (String) throws -> Void = { _ in }
@@ -43,13 +49,8 @@ struct Selector {
 
     /// A path given on the command line, relative to the root when it lies inside it.
     func relativize(_ path: String) -> String {
-        func real(_ p: String) -> String? {
-            guard let r = realpath(p, nil) else { return nil }
-            defer { free(r) }
-            return String(cString: r)
-        }
-        let p = real(path) ?? path
-        let r = real(root.path) ?? root.path
+        let p = FileIO.realPath(path) ?? path
+        let r = FileIO.realPath(root.path) ?? root.path
         return p.hasPrefix(r + "/") ? String(p.dropFirst(r.count + 1)) : p
     }
 
@@ -112,14 +113,21 @@ struct Selector {
 
         var rejected: [[String: String]] = []
         var winner: EvalResult? = nil
+        var corrupt = false
         for c in order {
+            if let why = poisonReason(absolute(c.path)) {
+                Log.make("pp-select").warning("\(c.checkpoint): \(why.text) (candidate refused)")
+                rejected.append(["checkpoint": c.checkpoint, "reason": why.text, "kind": why.kind])
+                continue
+            }
             do { try verify(absolute(c.path)); winner = c; break } catch let e as PPError {
                 Log.fail("pp-select", e.message + " (candidate refused)")
-                rejected.append(["checkpoint": c.checkpoint, "reason": e.message])
+                rejected.append(["checkpoint": c.checkpoint, "reason": e.message, "kind": "corrupt"])
+                corrupt = true
             }
         }
         if !rejected.isEmpty { rec.rejected = rejected }
-        let status: ExitStatus = rejected.isEmpty ? .ok : .corrupt
+        let status: ExitStatus = corrupt ? .corrupt : .ok
         guard let w = winner else {
             rec.reason = "every candidate was refused"
             return (rec, status)
@@ -148,11 +156,89 @@ struct Selector {
         return (rec, status)
     }
 
+    // MARK: - poison
+
+    /// Why the checkpoint at `path` must not be deployed (kind "poison", or "lineage" when its
+    /// chain cannot be read: unknown data counts as poisoned); nil when it may be.
+    func poisonReason(_ path: String) -> (kind: String, text: String)? {
+        guard let g = poisonGuard else { return nil }
+        do {
+            let v = try g.check(path)
+            return v.clean ? nil : ("poison", v.reason)
+        } catch let e as PPError {
+            return ("lineage", "lineage unreadable (\(e.message))")
+        } catch {
+            return ("lineage", "lineage unreadable (\(error))")
+        }
+    }
+
+    /// Layer 3's second half: when the deployed checkpoint's lineage is poisoned, replace it by
+    /// the newest earlier deployment (selections.jsonl) that exists, verifies and is clean; if
+    /// there is none, by the best clean verified candidate on the current eval set (any age);
+    /// if there is none either, it stays deployed and the decision says so (status .corrupt).
+    /// nil when nothing is deployed or the deployed checkpoint is clean. Status .partial
+    /// otherwise: a decision was made, but a person should look (docs/formats.md).
+    func guardDeployed() throws -> (DecisionRecord, ExitStatus)? {
+        guard let g = poisonGuard, let dep = currentDeployed() else { return nil }
+        let verdict: LineageVerdict
+        do { verdict = try g.check(absolute(dep)) } catch let e as PPError {
+            // The deployed file itself or an ancestor is unreadable: not a poison finding.
+            Log.fail("pp-select", "deployed \(Selector.id(dep)): lineage unreadable (\(e.message))")
+            return nil
+        }
+        if verdict.clean { return nil }
+        Log.fail("pp-select", "deployed \(Selector.id(dep)): \(verdict.reason)")
+        var rec = DecisionRecord(at: stamp(), decision: "rollback", reason: "")
+        rec.previous = Selector.id(dep); rec.previousPath = dep
+        rec.poisoned = verdict.records
+        var rejected: [[String: String]] = []
+        func usable(_ rel: String) -> Bool {
+            guard FileIO.exists(absolute(rel)) else {
+                rejected.append(["checkpoint": Selector.id(rel), "reason": "no longer exists", "kind": "missing"]); return false
+            }
+            if let why = poisonReason(absolute(rel)) {
+                rejected.append(["checkpoint": Selector.id(rel), "reason": why.text, "kind": why.kind]); return false
+            }
+            do { try verify(absolute(rel)) } catch {
+                rejected.append(["checkpoint": Selector.id(rel), "reason": (error as? PPError)?.message ?? "\(error)", "kind": "corrupt"])
+                return false
+            }
+            return true
+        }
+        let why = "deployed \(Selector.id(dep)) is poisoned: \(verdict.reason)"
+        if let t = History.rollbackTargets(try History.read(root.selections), current: dep).first(where: usable) {
+            rec.reason = why + "; rolled back to the newest earlier deployment without poison"
+            rec.deployed = Selector.id(t); rec.deployedPath = t
+        } else {
+            let evalset = try? EvalSet.hashShards(try EvalSet.holdoutPaths(root))
+            let pool = try results().filter { $0.evalset == evalset && $0.path != dep }
+            if let best = ranked(pool).first(where: { usable($0.path) }) {
+                rec.decision = "promote"
+                rec.reason = why + "; no earlier deployment without poison, so the best clean candidate is deployed"
+                rec.metric = config.metric; rec.evalset = evalset
+                rec.winner = Scored(checkpoint: best.checkpoint, path: best.path, step: best.step, score: best.metric(config.metric))
+                rec.deployed = best.checkpoint; rec.deployedPath = best.path
+            } else {
+                rec.decision = "keep"
+                rec.reason = why + "; no clean checkpoint to replace it, so it stays deployed: deploy one by hand (pp-select --deploy) or release the shard"
+                rec.deployed = rec.previous; rec.deployedPath = dep
+                if !rejected.isEmpty { rec.rejected = rejected }
+                return (rec, .corrupt)
+            }
+        }
+        if !rejected.isEmpty { rec.rejected = rejected }
+        return (rec, .partial)
+    }
+
     // MARK: - deploy, rollback
 
-    /// Manual promotion of `path` (still verified).
+    /// Manual promotion of `path` (still verified; refused when its lineage is poisoned).
     func deploy(_ path: String) throws -> DecisionRecord {
         guard FileIO.exists(path) else { throw PPError("\(path): no such checkpoint", status: .noInput) }
+        if let why = poisonReason(path) {
+            throw PPError("\(path): \(why.text); not deployed (pp-ingest release SHARD first if the quarantine was a mistake)",
+                          status: .corrupt)
+        }
         try verify(path)
         let rel = relativize(path)
         let dep = currentDeployed()
@@ -162,19 +248,42 @@ struct Selector {
         return rec
     }
 
-    /// Back to the checkpoint deployed before the current one (selections.jsonl).
+    /// Back to the checkpoint deployed before the current one (selections.jsonl); earlier
+    /// deployments whose lineage is poisoned are skipped (listed in `rejected`).
     func rollback() throws -> DecisionRecord {
         let dep = currentDeployed()
-        guard let target = History.rollbackTarget(try History.read(root.selections), current: dep) else {
+        let targets = History.rollbackTargets(try History.read(root.selections), current: dep)
+        guard let first = targets.first else {
             throw PPError("\(root.selections): no earlier deployment to roll back to", status: .nothingToDo)
         }
-        guard FileIO.exists(absolute(target)) else {
-            throw PPError("\(absolute(target)): previous checkpoint no longer exists", status: .noInput)
+        var rejected: [[String: String]] = []
+        var target: String? = nil
+        for t in targets {
+            guard FileIO.exists(absolute(t)) else {
+                rejected.append(["checkpoint": Selector.id(t), "reason": "no longer exists", "kind": "missing"])
+                continue
+            }
+            if let why = poisonReason(absolute(t)) {
+                rejected.append(["checkpoint": Selector.id(t), "reason": why.text, "kind": why.kind])
+                continue
+            }
+            target = t
+            break
+        }
+        guard let target = target else {
+            let all = rejected.map { "\($0["checkpoint"]!): \($0["reason"]!)" }.joined(separator: "; ")
+            if rejected.count == 1, rejected[0]["kind"] == "missing" {
+                throw PPError("\(absolute(first)): previous checkpoint no longer exists", status: .noInput)
+            }
+            throw PPError("no earlier deployment to roll back to that exists and has a clean lineage (\(all))",
+                          status: rejected.contains { $0["kind"] != "missing" } ? .corrupt : .noInput)
         }
         try verify(absolute(target))
-        var rec = DecisionRecord(at: stamp(), decision: "rollback", reason: "manual rollback")
+        var rec = DecisionRecord(at: stamp(), decision: "rollback",
+                                 reason: rejected.isEmpty ? "manual rollback" : "manual rollback (earlier deployments with poisoned lineage skipped)")
         rec.previous = dep.map(Selector.id); rec.previousPath = dep
         rec.deployed = Selector.id(target); rec.deployedPath = target
+        if !rejected.isEmpty { rec.rejected = rejected }
         return rec
     }
 
@@ -182,16 +291,7 @@ struct Selector {
 
     /// The time a checkpoint was written: the stamp in its name, else its mtime.
     static func age(ofCheckpoint path: String) -> Double? {
-        let name = FileIO.split(path).name
-        let b = Array(name.utf8)
-        if name.hasPrefix("ckpt-"), b.count >= 21 {
-            let s = String(decoding: b[5..<21], as: UTF8.self)   // YYYYMMDDTHHMMSSZ
-            let sb = Array(s.utf8)
-            let iso = String(decoding: sb[0..<4], as: UTF8.self) + "-" + String(decoding: sb[4..<6], as: UTF8.self) + "-"
-                + String(decoding: sb[6..<8], as: UTF8.self) + "T" + String(decoding: sb[9..<11], as: UTF8.self) + ":"
-                + String(decoding: sb[11..<13], as: UTF8.self) + ":" + String(decoding: sb[13..<15], as: UTF8.self) + "Z"
-            if let t = Clock.parseISO(iso) { return Double(t) }
-        }
+        if let t = PoisonGuard.stampTime(ofCheckpoint: FileIO.split(path).name) { return t }
         guard let st = FileIO.lstatOrNil(path) else { return nil }
         return Double(st.st_mtim.tv_sec)
     }
@@ -236,31 +336,7 @@ struct Selector {
         }
         if r.decision == "retention" {
             for p in r.deleted ?? [] { try FileIO.removeDurably(absolute(p)) }
-        } else {
-            try publishMetrics(r)
         }
     }
 }
 
-extension Selector {
-    /// metrics/pp-select.prom (Prometheus textfile): the last decision and what is deployed.
-    func publishMetrics(_ r: DecisionRecord) throws {
-        var m = Metrics()
-        m.add("perpetuum_select_last_decision_timestamp_seconds", now.rounded(), help: "When pp-select last recorded a decision.")
-        for d in ["promote", "keep", "deploy", "rollback", "retention"] {
-            m.add("perpetuum_select_last_decision", d == r.decision ? 1 : 0, help: "1 for the kind of the last decision.",
-                  labels: [("decision", d)])
-        }
-        if let c = r.rejected?.count { m.add("perpetuum_select_rejected", c, help: "Candidates refused by the last decision (corrupt).") }
-        if let d = currentDeployed(), let id = EvalNames.checkpointID(path: d) {
-            var f = id.file
-            if f.hasSuffix(".ppc") { f.removeLast(4) }
-            let step = f.split(separator: "-").last.flatMap { Int($0) } ?? -1
-            m.add("perpetuum_deployed_step", step, help: "Step of the deployed checkpoint (from its name).", labels: [("run", id.run)])
-        }
-        if let s = r.decision == "promote" ? r.winner?.score : r.previousScore, let metric = r.metric {
-            m.add("perpetuum_deployed_score", s, help: "The deployed checkpoint's score on the selection metric.", labels: [("metric", metric)])
-        }
-        try m.publish(root: root, name: "pp-select")
-    }
-}

@@ -1,8 +1,10 @@
 // pp-select: deploys the best evaluated checkpoint of the window when it is really better than
 // the deployed one (rules in Selection.swift and docs/formats.md, "selections.jsonl"); also
 // `--deploy CKPT`, `rollback`, and retention (`--keep-days`). Every decision is one JSON line
-// on stdout and in selections.jsonl. It reads evals/ and writes only `deployed`,
-// selections.jsonl and (retention) deletes old checkpoints.
+// on stdout and in selections.jsonl. Never deploys a checkpoint whose lineage holds a
+// quarantined or suspect shard, and replaces a deployed one that does (PoisonGuard.swift).
+// It reads evals/, checkpoint heads, quarantine/ and runs/*/suspects.json, and writes only
+// `deployed`, selections.jsonl, metrics/pp-select.prom and (retention) deletes old checkpoints.
 
 import ArgumentParser
 import Shared
@@ -31,6 +33,23 @@ func parseDuration(_ s: String) -> Double? {
     return v * unit
 }
 
+/// The status to report when two parts of a run ended with `a` and `b`: a refusal (65) over a
+/// replaced poisoned deployment (1) over a decision (0) over nothing to do (2).
+func worse(_ a: ExitStatus, _ b: ExitStatus) -> ExitStatus {
+    let rank: [ExitStatus: Int] = [.nothingToDo: 0, .ok: 1, .partial: 2]
+    return (rank[a] ?? 3) >= (rank[b] ?? 3) ? a : b
+}
+
+/// The poison guard policy.json asks for (nil when its select.guard is false).
+func guardFor(_ root: Root) throws -> PoisonGuard? {
+    let policy = try SelectPolicy.load(root: root)
+    if !policy.guardEnabled {
+        Log.make(tool).warning("policy.json: select.guard is false: poisoned lineages are NOT refused")
+        return nil
+    }
+    return try PoisonGuard(root: root, refuseIncomplete: policy.incompleteLineage == "refuse")
+}
+
 /// Runs `body` under the root's pp-select lock, turning a PPError into its message and status.
 func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
     var status = ExitStatus.ok
@@ -57,9 +76,17 @@ struct PPSelect: ParsableCommand {
         examples puts the 95% interval of the gain above 0, and no label (support >= \
         --label-min-support) nor the old slice loses more than --tolerance. Ties keep the deployed one.
 
-        EXIT STATUS: 0 a decision was made (promoted or kept), 2 nothing to do (no evaluated \
-        candidate in the window), 64 usage, 65 a corrupt checkpoint was refused (the decision, \
-        if any, still stands), 66 no such checkpoint, 69 not built yet, 74 I/O error.
+        Never deploys poison: a checkpoint whose full lineage (pp-eval --lineage) holds a \
+        quarantined shard or one listed in any run's suspects.json is refused; if the deployed \
+        one has such a lineage, it is first rolled back to the newest earlier deployment without \
+        poison (else the best clean candidate is deployed). See docs/formats.md, "Never deploy poison".
+
+        EXIT STATUS: 0 a decision was made (promoted or kept), 1 the deployed checkpoint had a \
+        poisoned lineage and was replaced (see selections.jsonl; a person should look), 2 nothing \
+        to do (no evaluated candidate in the window), 64 usage, 65 a corrupt checkpoint was \
+        refused (the decision, if any, still stands), or the deployed checkpoint is poisoned and \
+        no clean one could replace it, or --deploy CKPT has a poisoned lineage, 66 no such \
+        checkpoint, 69 not built yet, 74 I/O error.
         """,
         subcommands: [Rollback.self]
     )
@@ -107,15 +134,23 @@ struct PPSelect: ParsableCommand {
         sel.config = SelectConfig(metric: metric, minGain: minGain, tolerance: tolerance, bootstrap: bootstrap,
                                   labelMinSupport: labelMinSupport)
         try locked(root) {
+            sel.poisonGuard = try guardFor(root)
+            defer { if !dryRun { do { try sel.publishMetrics() } catch { Log.fail(tool, "metrics: \(error)") } } }
             if let d = deploy {
                 try sel.commit(try sel.deploy(d))
                 return .ok
             }
             var status = ExitStatus.nothingToDo
+            // Poison in the deployed model first: replace it, then select as usual.
+            if let (rec, st) = try sel.guardDeployed() {
+                try sel.commit(rec)
+                status = st
+                if dryRun || st == .corrupt { return status }
+            }
             do {
                 if let (rec, st) = try sel.select(since: parseDuration(since)!) {
                     try sel.commit(rec)
-                    status = st
+                    status = worse(status, st)
                 } else {
                     Log.make(tool).info("nothing to do: no evaluated candidate in the window", metadata: ["since": "\(since)"])
                 }
@@ -131,7 +166,7 @@ struct PPSelect: ParsableCommand {
 struct Rollback: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Deploy again the checkpoint deployed before the current one (from selections.jsonl).",
-        discussion: "EXIT STATUS: 0 rolled back, 2 no earlier deployment, 65 the previous checkpoint is corrupt, 66 it no longer exists."
+        discussion: "Earlier deployments whose lineage holds a quarantined or suspect shard, or whose file is gone, are skipped (listed under \"rejected\"). EXIT STATUS: 0 rolled back, 2 no earlier deployment, 65 the target checkpoint is corrupt or every earlier one is poisoned, 66 it no longer exists."
     )
 
     @OptionGroup var rootOptions: RootOptions
@@ -141,9 +176,11 @@ struct Rollback: ParsableCommand {
 
     func run() throws {
         let root = rootOptions.resolved
-        let sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
+        var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
         try locked(root) {
+            sel.poisonGuard = try guardFor(root)
             try sel.commit(try sel.rollback())
+            if !dryRun { try sel.publishMetrics() }
             return .ok
         }
     }
