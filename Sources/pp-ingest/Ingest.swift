@@ -35,6 +35,12 @@ final class Ingester {
         var maxTextBytes: Int
         var shardExamples: Int
         var noWait: Bool
+        /// false (--no-checks): measure and record, quarantine nothing.
+        var checks: Bool = true
+        /// `pp-ingest release`: the batch checks and --max-bad do not gate (a person looked).
+        var releasing: Bool = false
+        /// --dry-run: measure and print the verdict; publish, move and record nothing.
+        var dryRun: Bool = false
     }
 
     /// A part is cut at this many record bytes even before `shardExamples`, so memory stays
@@ -54,6 +60,18 @@ final class Ingester {
 
     private var processed = 0
     private var rejected = 0
+    private var quarantined = 0
+    /// Set by run(): the policy's ingest section, the reference, the deployed model.
+    private var policy = IngestPolicy()
+    private var reference: Reference!
+    private var deployed: (model: Model, checkpoint: String)?? = nil
+    private var counters = IngestCounters()
+    private var lastOutcomes: [CheckOutcome] = []
+    private var lastStats: [String: Double] = [:]
+    /// Statuses of this run's inputs (for the metrics).
+    private var runStatuses: [String: Int] = [:]
+    /// Per input: what `release` needs to know (status, published shards).
+    private(set) var results: [(status: String, shards: [String])] = []
     private var refused = 0
     private var missing = 0
     private var ioErrors = 0
@@ -80,7 +98,9 @@ final class Ingester {
 
     // MARK: - The run
 
-    func run(files: [String]) -> Int32 {
+    /// Processes `files` (or the settled files of inbox/), or, for `pp-ingest release`, the
+    /// `prepared` inputs. Returns the exit status.
+    func run(files: [String], prepared: [Input]? = nil) -> Int32 {
         do { try root.ensureLayout() } catch let e as PPError {
             Log.fail(Ingester.tool, e.message); return e.status.rawValue
         } catch { Log.fail(Ingester.tool, "\(error)"); return ExitStatus.software.rawValue }
@@ -102,10 +122,23 @@ final class Ingester {
         defer { lock.release() }
 
         do {
+            policy = try IngestPolicy.load(root: root)
+        } catch let e as PPError {
+            Log.fail(Ingester.tool, e.message); return e.status.rawValue
+        } catch { Log.fail(Ingester.tool, "\(error)"); return ExitStatus.software.rawValue }
+
+        let t0 = Clock.monotonic()
+        do {
             try removeStaleTemps()
             try buildIndex()
-            let inputs = try collect(files)
+            reference = try Reference(root: root, policy: policy)
+            counters = IngestCounters.load(root)
+            let inputs = try prepared ?? collect(files)
             for input in inputs { try process(input) }
+            if !cfg.dryRun {
+                try counters.save(root)
+                try writeMetrics(seconds: Clock.monotonic() - t0)
+            }
         } catch let e as PPError {
             Log.fail(Ingester.tool, e.message)
             return e.status == .software ? e.status.rawValue : ExitStatus.ioError.rawValue
@@ -116,7 +149,7 @@ final class Ingester {
 
         if ioErrors > 0 { return ExitStatus.ioError.rawValue }
         if missing > 0 { return ExitStatus.noInput.rawValue }
-        if rejected > 0 || refused > 0 { return ExitStatus.partial.rawValue }
+        if rejected > 0 || refused > 0 || quarantined > 0 { return ExitStatus.partial.rawValue }
         if processed == 0 {
             log.info("nothing to do", metadata: ["inbox": "\(root.inbox)"])
             return ExitStatus.nothingToDo.rawValue
@@ -241,7 +274,9 @@ final class Ingester {
 
     /// Parses `<stamp>-<sha16>-<part>.pps` names in shards/ and holdout/.
     private func buildIndex() throws {
-        for (dir, rel) in [(root.shards, "shards"), (root.holdout, "holdout")] {
+        // Quarantined shards count too: an input whose shards were taken out is not ingested
+        // again by sending it again (it is a duplicate until someone releases it).
+        for (dir, rel) in [(root.shards, "shards"), (root.holdout, "holdout"), (root.quarantine, "quarantine")] {
             for name in try FileIO.list(dir) where name.hasSuffix(".pps") {
                 if let sha16 = Ingester.sha16(ofShardName: name) { index[sha16, default: []].insert(rel + "/" + name) }
             }
@@ -282,6 +317,7 @@ final class Ingester {
         let train = PartBuilder(split: "train", dir: root.shards, maxExamples: cfg.shardExamples, maxBytes: Ingester.shardRecordBytes)
         let hold = PartBuilder(split: "holdout", dir: root.holdout, maxExamples: cfg.shardExamples, maxBytes: Ingester.shardRecordBytes)
         defer { train.discard(); hold.discard() }
+        let stats = BatchStats(sampleSize: deployedModel() != nil ? policy.sampleExamples : 0)
         var firstBad: [(error: InputLineError, excerpt: String)] = []
         var summary = InputSummary()
         var unreadable: String? = nil
@@ -290,6 +326,7 @@ final class Ingester {
             let reader = try ChunkReader(path: input.path)
             let fraction = cfg.holdout
             summary = try parser.parse(reader, example: { e in
+                stats.observe(e)
                 do {
                     if HoldoutSplit.isHoldout(tokenHash: e.tokenHash, fraction: fraction) { try hold.append(e) }
                     else { try train.append(e) }
@@ -322,7 +359,7 @@ final class Ingester {
             verdict = "empty input: no lines"
         } else if summary.examples == 0 {
             verdict = "no good line (\(summary.badLines) bad of \(summary.contentLines))"
-        } else if summary.badShare > cfg.maxBad {
+        } else if summary.badShare > cfg.maxBad && !cfg.releasing {
             verdict = "bad-line share \(JSONOut.number(summary.badShare * 100, digits: 2))% exceeds --max-bad \(JSONOut.number(cfg.maxBad * 100, digits: 2))%"
         }
 
@@ -332,7 +369,7 @@ final class Ingester {
             train.discard(); hold.discard()
             rejected += 1
             var movedTo: String? = nil
-            if input.inInbox {
+            if input.inInbox && !cfg.dryRun {
                 let q = freeName(root.quarantine, input.name)
                 try FileIO.publish(reasonJSON(input, summary, reason, firstBad), to: root.quarantine + "/" + q + ".reason.json")
                 crashPoint("after-reason")
@@ -343,13 +380,65 @@ final class Ingester {
             finishReport(&report, "rejected", summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
             report.add("reason", reason)
             emit(report)
+            record("rejected", [])
+            return
+        }
+
+        // The batch checks (Checks.swift): always measured and recorded; they gate only new
+        // content (an input already ingested was accepted before, or is being completed).
+        let sha16 = String(summary.sha256.prefix(16))
+        let stamp = Clock.stamp(input.time)
+        let isNew = (index[sha16] ?? []).isEmpty
+        let hashSample = stats.hashes.finish()
+        var modelView: ModelView? = nil
+        if let d = deployedModel() {
+            modelView = ModelView.measure(d.model, checkpoint: d.checkpoint, labels: stats.labels, sample: stats.finishSample())
+        }
+        var measured: [String: Double] = [:]
+        let outcomes = Checks.evaluate(stats, hashes: hashSample, model: modelView, reference: reference, policy: policy, stats: &measured)
+        let window = reference.window
+        let tripped = outcomes.filter(\.tripped)
+        lastOutcomes = outcomes
+        lastStats = measured
+        if isNew { for t in tripped { counters.checksTripped[t.check, default: 0] += 1 } }
+        if cfg.dryRun {
+            let would = !isNew ? "duplicate" : (!tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing) ? "quarantined"
+                : (summary.badLines > 0 ? "partial" : "accepted")
+            finishReport(&report, would, summary, train: 0, holdout: 0, shards: [], movedTo: nil, deleted: false, t0: t0)
+            report.add("dry_run", raw: "true")
+            addStats(&report, measured, outcomes, window)
+            emit(report)
+            runStatuses[would, default: 0] += 1
+            results.append((would, []))
+            return
+        }
+        if isNew && !tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing {
+            train.discard(); hold.discard()
+            quarantined += 1
+            let t = tripped[0]
+            let reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(window.inputs) inputs, \(window.examples) examples)"
+            var movedTo: String? = nil
+            if input.inInbox {
+                let q = freeName(root.quarantine, input.name)
+                try FileIO.publish(quarantineJSON(input, summary, tripped: tripped, outcomes: outcomes, stats: measured,
+                                                  window: window, model: modelView),
+                                   to: root.quarantine + "/" + q + ".reason.json")
+                crashPoint("after-reason")
+                try FileIO.moveDurably(input.path, root.quarantine + "/" + q)
+                movedTo = root.quarantine + "/" + q
+            }
+            log.error("\(input.display): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")",
+                      "tripped": "\(tripped.map(\.check).joined(separator: ","))"])
+            finishReport(&report, "quarantined", summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
+            report.add("reason", reason)
+            addStats(&report, measured, outcomes, window)
+            emit(report)
+            record("quarantined", [])
             return
         }
 
         try train.seal()
         try hold.seal()
-        let sha16 = String(summary.sha256.prefix(16))
-        let stamp = Clock.stamp(input.time)
         let now = Clock.iso(Clock.now())
         struct Planned { let builder: PartBuilder; let part: Int; let rel: String; var path: String }
         var planned: [Planned] = []
@@ -363,6 +452,7 @@ final class Ingester {
         let existing = index[sha16] ?? []
         var toPublish: [Planned] = []
         var status = summary.badLines > 0 ? "partial" : "accepted"
+        var ownNames = true
         if existing.isEmpty {
             toPublish = planned
         } else if ours.isSubset(of: existing) {
@@ -376,6 +466,7 @@ final class Ingester {
             // The same content under other names: another file with these bytes (other mtime,
             // so other stamp), or an earlier run with other --shard-examples/--holdout.
             status = "duplicate"
+            ownNames = false
             log.notice("\(input.display): already ingested (same SHA-256) as other shards; nothing new to publish",
                        metadata: ["sha256": "\(summary.sha256)", "existing": "\(existing.sorted().joined(separator: ","))"])
         }
@@ -391,8 +482,12 @@ final class Ingester {
             h.part = p.part
             h.parts = p.builder.sealed.count
             h.ingestedAt = now
-            h.stats = ["input_lines": Double(summary.lines), "input_bad_lines": Double(summary.badLines),
-                       "input_duplicates": Double(summary.duplicates), "holdout_fraction": cfg.holdout]
+            var hs = measured
+            hs["input_lines"] = Double(summary.lines)
+            hs["input_bad_lines"] = Double(summary.badLines)
+            hs["input_duplicates"] = Double(summary.duplicates)
+            hs["holdout_fraction"] = cfg.holdout
+            h.stats = hs
             try publishPart(header: try ShardWriter.headerFrame(h, recordBytes: s.recordBytes, level: 1), records: s.tmp, to: p.path)
             unlink(s.tmp)
             index[sha16, default: []].insert(p.rel)
@@ -400,6 +495,19 @@ final class Ingester {
             if published.count == 1 { crashPoint("after-first-shard") }
         }
         crashPoint("after-shards")
+
+        // The stats sidecar (the reference of later inputs): for new content, and when
+        // completing an interrupted ingest whose sidecar was not written yet.
+        let prefix = "\(stamp)-\(sha16)"
+        if ownNames && !reference.has(prefix) {
+            let side = StatsSidecar(name: prefix, sourceName: input.name, sourceSHA256: summary.sha256, ingestedAt: now,
+                                    status: cfg.releasing ? "released" : "accepted", examples: stats.examples, tokens: stats.tokens,
+                                    labelCounts: stats.labelCountMap, lengthHist: stats.lengthHist,
+                                    hashCount: hashSample.values.count, hashLimit: String(hashSample.limit, radix: 16),
+                                    stats: measured, checks: outcomes, reference: window)
+            try reference.add(side, hashes: hashSample.values)
+            crashPoint("after-sidecar")
+        }
 
         var movedTo: String? = nil
         var deleted = false
@@ -421,7 +529,45 @@ final class Ingester {
             "duplicates": "\(summary.duplicates)", "shards": "\(published.count)",
             "MB_per_s": "\(JSONOut.number(Double(summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
         finishReport(&report, status, summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
+        addStats(&report, measured, outcomes, window)
         emit(report)
+        if status != "duplicate" { counters.examples += summary.examples; counters.bytes += summary.bytes }
+        record(status, published)
+    }
+
+    private func record(_ status: String, _ shards: [String]) {
+        counters.inputs[status, default: 0] += 1
+        runStatuses[status, default: 0] += 1
+        results.append((status, shards))
+    }
+
+    /// The deployed model (loaded once per run), or nil when none is deployed or it cannot be
+    /// read (the canary and OOV checks then say "no deployed model"; ingest goes on).
+    private func deployedModel() -> (model: Model, checkpoint: String)? {
+        if let d = deployed { return d }
+        var result: (model: Model, checkpoint: String)? = nil
+        if FileIO.lstatOrNil(root.deployed) != nil {
+            do {
+                let target = realPath(root.deployed) ?? root.deployed
+                let c = try Checkpoint.load(path: target)
+                let name = target.hasPrefix(root.path + "/") ? String(target.dropFirst(root.path.count + 1)) : target
+                result = (c.model, name)
+                log.info("canary: deployed model loaded", metadata: ["checkpoint": "\(name)", "labels": "\(c.model.labels.count)"])
+            } catch let e as PPError {
+                log.warning("canary: cannot load the deployed model, canary and OOV checks skipped: \(e.message)")
+            } catch {
+                log.warning("canary: cannot load the deployed model, canary and OOV checks skipped: \(error)")
+            }
+        }
+        deployed = .some(result)
+        return result
+    }
+
+    private func addStats(_ j: inout JSONOut, _ measured: [String: Double], _ outcomes: [CheckOutcome], _ w: ReferenceWindow) {
+        j.add("stats", raw: JSONOut.numbers(measured))
+        j.add("checks", raw: JSONOut.checks(outcomes))
+        j.add("tripped", outcomes.filter(\.tripped).map(\.check))
+        j.add("reference", raw: JSONOut.window(w))
     }
 
     /// FileIO.publish for a shard whose records frame is already in the file `records`:
@@ -507,6 +653,43 @@ final class Ingester {
         j.add("moved_to", movedTo)
         j.add("deleted", raw: deleted ? "true" : "false")
         j.add("seconds", Clock.monotonic() - t0, digits: 3)
+    }
+
+    /// quarantine/NAME.reason.json for a batch that tripped a check: the first tripped check's
+    /// name, value and threshold at the top (the `check`/`value`/`threshold` keys every
+    /// reason file has), then every check, every measured value and the reference window.
+    private func quarantineJSON(_ input: Input, _ s: InputSummary, tripped: [CheckOutcome], outcomes: [CheckOutcome],
+                                stats: [String: Double], window: ReferenceWindow, model: ModelView?) -> String {
+        let t = tripped[0]
+        var j = JSONOut()
+        j.add("schema", 1)
+        j.add("file", input.name)
+        j.add("status", "quarantined")
+        j.add("check", t.check)
+        j.add("value", t.value ?? 0)
+        j.add("threshold", t.threshold ?? 0)
+        j.add("n", t.n)
+        j.add("reason", "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0))")
+        j.add("tripped", tripped.map(\.check))
+        j.add("reference", raw: JSONOut.window(window))
+        j.add("checks", raw: JSONOut.checks(outcomes))
+        j.add("stats", raw: JSONOut.numbers(stats))
+        j.add("model", model?.checkpoint)
+        j.add("sha256", s.sha256)
+        j.add("bytes", s.bytes)
+        j.add("lines", s.lines)
+        j.add("examples", s.examples)
+        j.add("bad_lines", s.badLines)
+        j.add("quarantined_at", Clock.iso(Clock.now()))
+        j.add("release", "pp-ingest release \(input.name)")
+        return j.closed + "\n"
+    }
+
+    private func writeMetrics(seconds: Double) throws {
+        var m = Metrics()
+        IngestMetrics.fill(&m, root: root, counters: counters, run: runStatuses, seconds: seconds,
+                           last: lastOutcomes, lastStats: lastStats, policy: policy)
+        try m.publish(root: root, name: "ingest")
     }
 
     private func reasonJSON(_ input: Input, _ s: InputSummary, _ reason: String,

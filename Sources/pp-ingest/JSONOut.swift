@@ -39,5 +39,34 @@ struct JSONOut {
         "{" + d.sorted { $0.key < $1.key }.map { quote($0.key) + ":" + String($0.value) }.joined(separator: ",") + "}"
     }
 
+    /// {"k": x, ...} with keys sorted, numbers as `number` writes them.
+    static func numbers(_ d: [String: Double]) -> String {
+        "{" + d.sorted { $0.key < $1.key }.map { quote($0.key) + ":" + number($0.value) }.joined(separator: ",") + "}"
+    }
+
+    /// The check outcomes as an object keyed by check name, in check order.
+    static func checks(_ cs: [CheckOutcome]) -> String {
+        "{" + cs.map { c -> String in
+            var o = JSONOut()
+            if let v = c.value { o.add("value", v) }
+            if let t = c.threshold { o.add("threshold", t) }
+            o.add("n", c.n)
+            if let k = c.count { o.add("count", k) }
+            o.add("tripped", raw: c.tripped ? "true" : "false")
+            if let s = c.skipped { o.add("skipped", s) }
+            return quote(c.check) + ":" + o.closed
+        }.joined(separator: ",") + "}"
+    }
+
+    static func window(_ w: ReferenceWindow) -> String {
+        var o = JSONOut()
+        o.add("inputs", w.inputs)
+        o.add("examples", w.examples)
+        o.add("first", w.first)
+        o.add("last", w.last)
+        o.add("duplicate_inputs", w.duplicateInputs)
+        return o.closed
+    }
+
     var closed: String { text + "}" }
 }

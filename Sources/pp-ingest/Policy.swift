@@ -1,0 +1,143 @@
+// The "ingest" section of ROOT/policy.json (docs/formats.md, "policy.json"): the thresholds
+// of pp-ingest's batch checks and the size of its reference window. The file is optional (a
+// missing file or section means the documented defaults); pp-ingest reads only its own
+// section and ignores the others (pp-train's, pp-select's). An unknown key in the section is
+// an error naming the file and the key, so a typo never silently leaves a default in force.
+// Not here: what each check measures (Checks.swift).
+
+import Foundation
+import Shared
+
+struct IngestPolicy: Equatable {
+    /// One check's threshold: it trips when value > max + width / sqrt(n) and the count of
+    /// examples behind the value is at least minCount (n = the examples the value is computed
+    /// on). The width term widens the threshold for small batches, whose statistics are noisy.
+    struct Limit: Equatable {
+        var max: Double
+        var width: Double
+        var minCount: Int = 0
+        func threshold(n: Int) -> Double { max + width / Double(Swift.max(n, 1)).squareRoot() }
+    }
+
+    /// false: measure and record everything, quarantine nothing.
+    var quarantine = true
+    /// The distribution reference: the most recently accepted inputs (by shard-name order).
+    var referenceInputs = 26
+    /// Reference checks are skipped while the reference holds fewer examples than this.
+    var referenceMinExamples = 200
+    /// Inputs whose example hashes the duplicate check compares with.
+    var duplicateInputs = 156
+    /// Examples (a uniform sample of each input) the deployed model scores for the canary
+    /// and the OOV rate.
+    var sampleExamples = 5000
+    /// The canary and OOV checks need this many reference inputs with a value.
+    var modelMinReference = 3
+    /// label_signal is checked only while the deployed model separates labels on the
+    /// reference (its pooled label_signal there is at most this): a model that cannot tell
+    /// labels apart on clean data cannot tell a shuffled batch either.
+    var signalReferenceMax = 0.85
+    /// Per check: its limit, or nil when switched off (`"name": null` in the file).
+    var checks: [String: Limit?] = IngestPolicy.defaultChecks
+
+    /// Calibrated on the 130 clean weeks of demo/data (tools/false-positives.sh) and on the
+    /// spoiled weeks of tools/spoil.py; docs/formats.md gives the reasoning per check.
+    static let defaultChecks: [String: Limit?] = [
+        "label_linf": Limit(max: 0.35, width: 1.2),
+        "label_js": Limit(max: 0.60, width: 1.5),
+        "new_labels": Limit(max: 0.50, width: 1.0, minCount: 5),
+        "oov": Limit(max: 0.10, width: 0.3),
+        "length_js": Limit(max: 0.50, width: 0.8),
+        "duplicates": Limit(max: 0.30, width: 0.5, minCount: 3),
+        "garbage": Limit(max: 0.02, width: 0.0, minCount: 2),
+        "mojibake": Limit(max: 0.001, width: 0.0, minCount: 1),
+        "canary": Limit(max: 1.6, width: 2.0),
+        "label_signal": Limit(max: 0.85, width: 0.5),
+    ]
+    static let checkNames = ["label_linf", "label_js", "new_labels", "oov", "length_js", "duplicates", "garbage", "mojibake",
+                             "canary", "label_signal"]
+
+    func limit(_ name: String) -> Limit? { checks[name] ?? nil }
+
+    /// Reads ROOT/policy.json's "ingest" section; defaults for whatever it does not set.
+    static func load(root: Root) throws -> IngestPolicy {
+        let path = root.path + "/policy.json"
+        guard FileIO.exists(path) else { return IngestPolicy() }
+        let bytes = try FileIO.readAll(path)
+        return try parse(bytes, path: path)
+    }
+
+    /// A JSON value, as far as the policy cares (JSONDecoder tells booleans from numbers).
+    enum Value: Decodable {
+        case null, bool(Bool), number(Double), string(String), array([Value]), object([String: Value])
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if c.decodeNil() { self = .null }
+            else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+            else if let d = try? c.decode(Double.self) { self = .number(d) }
+            else if let s = try? c.decode(String.self) { self = .string(s) }
+            else if let a = try? c.decode([Value].self) { self = .array(a) }
+            else { self = .object(try c.decode([String: Value].self)) }
+        }
+    }
+
+    static func parse(_ bytes: [UInt8], path: String) throws -> IngestPolicy {
+        func bad(_ why: String) -> PPError { PPError("\(path): \(why)", status: .corrupt) }
+        let top: Value
+        do { top = try JSONDecoder().decode(Value.self, from: Data(bytes)) } catch {
+            throw bad("not valid JSON")
+        }
+        guard case .object(let sections) = top else { throw bad("not a JSON object") }
+        var p = IngestPolicy()
+        guard let secValue = sections["ingest"] else { return p }
+        guard case .object(let sec) = secValue else { throw bad("\"ingest\" is not an object") }
+
+        func number(_ v: Value, _ key: String) throws -> Double {
+            guard case .number(let d) = v, d.isFinite else { throw bad("ingest.\(key): expected a number") }
+            return d
+        }
+        func count(_ v: Value, _ key: String, min: Int) throws -> Int {
+            let d = try number(v, key)
+            guard d == d.rounded(), d >= Double(min), d <= 1e9 else { throw bad("ingest.\(key): expected a whole number >= \(min)") }
+            return Int(d)
+        }
+
+        for (key, v) in sec {
+            switch key {
+            case "quarantine":
+                guard case .bool(let b) = v else { throw bad("ingest.quarantine: expected true or false") }
+                p.quarantine = b
+            case "reference_inputs": p.referenceInputs = try count(v, key, min: 1)
+            case "reference_min_examples": p.referenceMinExamples = try count(v, key, min: 0)
+            case "duplicate_inputs": p.duplicateInputs = try count(v, key, min: 0)
+            case "sample_examples": p.sampleExamples = try count(v, key, min: 1)
+            case "model_min_reference": p.modelMinReference = try count(v, key, min: 1)
+            case "signal_reference_max": p.signalReferenceMax = try number(v, key)
+            case "checks":
+                guard case .object(let cs) = v else { throw bad("ingest.checks: expected an object") }
+                for (name, cv) in cs {
+                    guard checkNames.contains(name) else {
+                        throw bad("unknown key ingest.checks.\(name) (checks: \(checkNames.joined(separator: ", ")))")
+                    }
+                    if case .null = cv { p.checks[name] = .some(nil); continue }
+                    guard case .object(let o) = cv else { throw bad("ingest.checks.\(name): expected an object or null") }
+                    var l = (p.checks[name] ?? nil) ?? Limit(max: 0, width: 0)
+                    for (k, x) in o {
+                        let full = "checks.\(name).\(k)"
+                        switch k {
+                        case "max": l.max = try number(x, full)
+                        case "width":
+                            l.width = try number(x, full)
+                            guard l.width >= 0 else { throw bad("ingest.\(full): must be >= 0") }
+                        case "min_count": l.minCount = try count(x, full, min: 0)
+                        default: throw bad("unknown key ingest.\(full) (keys: max, width, min_count)")
+                        }
+                    }
+                    p.checks[name] = .some(l)
+                }
+            default:
+                throw bad("unknown key ingest.\(key) (keys: quarantine, reference_inputs, reference_min_examples, duplicate_inputs, sample_examples, model_min_reference, signal_reference_max, checks)")
+            }
+        }
+        return p
+    }
+}

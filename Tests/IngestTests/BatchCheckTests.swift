@@ -1,0 +1,202 @@
+// pp-ingest's batch statistics without a model: the numbers are always recorded (shard
+// header, stats sidecar, JSON line, metrics/ingest.prom), policy.json's "ingest" section is
+// validated, and `pp-ingest quarantine SHARD` / `release SHARD` move a shard out and back
+// with the reason file as the single source of truth. Plus unit tests of the measuring code.
+
+import Foundation
+import XCTest
+import TestSupport
+@testable import Shared
+@testable import pp_ingest
+
+final class BatchCheckTests: IngestTestCase {
+    /// Drops `weeks` into inbox/ a week apart (the last one an hour ago) and ingests them.
+    func ingestWeeks(_ weeks: [String], args: [String] = []) throws -> TestSupport.Result {
+        for (i, w) in weeks.enumerated() {
+            try drop(w + ".jsonl.zst", try demo(w), age: 3600 + Double(weeks.count - 1 - i) * 604_800)
+        }
+        return try ingest(["--settle", "0"] + args)
+    }
+
+    func testStatisticsAreRecordedEverywhere() throws {
+        let r = try ingestWeeks(Array(Self.demoWeeks.prefix(12)))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let reps = reports(r)
+        XCTAssertEqual(reps.map { $0["status"] as? String }, Array(repeating: "accepted", count: 12))
+        // The first input has no reference: those checks say why.
+        let first = reps[0]["checks"] as! [String: [String: Any]]
+        XCTAssertNotNil(first["label_linf"]?["skipped"] as? String)
+        XCTAssertEqual(first["canary"]?["skipped"] as? String, "no deployed model")
+        XCTAssertNotNil(first["garbage"]?["value"])
+        // Later ones have values and the reference window.
+        let last = reps[11]
+        let checks = last["checks"] as! [String: [String: Any]]
+        for c in ["label_linf", "label_js", "new_labels", "length_js", "duplicates", "garbage", "mojibake"] {
+            XCTAssertNotNil(checks[c]?["value"], c)
+            XCTAssertNotNil(checks[c]?["threshold"], c)
+        }
+        let window = last["reference"] as! [String: Any]
+        XCTAssertEqual(window["inputs"] as? Int, 11)
+        let stats = last["stats"] as! [String: Double]
+        XCTAssertEqual(stats["examples"], Double(last["examples"] as! Int))
+        XCTAssertNotNil(stats["label_linf"])
+
+        // Shard header and sidecar carry the same numbers.
+        let shard = (last["shards"] as! [String]).last!
+        let h = try Shard(path: shard).header
+        XCTAssertEqual(h.stats?["label_linf"], stats["label_linf"])
+        XCTAssertEqual(h.stats?["holdout_fraction"], 0.05)
+        let prefix = String(FileIO.split(shard).name.dropLast(8))
+        let sidecar = try JSONSerialization.jsonObject(with: Data(try FileIO.readAll(root + "/stats/\(prefix).json"))) as! [String: Any]
+        XCTAssertEqual((sidecar["stats"] as! [String: Double])["label_linf"], stats["label_linf"])
+        XCTAssertEqual((sidecar["label_counts"] as! [String: Int]).values.reduce(0, +), last["examples"] as? Int)
+        XCTAssertEqual(try FileIO.readAll(root + "/stats/\(prefix).hashes").count, 8 * (last["examples"] as! Int))
+
+        // Metrics: counters over the root's life, the last batch's values.
+        let prom = String(decoding: try FileIO.readAll(root + "/metrics/ingest.prom"), as: UTF8.self)
+        XCTAssertTrue(prom.contains("pp_ingest_inputs_total{status=\"accepted\"} 12\n"), prom)
+        XCTAssertTrue(prom.contains("pp_ingest_last_check_value{check=\"label_linf\"} "), prom)
+        XCTAssertTrue(prom.contains("# TYPE pp_ingest_inputs_total counter\n"))
+        for line in prom.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            XCTAssertEqual(parts.count, 2, String(line))
+            XCTAssertNotNil(Double(parts[1]), String(line))
+        }
+        // A second run adds to the counters instead of resetting them.
+        XCTAssertEqual(try ingestWeeks(["2023-W13"]).status, 0)
+        let prom2 = String(decoding: try FileIO.readAll(root + "/metrics/ingest.prom"), as: UTF8.self)
+        XCTAssertTrue(prom2.contains("pp_ingest_inputs_total{status=\"accepted\"} 13\n"), prom2)
+    }
+
+    func testAgainstTheReferenceAnOldWeekReorderedIsQuarantinedUnlessChecksAreOff() throws {
+        XCTAssertEqual(try ingestWeeks(Array(Self.demoWeeks.prefix(10))).status, 0)
+        // 2023-W03 with its lines in reverse order: other bytes, the same examples.
+        let lines = try InputParser.load(path: TestSupport.repoRoot + "/demo/data/2023-W03.jsonl.zst").summary.examples
+        XCTAssertGreaterThan(lines, 3)
+        let text = try zstdDecompressed("2023-W03")
+        let reversed = text.split(separator: "\n").reversed().joined(separator: "\n") + "\n"
+        let file = root + "/resent.jsonl"
+        try FileIO.publish(reversed, to: file)
+        let dry = try ingest(["--dry-run", file])
+        XCTAssertEqual(reports(dry).first?["status"] as? String, "quarantined")
+        XCTAssertEqual(reports(dry).first?["dry_run"] as? Bool, true)
+        let r = try ingest([file])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(reports(r).first?["tripped"] as? [String], ["duplicates"])
+        let off = try ingest(["--no-checks", file])
+        XCTAssertEqual(off.status, 0, off.stderr)
+        XCTAssertEqual(reports(off).first?["status"] as? String, "accepted")
+        XCTAssertEqual(reports(off).first?["tripped"] as? [String], ["duplicates"], "measured and recorded even when not gating")
+    }
+
+    func zstdDecompressed(_ week: String) throws -> String {
+        String(decoding: try Zstd.decompress(try demo(week)), as: UTF8.self)
+    }
+
+    func testPolicyFileIsValidatedAndApplied() throws {
+        try FileIO.publish(#"{"train": {"whatever": 1}, "ingest": {"checks": {"duplicates": {"maxx": 0.5}}}}"#, to: root + "/policy.json")
+        try drop("a.txt", Array("__label__x hello world\n".utf8))
+        var r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 65)
+        XCTAssertTrue(r.stderr.contains("policy.json: unknown key ingest.checks.duplicates.maxx"), r.stderr)
+        XCTAssertEqual(names("inbox"), ["a.txt"], "nothing processed under a broken policy")
+
+        try FileIO.publish(#"{"ingest": {"reference_inputs": "many"}}"#, to: root + "/policy.json")
+        r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 65)
+        XCTAssertTrue(r.stderr.contains("ingest.reference_inputs: expected a number"), r.stderr)
+
+        // A check switched off (null) and one made strict: garbage trips on one example.
+        try FileIO.publish(#"{"select": {}, "ingest": {"checks": {"mojibake": null, "garbage": {"max": 0, "width": 0, "min_count": 1}}}}"#,
+                           to: root + "/policy.json")
+        try FileIO.removeDurably(root + "/inbox/a.txt")
+        try drop("b.jsonl", Array(#"{"text": "caf\u00c3\u00a9 bad \u0001 control", "label": "x"}"#.utf8) + [0x0A])
+        r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let rep = reports(r)[0]
+        XCTAssertEqual(rep["tripped"] as? [String], ["garbage"])
+        let mojibake = (rep["checks"] as! [String: [String: Any]])["mojibake"]!
+        XCTAssertEqual(mojibake["skipped"] as? String, "off in policy")
+        XCTAssertEqual((rep["stats"] as! [String: Double])["mojibake_share"], 1)
+        let p = try IngestPolicy.parse(Array(#"{"ingest": {"quarantine": false}}"#.utf8), path: "p")
+        XCTAssertFalse(p.quarantine)
+        XCTAssertEqual(p.checks.count, IngestPolicy.checkNames.count)
+    }
+
+    func testManualQuarantineAndReleaseOfAShard() throws {
+        XCTAssertEqual(try ingestWeeks(["2023-W01", "2023-W02"], args: ["--holdout", "0.3"]).status, 0)
+        let shard = names("shards").last!
+        let prefix = String(shard.dropLast(8))
+        let holdoutBefore = names("holdout").filter { $0.hasPrefix(prefix) }
+        XCTAssertFalse(holdoutBefore.isEmpty)
+        var r = try TestSupport.run("pp-ingest", ["quarantine", "--root", root, "--reason", "labels look shuffled", "--by", "bob", "shards/" + shard])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(names("shards").contains(shard))
+        XCTAssertTrue(names("quarantine").contains(shard))
+        let reason = try JSONSerialization.jsonObject(with: Data(try FileIO.readAll(root + "/quarantine/\(shard).reason.json"))) as! [String: Any]
+        XCTAssertEqual(reason["check"] as? String, "manual")
+        XCTAssertEqual(reason["reason"] as? String, "labels look shuffled")
+        XCTAssertEqual(reason["by"] as? String, "bob")
+        XCTAssertNotNil(reason["at"] as? String)
+        XCTAssertEqual(names("quarantine/holdout"), holdoutBefore)
+        XCTAssertFalse(FileIO.exists(root + "/stats/\(prefix).json"), "the sidecar leaves the reference")
+        XCTAssertTrue(FileIO.exists(root + "/quarantine/stats/\(prefix).json"))
+        // Sending the same input again does not bring the data back.
+        try drop("again.jsonl.zst", try demo("2023-W02"))
+        r = try ingest(["--settle", "0"])
+        XCTAssertEqual(reports(r).first?["status"] as? String, "duplicate")
+        XCTAssertFalse(names("shards").contains(shard))
+        // Unknown shard: 66.
+        XCTAssertEqual(try TestSupport.run("pp-ingest", ["quarantine", "--root", root, "--reason", "x", "20990101T000000Z-0123456789abcdef-000.pps"]).status, 66)
+
+        r = try TestSupport.run("pp-ingest", ["release", "--root", root, "--by", "carol", shard])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(names("shards").contains(shard))
+        XCTAssertEqual(names("holdout").filter { $0.hasPrefix(prefix) }, holdoutBefore)
+        XCTAssertTrue(FileIO.exists(root + "/stats/\(prefix).json"))
+        XCTAssertFalse(FileIO.exists(root + "/quarantine/\(shard).reason.json"))
+        let rel = try JSONSerialization.jsonObject(with: Data(try FileIO.readAll(root + "/quarantine/\(shard).released.json"))) as! [String: Any]
+        XCTAssertEqual(rel["released_by"] as? String, "carol")
+        XCTAssertEqual((rel["quarantine"] as? [String: Any])?["by"] as? String, "bob")
+        XCTAssertEqual(try TestSupport.run("pp-ingest", ["release", "--root", root, "nothing-here.jsonl"]).status, 66)
+    }
+
+    // MARK: - Units
+
+    func testGarbageScanner() {
+        func scan(_ s: String) -> UInt8 { var s = s; return s.withUTF8 { TextGarbage.scan(UnsafeRawBufferPointer($0)) } }
+        XCTAssertEqual(scan("plain text, tabs\tand\nnewlines"), 0)
+        XCTAssertEqual(scan("café naïve — “quotes” 日本語 😀"), 0)
+        XCTAssertEqual(scan("bell \u{07}"), TextGarbage.control)
+        XCTAssertEqual(scan("del \u{7F}"), TextGarbage.control)
+        XCTAssertEqual(scan("c1 \u{85}"), TextGarbage.control)
+        XCTAssertEqual(scan("bad \u{FFFD} byte"), TextGarbage.replacement)
+        let moji = String(decoding: Array("café".utf8).map { UInt8($0) }, as: UTF8.self)
+        XCTAssertEqual(moji, "café")
+        let latin1 = String("café".utf8.map { Character(Unicode.Scalar($0)) })   // UTF-8 read as Latin-1
+        XCTAssertEqual(latin1, "cafÃ©")
+        XCTAssertEqual(scan(latin1), TextGarbage.mojibake)
+        XCTAssertEqual(scan(String("—".utf8.map { Character(Unicode.Scalar($0)) })) & TextGarbage.mojibake, TextGarbage.mojibake)
+    }
+
+    func testDistancesAndSamples() {
+        XCTAssertEqual(Checks.jsDistance([1, 0], [0, 1]), 1, accuracy: 1e-12)
+        XCTAssertEqual(Checks.jsDistance([0.5, 0.5], [0.5, 0.5]), 0, accuracy: 1e-12)
+        XCTAssertEqual(LengthBuckets.bucket(0), 0)
+        XCTAssertEqual(LengthBuckets.bucket(1), 1)
+        XCTAssertEqual(LengthBuckets.bucket(3), 2)
+        XCTAssertEqual(LengthBuckets.bucket(4), 3)
+        var b = BottomK(k: 10)
+        var all: [UInt64] = []
+        for i in 0..<1000 { let v = mixHash(UInt64(i)); all.append(v); b.offer(v) }
+        let (values, limit) = b.finish()
+        XCTAssertEqual(values, Array(all.sorted().prefix(10)))
+        XCTAssertEqual(limit, values.last)
+        var small = BottomK(k: 10)
+        for v in all.prefix(5) { small.offer(v) }
+        XCTAssertEqual(small.finish().limit, .max)
+        let lim = IngestPolicy.Limit(max: 0.3, width: 1.0)
+        XCTAssertEqual(lim.threshold(n: 100), 0.4, accuracy: 1e-12)
+        XCTAssertEqual(lim.threshold(n: 4), 0.8, accuracy: 1e-12)
+    }
+}
