@@ -18,7 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PP_BIN:-.build/release}
-export PATH="$PWD/$BIN:$PATH"
+case $BIN in /*) ;; *) BIN="$PWD/$BIN" ;; esac
+export PATH="$BIN:$PATH"
 ROOT=${FP_ROOT:-$(mktemp -d /tmp/pp-fp.XXXXXX)/root}
 DATA=${FP_DATA:-demo/data}
 EVERY=${FP_DEPLOY_EVERY:-4}

@@ -57,11 +57,8 @@ final class BatchCheckTests: IngestTestCase {
         XCTAssertTrue(prom.contains("pp_ingest_inputs_total{status=\"accepted\"} 12\n"), prom)
         XCTAssertTrue(prom.contains("pp_ingest_last_check_value{check=\"label_linf\"} "), prom)
         XCTAssertTrue(prom.contains("# TYPE pp_ingest_inputs_total counter\n"))
-        for line in prom.split(separator: "\n") where !line.hasPrefix("#") {
-            let parts = line.split(separator: " ")
-            XCTAssertEqual(parts.count, 2, String(line))
-            XCTAssertNotNil(Double(parts[1]), String(line))
-        }
+        let samples = try PromTextParser.parse(prom)   // strict text-format reader
+        XCTAssertEqual(samples.first { $0.name == "pp_ingest_shards" }?.value, Double(names("shards").count))
         // A second run adds to the counters instead of resetting them.
         XCTAssertEqual(try ingestWeeks(["2023-W13"]).status, 0)
         let prom2 = String(decoding: try FileIO.readAll(root + "/metrics/ingest.prom"), as: UTF8.self)

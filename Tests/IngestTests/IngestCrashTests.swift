@@ -57,7 +57,9 @@ final class IngestCrashTests: IngestTestCase {
         XCTAssertEqual(clean.inbox, [])
         XCTAssertGreaterThan(clean.shards.count, 3)
 
-        for point in ["before-publish", "after-first-shard", "after-shards"] {
+        let cleanStats = names("stats", root: reference)
+        XCTAssertEqual(cleanStats.filter { $0.hasSuffix(".hashes") }.count, 3, "one stats sidecar per input")
+        for point in ["before-publish", "after-first-shard", "after-shards", "after-sidecar"] {
             let r = try TestSupport.tempDir("crash")
             defer { try? FileManager.default.removeItem(atPath: r) }
             try fill(r, weeks: weeks)
@@ -75,7 +77,8 @@ final class IngestCrashTests: IngestTestCase {
             let rerun = try ingest(options, root: r)
             XCTAssertEqual(rerun.status, 0, "\(point): \(rerun.stderr)")
             let statuses = reports(rerun).map { $0["status"] as? String ?? "?" }
-            XCTAssertEqual(statuses.first, point == "after-shards" ? "duplicate" : "accepted", "\(point): \(rerun.stdout)")
+            XCTAssertEqual(statuses.first, point.hasPrefix("after-s") ? "duplicate" : "accepted", "\(point): \(rerun.stdout)")
+            XCTAssertEqual(names("stats", root: r), cleanStats, "\(point): the sidecars are complete after the re-run")
             XCTAssertEqual(try state(r), clean, point)
             XCTAssertEqual(allNames("shards", root: r), clean.shards, "\(point): no temp left")
             XCTAssertEqual(allNames("holdout", root: r), clean.holdout, "\(point): no temp left")
