@@ -105,6 +105,9 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
     /// Shards trained on since the parent, in first-seen order.
     public var lineage: [ShardRef] = []
     public var cursor = DataCursor()
+    /// pp-train's shard guard (docs/operations.md): recent shard losses and the shard being
+    /// judged. Absent in checkpoints written before the guard existed. Opaque to other tools.
+    public var guardState: GuardState?
 
     public init(run: String, createdAt: String, step: Int, tokens: Int, config: ModelConfig, knobs: Knobs) {
         self.run = run; self.createdAt = createdAt; self.step = step; self.tokens = tokens
@@ -116,5 +119,23 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         case createdAt = "created_at"
         case knobChanges = "knob_changes"
         case vocabularySize = "vocabulary_size"
+        case guardState = "guard"
     }
+}
+
+/// The state of pp-train's per-shard loss guard, carried in checkpoints so that a resume
+/// judges the next shard against the same recent range.
+public struct GuardState: Codable, Equatable, Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+        public var shard: String
+        /// Mean per-example training loss over the shard's first pass (so far, for `judging`).
+        public var loss: Double
+        public var examples: Int
+        public init(shard: String, loss: Double, examples: Int) { self.shard = shard; self.loss = loss; self.examples = examples }
+    }
+    /// The most recently accepted shards, oldest first.
+    public var recent: [Entry] = []
+    /// The new shard being trained on and judged (a checkpoint written mid-shard on SIGTERM).
+    public var judging: Entry?
+    public init(recent: [Entry] = [], judging: Entry? = nil) { self.recent = recent; self.judging = judging }
 }

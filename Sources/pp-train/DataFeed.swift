@@ -12,6 +12,10 @@
 // - With no new data left, whole batches replay old shards that have had fewer than
 //   `maxPasses` passes; after that the feed reports that it is idle.
 // - `--once --passes N` instead walks every shard N times in name order, without replay.
+// - A batch in `new` mode carries new examples of one shard only (it ends where the next new
+//   shard would begin), so the loop can charge the batch's loss to that shard (its guard).
+// - Excluded shards (the run's suspects) are never in the pool nor the cursor, as if they
+//   had never been in shards/.
 // At most two shards are decompressed in memory at any time (the new one and the replay
 // one); memory does not grow with the amount of data seen. The cursor's state is a pure
 // function of the examples handed out, so a resume from a checkpoint continues exactly.
@@ -109,6 +113,8 @@ final class DataFeed {
     private(set) var pool: [String] = []
     /// Shards that could not be read; skipped until the process restarts.
     private var bad: Set<String> = []
+    /// Shards never to train on (the run's suspect list); kept out of the pool and the cursor.
+    private(set) var excluded: Set<String> = []
     /// The shards in memory, most recently used last (at most `cacheSize`).
     private var cache: [OpenShard] = []
     private let cacheSize = 2
@@ -116,11 +122,40 @@ final class DataFeed {
     private var touched: [ShardRef] = []
     private var touchedSet: Set<ShardRef> = []
 
-    init(dir: String, cursor: DataCursor, seed: UInt64, replay: Double, maxPasses: Int, log: Logger) {
+    init(dir: String, cursor: DataCursor, seed: UInt64, replay: Double, maxPasses: Int, excluded: Set<String> = [], log: Logger) {
         self.dir = dir; self.seed = seed; self.replay = replay; self.maxPasses = maxPasses; self.log = log
+        self.excluded = excluded
         var c = cursor
         c.shards.sort { $0.shard.name < $1.shard.name }
         self.cursor = c
+    }
+
+    /// Never trains on `name` again: out of the pool, the cursor and memory at once.
+    func exclude(_ name: String) {
+        excluded.insert(name)
+        newIdx = 0; replayCache = nil; passIdx = 0
+        pool.removeAll { $0 == name }
+        cursor.shards.removeAll { $0.shard.name == name }
+        cache.removeAll { $0.name == name }
+    }
+
+    /// Trains on `name` again (a suspect mark withdrawn); it rejoins the pool at the next scan.
+    func include(_ name: String) {
+        excluded.remove(name)
+    }
+
+    /// Goes back to an earlier cursor (the state a checkpoint recorded), then re-lists
+    /// shards/ so that shards deleted or excluded since leave it again.
+    func reset(to c: DataCursor) throws {
+        var c = c
+        c.shards.sort { $0.shard.name < $1.shard.name }
+        cursor = c
+        lastIndex = 0
+        // An open shard is only ever used through its cursor entry, which `open` creates
+        // when it reads the file: start over with none in memory.
+        cache.removeAll()
+        _ = takeTouched()
+        try scan()
     }
 
     // MARK: scanning
@@ -132,16 +167,19 @@ final class DataFeed {
     func scan() throws -> (added: [String], removed: [String]) {
         let names = try FileIO.list(dir).filter { $0.hasSuffix("." + Shard.fileExtension) }
         let now = Set(names), before = Set(pool)
-        let added = names.filter { !before.contains($0) && !bad.contains($0) }
+        let added = names.filter { !before.contains($0) && !bad.contains($0) && !excluded.contains($0) }
         var removed = pool.filter { !now.contains($0) }
         // Cursor entries can outlive the pool on a resume (the shard was deleted meanwhile).
         for p in cursor.shards where !now.contains(p.shard.name) && !removed.contains(p.shard.name) {
             removed.append(p.shard.name)
         }
-        cursor.shards.removeAll { !now.contains($0.shard.name) }
-        cache.removeAll { !now.contains($0.name) }
+        for p in cursor.shards where excluded.contains(p.shard.name) && now.contains(p.shard.name) {
+            log.notice("suspect shard left the cursor", metadata: ["shard": "\(p.shard.name)"])
+        }
+        cursor.shards.removeAll { !now.contains($0.shard.name) || excluded.contains($0.shard.name) }
+        cache.removeAll { !now.contains($0.name) || excluded.contains($0.name) }
         bad = bad.intersection(now)
-        pool = names.filter { !bad.contains($0) }
+        pool = names.filter { !bad.contains($0) && !excluded.contains($0) }
         for n in removed { log.info("shard left the pool", metadata: ["shard": "\(n)"]) }
         newIdx = 0; replayCache = nil
         return (added, removed)
@@ -286,6 +324,15 @@ final class DataFeed {
     }
     private var replayCache: (name: String, idle: Bool)?
 
+    /// What the last `fill` took from new data: the one new shard, how many of its examples,
+    /// and whether its first pass ended in this batch.
+    struct FillInfo {
+        var newShard: ShardRef?
+        var newExamples = 0
+        var completed = false
+    }
+    private(set) var lastFill = FillInfo()
+
     /// Fills `batch` with up to `size` examples in `mode`:
     /// - `.new`: new data with the replay share; stops early when new data runs out.
     /// - `.replay`: old shards below maxPasses only; stops early when none is left.
@@ -296,6 +343,7 @@ final class DataFeed {
     /// batch size, and a resume spreads it exactly as before.
     func fill(_ batch: inout Batch, size: Int, mode: Mode, slotBase: Int) -> Int {
         var n = 0
+        lastFill = FillInfo()
         while n < size {
             let before = batch.count
             switch mode {
@@ -307,7 +355,15 @@ final class DataFeed {
                     take(old, into: &batch)
                 } else {
                     guard let name = firstNew() else { return n }
+                    // One new shard per batch: its loss is that shard's.
+                    if let cur = lastFill.newShard, cur.name != name { return n }
+                    let had = batch.count
                     take(name, into: &batch)
+                    if batch.count > had, let i = progressIndex(name) {
+                        lastFill.newShard = cursor.shards[i].shard
+                        lastFill.newExamples += 1
+                        lastFill.completed = cursor.shards[i].passes >= 1
+                    }
                 }
             case .replay:
                 guard let old = replaySource(idle: true) else { return n }

@@ -69,6 +69,8 @@ struct StartPoint {
     var parent: String?
     /// For logs and status: "fresh", "resume", "init", "deployed".
     var kind: String
+    /// The shard guard's state recorded in the checkpoint (nil: fresh, or written before the guard).
+    var guardState: GuardState?
 }
 
 enum Start {
@@ -87,29 +89,58 @@ enum Start {
     static func fromCheckpoint(_ ck: Checkpoint, path: String, kind: String) throws -> StartPoint {
         let t = try Trainer(checkpoint: ck)
         return StartPoint(trainer: t, config: ck.meta.config, knobs: ck.meta.knobs, step: ck.meta.step,
-                          tokens: ck.meta.tokens, cursor: ck.meta.cursor, path: path, parent: parentName(path), kind: kind)
+                          tokens: ck.meta.tokens, cursor: ck.meta.cursor, path: path, parent: parentName(path), kind: kind,
+                          guardState: ck.meta.guardState)
+    }
+
+    /// The data cursor of a fresh model.
+    static func freshCursor(_ config: ModelConfig) -> DataCursor {
+        var cursor = DataCursor()
+        cursor.rngState = config.seed &* 0x9E37_79B9_7F4A_7C15 ^ 0x5EED
+        return cursor
+    }
+
+    /// The first suspect shard in the full lineage of checkpoint `path`, if any (nil when
+    /// there are no suspects: nothing is read then).
+    static func suspectIn(_ path: String, suspects: Set<String>, root: Root) throws -> String? {
+        if suspects.isEmpty { return nil }
+        return try Lineage.of(checkpoint: path, root: root).shards.first { suspects.contains($0.name) }?.name
     }
 
     /// Picks and loads the start point. Throws PPError (usage for conflicting flags, corrupt
     /// or noInput for a bad --init).
-    static func resolve(root: Root, run: String, initPath: String?, flags: ModelFlags, knobs: Knobs, log: Logger) throws -> StartPoint {
+    static func resolve(root: Root, run: String, initPath: String?, flags: ModelFlags, knobs: Knobs,
+                        suspects: Set<String> = [], log: Logger) throws -> StartPoint {
         func refuseConflicts(_ c: ModelConfig, _ what: String) throws {
             let bad = flags.conflicts(with: c)
             if !bad.isEmpty {
                 throw PPError("\(what) was created with other model flags: \(bad.joined(separator: ", ")); model flags apply only when a run is created (drop them, or start a new --run)", status: .usage)
             }
         }
-        if let p = initPath {
-            guard FileIO.exists(p) else { throw PPError("\(p): no such checkpoint", status: .noInput) }
-            let ck = try Checkpoint.load(path: p)
-            try refuseConflicts(ck.meta.config, "--init \(p)")
-            return try fromCheckpoint(ck, path: p, kind: "init")
-        }
         let dir = root.checkpoints(run: run)
         let files = try FileIO.list(dir).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".ppc") }
+        // --init seeds a run that has no checkpoint yet. Once the run has its own, a restart
+        // resumes them (a unit whose flags carry --init must not go back to it on every
+        // restart, nor undo a `pp-train rewind`).
+        if let p = initPath {
+            guard FileIO.exists(p) else { throw PPError("\(p): no such checkpoint", status: .noInput) }
+            if files.isEmpty {
+                let ck = try Checkpoint.load(path: p)
+                try refuseConflicts(ck.meta.config, "--init \(p)")
+                if let b = try? suspectIn(p, suspects: suspects, root: root) {
+                    log.warning("--init \(p): its lineage contains suspect shard \(b) of run \(run); starting from it as asked")
+                }
+                return try fromCheckpoint(ck, path: p, kind: "init")
+            }
+            log.notice("--init ignored: run \(run) has checkpoints of its own; resuming them (--init only seeds a new run)", metadata: ["init": "\(p)"])
+        }
         for f in files.reversed() {
             let p = dir + "/" + f
             do {
+                if let bad = try suspectIn(p, suspects: suspects, root: root) {
+                    log.warning("skipping checkpoint \(f): its lineage contains suspect shard \(bad) (pp-train rewind --before \(bad) --run \(run) moves it aside)")
+                    continue
+                }
                 let ck = try Checkpoint.load(path: p)
                 try refuseConflicts(ck.meta.config, "run \(run)")
                 return try fromCheckpoint(ck, path: p, kind: "resume")
@@ -119,6 +150,9 @@ enum Start {
         }
         if FileIO.exists(root.deployed) {
             do {
+                if let bad = try suspectIn(root.deployed, suspects: suspects, root: root) {
+                    throw PPError("its lineage contains suspect shard \(bad) of run \(run)", status: .corrupt)
+                }
                 let ck = try Checkpoint.load(path: root.deployed)
                 let bad = flags.conflicts(with: ck.meta.config)
                 if bad.isEmpty { return try fromCheckpoint(ck, path: root.deployed, kind: "deployed") }
@@ -128,9 +162,7 @@ enum Start {
             }
         }
         let config = flags.config()
-        var cursor = DataCursor()
-        cursor.rngState = config.seed &* 0x9E37_79B9_7F4A_7C15 ^ 0x5EED
         return StartPoint(trainer: try Trainer(config: config, knobs: knobs), config: config, knobs: knobs,
-                          step: 0, tokens: 0, cursor: cursor, path: nil, parent: nil, kind: "fresh")
+                          step: 0, tokens: 0, cursor: freshCursor(config), path: nil, parent: nil, kind: "fresh")
     }
 }

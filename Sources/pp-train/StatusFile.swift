@@ -29,6 +29,16 @@ struct StatusDoc: Codable, Equatable {
     var startedFrom: String?
     var startedAt: String
     var updatedAt: String
+    /// Shards in runs/RUN/suspects.json (never trained on again).
+    var suspects = 0
+    /// Shards the guard stopped since this process started, and the last one.
+    var guardTrips = 0
+    var lastGuardTrip: SuspectShard?
+    /// The loss of the last new shard judged, the threshold the next one is held to (absent:
+    /// no range yet, or the guard is off), and the new shard being judged now.
+    var lastShardLoss: Double?
+    var guardThreshold: Double?
+    var judging: String?
 
     enum CodingKeys: String, CodingKey {
         case schema, run, pid, state, mode, step, tokens, loss, knobs, labels, shards
@@ -41,6 +51,12 @@ struct StatusDoc: Codable, Equatable {
         case startedFrom = "started_from"
         case startedAt = "started_at"
         case updatedAt = "updated_at"
+        case suspects
+        case guardTrips = "guard_trips"
+        case lastGuardTrip = "last_guard_trip"
+        case lastShardLoss = "last_shard_loss"
+        case guardThreshold = "guard_threshold"
+        case judging
     }
 
     func write(_ path: String) throws {

@@ -1,7 +1,9 @@
 // The trainer's loop: decides when to train, on what (DataFeed), with which knobs
 // (control.json), when to write checkpoints and status.json, and what signals mean. It owns
-// the lineage (meta.parent, meta.lineage) and the knob-change record. The model maths and
-// the checkpoint file format belong to the Shared core (Trainer, Checkpoint); this file only
+// the lineage (meta.parent, meta.lineage) and the knob-change record, and acts on the shard
+// guard's verdicts (Guard.swift): a stopped shard is marked suspect (runs/RUN/suspects.json)
+// and the trainer reverts exactly to the state before it. The model maths and the
+// checkpoint file format belong to the Shared core (Trainer, Checkpoint); this file only
 // calls them.
 
 import Foundation
@@ -85,6 +87,26 @@ final class TrainLoop {
     var halted = false
     var lastControlError: String?
     var shardErrors = 0
+
+    /// policy.json's "train" section (read at start and on SIGHUP).
+    var policy: TrainPolicy
+    let policyPath: String
+    var guardian: ShardGuard
+    /// runs/RUN/suspects.json: shards never trained on again.
+    var suspects: SuspectList
+    /// Shards the guard stopped since this process started.
+    var guardTrips = 0
+    var lastTrip: SuspectShard?
+    /// The loss of the last shard the guard judged, and when (for status and metrics).
+    var lastShardLoss: Double?
+    /// Shards marked for a non-finite loss since the last accepted shard: a NaN on the next
+    /// shard too means the knobs, not the data, are the likely cause.
+    var nanTrips: [String] = []
+    /// Testing only (docs/operations.md): $PP_TRAIN_TEST_NAN_SHARDS, comma-separated shard
+    /// names whose new examples make the batch loss NaN, as a diverging model would; no
+    /// data can do that to this model with sane knobs, and the NaN path must be tested.
+    let faultNaN: Set<String> = Set((ProcessInfo.processInfo.environment["PP_TRAIN_TEST_NAN_SHARDS"] ?? "")
+        .split(separator: ",").map(String.init))
     let startedAt = Clock.iso(Clock.now())
     var rateT = Clock.monotonic(), rateStep = 0, rateTokens = 0
     var examplesPerS = 0.0, tokensPerS = 0.0
@@ -113,7 +135,11 @@ final class TrainLoop {
         if let v = s.lr { freshKnobs.lr = v }
         if let v = s.dropout { freshKnobs.dropout = v }
 
-        start = try Start.resolve(root: root, run: s.run, initPath: s.initPath, flags: s.flags, knobs: freshKnobs, log: log)
+        policyPath = root.path + "/policy.json"
+        policy = try TrainPolicy.load(root: root)
+        suspects = try SuspectList.load(root: root, run: s.run)
+        start = try Start.resolve(root: root, run: s.run, initPath: s.initPath, flags: s.flags, knobs: freshKnobs,
+                                  suspects: suspects.names, log: log)
         trainer = start.trainer
         config = start.config
         knobs = start.knobs
@@ -123,7 +149,8 @@ final class TrainLoop {
         lastGood = start.path
         lastCkptStep = start.step
         feed = DataFeed(dir: root.shards, cursor: start.cursor, seed: start.config.seed, replay: s.replay,
-                        maxPasses: s.maxPasses, log: log)
+                        maxPasses: s.maxPasses, excluded: suspects.names, log: log)
+        guardian = ShardGuard(policy: policy, state: start.guardState)
         rateStep = step; rateTokens = tokens
 
         // Knobs: explicit --lr/--dropout act like `pp-train set` at start; otherwise
@@ -160,6 +187,18 @@ final class TrainLoop {
         trainer.knobs = new
     }
 
+    /// Re-reads policy.json (SIGHUP); a bad file is logged and the policy in force stays.
+    func readPolicy() {
+        do {
+            let p = try TrainPolicy.load(root: s.root)
+            if p != policy { log.notice("policy.json changed: new guard settings in force") }
+            policy = p
+            guardian.policy = p
+        } catch {
+            log.error("ignoring policy.json (the guard settings in force stay): \(error)")
+        }
+    }
+
     func readControl() {
         do {
             guard let c = try Control.read(controlPath) else { return }
@@ -188,9 +227,15 @@ final class TrainLoop {
                             loss: lossAvg, knobs: knobs, vocabularySize: trainer.model.vocabulary.size,
                             labels: trainer.model.labels.count, shards: feed.pool.count, pendingShards: feed.pendingShards,
                             newestShard: feed.newestShard, lastCheckpoint: lastCheckpointWritten,
-                            startedFrom: start.parent ?? start.kind, startedAt: startedAt, updatedAt: Clock.iso(Clock.now()))
+                            startedFrom: start.parent ?? start.kind, startedAt: startedAt, updatedAt: Clock.iso(Clock.now()),
+                            suspects: suspects.shards.count, guardTrips: guardTrips, lastGuardTrip: lastTrip,
+                            lastShardLoss: lastShardLoss, guardThreshold: guardian.currentThreshold,
+                            judging: guardian.state.judging?.shard)
         do { try doc.write(statusPath) } catch {
             log.error("cannot write status.json: \(error)")
+        }
+        do { try TrainMetrics.publish(loop: self, status: doc) } catch {
+            log.error("cannot write metrics: \(error)")
         }
         Notify.status(statusLine)
     }
@@ -219,6 +264,7 @@ final class TrainLoop {
         meta.parent = parent
         meta.lineage = lineage
         meta.cursor = feed.cursor
+        meta.guardState = guardian.state
         let bytes = try trainer.checkpointBytes(meta: meta)
         try FileIO.makeDirectories(checkpointDir)
         var name = ""
@@ -288,30 +334,142 @@ final class TrainLoop {
 
     // MARK: training
 
-    enum BatchOutcome { case trained, empty, nan }
+    enum BatchOutcome { case trained, empty, nan, tripped }
+
+    /// A new shard is being judged: no checkpoint may be written now except the final one
+    /// on SIGTERM (which records the judgement in progress), so that a revert never has to
+    /// go back further than the last checkpoint.
+    var judgingShard: Bool { policy.guardEnabled && guardian.state.judging != nil }
 
     func trainBatch(_ mode: DataFeed.Mode) throws -> BatchOutcome {
         var batch = Batch()
         let n = feed.fill(&batch, size: s.batch, mode: mode, slotBase: step)
+        let info = feed.lastFill
         for r in feed.takeTouched() where lineageSet.insert(r).inserted { lineage.append(r) }
         if n == 0 { return .empty }
+        let guarded = mode == .new && policy.guardEnabled ? info.newShard : nil
         let r: BatchResult
         do {
             r = try trainer.train(batch)
         } catch let e as PPError {
             log.error("training step failed at step \(step): \(e.message)")
+            if let sh = guarded { try trip(sh, reason: "non-finite loss", loss: .nan, median: nil, threshold: nil); return .tripped }
             return .nan
         }
-        let perExample = r.loss
+        var perExample = r.loss
+        if let sh = info.newShard, faultNaN.contains(sh.name) { perExample = .nan }
         guard perExample.isFinite else {
             log.error("loss is \(perExample) at step \(step)")
+            if let sh = guarded { try trip(sh, reason: "non-finite loss", loss: perExample, median: nil, threshold: nil); return .tripped }
             return .nan
         }
         step += r.examples
         tokens += r.tokens
         lossAvg = lossAvg.map { 0.98 * $0 + 0.02 * perExample } ?? perExample
         nanStreak = 0
+        if mode == .new, let sh = info.newShard {
+            guardian.add(shard: sh.name, batchLoss: perExample, examples: info.newExamples)
+            if info.completed, let v = guardian.finish() {
+                switch v {
+                case .accepted(let loss, let judged, let median, let limit):
+                    lastShardLoss = loss
+                    // New shards come in name order: one after the NaN-stopped shard (not
+                    // one trained again after the revert) ends the streak.
+                    if let last = nanTrips.last, sh.name > last { nanTrips = [] }
+                    var md: Logger.Metadata = ["shard": "\(sh.name)", "loss": "\(fmt(loss))", "step": "\(step)"]
+                    if let m = median { md["median"] = "\(fmt(m))" }
+                    if let l = limit { md["threshold"] = "\(fmt(l))" }
+                    log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
+                case .spike(let loss, let median, let limit):
+                    lastShardLoss = loss
+                    try trip(sh, reason: "loss spike", loss: loss, median: median, threshold: limit)
+                    return .tripped
+                }
+            }
+        }
         return .trained
+    }
+
+    func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
+
+    /// The guard stopped `shard`: mark it suspect, never train on it again, and go back to
+    /// the state before it. A second non-finite loss right after one (no shard accepted in
+    /// between) blames the knobs instead: the marks for non-finite losses are withdrawn and
+    /// training halts until lr or dropout change.
+    func trip(_ shard: ShardRef, reason: String, loss: Double, median: Double?, threshold: Double?) throws {
+        guardTrips += 1
+        if !loss.isFinite && !nanTrips.isEmpty {
+            log.critical("guard: non-finite loss again (shard \(shard.name), after \(nanTrips.joined(separator: ", "))): the knobs are the likelier cause, not the data; withdrawing those suspect marks and halting until lr or dropout change (pp-train set lr=...)")
+            for name in nanTrips {
+                suspects.shards.removeAll { $0.name == name && $0.reason == "non-finite loss" }
+                feed.include(name)
+            }
+            nanTrips = []
+            publishSuspects()
+            try revert(before: shard)
+            halted = true
+            return
+        }
+        var mark = SuspectShard(name: shard.name, sha256: shard.sha256, reason: reason, loss: loss.isFinite ? loss : nil,
+                                reference: median, step: step, at: Clock.iso(Clock.now()), by: "pp-train guard")
+        if let t = threshold { mark.reason = "\(reason): loss \(fmt(loss)) > threshold \(fmt(t))" }
+        suspects.mark(mark)
+        lastTrip = mark
+        publishSuspects()
+        feed.exclude(shard.name)
+        if !loss.isFinite { nanTrips.append(shard.name) }
+        var md: Logger.Metadata = ["shard": "\(shard.name)", "reason": "\(reason)", "loss": "\(loss.isFinite ? fmt(loss) : "\(loss)")", "step": "\(step)"]
+        if let m = median { md["median"] = "\(fmt(m))" }
+        if let t = threshold { md["threshold"] = "\(fmt(t))" }
+        log.error("guard: shard stopped and marked suspect; reverting to the state before it", metadata: md)
+        try revert(before: shard)
+    }
+
+    func publishSuspects() {
+        do { try suspects.publish(root: s.root, run: s.run) } catch {
+            log.error("cannot write suspects.json (this process still skips the shard): \(error)")
+        }
+    }
+
+    /// Puts the trainer back in the state it had before its first example of `shard`,
+    /// exactly: the newest checkpoint on its chain that has not trained on the shard (the
+    /// last one written, unless it was written mid-shard on SIGTERM) with its data cursor,
+    /// so the loop re-trains the good data since then in the same order (bit-identical with
+    /// --threads 1), now without the shard. Fresh model if no such checkpoint.
+    func revert(before shard: ShardRef) throws {
+        let t0 = Clock.monotonic()
+        let lostSteps = step
+        var target = lastGood
+        while let p = target {
+            let meta = try Checkpoint.readHead(path: p).meta
+            guard let e = meta.cursor.shards.first(where: { $0.shard.name == shard.name }), e.passes > 0 || e.position > 0 else { break }
+            guard let parentName = meta.parent else { target = nil; break }
+            guard let pp = Lineage.resolveParent(parentName, root: s.root) else {
+                log.error("cannot revert past \(p): its parent \(parentName) is gone; the part of \(shard.name) trained before it stays")
+                break
+            }
+            target = pp
+        }
+        if let p = target {
+            let ck = try Checkpoint.load(path: p)
+            trainer = try Trainer(checkpoint: ck)
+            step = ck.meta.step; tokens = ck.meta.tokens
+            try feed.reset(to: ck.meta.cursor)
+            guardian.state = ck.meta.guardState ?? GuardState()
+            if p != lastGood { lastGood = p; parent = Start.parentName(p) }
+        } else {
+            trainer = try Trainer(config: config, knobs: knobs)
+            step = 0; tokens = 0
+            try feed.reset(to: Start.freshCursor(config))
+            guardian.state = GuardState()
+            lastGood = nil; parent = nil
+        }
+        trainer.knobs = knobs
+        lastCkptStep = step
+        lineage = []; lineageSet = []
+        log.notice("reverted: the good data since then is trained again", metadata: [
+            "to": "\(target ?? "fresh model")", "step": "\(step)", "examples_to_retrain": "\(lostSteps - step)",
+            "seconds": "\(String(format: "%.2f", Clock.monotonic() - t0))"])
     }
 
     /// After a NaN/inf loss: back to the last good checkpoint (or the start state). The data
@@ -350,6 +508,11 @@ final class TrainLoop {
         do {
             let (added, _) = try feed.scan()
             if !added.isEmpty { log.info("new shards", metadata: ["count": "\(added.count)", "first": "\(added.first!)"]) }
+            // The shard being judged left shards/ (quarantined, deleted): nothing to judge.
+            if let j = guardian.state.judging, !feed.pool.contains(j.shard) {
+                log.notice("guard: the shard being judged left the pool; its examples trained so far stay (pp-train rewind undoes them)", metadata: ["shard": "\(j.shard)"])
+                guardian.state.judging = nil
+            }
         } catch {
             log.error("cannot scan shards/: \(error)")
         }
@@ -380,19 +543,29 @@ final class TrainLoop {
                 break
             }
             switch try trainBatch(mode) {
-            case .trained: break
+            case .trained, .tripped: break
             case .empty:
-                if step == start.step {
-                    log.notice("nothing to do: the pending shards hold no readable examples")
+                if step == start.step && lastGood == start.path {
                     state = "stopped"; writeStatus()
+                    if guardTrips > 0 {
+                        log.error("the guard stopped \(guardTrips) shard(s) and nothing else was pending: no checkpoint written")
+                        return .partial
+                    }
+                    log.notice("nothing to do: the pending shards hold no readable examples")
                     return .nothingToDo
                 }
                 state = "stopped"
                 try writeCheckpoint(reason: "once")
                 writeStatus()
-                return .ok
+                if guardTrips > 0 { log.error("the guard stopped \(guardTrips) shard(s); the checkpoint was trained without them") }
+                return guardTrips > 0 ? .partial : .ok
             case .nan:
                 log.error("no checkpoint written (--once)")
+                state = "stopped"; writeStatus()
+                return .partial
+            }
+            if halted {
+                log.error("halted after non-finite losses: no checkpoint written (--once)")
                 state = "stopped"; writeStatus()
                 return .partial
             }
@@ -435,8 +608,8 @@ final class TrainLoop {
             }
             var now = Clock.monotonic()
             if signals.takeHangup() {
-                log.info("SIGHUP: re-reading control.json and shards/")
-                readControl(); rescan()
+                log.info("SIGHUP: re-reading control.json, policy.json and shards/")
+                readControl(); readPolicy(); rescan()
                 nextScan = now + s.rescan; nextControl = now + 2
             }
             if now >= nextControl { readControl(); nextControl = now + 2 }
@@ -457,14 +630,14 @@ final class TrainLoop {
 
             if let m = mode {
                 switch try trainBatch(m) {
-                case .trained, .empty: break
+                case .trained, .empty, .tripped: break
                 case .nan: try recoverFromNaN()
                 }
-                if dirty && cadenceDue() { tryCheckpoint(reason: "cadence \(s.cadence)") }
+                if dirty && cadenceDue() && !judgingShard { tryCheckpoint(reason: "cadence \(s.cadence)") }
             } else {
                 // Idle, paused or halted: make the work so far durable, then sleep until the
                 // next scan or control check (a signal wakes us early).
-                if dirty && !halted { tryCheckpoint(reason: state) }
+                if dirty && !halted && !judgingShard { tryCheckpoint(reason: state) }
                 if Clock.monotonic() >= nextStatus { writeStatus(); nextStatus = Clock.monotonic() + 2 }
                 now = Clock.monotonic()
                 signals.sleep(min(nextScan, nextControl, now + (watchdog.period ?? 2)) - now)

@@ -1,7 +1,7 @@
 // pp-train: the perpetual trainer's command line. `pp-train [train]` runs the loop
 // (TrainLoop) until stopped, or once with --once; `pp-train set KEY=VALUE...` replaces a
-// run's control.json; `pp-train status` prints its status.json. Parsing and validation
-// only: what training does is in TrainLoop, DataFeed, Start and the Shared core.
+// run's control.json; `pp-train status` prints its status.json; `pp-train rewind` (Rewind.swift)
+// sets a run back before a bad shard. Parsing and validation only: what training does is in TrainLoop, DataFeed, Start and the Shared core.
 
 import ArgumentParser
 import Foundation
@@ -15,12 +15,13 @@ struct PPTrain: ParsableCommand {
             Stdout carries only the paths of the checkpoints written, one per line; logs go to stderr. \
             Options of the default subcommand: pp-train help train.
 
-            Exit status: 0 done (also after SIGTERM/SIGINT); 1 a NaN/inf loss in --once (no checkpoint); \
-            2 nothing to do (--once); 64 usage, or model flags contradicting the run; 65 corrupt --init \
-            checkpoint; 66 no such --init file; 74 I/O error; 75 another pp-train holds the run. \
+            Exit status: 0 done (also after SIGTERM/SIGINT); 1 --once: the guard stopped a shard (the rest is \
+            checkpointed), or a NaN/inf loss outside the guard (no checkpoint); 2 nothing to do (--once); \
+            64 usage, or model flags contradicting the run; 65 corrupt --init checkpoint, invalid policy.json \
+            or suspects.json; 66 no such --init file; 74 I/O error; 75 another pp-train holds the run. \
             See docs/operations.md, section pp-train.
             """,
-        subcommands: [Train.self, SetKnobs.self, ShowStatus.self],
+        subcommands: [Train.self, SetKnobs.self, ShowStatus.self, Rewind.self],
         defaultSubcommand: Train.self
     )
 }
@@ -45,7 +46,7 @@ struct Train: ParsableCommand {
     @OptionGroup var rootOptions: RootOptions
     @OptionGroup var runOption: RunOption
 
-    @Option(name: .customLong("init"), help: ArgumentHelp("Start from this checkpoint (else the run's newest, else deployed, else fresh).", valueName: "ckpt"))
+    @Option(name: .customLong("init"), help: ArgumentHelp("Seed a new run from this checkpoint (ignored once the run has checkpoints; else the run's newest, else deployed, else fresh).", valueName: "ckpt"))
     var initPath: String?
     @Flag(help: "Train on everything pending (each new shard once, with the replay share), write one checkpoint, print its path, exit.")
     var once = false

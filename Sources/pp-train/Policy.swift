@@ -1,0 +1,104 @@
+// The "train" section of ROOT/policy.json (docs/formats.md, "policy.json"): the thresholds
+// of pp-train's shard guard. The file is written by people and shared by the tools, one
+// section per tool; pp-train reads only "train" and ignores the others. A missing file or
+// section means the documented defaults; an unknown key or a bad value in "train" is an
+// error naming the file and the key (a typo must not silently leave a default in force).
+// This file knows the format and its validation, not what the guard does with it (Guard).
+
+import Foundation
+import Shared
+
+struct TrainPolicy: Equatable {
+    /// Judge each new shard's loss at all (false: no spike and no NaN verdicts).
+    var guardEnabled = true
+    /// How many recently accepted shards form the reference range.
+    var guardWindow = 20
+    /// No spike verdict before this many shards were accepted (a fresh run has no range yet).
+    var guardMinHistory = 5
+    /// Shards with fewer new examples are not judged for spikes (their loss is noise).
+    var guardMinExamples = 10
+    /// A shard trips when its loss exceeds both ratio x the reference median and the
+    /// median + margin (nats).
+    var guardRatio = 2.5
+    var guardMargin = 1.0
+
+    static let keys = ["guard", "guard_window", "guard_min_history", "guard_min_examples", "guard_ratio", "guard_margin"]
+
+    /// The loss above which a shard is stopped, given the reference losses (nil: not enough history).
+    func threshold(reference: [Double]) -> (median: Double, threshold: Double)? {
+        guard reference.count >= max(1, guardMinHistory) else { return nil }
+        let m = TrainPolicy.median(reference)
+        return (m, max(guardRatio * m, m + guardMargin))
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        let n = s.count
+        if n == 0 { return .nan }
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
+    }
+
+    /// Reads ROOT/policy.json; the defaults when it or its "train" section is missing.
+    static func load(root: Root) throws -> TrainPolicy {
+        let path = root.path + "/policy.json"
+        guard FileIO.exists(path) else { return TrainPolicy() }
+        return try parse(try FileIO.readAll(path), path: path)
+    }
+
+    static func parse(_ bytes: [UInt8], path: String) throws -> TrainPolicy {
+        func bad(_ why: String) -> PPError { PPError("\(path): \(why)", status: .corrupt) }
+        let doc: [String: Value]
+        do { doc = try JSONDecoder().decode([String: Value].self, from: Data(bytes)) } catch {
+            throw bad("expected a JSON object with one section per tool (\"ingest\", \"train\", \"select\")")
+        }
+        guard let raw = doc["train"] else { return TrainPolicy() }
+        guard case .object(let sec) = raw else { throw bad("train: expected an object") }
+        var p = TrainPolicy()
+        for (k, v) in sec.sorted(by: { $0.key < $1.key }) {
+            func number() throws -> Double {
+                guard case .number(let x) = v, x.isFinite else { throw bad("train.\(k): expected a number") }
+                return x
+            }
+            func integer(min: Int) throws -> Int {
+                let x = try number()
+                guard x == x.rounded(), x >= Double(min), x <= 1e9 else { throw bad("train.\(k): expected a whole number >= \(min)") }
+                return Int(x)
+            }
+            switch k {
+            case "guard":
+                guard case .bool(let b) = v else { throw bad("train.guard: expected true or false") }
+                p.guardEnabled = b
+            case "guard_window": p.guardWindow = try integer(min: 1)
+            case "guard_min_history": p.guardMinHistory = try integer(min: 1)
+            case "guard_min_examples": p.guardMinExamples = try integer(min: 1)
+            case "guard_ratio":
+                let x = try number()
+                guard x >= 1 else { throw bad("train.guard_ratio: expected a number >= 1") }
+                p.guardRatio = x
+            case "guard_margin":
+                let x = try number()
+                guard x >= 0 else { throw bad("train.guard_margin: expected a number >= 0") }
+                p.guardMargin = x
+            default:
+                throw bad("train.\(k): unknown key (known: \(keys.joined(separator: ", ")))")
+            }
+        }
+        if p.guardMinHistory > p.guardWindow {
+            throw bad("train.guard_min_history (\(p.guardMinHistory)) is larger than train.guard_window (\(p.guardWindow))")
+        }
+        return p
+    }
+
+    /// One JSON value, strictly typed (a boolean is not a number); other sections' contents
+    /// are not looked at.
+    enum Value: Decodable {
+        case object([String: Value]), number(Double), bool(Bool), other
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let b = try? c.decode(Bool.self) { self = .bool(b) }
+            else if let x = try? c.decode(Double.self) { self = .number(x) }
+            else if let o = try? c.decode([String: Value].self) { self = .object(o) }
+            else { self = .other }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+// The guard at the door (issue 7, layer 2) and `pp-train rewind`, run as a CLI on temporary
+// state folders: a label-shuffled or NaN-inducing shard is stopped, marked suspect and left
+// out, the good shards after it are trained, the revert is exact (bit-identical to a run that
+// never had the shard), suspects survive a restart, and a rewound run that continues is
+// bit-identical to a run that never saw the bad shard (--threads 1).
+
+import Foundation
+import Shared
+import TestSupport
+import XCTest
+
+final class GuardTests: XCTestCase {
+    let labels = ["a", "b", "c", "d"]
+
+    func once(_ root: String, _ extra: [String] = [], env: [String: String] = [:]) throws -> TestSupport.Result {
+        try TestSupport.run("pp-train", ["--root", root, "--once", "--batch", "32"] + Fix.tiny + extra, env: env)
+    }
+
+    /// Clean shard k: texts whose words say their label.
+    func clean(_ k: Int, _ n: Int = 200) -> [(String, [String])] { Fix.examples(n, labels: labels, seed: UInt64(k)) }
+
+    /// The same kind of texts with their labels shuffled (a broken export).
+    func shuffled(_ k: Int, _ n: Int = 200) -> [(String, [String])] {
+        let ex = clean(k, n)
+        var r = Fix.Rng(s: 777)
+        var ls = ex.map(\.0)
+        for i in stride(from: ls.count - 1, to: 0, by: -1) { ls.swapAt(i, r.below(i + 1)) }
+        return zip(ls, ex).map { ($0, $1.1) }
+    }
+
+    func suspects(_ root: String, run: String = "main") throws -> SuspectList {
+        try SuspectList.load(root: Root(root), run: run)
+    }
+
+    /// A checkpoint's bytes after the meta (vocabulary, dense layers, input rows, optimiser
+    /// and trainer state, end magic): equal bytes mean the same model, bit for bit.
+    static func sections(_ path: String) throws -> [UInt8] {
+        let raw = try Zstd.decompress(try FileIO.readAll(path))
+        let m = raw.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self))) }
+        XCTAssertGreaterThan(raw.count, 16 + m)
+        return Array(raw[(16 + m)...])
+    }
+
+    /// Same model, vocabulary, labels, optimiser state and data cursor.
+    func assertSameState(_ x: String, _ y: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let a = try Checkpoint.readHead(path: x).meta, b = try Checkpoint.readHead(path: y).meta
+        XCTAssertEqual(a.step, b.step, "step", file: file, line: line)
+        XCTAssertEqual(a.tokens, b.tokens, "tokens", file: file, line: line)
+        XCTAssertEqual(a.labels, b.labels, "labels", file: file, line: line)
+        XCTAssertEqual(a.vocabularySize, b.vocabularySize, "vocabulary size", file: file, line: line)
+        XCTAssertEqual(a.cursor, b.cursor, "data cursor", file: file, line: line)
+        let sa = try GuardTests.sections(x), sb = try GuardTests.sections(y)
+        XCTAssertEqual(sa.count, sb.count, "section bytes", file: file, line: line)
+        XCTAssertTrue(sa == sb, "the weights, vocabulary or optimiser state differ", file: file, line: line)
+    }
+
+    // MARK: the guard
+
+    func testLabelShuffledShardIsStoppedAndTheRevertIsExact() throws {
+        let root = try Fix.newRoot("guard"), ref = try Fix.newRoot("guardref")
+        defer { for r in [root, ref] { try? FileManager.default.removeItem(atPath: r) } }
+        // Ten clean shards, a label-shuffled one, two clean ones; the reference never has the bad one.
+        let bad = 11
+        for k in 1...13 where k != bad {
+            try Fix.shard(root, Fix.shardName(k), clean(k))
+            try Fix.shard(ref, Fix.shardName(k), clean(k))
+        }
+        try Fix.shard(root, Fix.shardName(bad), shuffled(bad))
+
+        let r = try once(root)   // default policy: no policy.json
+        XCTAssertEqual(r.status, 1, "a stopped shard makes --once exit 1: " + r.stderr)
+        XCTAssertEqual(r.stdoutLines.count, 1, "the checkpoint is still written: \(r.stdout)")
+        XCTAssertTrue(r.stderr.contains("guard: shard stopped and marked suspect"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("shard=\(Fix.shardName(bad))"), r.stderr)
+        let list = try suspects(root)
+        XCTAssertEqual(list.shards.map(\.name), [Fix.shardName(bad)])
+        let mark = try XCTUnwrap(list.shards.first)
+        XCTAssertTrue(mark.reason.hasPrefix("loss spike"), mark.reason)
+        XCTAssertEqual(mark.by, "pp-train guard")
+        XCTAssertEqual(mark.sha256?.count, 64)
+        let loss = try XCTUnwrap(mark.loss), median = try XCTUnwrap(mark.reference)
+        XCTAssertGreaterThan(loss, 2 * median, "a spike far outside the range")
+
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        XCTAssertEqual(ck.lineage.map(\.name), (1...13).filter { $0 != bad }.map { Fix.shardName($0) },
+                       "every good shard trained, also those after the bad one")
+        XCTAssertFalse(ck.cursor.shards.contains { $0.shard.name == Fix.shardName(bad) })
+        let g = try XCTUnwrap(ck.guardState)
+        XCTAssertNil(g.judging)
+        XCTAssertEqual(g.recent.map(\.shard), (1...13).filter { $0 != bad }.map { Fix.shardName($0) })
+
+        let st = try XCTUnwrap(Fix.status(root))
+        XCTAssertEqual(st["guard_trips"] as? Int, 1)
+        XCTAssertEqual(st["suspects"] as? Int, 1)
+        XCTAssertEqual((st["last_guard_trip"] as? [String: Any])?["name"] as? String, Fix.shardName(bad))
+
+        // metrics/pp-train-main.prom: strictly valid, and the same numbers.
+        let prom = String(decoding: try FileIO.readAll(root + "/metrics/pp-train-main.prom"), as: UTF8.self)
+        let samples = try PromTextParser.parse(prom)
+        func value(_ name: String, _ extra: [String: String] = [:]) -> Double? {
+            samples.first { $0.name == name && $0.labels == ["run": "main"].merging(extra) { a, _ in a } }?.value
+        }
+        XCTAssertEqual(value("perpetuum_train_suspect_shards"), 1, prom)
+        XCTAssertEqual(value("perpetuum_train_guard_trips_total"), 1, prom)
+        XCTAssertEqual(value("perpetuum_train_step"), Double(ck.step), prom)
+        XCTAssertEqual(value("perpetuum_train_lr"), 0.1, prom)
+        XCTAssertEqual(value("perpetuum_train_dropout"), 0, prom)
+        XCTAssertEqual(value("perpetuum_train_paused"), 0, prom)
+        XCTAssertEqual(value("perpetuum_train_labels"), 4, prom)
+        XCTAssertEqual(value("perpetuum_train_vocabulary_size"), Double(ck.vocabularySize), prom)
+        XCTAssertEqual(value("perpetuum_train_state", ["state": "stopped"]), 1, prom)
+        XCTAssertEqual(value("perpetuum_train_state", ["state": "training"]), 0, prom)
+        XCTAssertEqual(value("perpetuum_train_up"), 0, prom)
+        XCTAssertNotNil(value("perpetuum_train_loss"), prom)
+        XCTAssertNotNil(value("perpetuum_train_examples_per_second"), prom)
+        XCTAssertNotNil(value("perpetuum_train_guard_threshold"), prom)
+        let written = try XCTUnwrap(value("perpetuum_train_last_checkpoint_timestamp_seconds"), prom)
+        XCTAssertLessThan(abs(written - Date().timeIntervalSince1970), 120)
+        XCTAssertNotNil(value("perpetuum_train_last_checkpoint_age_seconds"), prom)
+
+        // Exact: the same state as a run that never had the bad shard.
+        let rr = try once(ref)
+        XCTAssertEqual(rr.status, 0, rr.stderr)
+        try assertSameState(r.stdoutLines[0], rr.stdoutLines[0])
+
+        // Suspects survive a restart: a new shard comes, the bad one is still left out.
+        try Fix.shard(root, Fix.shardName(14), clean(14))
+        let r2 = try once(root)
+        XCTAssertEqual(r2.status, 0, r2.stderr)
+        let ck2 = try Checkpoint.readHead(path: r2.stdoutLines[0]).meta
+        XCTAssertFalse(ck2.cursor.shards.contains { $0.shard.name == Fix.shardName(bad) })
+        XCTAssertFalse(ck2.lineage.contains { $0.name == Fix.shardName(bad) }, "never replayed")
+        XCTAssertEqual(ck2.lineage.filter { $0.name == Fix.shardName(14) }.count, 1)
+        XCTAssertEqual(try suspects(root).shards.count, 1)
+    }
+
+    func testCleanShardsNeverTrip() throws {
+        let root = try Fix.newRoot("clean")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // Drifting clean data: new labels and new words keep arriving.
+        for k in 1...12 {
+            let ls = Array(["a", "b", "c", "d", "e", "f", "g", "h"].prefix(3 + k / 3))
+            try Fix.shard(root, Fix.shardName(k), Fix.examples(150, labels: ls, seed: UInt64(k)))
+        }
+        let r = try once(root)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileIO.exists(root + "/runs/main/suspects.json"))
+        XCTAssertTrue(r.stderr.contains("guard: shard accepted"), r.stderr)
+    }
+
+    func testNaNShardIsStoppedAndTwoInARowBlameTheKnobs() throws {
+        let root = try Fix.newRoot("nanshard"), ref = try Fix.newRoot("nanref")
+        defer { for r in [root, ref] { try? FileManager.default.removeItem(atPath: r) } }
+        for k in 1...4 {
+            try Fix.shard(root, Fix.shardName(k), clean(k, 100))
+            if k != 3 { try Fix.shard(ref, Fix.shardName(k), clean(k, 100)) }
+        }
+        let r = try once(root, env: ["PP_TRAIN_TEST_NAN_SHARDS": Fix.shardName(3)])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(try suspects(root).shards.map(\.reason), ["non-finite loss"])
+        XCTAssertEqual(try suspects(root).shards.map(\.name), [Fix.shardName(3)])
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        XCTAssertEqual(ck.lineage.map(\.name), [1, 2, 4].map { Fix.shardName($0) })
+        let rr = try once(ref)
+        XCTAssertEqual(rr.status, 0, rr.stderr)
+        try assertSameState(r.stdoutLines[0], rr.stdoutLines[0])
+
+        // NaN on two shards in a row: the knobs, not the data. No mark stays, nothing is written.
+        let root2 = try Fix.newRoot("nan2")
+        defer { try? FileManager.default.removeItem(atPath: root2) }
+        for k in 1...4 { try Fix.shard(root2, Fix.shardName(k), clean(k, 100)) }
+        let r2 = try once(root2, env: ["PP_TRAIN_TEST_NAN_SHARDS": Fix.shardName(2) + "," + Fix.shardName(3)])
+        XCTAssertEqual(r2.status, 1, r2.stderr)
+        XCTAssertEqual(r2.stdout, "")
+        XCTAssertTrue(Fix.checkpoints(root2).isEmpty)
+        XCTAssertEqual(try suspects(root2).shards, [], "the mark for the first NaN is withdrawn")
+        XCTAssertTrue(r2.stderr.contains("the knobs are the likelier cause"), r2.stderr)
+    }
+
+    func testPolicyIsValidated() throws {
+        let root = try Fix.newRoot("policy")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try Fix.shard(root, Fix.shardName(1), clean(1, 50))
+        // Other tools' sections are not pp-train's business.
+        try FileIO.publish(#"{"ingest": {"whatever": 1}, "train": {"guard_ratio": 3, "guard": true}}"#, to: root + "/policy.json")
+        XCTAssertEqual(try once(root).status, 0)
+        try FileIO.publish(#"{"train": {"guard_ratoi": 3}}"#, to: root + "/policy.json")
+        try Fix.shard(root, Fix.shardName(2), clean(2, 50))
+        var r = try once(root)
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertTrue(r.stderr.contains("policy.json: train.guard_ratoi: unknown key"), r.stderr)
+        try FileIO.publish(#"{"train": {"guard": 1}}"#, to: root + "/policy.json")
+        r = try once(root)
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertTrue(r.stderr.contains("train.guard: expected true or false"), r.stderr)
+        try FileIO.publish(#"{"train": {"guard_ratio": 0.5}}"#, to: root + "/policy.json")
+        r = try once(root)
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertTrue(r.stderr.contains("train.guard_ratio"), r.stderr)
+    }
+
+    // MARK: rewind
+
+    func testRewindThenContinueIsBitIdenticalToNeverSeeingTheShard() throws {
+        let a = try Fix.newRoot("never"), b = try Fix.newRoot("rewind")
+        defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
+        // The guard is off: the bad shard gets in, as one that looks clean would.
+        try FileIO.publish(#"{"train": {"guard": false}}"#, to: b + "/policy.json")
+        let args = ["--replay", "0.25", "--dropout", "0.1"]
+
+        // Reference: shards 1, 2; later 4, 5. Never shard 3.
+        try Fix.shard(a, Fix.shardName(1), clean(1))
+        try Fix.shard(a, Fix.shardName(2), clean(2))
+        XCTAssertEqual(try once(a, args).status, 0)
+        try Fix.shard(a, Fix.shardName(4), clean(4))
+        try Fix.shard(a, Fix.shardName(5), clean(5))
+        let refRun = try once(a, args)
+        XCTAssertEqual(refRun.status, 0, refRun.stderr)
+
+        // The spoiled run: 1, 2; then the bad shard 3; then 4 (trained on top of 3).
+        try Fix.shard(b, Fix.shardName(1), clean(1))
+        try Fix.shard(b, Fix.shardName(2), clean(2))
+        let c1 = try once(b, args)
+        XCTAssertEqual(c1.status, 0, c1.stderr)
+        try Fix.shard(b, Fix.shardName(3), shuffled(3))
+        let c3 = try once(b, args)
+        XCTAssertEqual(c3.status, 0, c3.stderr)
+        try Fix.shard(b, Fix.shardName(4), clean(4))
+        let c4 = try once(b, args)
+        XCTAssertEqual(c4.status, 0, c4.stderr)
+        XCTAssertTrue(try Lineage.of(checkpoint: c4.stdoutLines[0], root: Root(b)).shards.contains { $0.name == Fix.shardName(3) })
+
+        // Undo shard 3.
+        let rw = try TestSupport.run("pp-train", ["rewind", "--root", b, "--before", Fix.shardName(3)])
+        XCTAssertEqual(rw.status, 0, rw.stderr)
+        let out = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(rw.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(out["target"] as? String, c1.stdoutLines[0])
+        let moved = try XCTUnwrap(out["moved"] as? [String])
+        XCTAssertEqual(moved.map { FileIO.split($0).name }, [c3, c4].map { FileIO.split($0.stdoutLines[0]).name })
+        XCTAssertEqual(Fix.checkpoints(b), [c1.stdoutLines[0]], "only the target is left to resume")
+        for p in moved { XCTAssertTrue(FileIO.exists(p), "kept in rewound/: \(p)") }
+        let mark = try XCTUnwrap(try suspects(b).shards.first)
+        XCTAssertEqual(mark.name, Fix.shardName(3))
+        XCTAssertEqual(mark.reason, "rewind")
+        XCTAssertFalse(mark.by.isEmpty)
+        XCTAssertEqual(mark.sha256?.count, 64)
+        // Rewinding again finds nothing more to move and changes nothing.
+        let again = try TestSupport.run("pp-train", ["rewind", "--root", b, "--before", Fix.shardName(3)])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("\"moved\":[]"), again.stdout)
+
+        // Shard 5 arrives; the next start resumes from the target and trains 4 again, then 5.
+        // --init (e.g. left in a unit's flags) does not win over the run's own checkpoints.
+        try Fix.shard(b, Fix.shardName(5), clean(5))
+        let cont = try once(b, args + ["--init", moved[1]])
+        XCTAssertEqual(cont.status, 0, cont.stderr)
+        XCTAssertTrue(cont.stderr.contains("--init ignored"), cont.stderr)
+        let meta = try Checkpoint.readHead(path: cont.stdoutLines[0]).meta
+        XCTAssertEqual(meta.parent, "main/" + FileIO.split(c1.stdoutLines[0]).name)
+        XCTAssertFalse(meta.cursor.shards.contains { $0.shard.name == Fix.shardName(3) })
+        try assertSameState(refRun.stdoutLines[0], cont.stdoutLines[0])
+    }
+
+    func testRewindRefusals() throws {
+        let root = try Fix.newRoot("rwrefuse")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var r = try TestSupport.run("pp-train", ["rewind", "--root", root, "--before", "nonsense"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        r = try TestSupport.run("pp-train", ["rewind", "--root", root, "--before", Fix.shardName(1)])
+        XCTAssertEqual(r.status, 66, r.stderr)
+        XCTAssertTrue(r.stderr.contains("has no checkpoints"), r.stderr)
+
+        try FileIO.publish(#"{"train": {"guard": false}}"#, to: root + "/policy.json")
+        try Fix.shard(root, Fix.shardName(1), clean(1, 60))
+        let first = try once(root)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        // Every checkpoint trained on shard 1: refused unless --allow-fresh.
+        r = try TestSupport.run("pp-train", ["rewind", "--root", root, "--before", Fix.shardName(1)])
+        XCTAssertEqual(r.status, 66, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--allow-fresh"), r.stderr)
+        XCTAssertFalse(FileIO.exists(root + "/runs/main/suspects.json"), "nothing changed")
+        XCTAssertEqual(Fix.checkpoints(root).count, 1)
+
+        // A running trainer holds the run: rewind refuses with exit 75 and says what to do.
+        let d = try Daemon(["--root", root, "--rescan", "60"] + Fix.tiny, tag: "rwlock")
+        XCTAssertTrue(Fix.waitFor(20, "the trainer to start") { Fix.status(root)?["pid"] as? Int == Int(d.pid) })
+        r = try TestSupport.run("pp-train", ["rewind", "--root", root, "--before", Fix.shardName(1), "--allow-fresh"])
+        XCTAssertEqual(r.status, 75, r.stderr)
+        XCTAssertTrue(r.stderr.contains("stop it first"), r.stderr)
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0, d.stderr)
+
+        // --allow-fresh: everything moves aside; the next start is a fresh model without shard 1.
+        r = try TestSupport.run("pp-train", ["rewind", "--root", root, "--before", Fix.shardName(1), "--allow-fresh"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"target\":null"), r.stdout)
+        XCTAssertTrue(Fix.checkpoints(root).isEmpty)
+        try Fix.shard(root, Fix.shardName(2), clean(2, 60))
+        let next = try once(root)
+        XCTAssertEqual(next.status, 0, next.stderr)
+        let meta = try Checkpoint.readHead(path: next.stdoutLines[0]).meta
+        XCTAssertNil(meta.parent)
+        XCTAssertEqual(meta.lineage.map(\.name), [Fix.shardName(2)])
+    }
+}
