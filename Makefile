@@ -20,7 +20,7 @@ RELEASE := -c release $(CPU_FLAGS)
 TEST_FLAGS := -c release $(CPU_FLAGS) -Xswiftc -enable-testing --scratch-path .build-test
 BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
-APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq
+APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test test-systemd demo bench bench-quick install man clean

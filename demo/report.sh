@@ -29,6 +29,16 @@ else
 fi
 
 echo
+echo "== quarantined batches (quarantine/*.reason.json) =="
+if ls "$ROOT"/quarantine/*.reason.json >/dev/null 2>&1; then
+  for f in "$ROOT"/quarantine/*.reason.json; do
+    printf '  %-40s %s\n' "$(basename "$f" .reason.json)" "$(jq -r '.reason // .check' "$f")"
+  done
+else
+  echo "(none)"
+fi
+
+echo
 if [ -e "$ROOT/deployed" ]; then
   echo "== the deployed model ($(readlink "$ROOT/deployed")) on a few real texts =="
   texts=(
@@ -51,6 +61,8 @@ cat <<EOT
 
 Everything is in $ROOT. To look further:
   ls $ROOT/shards $ROOT/runs/main/checkpoints
+  jq . $ROOT/quarantine/*.reason.json          # why a batch was held back
+  tail -n 5 $ROOT/ingest.jsonl | jq -c '{file, status, checks}'   # what pp-ingest measured
   jq . $ROOT/runs/main/status.json
   jq '{checkpoint, accuracy, macro_f1, recent: .recent.macro_f1}' $ROOT/evals/*.json
   tail -n 3 $ROOT/selections.jsonl | jq .

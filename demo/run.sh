@@ -3,7 +3,9 @@
 # Replays the 130 real weeks in demo/data into demo/root/inbox (two weeks every
 # DEMO_WEEK_SECONDS), while pp-train trains continuously, pp-eval scores each checkpoint and
 # pp-select deploys winners; midway it changes the running trainer's learning rate and
-# dropout. Everything it makes stays in demo/root for you to inspect.
+# dropout; at three quarters it drops a spoiled batch (a real week with its labels shuffled,
+# as a broken export would) into the inbox, which pp-ingest's canary quarantines. Everything
+# it makes stays in demo/root for you to inspect.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PP_BIN:-.build/release}
@@ -38,6 +40,7 @@ score() { # newest eval result's recent macro-F1 and its checkpoint
 weeks=(demo/data/*.jsonl.zst)
 n=${#weeks[@]}
 half=$((n / 2))
+spoil_at=$((n * 3 / 4))
 echo "demo: $n weeks of git/git commit messages, ${WEEKS_PER_TICK} every ${WEEK_SECONDS}s; root: $ROOT"
 i=0
 while [ $i -lt $n ]; do
@@ -45,7 +48,23 @@ while [ $i -lt $n ]; do
     w=${weeks[$i]}; b=$(basename "$w")
     cp "$w" "$ROOT/inbox/.$b" && mv "$ROOT/inbox/.$b" "$ROOT/inbox/$b"   # appear complete
   done
+  if [ $i -ge $spoil_at ] && [ -z "${spoiled:-}" ] && command -v python3 >/dev/null; then
+    # A spoiled batch: the week just delivered, again, with its labels shuffled.
+    src=${weeks[$((i - 1))]}; bad="spoiled-$(basename "$src")"
+    python3 tools/spoil.py shuffle-labels "$src" "$ROOT/inbox/.$bad" --seed 7 2>>"$LOG" &&
+      mv "$ROOT/inbox/.$bad" "$ROOT/inbox/$bad"
+    spoiled=$bad
+  fi
   pp-ingest --settle 0 --holdout 0.15 >>"$ROOT/ingest.jsonl" 2>>"$LOG" || true
+  if [ -n "${spoiled:-}" ] && [ -z "${spoil_told:-}" ]; then
+    echo
+    if [ -f "$ROOT/quarantine/$spoiled.reason.json" ]; then
+      echo "demo: week $i: a spoiled batch ($spoiled, labels shuffled) was quarantined: $(jq -r '.reason' "$ROOT/quarantine/$spoiled.reason.json")"
+    else
+      echo "demo: week $i: a spoiled batch ($spoiled, labels shuffled) was NOT caught by pp-ingest (see $ROOT/ingest.jsonl)"
+    fi
+    spoil_told=1
+  fi
   if [ $i -ge $half ] && [ -z "${knobs_changed:-}" ]; then
     pp-train set lr=0.1 dropout=0.1 --run main 2>>"$LOG"
     echo; echo "demo: week $i: pp-train set lr=0.1 dropout=0.1 (the running trainer picks it up within seconds)"
