@@ -48,12 +48,13 @@ while [ $i -lt $n ]; do
     w=${weeks[$i]}; b=$(basename "$w")
     cp "$w" "$ROOT/inbox/.$b" && mv "$ROOT/inbox/.$b" "$ROOT/inbox/$b"   # appear complete
   done
-  if [ $i -ge $spoil_at ] && [ -z "${spoiled:-}" ] && command -v python3 >/dev/null; then
-    # A spoiled batch: the week just delivered, again, with its labels shuffled.
-    src=${weeks[$((i - 1))]}; bad="spoiled-$(basename "$src")"
+  if [ $i -ge $spoil_at ] && [ $i -lt $n ] && [ -z "${spoiled:-}" ] && command -v python3 >/dev/null; then
+    # A spoiled batch: the next week arrives with its labels shuffled (a broken export's
+    # join), instead of the real one.
+    src=${weeks[$i]}; bad="spoiled-$(basename "$src")"
     python3 tools/spoil.py shuffle-labels "$src" "$ROOT/inbox/.$bad" --seed 7 2>>"$LOG" &&
       mv "$ROOT/inbox/.$bad" "$ROOT/inbox/$bad"
-    spoiled=$bad
+    spoiled=$bad; i=$((i + 1))
   fi
   pp-ingest --settle 0 --holdout 0.15 >>"$ROOT/ingest.jsonl" 2>>"$LOG" || true
   if [ -n "${spoiled:-}" ] && [ -z "${spoil_told:-}" ]; then
