@@ -10,7 +10,8 @@
 #
 # Environment: PP_BIN (folder with the pp-* tools; default .build/release), FP_ROOT (the
 # root to create; default a temp folder, kept), FP_DATA (default demo/data),
-# FP_DEPLOY_EVERY (default 4). Needs jq. The per-week JSON lines are in $FP_ROOT/ingest.jsonl.
+# FP_DEPLOY_EVERY (default 4). Training uses --threads 1 (deterministic), so a re-run should
+# give the same figures. Needs jq. The per-week JSON lines are in $FP_ROOT/ingest.jsonl.
 # FP_SPOIL=1 also measures the other side: before each week from the 13th on is ingested,
 # its six spoiled versions (tools/spoil.py; `resend` re-sends the week 8 weeks earlier) go
 # through `pp-ingest --dry-run` against the same reference and model, and the share caught
@@ -50,7 +51,7 @@ for w in "$DATA"/*.jsonl.zst; do
   k=$((k + 1))
   if (( k % EVERY == 0 )); then
     ckpt=$(pp-train --root "$ROOT" --once --dim 50 --minn 3 --maxn 5 --bucket 200000 --min-count 2 \
-             --lr 0.2 --threads 2 2>>"$LOG" || true)
+             --lr 0.2 --threads 1 2>>"$LOG" || true)
     if [ -n "$ckpt" ]; then pp-select --root "$ROOT" --deploy "$ckpt" >/dev/null 2>>"$LOG"; fi
   fi
 done

@@ -50,8 +50,8 @@ struct IngestPolicy: Equatable {
         "duplicates": Limit(max: 0.30, width: 0.5, minCount: 3),
         "garbage": Limit(max: 0.02, width: 0.0, minCount: 2),
         "mojibake": Limit(max: 0.001, width: 0.0, minCount: 1),
-        "canary": Limit(max: 1.6, width: 2.0),
-        "label_signal": Limit(max: 0.85, width: 0.5),
+        "canary": Limit(max: 1.7, width: 2.5),
+        "label_signal": Limit(max: 0.88, width: 0.4),
     ]
     static let checkNames = ["label_linf", "label_js", "new_labels", "oov", "length_js", "duplicates", "garbage", "mojibake",
                              "canary", "label_signal"]
