@@ -68,6 +68,9 @@ struct PoisonGuard {
     /// policy.json select.incomplete_lineage == "refuse": no time bound, an incomplete
     /// lineage is refused whenever a poisoned shard is outside its known part.
     var refuseIncomplete = false
+    /// Verdicts already reached in this run, by resolved path (the deployed checkpoint is
+    /// judged by guardDeployed and again for the metrics; rollback targets are candidates too).
+    private let cache = VerdictCache()
 
     init(root: Root, refuseIncomplete: Bool = false) throws {
         self.root = root
@@ -78,6 +81,14 @@ struct PoisonGuard {
     /// Judges the checkpoint at `path`. Throws (PPError .corrupt / .noInput naming the file)
     /// when a checkpoint of the chain cannot be read.
     func check(_ path: String) throws -> LineageVerdict {
+        let key = FileIO.realPath(path) ?? path
+        if let v = cache.verdicts[key] { return v }
+        let v = try judge(path)
+        cache.verdicts[key] = v
+        return v
+    }
+
+    private func judge(_ path: String) throws -> LineageVerdict {
         let lin = try Lineage.of(checkpoint: path, root: root)
         var v = LineageVerdict(path: path, shards: lin.shards, complete: lin.complete, missingParent: lin.missingParent,
                                poisoned: Poison.find(in: lin, poison: poison).map { ($0.shard, $0.why) }, unresolved: [])
@@ -147,4 +158,9 @@ struct PoisonGuard {
             throw PPError.corrupt(path, "unreadable shard header")
         }
     }
+}
+
+/// Memory for PoisonGuard (a class, so the guard stays a value that is cheap to copy).
+final class VerdictCache {
+    var verdicts: [String: LineageVerdict] = [:]
 }
