@@ -2,14 +2,14 @@
 """The end-to-end measurement of issue 7: one spoiled batch injected into a replay of the
 demo stream, and what it does to the *deployed* model, with the guards on and off.
 
-    tools/spoil-replay.py [--bin DIR] [--first 2023-W10] [--weeks 36] [--spoil-at 16]
-                          [--kind shuffle-labels] [--spoil-weeks 6] [--configs ...]
+    tools/spoil-replay.py [--bin DIR] [--first 2023-W01] [--weeks 48] [--spoil-at 24]
+                          [--kind shuffle-labels] [--spoil-weeks 12] [--configs ...]
                           [--work DIR] [--json OUT]
 
 For each configuration, a fresh state folder replays --weeks consecutive weeks of demo/data
 from --first, one week at a time: the week lands in inbox/ (its mtime set to the week's
-date, so shard names sort by week), then `pp-ingest`, `pp-train --once`, `pp-eval --pending`
-and `pp-select` run, exactly as the timers would. After week --spoil-at, one extra batch
+date, so shard names sort by week) and `pp-ingest` runs; every --every weeks `pp-train
+--once`, `pp-eval --pending` and `pp-select` run, as the timers would. After week --spoil-at, one extra batch
 lands: --spoil-weeks weeks taken from the END of demo/data (outside the replayed range, so
 its texts are new and no duplicate check is involved), spoiled with tools/spoil.py --kind.
 After every week the deployed checkpoint is scored on what users will send next: the raw
@@ -38,12 +38,14 @@ docs/formats.md "policy.json"):
               model back), pp-train rewind --before, pp-train --once, pp-eval --pending,
               pp-select
 
-Output: one line per configuration and week on stderr while it runs, then a table on
-stdout: mean deployed accuracy over the weeks after the injection, the dip against the
-clean run (mean and worst week), how many weeks the deployed model had the spoiled batch
-in its lineage, and what each layer did. --json writes the raw series.
+Output: one line per configuration and step on stderr while it runs, then a table on
+stdout: the deployed model's mean accuracy over the steps after the injection, its dip
+against the clean run (mean and worst step), how many steps the deployed model had the
+spoiled batch in its lineage; the same for the run's newest checkpoint (what training alone
+did, before pp-select's comparison); and what each layer did. --json writes the raw series.
 Only python3's standard library and the zstd command are used. Takes a few minutes on 2
-cores with the defaults (small model: dim 20, words and bigrams, 100k buckets).
+cores with the defaults (small model: dim 30, words, bigrams and char 3-5-grams, 100k
+buckets, lr 0.2, one thread).
 """
 
 import argparse
@@ -67,11 +69,14 @@ POLICY = {
     "undo": {"ingest": {"quarantine": False}, "train": {"guard": False}},
 }
 HOLDOUT = "0.15"
-TRAIN_FLAGS = "--dim 20 --minn 0 --maxn 0 --word-ngrams 2 --bucket 100000 --min-count 1 --lr 0.5 --threads 1 --seed 1"
+TRAIN_FLAGS = "--dim 30 --minn 3 --maxn 5 --word-ngrams 2 --bucket 100000 --min-count 1 --lr 0.2 --threads 1 --seed 1"
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
+
+
+SECONDS = {}   # wall time per tool, for the closing line
 
 
 class Tools:
@@ -81,8 +86,11 @@ class Tools:
 
     def run(self, tool, args, ok=(0, 1, 2), stdin=None):
         # --root last: it belongs to whichever subcommand (quarantine, rewind) is named first.
+        t0 = time.monotonic()
         p = subprocess.run([os.path.join(self.bin, tool)] + args + ["--root", self.root],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, input=stdin)
+        key = tool + (" " + args[0] if args and not args[0].startswith("-") else "")
+        SECONDS[key] = SECONDS.get(key, 0) + time.monotonic() - t0
         if p.returncode not in ok:
             raise SystemExit(f"spoil-replay: {tool} {' '.join(args)} exited {p.returncode}:\n{p.stderr.decode(errors='replace')}")
         return p.returncode, p.stdout.decode(), p.stderr.decode()
@@ -115,9 +123,16 @@ def build_spoiled(weeks, kind, out, seed):
     os.remove(plain)
 
 
-def accuracy(t, files):
-    """The deployed checkpoint's accuracy on the raw weeks `files`."""
-    dep = os.path.join(t.root, "deployed")
+def newest(root):
+    """The newest checkpoint of run main (what pp-train would give pp-select next)."""
+    d = os.path.join(root, "runs", "main", "checkpoints")
+    files = sorted(f for f in os.listdir(d) if f.endswith(".ppc")) if os.path.isdir(d) else []
+    return os.path.join(d, files[-1]) if files else None
+
+
+def accuracy(t, files, dep=None):
+    """The accuracy of checkpoint `dep` (default: the deployed one) on the raw weeks `files`."""
+    dep = dep or os.path.join(t.root, "deployed")
     if not os.path.exists(dep):
         return None
     args = []
@@ -155,6 +170,8 @@ def week(t, i, weeks, args, st):
             st["events"].append(f"week {i}: ingest {r.get('status')}" + (f" ({r.get('reason')})" if r.get("reason") else ""))
         elif r.get("status") == "rejected":
             st["events"].append(f"week {i}: clean {b[:8]} rejected by ingest ({r.get('reason', '')[:80]})")
+    if (i + 1) % args.every != 0 and i != args.weeks - 1:
+        return
     t.run("pp-train", ["--once"] + args.train_flags.split(), ok=(0, 2))
     t.run("pp-eval", ["--pending", "--recent-days", "3650"])
     code, out, _ = t.run("pp-select", select, ok=(0, 1, 2))
@@ -162,7 +179,8 @@ def week(t, i, weeks, args, st):
         if d.get("poisoned") or any(r.get("kind") == "poison" for r in d.get("rejected") or []):
             st["events"].append(f"week {i}: pp-select {d['decision']} (exit {code})"
                                 + (" of the poisoned deployed model" if d.get("poisoned") else ", poisoned candidates refused"))
-    if st.get("undo_at") == i and st["spoiled_shards"]:
+    if st.get("undo_at") is not None and i >= st["undo_at"] and st["spoiled_shards"] and not st.get("undone"):
+        st["undone"] = True
         # docs/runbook.md, "A bad batch got in" (no trainer runs between the weeks here).
         t.run("pp-ingest", ["quarantine"] + st["spoiled_shards"] + ["--reason", "labels shuffled (spoil-replay undo)"], ok=(0,))
         code, out, _ = t.run("pp-select", select, ok=(0, 1, 2))
@@ -172,7 +190,10 @@ def week(t, i, weeks, args, st):
         t.run("pp-eval", ["--pending", "--recent-days", "3650"])
         t.run("pp-select", select, ok=(0, 1, 2))
         st["events"].append(f"week {i}: undo by hand (pp-ingest quarantine; pp-select exit {code}; pp-train rewind; retrain)")
-    acc = accuracy(t, weeks[i + 1:i + 1 + args.horizon])
+    nxt = weeks[i + 1:i + 1 + args.horizon]
+    acc = accuracy(t, nxt)
+    new = newest(root)
+    acc_new = accuracy(t, nxt, new) if new else None
     depl = os.path.join(root, "deployed")
     dep = os.path.basename(os.path.realpath(depl)) if os.path.exists(depl) else "-"
     poisoned = False
@@ -180,8 +201,10 @@ def week(t, i, weeks, args, st):
         _, out, _ = t.run("pp-eval", ["--lineage", depl], ok=(0,))
         names = {s["name"] for l in t.json_lines(out) for s in l.get("shards", [])}
         poisoned = any(s in names for s in st["spoiled_shards"])
-    st["series"].append({"week": i, "name": name[:8], "deployed": dep, "accuracy": acc, "poisoned": poisoned})
+    st["series"].append({"week": i, "name": name[:8], "deployed": dep, "accuracy": acc, "poisoned": poisoned,
+                         "newest": os.path.basename(new) if new else None, "newest_accuracy": acc_new})
     log(f"{st['config']:10s} week {i:2d} {name[:8]} deployed {dep[:40]:40s} acc {acc if acc is None else round(acc, 4)}"
+        f" (newest {acc_new if acc_new is None else round(acc_new, 4)})"
         + (" POISONED" if poisoned else ""))
 
 
@@ -230,13 +253,14 @@ def summarize(events):
 def main():
     ap = argparse.ArgumentParser(description="Replay the demo weeks with one spoiled batch; deployed accuracy with guards on vs off.")
     ap.add_argument("--bin", default=os.path.join(REPO, ".build", "release"), help="folder with the pp-* binaries")
-    ap.add_argument("--first", default="2023-W10", help="first week replayed (demo/data name)")
-    ap.add_argument("--weeks", type=int, default=36, help="weeks replayed")
-    ap.add_argument("--spoil-at", type=int, default=16, help="the spoiled batch lands after this many weeks (0-based index)")
-    ap.add_argument("--spoil-weeks", type=int, default=6, help="weeks of data in the spoiled batch (from the end of demo/data)")
+    ap.add_argument("--first", default="2023-W01", help="first week replayed (demo/data name)")
+    ap.add_argument("--weeks", type=int, default=48, help="weeks replayed")
+    ap.add_argument("--spoil-at", type=int, default=24, help="the spoiled batch lands after this many weeks (0-based index)")
+    ap.add_argument("--spoil-weeks", type=int, default=12, help="weeks of data in the spoiled batch (from the end of demo/data)")
     ap.add_argument("--kind", default="shuffle-labels", help="tools/spoil.py kind")
     ap.add_argument("--undo-after", type=int, default=2, help="undo: weeks between the injection and the person's undo")
-    ap.add_argument("--horizon", type=int, default=4, help="score the deployed model on this many following weeks")
+    ap.add_argument("--every", type=int, default=2, help="train, score and select after every N weeks delivered")
+    ap.add_argument("--horizon", type=int, default=6, help="score the deployed model on this many following weeks")
     ap.add_argument("--train-flags", default=TRAIN_FLAGS, help="pp-train flags for the run (one string)")
     ap.add_argument("--select-flags", default="--min-gain 0 --bootstrap 0 --tolerance 1",
                     help="extra pp-select flags (one string)")
@@ -269,31 +293,35 @@ def main():
     prefix = run_prefix(args, weeks)
     results = [replay(c, args, weeks, spoiled, prefix) for c in args.configs.split(",")]
 
-    def after(r):
-        return [p for p in r["series"] if p["week"] > args.spoil_at and p["accuracy"] is not None]
+    def stats(r, key):
+        """Mean accuracy after the injection, and the dip against the clean run (mean, worst step)."""
+        pts = [p for p in r["series"] if p["week"] > args.spoil_at and p.get(key) is not None]
+        base = {p["week"]: p[key] for p in clean["series"]} if clean else {}
+        mean = sum(p[key] for p in pts) / len(pts) if pts else float("nan")
+        dips = [base[p["week"]] - p[key] for p in pts if base.get(p["week"]) is not None]
+        if r is clean or not dips:
+            return mean, float("nan"), float("nan")
+        return mean, sum(dips) / len(dips), max(dips)
 
     clean = next((r for r in results if r["config"] == "clean"), None)
-    base = {p["week"]: p["accuracy"] for p in after(clean)} if clean else {}
+    steps = sum(1 for p in results[0]["series"] if p["week"] > args.spoil_at)
     print(f"# tools/spoil-replay.py --first {args.first} --weeks {args.weeks} --spoil-at {args.spoil_at} "
-          f"--spoil-weeks {args.spoil_weeks} --kind {args.kind}: the deployed model's accuracy on the next "
-          f"{args.horizon} weeks, over the {args.weeks - args.spoil_at - 1} weeks after the injection")
-    print(f"{'config':11s} {'mean acc':>8s} {'dip mean':>8s} {'dip max':>8s} {'poisoned wks':>12s}  what happened")
+          f"--spoil-weeks {args.spoil_weeks} --kind {args.kind} --every {args.every} --horizon {args.horizon}")
+    print(f"# accuracy on the next {args.horizon} weeks, mean over the {steps} steps after the injection; "
+          f"dip = clean run minus this one (mean, worst step); 'poisoned' = steps whose deployed model had the batch in its lineage")
+    print(f"{'config':11s} | {'deployed':>8s} {'dip':>7s} {'worst':>7s} {'poisoned':>8s} | {'newest':>7s} {'dip':>7s} {'worst':>7s} | what happened")
     for r in results:
-        pts = after(r)
-        mean = sum(p["accuracy"] for p in pts) / len(pts) if pts else float("nan")
-        dips = [base[p["week"]] - p["accuracy"] for p in pts if p["week"] in base]
-        if r["config"] == "clean":
-            dips = []
-        dmean = sum(dips) / len(dips) if dips else float("nan")
-        dmax = max(dips) if dips else float("nan")
+        dm, dd, dw = stats(r, "accuracy")
+        nm, nd, nw = stats(r, "newest_accuracy")
         pw = sum(1 for p in r["series"] if p["poisoned"])
         what = []
         if not r["config"].startswith("clean"):
             what.append(f"ingest: {r['spoiled_ingest']}")
             if r["suspects"]:
-                what.append(f"suspect: {len(r['suspects'])} shard(s)")
+                what.append(f"pp-train: {len(r['suspects'])} shard(s) suspect")
             what += summarize([e for e in r["events"] if ": ingest " not in e])
-        print(f"{r['config']:11s} {mean:8.4f} {dmean:8.4f} {dmax:8.4f} {pw:12d}  " + "; ".join(what))
+        print(f"{r['config']:11s} | {dm:8.4f} {dd:7.4f} {dw:7.4f} {pw:8d} | {nm:7.4f} {nd:7.4f} {nw:7.4f} | " + "; ".join(what))
+    log("spoil-replay: seconds per tool: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(SECONDS.items(), key=lambda kv: -kv[1])))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1)
