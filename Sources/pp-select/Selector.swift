@@ -178,19 +178,35 @@ struct Selector {
     /// if there is none either, it stays deployed and the decision says so (status .corrupt).
     /// nil when nothing is deployed or the deployed checkpoint is clean. Status .partial
     /// otherwise: a decision was made, but a person should look (docs/formats.md).
+    /// A deployed link whose target is gone (e.g. `pp-train rewind` moved it to rewound/, or
+    /// it was deleted by hand) is replaced the same way: a reader of `deployed` would find
+    /// nothing.
     func guardDeployed() throws -> (DecisionRecord, ExitStatus)? {
         guard let g = poisonGuard, let dep = currentDeployed() else { return nil }
-        let verdict: LineageVerdict
-        do { verdict = try g.check(absolute(dep)) } catch let e as PPError {
-            // The deployed file itself or an ancestor is unreadable: not a poison finding.
-            Log.fail("pp-select", "deployed \(Selector.id(dep)): lineage unreadable (\(e.message))")
-            return nil
+        let problem: String
+        var poisoned: [PoisonedShard]? = nil
+        if FileIO.exists(absolute(dep)) {
+            let verdict: LineageVerdict
+            do { verdict = try g.check(absolute(dep)) } catch let e as PPError {
+                // An ancestor is unreadable: not a poison finding; pp-eval/verify report it.
+                Log.fail("pp-select", "deployed \(Selector.id(dep)): lineage unreadable (\(e.message))")
+                return nil
+            }
+            if verdict.clean { return nil }
+            problem = "is poisoned: " + verdict.reason
+            poisoned = verdict.records
+        } else if let moved = Lineage.resolveParent(Selector.id(dep), root: root) {
+            let verdict = try? g.check(moved)
+            problem = "no longer exists at \(dep) (moved to \(relativize(moved)))" + (verdict.map { $0.clean ? "" : "; " + $0.reason } ?? "")
+            poisoned = verdict?.records
+            if poisoned?.isEmpty == true { poisoned = nil }
+        } else {
+            problem = "no longer exists"
         }
-        if verdict.clean { return nil }
-        Log.fail("pp-select", "deployed \(Selector.id(dep)): \(verdict.reason)")
+        Log.fail("pp-select", "deployed \(Selector.id(dep)) \(problem)")
         var rec = DecisionRecord(at: stamp(), decision: "rollback", reason: "")
         rec.previous = Selector.id(dep); rec.previousPath = dep
-        rec.poisoned = verdict.records
+        rec.poisoned = poisoned
         var rejected: [[String: String]] = []
         func usable(_ rel: String) -> Bool {
             guard FileIO.exists(absolute(rel)) else {
@@ -205,7 +221,7 @@ struct Selector {
             }
             return true
         }
-        let why = "deployed \(Selector.id(dep)) is poisoned: \(verdict.reason)"
+        let why = "deployed \(Selector.id(dep)) \(problem)"
         if let t = History.rollbackTargets(try History.read(root.selections), current: dep).first(where: usable) {
             rec.reason = why + "; rolled back to the newest earlier deployment without poison"
             rec.deployed = Selector.id(t); rec.deployedPath = t
@@ -214,13 +230,13 @@ struct Selector {
             let pool = try results().filter { $0.evalset == evalset && $0.path != dep }
             if let best = ranked(pool).first(where: { usable($0.path) }) {
                 rec.decision = "promote"
-                rec.reason = why + "; no earlier deployment without poison, so the best clean candidate is deployed"
+                rec.reason = why + "; no earlier clean deployment, so the best clean candidate is deployed"
                 rec.metric = config.metric; rec.evalset = evalset
                 rec.winner = Scored(checkpoint: best.checkpoint, path: best.path, step: best.step, score: best.metric(config.metric))
                 rec.deployed = best.checkpoint; rec.deployedPath = best.path
             } else {
                 rec.decision = "keep"
-                rec.reason = why + "; no clean checkpoint to replace it, so it stays deployed: deploy one by hand (pp-select --deploy) or release the shard"
+                rec.reason = why + "; no clean checkpoint to replace it, so the link stays: deploy one by hand (pp-select --deploy) or release the shard"
                 rec.deployed = rec.previous; rec.deployedPath = dep
                 if !rejected.isEmpty { rec.rejected = rejected }
                 return (rec, .corrupt)

@@ -177,7 +177,34 @@ final class PoisonTests: XCTestCase {
         XCTAssertEqual(st, .corrupt)
         XCTAssertEqual(r.decision, "keep")
         XCTAssertEqual(r.deployedPath, path(5, run: "c"))
-        XCTAssertTrue(r.reason.contains("stays deployed"), r.reason)
+        XCTAssertTrue(r.reason.contains("the link stays"), r.reason)
+    }
+
+    /// `pp-train rewind` moves the checkpoints that trained on a shard to rewound/; when the
+    /// deployed one is among them, the link dangles until pp-select replaces it.
+    func testDeployedMovedAwayIsReplaced() throws {
+        let (root, _) = try chain("poison-rewound")
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        var s = try selector(root)
+        for i in 1...3 { try s.commit(try s.deploy(root.path + "/" + path(i))) }
+        try FileIO.makeDirectories(root.rewound(run: "main"))
+        try Self.suspect(root, run: "main", Self.shard(3))
+        XCTAssertEqual(rename(root.path + "/" + path(3), root.rewound(run: "main") + "/" + Self.ck(3)), 0)
+        s = try selector(root)
+        var (r, st) = try XCTUnwrap(try s.guardDeployed())
+        XCTAssertEqual(st, .partial)
+        XCTAssertEqual(r.deployedPath, path(2))
+        XCTAssertTrue(r.reason.contains("no longer exists at \(path(3)) (moved to runs/main/rewound/\(Self.ck(3)))"), r.reason)
+        XCTAssertEqual(r.poisoned?.map(\.shard), [Self.shard(3)])
+        try s.commit(r)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root.deployed), "the link resolves again")
+        // Deleted outright: replaced too, without a poison record.
+        try FileIO.removeDurably(root.path + "/" + path(2))
+        s = try selector(root)
+        (r, st) = try XCTUnwrap(try s.guardDeployed())
+        XCTAssertEqual(r.deployedPath, path(1))
+        XCTAssertNil(r.poisoned)
+        XCTAssertTrue(r.reason.hasSuffix("no longer exists; rolled back to the newest earlier deployment without poison"), r.reason)
     }
 
     func testIncompleteLineage() throws {
