@@ -30,7 +30,9 @@ extension Selector {
             }
         }
         let guardian = try poisonGuard ?? PoisonGuard(root: root)
-        m.add("perpetuum_poisoned_shards", guardian.poison.count,
+        // Only shard names: quarantine/ also holds reason files of inputs refused at ingest,
+        // which never became shards.
+        m.add("perpetuum_poisoned_shards", guardian.poison.keys.filter { $0.hasSuffix("." + Shard.fileExtension) }.count,
               help: "Shards that must never be in a deployed model (quarantined, or suspect in a run).")
         guard let dep = currentDeployed() else { return m }
         let id = EvalNames.checkpointID(path: dep)

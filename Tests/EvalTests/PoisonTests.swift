@@ -288,6 +288,7 @@ final class PoisonTests: XCTestCase {
         s.now = now
         try s.commit(try s.deploy(root.path + "/" + path(3)))
         try Self.suspect(root, run: "main", "unrelated.pps")
+        try FileIO.publish("{}", to: root.quarantine + "/2026-W01.jsonl.reason.json")   // an input, not a shard
         s = try selector(root)
         s.now = now
         try s.publishMetrics()
