@@ -134,6 +134,46 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(try suspects(root).shards.count, 1)
     }
 
+    func testRunningTrainerStopsABadShardAndGoesOn() throws {
+        let root = try Fix.newRoot("guardd")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for k in 1...10 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        let d = try Daemon(["--root", root, "--rescan", "0.3", "--checkpoint-every", "300ex", "--max-passes", "2", "--batch", "32"] + Fix.tiny, tag: "guardd")
+        XCTAssertTrue(Fix.waitFor(60, "idle after the clean shards") { Fix.status(root)?["state"] as? String == "idle" }, d.stderr)
+        // A label-shuffled shard and a clean one arrive while it runs.
+        try Fix.shard(root, Fix.shardName(11), shuffled(11))
+        try Fix.shard(root, Fix.shardName(12), clean(12))
+        XCTAssertTrue(Fix.waitFor(60, "the guard to stop shard 11, then idle again") {
+            let st = Fix.status(root)
+            return st?["guard_trips"] as? Int == 1 && st?["state"] as? String == "idle" && st?["pending_shards"] as? Int == 0
+        }, d.stderr)
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0, d.stderr)
+        XCTAssertEqual(try suspects(root).shards.map(\.name), [Fix.shardName(11)])
+        XCTAssertTrue(d.stderr.contains("reverted: the good data since then is trained again"), d.stderr)
+        // No checkpoint ever held the bad shard; the newest has shard 12.
+        let cks = Fix.checkpoints(root)
+        XCTAssertGreaterThan(cks.count, 2)
+        for p in cks {
+            let lin = try Lineage.of(checkpoint: p, root: Root(root))
+            XCTAssertFalse(lin.shards.contains { $0.name == Fix.shardName(11) }, "\(p) trained on the bad shard")
+        }
+        let newest = try Checkpoint.readHead(path: try XCTUnwrap(cks.last)).meta
+        XCTAssertEqual(newest.cursor.shards.first { $0.shard.name == Fix.shardName(12) }?.passes, 2)
+        XCTAssertNil(newest.cursor.shards.first { $0.shard.name == Fix.shardName(11) })
+
+        // After a restart the suspect stays out (and the metrics say so).
+        let d2 = try Daemon(["--root", root, "--rescan", "0.3", "--max-passes", "2", "--batch", "32"] + Fix.tiny, tag: "guardd2")
+        XCTAssertTrue(Fix.waitFor(30, "the restarted trainer") { Fix.status(root)?["pid"] as? Int == Int(d2.pid) && Fix.status(root)?["state"] as? String == "idle" }, d2.stderr)
+        let prom = String(decoding: try FileIO.readAll(root + "/metrics/pp-train-main.prom"), as: UTF8.self)
+        let samples = try PromTextParser.parse(prom)
+        XCTAssertEqual(samples.first { $0.name == "perpetuum_train_suspect_shards" }?.value, 1, prom)
+        XCTAssertEqual(samples.first { $0.name == "perpetuum_train_shards" }?.value, 11, prom)
+        XCTAssertEqual(samples.first { $0.name == "perpetuum_train_up" }?.value, 1, prom)
+        d2.signal(SIGTERM)
+        XCTAssertEqual(d2.wait(), 0, d2.stderr)
+    }
+
     func testCleanShardsNeverTrip() throws {
         let root = try Fix.newRoot("clean")
         defer { try? FileManager.default.removeItem(atPath: root) }
