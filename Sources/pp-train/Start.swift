@@ -104,7 +104,16 @@ enum Start {
     /// there are no suspects: nothing is read then).
     static func suspectIn(_ path: String, suspects: Set<String>, root: Root) throws -> String? {
         if suspects.isEmpty { return nil }
-        return try Lineage.of(checkpoint: path, root: root).shards.first { suspects.contains($0.name) }?.name
+        do {
+            return try Lineage.of(checkpoint: path, root: root).shards.first { suspects.contains($0.name) }?.name
+        } catch let e as PPError where e.status == .corrupt || e.status == .noInput {
+            // An ancestor is unreadable: judge by what this checkpoint itself records (its own
+            // lineage and its cursor, which lists every shard trained on that is still in
+            // shards/). Its own head failing is the caller's "unreadable checkpoint".
+            let meta = try Checkpoint.readHead(path: path).meta
+            let names = meta.lineage.map(\.name) + meta.cursor.shards.filter { $0.passes > 0 || $0.position > 0 }.map(\.shard.name)
+            return names.first { suspects.contains($0) }
+        }
     }
 
     /// Picks and loads the start point. Throws PPError (usage for conflicting flags, corrupt
