@@ -45,7 +45,7 @@ spoiled batch in its lineage; the same for the run's newest checkpoint (what tra
 did, before pp-select's comparison); and what each layer did. --json writes the raw series.
 Only python3's standard library and the zstd command are used. Takes a few minutes on 2
 cores with the defaults (small model: dim 30, words, bigrams and char 3-5-grams, 100k
-buckets, lr 1.0, one thread).
+buckets, lr 0.2, one thread).
 """
 
 import argparse
@@ -69,7 +69,7 @@ POLICY = {
     "undo": {"ingest": {"quarantine": False}, "train": {"guard": False}},
 }
 HOLDOUT = "0.15"
-TRAIN_FLAGS = "--dim 30 --minn 3 --maxn 5 --word-ngrams 2 --bucket 100000 --min-count 1 --lr 1.0 --threads 1 --seed 1"
+TRAIN_FLAGS = "--dim 30 --minn 3 --maxn 5 --word-ngrams 2 --bucket 100000 --min-count 1 --lr 0.2 --threads 1 --seed 1"
 
 
 def log(*a):

@@ -164,8 +164,14 @@ final class GuardTests: XCTestCase {
 
         // After a restart the suspect stays out (and the metrics say so).
         let d2 = try Daemon(["--root", root, "--rescan", "0.3", "--max-passes", "2", "--batch", "32"] + Fix.tiny, tag: "guardd2")
-        XCTAssertTrue(Fix.waitFor(30, "the restarted trainer") { Fix.status(root)?["pid"] as? Int == Int(d2.pid) && Fix.status(root)?["state"] as? String == "idle" }, d2.stderr)
-        let prom = String(decoding: try FileIO.readAll(root + "/metrics/pp-train-main.prom"), as: UTF8.self)
+        // status.json and the metrics file are two files written one after the other: wait
+        // for both to come from the restarted trainer (the old one's last metrics say "down").
+        func metrics() -> String { (try? FileIO.readAll(root + "/metrics/pp-train-main.prom")).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        XCTAssertTrue(Fix.waitFor(30, "the restarted trainer") {
+            Fix.status(root)?["pid"] as? Int == Int(d2.pid) && Fix.status(root)?["state"] as? String == "idle"
+                && (try? PromTextParser.parse(metrics()))?.first { $0.name == "perpetuum_train_up" }?.value == 1
+        }, d2.stderr)
+        let prom = metrics()
         let samples = try PromTextParser.parse(prom)
         XCTAssertEqual(samples.first { $0.name == "perpetuum_train_suspect_shards" }?.value, 1, prom)
         XCTAssertEqual(samples.first { $0.name == "perpetuum_train_shards" }?.value, 11, prom)
