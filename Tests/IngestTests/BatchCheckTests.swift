@@ -54,15 +54,15 @@ final class BatchCheckTests: IngestTestCase {
 
         // Metrics: counters over the root's life, the last batch's values.
         let prom = String(decoding: try FileIO.readAll(root + "/metrics/ingest.prom"), as: UTF8.self)
-        XCTAssertTrue(prom.contains("pp_ingest_inputs_total{status=\"accepted\"} 12\n"), prom)
-        XCTAssertTrue(prom.contains("pp_ingest_last_check_value{check=\"label_linf\"} "), prom)
-        XCTAssertTrue(prom.contains("# TYPE pp_ingest_inputs_total counter\n"))
+        XCTAssertTrue(prom.contains("perpetuum_ingest_inputs_total{status=\"accepted\"} 12\n"), prom)
+        XCTAssertTrue(prom.contains("perpetuum_ingest_last_check_value{check=\"label_linf\"} "), prom)
+        XCTAssertTrue(prom.contains("# TYPE perpetuum_ingest_inputs_total counter\n"))
         let samples = try PromTextParser.parse(prom)   // strict text-format reader
-        XCTAssertEqual(samples.first { $0.name == "pp_ingest_shards" }?.value, Double(names("shards").count))
+        XCTAssertEqual(samples.first { $0.name == "perpetuum_ingest_shards" }?.value, Double(names("shards").count))
         // A second run adds to the counters instead of resetting them.
         XCTAssertEqual(try ingestWeeks(["2023-W13"]).status, 0)
         let prom2 = String(decoding: try FileIO.readAll(root + "/metrics/ingest.prom"), as: UTF8.self)
-        XCTAssertTrue(prom2.contains("pp_ingest_inputs_total{status=\"accepted\"} 13\n"), prom2)
+        XCTAssertTrue(prom2.contains("perpetuum_ingest_inputs_total{status=\"accepted\"} 13\n"), prom2)
     }
 
     func testAgainstTheReferenceAnOldWeekReorderedIsQuarantinedUnlessChecksAreOff() throws {
