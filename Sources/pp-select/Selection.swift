@@ -41,21 +41,6 @@ struct Comparison {
     var reason: String
 }
 
-/// SplitMix64: small, fast, and the same sequence on every platform, so a decision is
-/// reproducible from its inputs.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in 0..<n (multiply-shift; the bias is below 2^-32 for the sizes used here).
-    mutating func below(_ n: Int) -> Int { Int(((next() >> 32) * UInt64(n)) >> 32) }
-}
-
 enum Selection {
     /// Orients a metric difference so that positive means the candidate is better.
     static func improvement(_ name: String, candidate: Double, deployed: Double) -> Double {
@@ -102,7 +87,7 @@ enum Selection {
                 for _ in 0..<rounds {
                     a.reset(); b.reset()
                     for _ in 0..<n {
-                        let i = idx[rng.below(n)]
+                        let i = idx[rng.belowMultiplyShift(n)]
                         a.add(co[i]); b.add(dp[i])
                     }
                     gains.append(improvement(name, candidate: a.value(name), deployed: b.value(name)))

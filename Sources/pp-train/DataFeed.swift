@@ -26,26 +26,6 @@ import Foundation
 import Logging
 import Shared
 
-/// SplitMix64: a tiny, well-mixed generator whose whole state is one UInt64.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in 0..<n (n > 0), by rejection so there is no modulo bias.
-    mutating func below(_ n: UInt64) -> UInt64 {
-        let limit = UInt64.max - UInt64.max % n
-        while true {
-            let x = next()
-            if x < limit { return x % n }
-        }
-    }
-}
-
 /// One shard decompressed in memory with its record offsets and the order of the current pass.
 final class OpenShard {
     let name: String
