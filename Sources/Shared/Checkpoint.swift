@@ -138,13 +138,18 @@ public final class Checkpoint {
         return try raw.withUnsafeBytes { try parse($0, path: name) }
     }
 
+    /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check).
+    static func checkStart(_ p: UnsafeRawBufferPointer, path: String) throws {
+        guard p.count >= 16 else { throw PPError.corrupt(path, "truncated (\(p.count) bytes)") }
+        guard Array(p[0..<8]) == magic else { throw PPError.corrupt(path, "bad magic (not a checkpoint)") }
+        let v = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        guard v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads \(version)") }
+    }
+
     static func parse(_ p: UnsafeRawBufferPointer, path: String) throws -> Checkpoint {
         var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
-        guard p.count >= 16 else { throw r.fail("truncated (\(p.count) bytes)") }
-        guard Array(p[0..<8]) == magic else { throw r.fail("bad magic (not a checkpoint)") }
-        r.pos = 8
-        let v = try r.u32()
-        guard v == version else { throw r.fail("checkpoint format version \(v), this build reads \(version)") }
+        try checkStart(p, path: path)
+        r.pos = 12
         guard p.count >= 16 + 8, Array(p[(p.count - 8)...]) == endMagic else { throw r.fail("truncated (no end magic)") }
         r.end = p.count - 8
         let ml = Int(try r.u32())

@@ -33,10 +33,8 @@ extension Checkpoint {
             }
             return true
         }
-        guard try fill(16) else { throw PPError.corrupt(path, "truncated (\(buf.count) bytes)") }
-        guard Array(buf[0..<8]) == magic else { throw PPError.corrupt(path, "bad magic (not a checkpoint)") }
-        let v = buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
-        guard v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads \(version)") }
+        _ = try fill(16)
+        try buf.withUnsafeBytes { try checkStart($0, path: path) }
         let ml = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
         guard try fill(16 + ml) else { throw PPError.corrupt(path, "truncated in the meta (\(ml) bytes announced)") }
         let meta: CheckpointMeta
