@@ -23,10 +23,12 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Header only: prefetch and errno-free square roots for the trainer (intrinsics.h).
+        .systemLibrary(name: "CIntrinsics"),
         .target(
             name: "Shared",
             dependencies: [
-                "CZstd", "COpenBLAS",
+                "CZstd", "COpenBLAS", "CIntrinsics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -10,6 +10,7 @@
 // PP_BLAS_REEXEC=1 so it never loops. A value the user set is never overridden.
 
 import COpenBLAS
+import CIntrinsics
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -138,14 +139,14 @@ enum Vec {
             let gg = rg.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
             let vv = (rv.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) * vb).addingProduct(gg, gg)
             rv.storeBytes(of: vv, toByteOffset: i * 4, as: SIMD8<Float>.self)
-            let ww = rw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - vl * gg / (vv.squareRoot() + ve)
+            let ww = rw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - vl * gg / (pp_sqrt8(vv) + ve)
             rw.storeBytes(of: ww, toByteOffset: i * 4, as: SIMD8<Float>.self)
             i += 8
         }
         while i < n {
             let vv = beta * v[i] + g[i] * g[i]
             v[i] = vv
-            w[i] -= lr * g[i] / (vv.squareRoot() + eps)
+            w[i] -= lr * g[i] / (pp_sqrt(vv) + eps)
             i += 1
         }
     }

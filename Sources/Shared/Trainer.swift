@@ -16,6 +16,7 @@
 //     bit-reproducible; the dropout masks come from per-batch seeds drawn from the trainer's
 //     RNG, whose state is checkpointed.
 
+import CIntrinsics
 import COpenBLAS
 import Foundation
 
@@ -113,6 +114,8 @@ public final class Trainer {
     /// With a hidden layer the GEMMs dominate and need batches (PERF-NOTES: ~5x cheaper per
     /// example at 64 than at 1).
     static var hiddenMinBatch = 16
+    /// Rows the gather asks for ahead of the one it adds (RowTable.prefetch).
+    static var prefetchAhead = 4
     /// Examples per worker between two averagings of the dense copies.
     static let syncEvery = 1024
     private var workers: [Worker] = []
@@ -477,13 +480,20 @@ final class Worker {
         let B = range.count, dim = self.dim, hid = hidden, inDim = self.inDim, L = labels
         let H = h.p, P = p.p, f = params.p, g = grad.p
         // h[b] = mean of the example's rows
+        let idEnd = offsets[range.upperBound]
+        let ahead = Trainer.prefetchAhead
+        for j in offsets[range.lowerBound]..<min(idEnd, offsets[range.lowerBound] + ahead) { table.prefetch(Int(ids[j])) }
         for b in 0..<B {
             let e = range.lowerBound + b
             let hb = H + b * dim
             hb.update(repeating: 0, count: dim)
             let s = offsets[e], t = offsets[e + 1]
             var j = s
-            while j < t { Vec.add(hb, table.row(Int(ids[j])), dim); j += 1 }
+            while j < t {
+                if j + ahead < idEnd { table.prefetch(Int(ids[j + ahead])) }
+                Vec.add(hb, table.row(Int(ids[j])), dim)
+                j += 1
+            }
             if t > s { Vec.scale(hb, 1 / Float(t - s), dim) }
         }
         if dropout > 0 { applyDropout(H, mask0.p, B * dim, dropout) }
@@ -616,7 +626,7 @@ final class Worker {
                 let row = table.row(Int(ids[j]))
                 let v = beta * row[dim] + ms    // row[dim] is the row's accumulator
                 row[dim] = v
-                Vec.axpy(row, -lr * inv / (v.squareRoot() + eps), gb, dim)
+                Vec.axpy(row, -lr * inv / (pp_sqrt(v) + eps), gb, dim)
                 j += 1
             }
         }
