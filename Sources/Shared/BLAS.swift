@@ -151,6 +151,102 @@ enum Vec {
         }
     }
 
+    /// Dot product (two SIMD8 accumulators, then 4-wide and scalar tails).
+    @inline(__always)
+    static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        let rx = UnsafeRawPointer(x), ry = UnsafeRawPointer(y)
+        var a0 = SIMD8<Float>(repeating: 0), a1 = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            a0 = a0.addingProduct(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                                  ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+            a1 = a1.addingProduct(rx.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self),
+                                  ry.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self))
+            i += 16
+        }
+        var a4 = SIMD4<Float>(repeating: 0)
+        while i + 4 <= n {
+            a4 = a4.addingProduct(rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self),
+                                  ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD4<Float>.self))
+            i += 4
+        }
+        var r = (a0 + a1).sum() + a4.sum()
+        while i < n { r += x[i] * y[i]; i += 1 }
+        return r
+    }
+
+    /// One output row of the linear model, fused (Worker.linearFusedStep): `w` holds n
+    /// weights then the bias, `v` their accumulators; `g[b * gStride]` is the row's logit
+    /// gradient for example b of `count`, `a + b * n` that example's input. Adds
+    /// g_b * w (old weights) to dIn + b * n, then takes the leaky AdaGrad step on the weights
+    /// (gradient sum_b g_b a_b) and on the bias (sum_b g_b).
+    @inline(__always)
+    static func outputRowStep(_ w: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ n: Int,
+                              g: UnsafePointer<Float>, gStride: Int, a: UnsafePointer<Float>,
+                              dIn: UnsafeMutablePointer<Float>, count: Int, lr: Float, beta: Float, eps: Float) {
+        let rw = UnsafeMutableRawPointer(w), rv = UnsafeMutableRawPointer(v)
+        let ra = UnsafeRawPointer(a), rd = UnsafeMutableRawPointer(dIn)
+        let vb = SIMD8<Float>(repeating: beta), vl = SIMD8<Float>(repeating: lr), ve = SIMD8<Float>(repeating: eps)
+        var i = 0
+        if count == 1 {
+            let g0 = g[0], vg = SIMD8<Float>(repeating: g0)
+            while i + 8 <= n {
+                let o = i * 4
+                let wi = rw.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                rd.storeBytes(of: rd.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self).addingProduct(vg, wi),
+                              toByteOffset: o, as: SIMD8<Float>.self)
+                let gr = vg * ra.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                let vv = (rv.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * vb).addingProduct(gr, gr)
+                rv.storeBytes(of: vv, toByteOffset: o, as: SIMD8<Float>.self)
+                rw.storeBytes(of: wi - vl * gr / (pp_sqrt8(vv) + ve), toByteOffset: o, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < n {
+                let wi = w[i]
+                dIn[i] += g0 * wi
+                let gr = g0 * a[i]
+                let vv = beta * v[i] + gr * gr
+                v[i] = vv
+                w[i] = wi - lr * gr / (pp_sqrt(vv) + eps)
+                i += 1
+            }
+        } else {
+            while i + 8 <= n {
+                let o = i * 4
+                let wi = rw.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                var gr = SIMD8<Float>(repeating: 0)
+                for b in 0..<count {
+                    let vg = SIMD8<Float>(repeating: g[b * gStride]), ob = o + b * n * 4
+                    rd.storeBytes(of: rd.loadUnaligned(fromByteOffset: ob, as: SIMD8<Float>.self).addingProduct(vg, wi),
+                                  toByteOffset: ob, as: SIMD8<Float>.self)
+                    gr = gr.addingProduct(vg, ra.loadUnaligned(fromByteOffset: ob, as: SIMD8<Float>.self))
+                }
+                let vv = (rv.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * vb).addingProduct(gr, gr)
+                rv.storeBytes(of: vv, toByteOffset: o, as: SIMD8<Float>.self)
+                rw.storeBytes(of: wi - vl * gr / (pp_sqrt8(vv) + ve), toByteOffset: o, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < n {
+                let wi = w[i]
+                var gr: Float = 0
+                for b in 0..<count {
+                    let gb = g[b * gStride]
+                    dIn[b * n + i] += gb * wi
+                    gr += gb * a[b * n + i]
+                }
+                let vv = beta * v[i] + gr * gr
+                v[i] = vv
+                w[i] = wi - lr * gr / (pp_sqrt(vv) + eps)
+                i += 1
+            }
+        }
+        var gb: Float = 0
+        for b in 0..<count { gb += g[b * gStride] }
+        let vv = beta * v[n] + gb * gb
+        v[n] = vv
+        w[n] -= lr * gb / (pp_sqrt(vv) + eps)
+    }
+
     /// dst *= a
     @inline(__always)
     static func scale(_ dst: UnsafeMutablePointer<Float>, _ a: Float, _ n: Int) {

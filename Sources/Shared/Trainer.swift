@@ -27,6 +27,8 @@ public struct Batch {
     var bytes: [UInt8] = []
     /// Tokens in the batch (space-separated runs).
     public private(set) var tokenCount = 0
+    /// Example e's tokens are tokenOffsets[e]..<tokenOffsets[e+1] (in batch order).
+    public private(set) var tokenOffsets: [Int] = [0]
 
     public init() {}
 
@@ -35,6 +37,7 @@ public struct Batch {
         bytes.append(contentsOf: tokens)
         offsets.append(bytes.count)
         Features.forEachToken(tokens) { _, _ in tokenCount += 1 }
+        tokenOffsets.append(tokenCount)
     }
 
     public mutating func append(label: String, tokens: [String]) {
@@ -48,6 +51,7 @@ public struct Batch {
         labels.removeAll(keepingCapacity: true)
         offsets.removeAll(keepingCapacity: true); offsets.append(0)
         bytes.removeAll(keepingCapacity: true)
+        tokenOffsets.removeAll(keepingCapacity: true); tokenOffsets.append(0)
         tokenCount = 0
     }
 }
@@ -216,41 +220,67 @@ public final class Trainer {
         let n = batch.count
         if n == 0 { return BatchResult(loss: 0, examples: 0, tokens: 0) }
         initHiddenIfNeeded()
-        // 1. Labels and vocabulary, serially in batch order: each token's slot (-1: not
-        //    admitted) and fastText hash. The feature rows are built by the workers.
+        // 1. Each token's fastText hash, vocabulary key and place, in parallel (pure); then
+        //    labels and vocabulary, serially in batch order: each token's slot (-1: not
+        //    admitted). The feature rows are built by the workers.
         let ntok = batch.tokenCount
         var tokSlot = [Int32](repeating: -1, count: max(ntok, 1))
         var tokHash = [UInt32](repeating: 0, count: max(ntok, 1))
-        var exTok = [Int](repeating: 0, count: n + 1)
+        var tokKey = [UInt64](repeating: 0, count: max(ntok, 1))
+        var tokPos = [Int32](repeating: 0, count: max(ntok, 1))     // start in batch.bytes
+        var tokLen = [Int32](repeating: 0, count: max(ntok, 1))
+        let exTok = batch.tokenOffsets
         var ys = [Int32](repeating: 0, count: n)
         var scratch = [Int32]()
         let vocab = model.vocabulary
+        let T = max(1, config.threads)
         batch.bytes.withUnsafeBytes { all in
+            tokHash.withUnsafeMutableBufferPointer { hp in
+              tokKey.withUnsafeMutableBufferPointer { kp in
+                tokPos.withUnsafeMutableBufferPointer { pp in
+                  tokLen.withUnsafeMutableBufferPointer { lp in
+                    let hp = hp.baseAddress!, kp = kp.baseAddress!, pp = pp.baseAddress!, lp = lp.baseAddress!
+                    let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    let parts = (n >= 64 && T > 1) ? T : 1
+                    let hashPart = { (w: Int) in
+                        for e in (n * w / parts)..<(n * (w + 1) / parts) {
+                            var ti = exTok[e]
+                            let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
+                            Features.forEachToken(toks) { p, len in
+                                (hp[ti], kp[ti]) = FeatureHash.both(p, len)
+                                pp[ti] = Int32(p - base); lp[ti] = Int32(len)
+                                ti += 1
+                            }
+                        }
+                    }
+                    if parts == 1 { hashPart(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: hashPart) }
+                  }
+                }
+              }
+            }
+            // Serially: the vocabulary's table is probed a few tokens ahead (its misses overlap).
             tokSlot.withUnsafeMutableBufferPointer { sp in
-                tokHash.withUnsafeMutableBufferPointer { hp in
-                    var ti = 0
+                tokKey.withUnsafeBufferPointer { kp in
+                    let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
                     for e in 0..<n {
                         let l = batch.labels[e]
                         ys[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
-                        let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
-                        Features.forEachToken(toks) { p, len in
-                            let (h, k) = FeatureHash.both(p, len)
-                            hp[ti] = h
-                            switch vocab.observe(p, len, key: k) {
-                            case .known(let s): sp[ti] = s
-                            case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); sp[ti] = s
-                            case .candidate: sp[ti] = -1
-                            }
-                            ti += 1
+                    }
+                    for ti in 0..<ntok {
+                        if ti + 8 < ntok { vocab.prefetch(key: kp[ti + 8]) }
+                        let p = base + Int(tokPos[ti]), len = Int(tokLen[ti])
+                        switch vocab.observe(p, len, key: kp[ti]) {
+                        case .known(let s): sp[ti] = s
+                        case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); sp[ti] = s
+                        case .candidate: sp[ti] = -1
                         }
-                        exTok[e + 1] = ti
                     }
                 }
             }
         }
         // 2. Mini-batches through the workers.
         let table = model.table, f = model.features
-        let T = max(1, config.threads)
+
         while workers.count < T { workers.append(Worker(dim: config.dim, hidden: config.hidden)) }
         let L = model.labels.count
         var idBound = 0
@@ -369,6 +399,8 @@ enum Optimizer {
 
 /// One Hogwild worker: a private copy of the dense layers and the buffers of a mini-batch.
 final class Worker {
+    /// Largest linear-model mini-batch that takes `linearFusedStep` instead of the GEMMs.
+    static var fusedMaxBatch = 8
     let dim: Int, hidden: Int, inDim: Int
     var labels = 0
     let params = FloatBuf()     // private copy of DenseLayers.flat
@@ -475,11 +507,12 @@ final class Worker {
     /// Forward and backward for examples `range` (at most miniBatch): fills `grad` (dense
     /// layers, summed over the examples) and `dH` (gradient w.r.t. each example's mean input
     /// vector, before dropout). Returns the summed loss. Parameters are not changed.
-    func forwardBackward(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
-                         labels ys: UnsafePointer<Int32>, table: RowTable, dropout: Float) -> Double {
-        let B = range.count, dim = self.dim, hid = hidden, inDim = self.inDim, L = labels
-        let H = h.p, P = p.p, f = params.p, g = grad.p
-        // h[b] = mean of the example's rows
+    /// h[b] = mean of example b's rows (then input dropout, mask kept in mask0). The rows are
+    /// asked for `Trainer.prefetchAhead` ahead (RowTable.prefetch): this loop is bound by
+    /// memory latency, and the misses of several rows then overlap.
+    func gather(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, dropout: Float) {
+        let B = range.count, dim = self.dim
+        let H = h.p
         let idEnd = offsets[range.upperBound]
         let ahead = Trainer.prefetchAhead
         for j in offsets[range.lowerBound]..<min(idEnd, offsets[range.lowerBound] + ahead) { table.prefetch(Int(ids[j])) }
@@ -497,6 +530,47 @@ final class Worker {
             if t > s { Vec.scale(hb, 1 / Float(t - s), dim) }
         }
         if dropout > 0 { applyDropout(H, mask0.p, B * dim, dropout) }
+    }
+
+    /// The linear model's output layer for a small mini-batch: forward, backward and update
+    /// in one sweep over its rows (`h` already gathered). Per label, the row is read once to
+    /// add its share to dH (before the update, as in forwardBackward) and updated right away
+    /// (leaky AdaGrad, see Optimizer). Fills dH (input dropout mask applied); returns the
+    /// summed loss. The same mathematics as forwardBackward followed by the dense update of
+    /// `step`, summed in another order (so close to it, not bit-identical). Used where the
+    /// GEMMs would run with m = 1..8 rows: there OpenBLAS's packing costs more than the
+    /// arithmetic (sgemm and its copies were ~11% of the linear model's training time).
+    func linearFusedStep(range: Range<Int>, labels ys: UnsafePointer<Int32>, lr: Float, dropout: Float) -> Double {
+        let B = range.count, dim = self.dim, L = labels, ld = dim + 1
+        let H = h.p, P = p.p, W = params.p, S = state.p, D = dH.p
+        var loss = 0.0
+        for b in 0..<B {
+            let a = H + b * dim, row = P + b * L
+            for k in 0..<L { row[k] = Vec.dot(W + k * ld, a, dim) + W[k * ld + dim] }
+            let y = Int(ys[range.lowerBound + b])
+            let zy = row[y]
+            let (m, ls) = softmax(row, L)
+            loss += Double(m + ls - zy)
+            row[y] -= 1
+        }
+        D.update(repeating: 0, count: B * dim)
+        let beta = Optimizer.beta, eps = Optimizer.eps
+        for k in 0..<L {
+            Vec.outputRowStep(W + k * ld, S + k * ld, dim, g: P + k, gStride: L, a: H, dIn: D, count: B,
+                              lr: lr, beta: beta, eps: eps)
+        }
+        if dropout > 0 {
+            let M = mask0.p
+            for i in 0..<(B * dim) { D[i] *= M[i] }
+        }
+        return loss
+    }
+
+    func forwardBackward(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
+                         labels ys: UnsafePointer<Int32>, table: RowTable, dropout: Float) -> Double {
+        let B = range.count, dim = self.dim, hid = hidden, inDim = self.inDim, L = labels
+        let H = h.p, P = p.p, f = params.p, g = grad.p
+        gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout)
         // Hidden layer: Z1[B x hid] = H[B x dim] W1^T + b1 ; A1 = relu(Z1) (dropout)
         var A = H
         if hid > 0 {
@@ -586,8 +660,15 @@ final class Worker {
 
     func step(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
               labels ys: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float) -> Double {
-        let loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout)
         let dim = self.dim
+        let loss: Double
+        if hidden == 0 && !Optimizer.plainSGD && range.count <= Worker.fusedMaxBatch {
+            gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout)
+            loss = linearFusedStep(range: range, labels: ys, lr: lr, dropout: dropout)
+            updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr)
+            return loss
+        }
+        loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout)
         if Optimizer.plainSGD {
             Vec.axpy(params.p, -lr, grad.p, size)
             for b in 0..<range.count {
@@ -612,6 +693,13 @@ final class Worker {
         } else {
             Vec.adagradStep(params.p, state.p, grad.p, size, lr: lr, beta: Optimizer.beta, eps: Optimizer.eps)
         }
+        updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr)
+        return loss
+    }
+
+    /// The input rows' step (leaky AdaGrad, one accumulator per row) from dH.
+    func updateRows(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, lr: Float) {
+        let dim = self.dim
         let beta = Optimizer.beta, eps = Optimizer.eps
         for b in 0..<range.count {
             let e = range.lowerBound + b
@@ -630,6 +718,5 @@ final class Worker {
                 j += 1
             }
         }
-        return loss
     }
 }

@@ -18,6 +18,8 @@
 //   count negated. Reads (`slot(forKey:)`) are safe from several threads while nobody calls
 //   `observe`.
 
+import CIntrinsics
+
 public final class Vocabulary {
     public let capacity: Int
     public let minCount: Int
@@ -70,6 +72,12 @@ public final class Vocabulary {
             if k == key || k == 0 { return i }
             i = (i + 1) & mask
         }
+    }
+
+    /// Asks for the table entry of `key` (the first probe) ahead of `observe`.
+    @inline(__always) public func prefetch(key: UInt64) {
+        let i = Vocabulary.mix(key) & mask
+        pp_prefetch(keys + i); pp_prefetch(vals + i)
     }
 
     /// The slot of an admitted word, or -1.
