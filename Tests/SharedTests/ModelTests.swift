@@ -159,6 +159,51 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    /// The linear model's fused output step (small mini-batches) against the GEMM path it
+    /// stands in for: same loss, same new dense weights and optimiser state, same input rows,
+    /// up to float summation order; with and without dropout, for 1 and 3 examples.
+    func testFusedLinearStepMatchesGEMMPath() throws {
+        let saved = Worker.fusedMaxBatch
+        defer { Worker.fusedMaxBatch = saved }
+        for (count, dropout) in [(1, Float(0)), (3, Float(0)), (3, Float(0.3))] {
+            let dim = 21, L = 5, rows = 12   // dim not a multiple of 8: the scalar tails run too
+            var results: [(Double, [Float], [Float], [Float])] = []
+            var initial: [Float] = []
+            for fused in [true, false] {
+                Worker.fusedMaxBatch = fused ? 8 : 0
+                var rng = RNG(seed: 11)
+                let table = RowTable(rows: rows, dim: dim)
+                for r in 0..<rows { for k in 0..<dim { table.row(r)[k] = rng.uniform() * 2 - 1 }; table.state(r).pointee = rng.uniform() }
+                let flat = (0..<DenseLayers.size(dim: dim, hidden: 0, labels: L)).map { _ in rng.uniform() * 2 - 1 }
+                let state = (0..<flat.count).map { _ in rng.uniform() }
+                initial = flat
+                let w = Worker(dim: dim, hidden: 0)
+                w.load(flat, state: state, labels: L)
+                w.rng = RNG(seed: 5)
+                let ids: [Int32] = [0, 1, 5, 2, 2, 7, 3, 11]
+                let offs = [0, 3, 6, 8]
+                let ys: [Int32] = [1, 4, 0]
+                var loss = 0.0
+                for _ in 0..<3 {   // a few steps, so each one starts from the previous update
+                    loss += w.step(range: 0..<count, ids: ids, offsets: offs, labels: ys, table: table, lr: 0.3, dropout: dropout)
+                }
+                var rowsOut: [Float] = []
+                for r in 0..<rows { rowsOut += Array(UnsafeBufferPointer(start: table.row(r), count: dim + 1)) }
+                results.append((loss, Array(UnsafeBufferPointer(start: w.params.p, count: w.size)),
+                                Array(UnsafeBufferPointer(start: w.state.p, count: w.size)), rowsOut))
+            }
+            let (a, b) = (results[0], results[1])
+            let what = "\(count) example(s), dropout \(dropout)"
+            XCTAssertGreaterThan(zip(a.1, initial).map { abs($0 - $1) }.max() ?? 0, 1e-3, "the steps moved the weights")
+            XCTAssertEqual(a.0, b.0, accuracy: 1e-5 * max(1, abs(b.0)), "loss, \(what)")
+            for (name, x, y) in [("dense", a.1, b.1), ("dense state", a.2, b.2), ("input rows", a.3, b.3)] {
+                XCTAssertEqual(x.count, y.count)
+                let worst = zip(x, y).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-4, "\(name), \(what)")
+            }
+        }
+    }
+
     // MARK: Learning
 
     /// (label, tokens) from the demo data, in file order.
