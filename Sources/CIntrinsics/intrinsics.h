@@ -1,4 +1,4 @@
-// Two machine operations Swift does not expose well, for the trainer's hot loops. Header only:
+// Machine operations Swift does not expose well, for the trainer's hot loops. Header only:
 // static inline functions that the Swift compiler imports and inlines (nothing to link).
 #ifndef PERPETUUM_INTRINSICS_H
 #define PERPETUUM_INTRINSICS_H
@@ -8,6 +8,12 @@
 /// steps ahead lets their cache misses overlap.
 static inline __attribute__((always_inline)) void pp_prefetch(const void *p) {
     __builtin_prefetch(p, 0, 3);
+}
+
+/// Atomically adds v to *p and returns the old value (relaxed: a work counter, no data is
+/// published through it). Swift's Atomic needs macOS 15 / a newer deployment target.
+static inline __attribute__((always_inline)) long pp_fetch_add(long *p, long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
 }
 
 /// Square roots without errno. Swift's Float.squareRoot() goes through C's sqrtf on Linux,

@@ -25,10 +25,6 @@ public struct Batch {
     public private(set) var labels: [String] = []
     var offsets: [Int] = [0]
     var bytes: [UInt8] = []
-    /// Tokens in the batch (space-separated runs).
-    public private(set) var tokenCount = 0
-    /// Example e's tokens are tokenOffsets[e]..<tokenOffsets[e+1] (in batch order).
-    public private(set) var tokenOffsets: [Int] = [0]
 
     public init() {}
 
@@ -36,8 +32,6 @@ public struct Batch {
         labels.append(label)
         bytes.append(contentsOf: tokens)
         offsets.append(bytes.count)
-        Features.forEachToken(tokens) { _, _ in tokenCount += 1 }
-        tokenOffsets.append(tokenCount)
     }
 
     public mutating func append(label: String, tokens: [String]) {
@@ -51,8 +45,6 @@ public struct Batch {
         labels.removeAll(keepingCapacity: true)
         offsets.removeAll(keepingCapacity: true); offsets.append(0)
         bytes.removeAll(keepingCapacity: true)
-        tokenOffsets.removeAll(keepingCapacity: true); tokenOffsets.append(0)
-        tokenCount = 0
     }
 }
 
@@ -223,17 +215,35 @@ public final class Trainer {
         // 1. Each token's fastText hash, vocabulary key and place, in parallel (pure); then
         //    labels and vocabulary, serially in batch order: each token's slot (-1: not
         //    admitted). The feature rows are built by the workers.
-        let ntok = batch.tokenCount
+        let T = max(1, config.threads)
+        let parts = (n >= 64 && T > 1) ? T : 1
+        func inParallel(_ body: (Int) -> Void) {
+            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+        }
+        // Tokens per example (space-separated runs), in parallel; then where each starts.
+        var exTok = [Int](repeating: 0, count: n + 1)
+        batch.bytes.withUnsafeBytes { all in
+            exTok.withUnsafeMutableBufferPointer { ep in
+                let ep = ep.baseAddress!
+                inParallel { w in
+                    for e in (n * w / parts)..<(n * (w + 1) / parts) {
+                        var c = 0
+                        Features.forEachToken(UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])) { _, _ in c += 1 }
+                        ep[e + 1] = c
+                    }
+                }
+            }
+        }
+        for e in 0..<n { exTok[e + 1] += exTok[e] }
+        let ntok = exTok[n]
         var tokSlot = [Int32](repeating: -1, count: max(ntok, 1))
         var tokHash = [UInt32](repeating: 0, count: max(ntok, 1))
         var tokKey = [UInt64](repeating: 0, count: max(ntok, 1))
         var tokPos = [Int32](repeating: 0, count: max(ntok, 1))     // start in batch.bytes
         var tokLen = [Int32](repeating: 0, count: max(ntok, 1))
-        let exTok = batch.tokenOffsets
         var ys = [Int32](repeating: 0, count: n)
         var scratch = [Int32]()
         let vocab = model.vocabulary
-        let T = max(1, config.threads)
         batch.bytes.withUnsafeBytes { all in
             tokHash.withUnsafeMutableBufferPointer { hp in
               tokKey.withUnsafeMutableBufferPointer { kp in
@@ -241,8 +251,7 @@ public final class Trainer {
                   tokLen.withUnsafeMutableBufferPointer { lp in
                     let hp = hp.baseAddress!, kp = kp.baseAddress!, pp = pp.baseAddress!, lp = lp.baseAddress!
                     let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                    let parts = (n >= 64 && T > 1) ? T : 1
-                    let hashPart = { (w: Int) in
+                    inParallel { w in
                         for e in (n * w / parts)..<(n * (w + 1) / parts) {
                             var ti = exTok[e]
                             let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
@@ -253,7 +262,6 @@ public final class Trainer {
                             }
                         }
                     }
-                    if parts == 1 { hashPart(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: hashPart) }
                   }
                 }
               }
@@ -295,6 +303,9 @@ public final class Trainer {
         }
         var lossSum = 0.0
         var m0 = 0
+        let counterMem = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)   // its own cache line
+        defer { counterMem.deallocate() }
+        let counter = counterMem.bindMemory(to: Int.self, capacity: 1)
         try batch.bytes.withUnsafeBytes { all in
           try batch.offsets.withUnsafeBufferPointer { bo in
             try tokSlot.withUnsafeBufferPointer { sp in
@@ -307,14 +318,18 @@ public final class Trainer {
                         let end = min(nmb, m0 + T * perRound)
                         let active = min(T, end - m0)
                         for w in 0..<active { workers[w].load(model.dense.flat, state: denseState, labels: L) }
+                        // Mini-batches are handed out one at a time (an atomic counter), so
+                        // a worker that drew short texts does not wait at the end of the
+                        // round for one that drew long ones. One worker takes them in order.
+                        counter.pointee = m0
                         let run = { (w: Int) in
                             let worker = self.workers[w]
-                            var m = m0 + w
-                            while m < end {
+                            while true {
+                                let m = pp_fetch_add(counter, 1)
+                                if m >= end { break }
                                 let r = (m * B)..<min(n, (m + 1) * B)
                                 worker.featurize(range: r, input, f)
                                 worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout)
-                                m += active
                             }
                         }
                         if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
@@ -339,7 +354,7 @@ public final class Trainer {
           }
         }
         examples += n
-        return BatchResult(loss: lossSum / Double(n), examples: n, tokens: batch.tokenCount)
+        return BatchResult(loss: lossSum / Double(n), examples: n, tokens: ntok)
     }
 
     /// The complete checkpoint file (compressed, with checksum), ready for FileIO.publish.
