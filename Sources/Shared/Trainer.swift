@@ -41,6 +41,18 @@ public struct Batch {
 
     public var count: Int { labels.count }
 
+    /// Tokens in the batch (space-separated runs). Counts them (O(bytes)); `train` counts
+    /// them itself, in parallel.
+    public var tokenCount: Int {
+        var c = 0
+        bytes.withUnsafeBytes { all in
+            for e in 0..<count {
+                Features.forEachToken(UnsafeRawBufferPointer(rebasing: all[offsets[e]..<offsets[e + 1]])) { _, _ in c += 1 }
+            }
+        }
+        return c
+    }
+
     public mutating func removeAll() {
         labels.removeAll(keepingCapacity: true)
         offsets.removeAll(keepingCapacity: true); offsets.append(0)
