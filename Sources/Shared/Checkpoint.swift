@@ -185,18 +185,12 @@ public final class Checkpoint {
         var seen = 0
         var storedRows = [Int]()
         storedRows.reserveCapacity(stored)
-        for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
-            var bits = byte
-            while bits != 0 {
-                let bit = bits.trailingZeroBitCount
-                bits &= bits - 1
-                let row = byteIndex * 8 + bit
-                guard row < rows else { throw r.fail("bitmap marks row \(row) past the table") }
-                seen += 1
-                guard seen <= stored else { throw r.fail("bitmap marks more rows than the \(stored) stored") }
-                try ir.floats(dim, into: table.row(row))
-                storedRows.append(row)
-            }
+        try Checkpoint.forEachSetBit(bitmap) { row in
+            guard row < rows else { throw r.fail("bitmap marks row \(row) past the table") }
+            seen += 1
+            guard seen <= stored else { throw r.fail("bitmap marks more rows than the \(stored) stored") }
+            try ir.floats(dim, into: table.row(row))
+            storedRows.append(row)
         }
         guard seen == stored else { throw r.fail("bitmap marks \(seen) rows, \(stored) stored") }
         for row in storedRows { try ir.floats(1, into: table.state(row)) }
@@ -222,6 +216,19 @@ public final class Checkpoint {
     }
 
     /// Serialises and compresses (see the layout above).
+    /// Calls `body(i)` for every set bit i of the row bitmap (bit k of byte b is row 8b + k),
+    /// in increasing order: the stored rows of the INPT section.
+    @inline(__always)
+    static func forEachSetBit(_ bitmap: [UInt8], _ body: (Int) throws -> Void) rethrows {
+        for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
+            var bits = byte
+            while bits != 0 {
+                try body(byteIndex * 8 + bits.trailingZeroBitCount)
+                bits &= bits - 1
+            }
+        }
+    }
+
     static func encode(meta: CheckpointMeta, model: Model, state: TrainerState) throws -> [UInt8] {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
@@ -249,14 +256,7 @@ public final class Checkpoint {
         let rowBytes = stored * dim * 4
         var states = [Float]()
         states.reserveCapacity(stored)
-        for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
-            var bits = byte
-            while bits != 0 {
-                let bit = bits.trailingZeroBitCount
-                bits &= bits - 1
-                states.append(t.state(byteIndex * 8 + bit).pointee)
-            }
-        }
+        Checkpoint.forEachSetBit(bitmap) { states.append(t.state($0).pointee) }
         var inpt = ByteWriter(capacity: 32 + bitmap.count)
         inpt.bytes(Array("INPT".utf8))
         inpt.u64(UInt64(20 + bitmap.count + rowBytes + stored * 4))
@@ -277,14 +277,7 @@ public final class Checkpoint {
         return try streamCompress(total: total) { feed in
             try head.buf.withUnsafeBytes { try feed($0) }
             try inpt.buf.withUnsafeBytes { try feed($0) }
-            for (byteIndex, byte) in bitmap.enumerated() where byte != 0 {
-                var bits = byte
-                while bits != 0 {
-                    let bit = bits.trailingZeroBitCount
-                    bits &= bits - 1
-                    try feed(UnsafeRawBufferPointer(start: t.row(byteIndex * 8 + bit), count: dim * 4))
-                }
-            }
+            try Checkpoint.forEachSetBit(bitmap) { try feed(UnsafeRawBufferPointer(start: t.row($0), count: dim * 4)) }
             try states.withUnsafeBytes { try feed($0) }
             try tail.buf.withUnsafeBytes { try feed($0) }
         }

@@ -62,17 +62,10 @@ struct IngestCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Leave inbox files modified less than this many seconds ago.", valueName: "seconds"))
     var settle: Double = 10
 
-    @Option(help: ArgumentHelp("Share of examples split off into holdout/, by a hash of their tokens.", valueName: "fraction"))
-    var holdout: Double = 0.05
+    @OptionGroup var sharding: ShardingOptions
 
     @Option(help: ArgumentHelp("Reject an input whose share of bad lines exceeds this.", valueName: "fraction"))
     var maxBad: Double = 0.01
-
-    @Option(help: ArgumentHelp("Longest text accepted, in bytes of UTF-8.", valueName: "n"))
-    var maxTextBytes: Int = 65536
-
-    @Option(help: ArgumentHelp("Most examples per shard.", valueName: "n"))
-    var shardExamples: Int = 100_000
 
     @Flag(help: "Exit with status 75 instead of waiting when another pp-ingest holds the lock.")
     var noWait = false
@@ -88,16 +81,13 @@ struct IngestCommand: ParsableCommand {
 
     func validate() throws {
         guard settle >= 0, settle.isFinite else { throw ValidationError("--settle must be >= 0 seconds") }
-        guard holdout >= 0, holdout < 1 else { throw ValidationError("--holdout must be in [0, 1)") }
         guard maxBad >= 0, maxBad <= 1 else { throw ValidationError("--max-bad must be in [0, 1]") }
-        guard maxTextBytes >= 1, maxTextBytes <= 64 << 20 else { throw ValidationError("--max-text-bytes must be in 1...\(64 << 20)") }
-        guard shardExamples >= 1 else { throw ValidationError("--shard-examples must be >= 1") }
         guard files.filter({ $0 == "-" }).count <= 1 else { throw ValidationError("`-` (stdin) may be given once") }
     }
 
     func run() throws {
-        let config = Ingester.Config(root: rootOptions.resolved, delete: delete, settle: settle, holdout: holdout,
-                                     maxBad: maxBad, maxTextBytes: maxTextBytes, shardExamples: shardExamples,
+        let config = Ingester.Config(root: rootOptions.resolved, delete: delete, settle: settle, holdout: sharding.holdout,
+                                     maxBad: maxBad, maxTextBytes: sharding.maxTextBytes, shardExamples: sharding.shardExamples,
                                      noWait: noWait, checks: !noChecks, dryRun: dryRun)
         let status = Ingester(config).run(files: files)
         if status != 0 { throw ExitCode(status) }
@@ -186,6 +176,25 @@ struct QuarantineCommand: ParsableCommand {
     }
 }
 
+/// How an input is cut into shards: `pp-ingest` and `pp-ingest release` (which ingests a
+/// released input) take the same options.
+struct ShardingOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Share of examples split off into holdout/, by a hash of their tokens.", valueName: "fraction"))
+    var holdout: Double = 0.05
+
+    @Option(help: ArgumentHelp("Longest text accepted, in bytes of UTF-8.", valueName: "n"))
+    var maxTextBytes: Int = 65536
+
+    @Option(help: ArgumentHelp("Most examples per shard.", valueName: "n"))
+    var shardExamples: Int = 100_000
+
+    func validate() throws {
+        guard holdout >= 0, holdout < 1 else { throw ValidationError("--holdout must be in [0, 1)") }
+        guard maxTextBytes >= 1, maxTextBytes <= 64 << 20 else { throw ValidationError("--max-text-bytes must be in 1...\(64 << 20)") }
+        guard shardExamples >= 1 else { throw ValidationError("--shard-examples must be >= 1") }
+    }
+}
+
 struct ReleaseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "release",
@@ -210,14 +219,8 @@ struct ReleaseCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Who decided (default: $SUDO_USER, else $USER, else the user name).", valueName: "name"))
     var by: String?
 
-    @Option(help: ArgumentHelp("For an input: share of examples split off into holdout/ (use what pp-ingest uses).", valueName: "fraction"))
-    var holdout: Double = 0.05
-
-    @Option(help: ArgumentHelp("For an input: longest text accepted, in bytes of UTF-8.", valueName: "n"))
-    var maxTextBytes: Int = 65536
-
-    @Option(help: ArgumentHelp("For an input: most examples per shard.", valueName: "n"))
-    var shardExamples: Int = 100_000
+    /// For a released input: use what pp-ingest uses.
+    @OptionGroup var sharding: ShardingOptions
 
     @Flag(help: "Exit with status 75 instead of waiting when pp-ingest holds the lock.")
     var noWait = false
@@ -225,16 +228,10 @@ struct ReleaseCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The quarantined file's name in quarantine/.", valueName: "name"))
     var name: String
 
-    func validate() throws {
-        guard holdout >= 0, holdout < 1 else { throw ValidationError("--holdout must be in [0, 1)") }
-        guard maxTextBytes >= 1, maxTextBytes <= 64 << 20 else { throw ValidationError("--max-text-bytes must be in 1...\(64 << 20)") }
-        guard shardExamples >= 1 else { throw ValidationError("--shard-examples must be >= 1") }
-    }
-
     func run() throws {
         let root = rootOptions.resolved
-        let cfg = Ingester.Config(root: root, delete: false, settle: 0, holdout: holdout, maxBad: 1,
-                                  maxTextBytes: maxTextBytes, shardExamples: shardExamples, noWait: noWait)
+        let cfg = Ingester.Config(root: root, delete: false, settle: 0, holdout: sharding.holdout, maxBad: 1,
+                                  maxTextBytes: sharding.maxTextBytes, shardExamples: sharding.shardExamples, noWait: noWait)
         let status: Int32
         do {
             status = try ShardQuarantine(root: root).release(name, by: by ?? Who.current(), options: cfg)

@@ -1,66 +1,23 @@
 // Notify: the sd_notify datagrams as a service manager receives them. Each test binds its own
-// AF_UNIX datagram socket, points $NOTIFY_SOCKET at it and reads what arrived.
+// AF_UNIX datagram socket (TestSupport.NotifyListener), points $NOTIFY_SOCKET at it and reads
+// what arrived.
 
 import Foundation
 import XCTest
 @testable import Shared
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 final class NotifyTests: XCTestCase {
-    /// A bound datagram socket standing in for systemd's notify socket.
-    final class Listener {
-        let fd: Int32
-        let name: String   // what goes into $NOTIFY_SOCKET
-        let path: String?  // the file to remove (nil for an abstract socket)
-
-        init(abstract: Bool) throws {
-            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw PPError("socket failed", status: .software) }
-            let tag = "pp-notify-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            var addr = sockaddr_un()
-            addr.sun_family = sa_family_t(AF_UNIX)
-            var bytes: [UInt8]
-            if abstract {
-                name = "@" + tag; path = nil
-                bytes = [0] + Array(tag.utf8)
-            } else {
-                let p = NSTemporaryDirectory() + tag + ".sock"
-                name = p; path = p
-                bytes = Array(p.utf8) + [0]
-            }
-            withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-            let len = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)! + bytes.count)
-            let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-            guard r == 0 else { throw PPError("bind \(name): errno \(errno)", status: .software) }
-        }
-
-        /// Every datagram queued so far, in order.
-        func drain() -> [String] {
-            var out: [String] = []
-            var buf = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if n < 0 { break }
-                out.append(String(decoding: buf[0..<n], as: UTF8.self))
-            }
-            return out
-        }
-
-        deinit {
-            close(fd)
-            if let p = path { unlink(p) }
-        }
-    }
-
     override func tearDown() {
         unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC"); unsetenv("WATCHDOG_PID")
     }
 
     func testMessagesArriveAsSystemdReadsThem() throws {
         for abstract in [false, true] {
-            let l = try Listener(abstract: abstract)
+            let l = try NotifyListener(abstract: abstract)
             setenv("NOTIFY_SOCKET", l.name, 1)
             XCTAssertTrue(Notify.isEnabled)
             Notify.ready(status: "loaded ckpt-1\nsecond line")
@@ -86,7 +43,7 @@ final class NotifyTests: XCTestCase {
     }
 
     func testWatchdogFollowsWatchdogUsecAndPid() throws {
-        let l = try Listener(abstract: false)
+        let l = try NotifyListener(abstract: false)
         setenv("NOTIFY_SOCKET", l.name, 1)
 
         unsetenv("WATCHDOG_USEC")

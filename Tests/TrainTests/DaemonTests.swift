@@ -100,7 +100,7 @@ final class DaemonTests: XCTestCase {
         try Fix.shard(root, Fix.shardName(1), Fix.examples(100, labels: ["a", "b"], seed: 1))
         let sock = try NotifyListener()
         let d = try Daemon(["--root", root] + Fix.tiny, tag: "notify",
-                           env: ["NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "600000"])
+                           env: ["NOTIFY_SOCKET": sock.name, "WATCHDOG_USEC": "600000"])
         guard Fix.waitFor(30, "idle", { state(root) == "idle" }) else { return print(d.stderr) }
         sleep(2)  // idle: the keep-alives must go on (every 0.3 s for WatchdogSec=0.6s)
         var got = sock.drain()

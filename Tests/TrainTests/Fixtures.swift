@@ -163,35 +163,3 @@ final class Daemon {
     }
 }
 
-/// A bound AF_UNIX datagram socket standing in for systemd's notify socket.
-final class NotifyListener {
-    let fd: Int32
-    let path: String
-
-    init() throws {
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw PPError("socket failed", status: .software) }
-        path = NSTemporaryDirectory() + "pp-train-notify-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8) + [0]
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-        let len = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \sockaddr_un.sun_path)! + bytes.count)
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        guard r == 0 else { throw PPError("bind \(path): errno \(errno)", status: .software) }
-    }
-
-    /// Every datagram queued so far, in order.
-    func drain() -> [String] {
-        var out: [String] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n < 0 { break }
-            out.append(String(decoding: buf[0..<n], as: UTF8.self))
-        }
-        return out
-    }
-
-    deinit { close(fd); unlink(path) }
-}
