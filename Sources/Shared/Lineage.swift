@@ -134,10 +134,33 @@ public struct SuspectShard: Codable, Equatable, Sendable {
     }
 }
 
-/// runs/RUN/suspects.json: `{"shards": [SuspectShard...]}`, replaced whole by pp-train.
+/// A suspect mark a person withdrew (`pp-train unsuspect`): the mark as it was, and who
+/// withdrew it, when and why.
+public struct WithdrawnSuspect: Codable, Equatable, Sendable {
+    public var mark: SuspectShard
+    public var at: String
+    public var by: String
+    public var why: String?
+    public init(mark: SuspectShard, at: String, by: String, why: String?) {
+        self.mark = mark; self.at = at; self.by = by; self.why = why
+    }
+}
+
+/// runs/RUN/suspects.json: `{"shards": [SuspectShard...], "withdrawn": [...]}`, replaced
+/// whole by pp-train. Only `shards` are poison; `withdrawn` (absent in older files) is the
+/// history of marks people took back.
 public struct SuspectList: Codable, Equatable, Sendable {
     public var shards: [SuspectShard] = []
+    public var withdrawn: [WithdrawnSuspect]? = nil
     public init(shards: [SuspectShard] = []) { self.shards = shards }
+
+    /// Removes the mark of `name` and records who withdrew it; nil when it is not marked.
+    public mutating func withdraw(_ name: String, at: String, by: String, why: String?) -> WithdrawnSuspect? {
+        guard let i = shards.firstIndex(where: { $0.name == name }) else { return nil }
+        let w = WithdrawnSuspect(mark: shards.remove(at: i), at: at, by: by, why: why)
+        withdrawn = (withdrawn ?? []) + [w]
+        return w
+    }
 
     public var names: Set<String> { Set(shards.map(\.name)) }
 

@@ -130,3 +130,68 @@ struct Rewind: ParsableCommand {
         return "uid \(geteuid())"
     }
 }
+
+/// `pp-train unsuspect SHARD [--run RUN] [--why TEXT]`: withdraw a suspect mark (the guard's
+/// or a rewind's) after a person looked, so that the run may train on the shard again and
+/// pp-select stops treating checkpoints that hold it as poisoned. The mark moves to the
+/// list's `withdrawn` history (who, when, why); nothing else changes: checkpoints moved to
+/// rewound/ stay there. Like rewind, it refuses while a trainer runs (the trainer keeps its
+/// suspects in memory).
+struct Unsuspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unsuspect",
+        abstract: "Withdraw a shard's suspect mark (the run may train on it again).",
+        discussion: """
+            Removes SHARD from runs/RUN/suspects.json and records the withdrawn mark there \
+            ("withdrawn": the mark, who, when, why). The trainer must be stopped (exit 75 \
+            otherwise); its next start treats the shard as any other in shards/. Prints one \
+            JSON line: run, shard, the withdrawn mark.
+
+            Exit status: 0 done; 64 usage; 65 unreadable suspects.json; 66 SHARD is not a \
+            suspect of the run; 74 I/O error; 75 a trainer is running for the run.
+            """
+    )
+
+    @OptionGroup var rootOptions: RootOptions
+    @OptionGroup var runOption: RunOption
+    @Option(help: ArgumentHelp("Why (recorded with the withdrawn mark).", valueName: "text"))
+    var why: String?
+    @Argument(help: ArgumentHelp("The shard: its file name or a path to it.", valueName: "shard"))
+    var shard: String
+
+    func validate() throws {
+        let name = FileIO.split(shard).name
+        if name.isEmpty || !name.hasSuffix("." + Shard.fileExtension) || name.hasPrefix(".") {
+            throw ValidationError("\(shard): expected a shard file name (NAME.\(Shard.fileExtension))")
+        }
+    }
+
+    func run() throws {
+        let log = Log.make("pp-train")
+        let root = rootOptions.resolved
+        let run = runOption.run
+        let name = FileIO.split(shard).name
+        do {
+            try FileIO.makeDirectories(root.locks)
+            let lock: FileLock
+            do { lock = try FileLock(path: root.lock("train-" + run), wait: false) } catch let e as PPError where e.status == .locked {
+                throw PPError("run \(run) is being trained by a running pp-train: stop it first (systemctl stop pp-train@\(run), or kill -TERM its pid), unsuspect, then start it again", status: .locked)
+            }
+            defer { lock.release() }
+            var list = try SuspectList.load(root: root, run: run)
+            let by = Rewind.who()
+            guard let w = list.withdraw(name, at: Clock.iso(Clock.now()), by: by, why: why) else {
+                throw PPError("\(name) is not a suspect of run \(run) (\(SuspectList.path(root: root, run: run)))", status: .noInput)
+            }
+            try list.publish(root: root, run: run)
+            log.notice("suspect mark withdrawn: run \(run) may train on \(name) again", metadata: ["by": "\(by)", "was": "\(w.mark.reason)"])
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            let mark = String(decoding: try enc.encode(w), as: UTF8.self)
+            print("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(name)),\"withdrawn\":\(mark)}")
+        } catch let e as PPError {
+            Log.fail("pp-train", e.message)
+            throw ExitCode(e.status.rawValue)
+        }
+    }
+}

@@ -21,7 +21,7 @@ struct PPTrain: ParsableCommand {
             or suspects.json; 66 no such --init file; 74 I/O error; 75 another pp-train holds the run. \
             See docs/operations.md, section pp-train.
             """,
-        subcommands: [Train.self, SetKnobs.self, ShowStatus.self, Rewind.self],
+        subcommands: [Train.self, SetKnobs.self, ShowStatus.self, Rewind.self, Unsuspect.self],
         defaultSubcommand: Train.self
     )
 }

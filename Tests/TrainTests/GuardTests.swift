@@ -307,6 +307,56 @@ final class GuardTests: XCTestCase {
         try assertSameState(refRun.stdoutLines[0], cont.stdoutLines[0])
     }
 
+    func testUnsuspectWithdrawsTheMarkAndTheRunTrainsOnTheShardAgain() throws {
+        let root = try Fix.newRoot("unsuspect")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileIO.publish(#"{"train": {"guard": false}}"#, to: root + "/policy.json")
+        try Fix.shard(root, Fix.shardName(1), clean(1, 60))
+        try Fix.shard(root, Fix.shardName(2), clean(2, 60))
+        var list = SuspectList()
+        list.mark(SuspectShard(name: Fix.shardName(1), reason: "loss spike", loss: 9, reference: 1, at: Clock.iso(Clock.now()), by: "pp-train guard"))
+        try FileIO.makeDirectories(Root(root).run("main"))
+        try list.publish(root: Root(root), run: "main")
+        // Marked: the run never trains on shard 1.
+        let first = try once(root)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertEqual(try Lineage.of(checkpoint: first.stdoutLines[0], root: Root(root)).shards.map(\.name), [Fix.shardName(2)])
+
+        var r = try TestSupport.run("pp-train", ["unsuspect", "--root", root, "nonsense"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        r = try TestSupport.run("pp-train", ["unsuspect", "--root", root, Fix.shardName(2)])
+        XCTAssertEqual(r.status, 66, r.stderr)
+        XCTAssertTrue(r.stderr.contains("is not a suspect"), r.stderr)
+        // A trainer holds the run: refused, nothing changed.
+        do {
+            let held = try FileLock(path: Root(root).lock("train-main"), wait: false)
+            r = try TestSupport.run("pp-train", ["unsuspect", "--root", root, Fix.shardName(1)])
+            XCTAssertEqual(r.status, 75, r.stderr)
+            XCTAssertTrue(r.stderr.contains("stop it first"), r.stderr)
+            held.release()
+        }
+        XCTAssertEqual(try suspects(root).names, [Fix.shardName(1)])
+
+        r = try TestSupport.run("pp-train", ["unsuspect", "--root", root, "--why", "looked: a real re-org", Fix.shardName(1)])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(out["shard"] as? String, Fix.shardName(1))
+        let after = try suspects(root)
+        XCTAssertTrue(after.shards.isEmpty)
+        let w = try XCTUnwrap(after.withdrawn?.first)
+        XCTAssertEqual(w.mark.name, Fix.shardName(1))
+        XCTAssertEqual(w.mark.reason, "loss spike", "the mark is kept as it was")
+        XCTAssertEqual(w.why, "looked: a real re-org")
+        XCTAssertFalse(w.by.isEmpty)
+        r = try TestSupport.run("pp-train", ["unsuspect", "--root", root, Fix.shardName(1)])
+        XCTAssertEqual(r.status, 66, "already withdrawn: " + r.stderr)
+
+        // The next run trains on shard 1.
+        let next = try once(root)
+        XCTAssertEqual(next.status, 0, next.stderr)
+        XCTAssertTrue(try Lineage.of(checkpoint: next.stdoutLines[0], root: Root(root)).shards.contains { $0.name == Fix.shardName(1) })
+    }
+
     func testRewindRefusals() throws {
         let root = try Fix.newRoot("rwrefuse")
         defer { try? FileManager.default.removeItem(atPath: root) }
