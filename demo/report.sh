@@ -4,7 +4,9 @@
 set -euo pipefail
 ROOT=${1:-${PP_ROOT:-demo/root}}
 cd "$(dirname "$0")/.."
-export PATH="$PWD/${PP_BIN:-.build/release}:$PATH"
+BIN=${PP_BIN:-.build/release}
+case $BIN in /*) ;; *) BIN="$PWD/$BIN" ;; esac
+export PATH="$BIN:$PATH"
 
 latest=$(ls -t "$ROOT"/evals/*.json 2>/dev/null | head -n1 || true)
 if [ -z "$latest" ]; then echo "no eval results in $ROOT/evals"; exit 0; fi

@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PP_BIN:-.build/release}
-export PATH="$PWD/$BIN:$PATH"
+case $BIN in /*) ;; *) BIN="$PWD/$BIN" ;; esac   # make passes an absolute path
+export PATH="$BIN:$PATH"
 ROOT=${DEMO_ROOT:-$PWD/demo/root}
 WEEK_SECONDS=${DEMO_WEEK_SECONDS:-1.5}
 WEEKS_PER_TICK=${DEMO_WEEKS_PER_TICK:-2}
