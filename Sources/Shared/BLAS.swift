@@ -188,6 +188,8 @@ enum Vec {
         let ra = UnsafeRawPointer(a), rd = UnsafeMutableRawPointer(dIn)
         let vb = SIMD8<Float>(repeating: beta), vl = SIMD8<Float>(repeating: lr), ve = SIMD8<Float>(repeating: eps)
         var i = 0
+        // One example (the usual case: 1-example mini-batches) without the loop over
+        // examples; the same arithmetic as the general branch below, which it mirrors.
         if count == 1 {
             let g0 = g[0], vg = SIMD8<Float>(repeating: g0)
             while i + 8 <= n {

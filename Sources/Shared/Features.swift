@@ -81,6 +81,13 @@ public struct Features: Sendable {
         }
     }
 
+    /// The number of tokens `forEachToken` would visit.
+    public static func countTokens(_ tokens: UnsafeRawBufferPointer) -> Int {
+        var c = 0
+        forEachToken(tokens) { _, _ in c += 1 }
+        return c
+    }
+
     /// Appends the bucket rows of the character n-grams of "<word>" to `ids`
     /// (fastText's Dictionary::computeSubwords; n counts UTF-8 characters).
     @inline(__always)

@@ -47,7 +47,7 @@ public struct Batch {
         var c = 0
         bytes.withUnsafeBytes { all in
             for e in 0..<count {
-                Features.forEachToken(UnsafeRawBufferPointer(rebasing: all[offsets[e]..<offsets[e + 1]])) { _, _ in c += 1 }
+                c += Features.countTokens(UnsafeRawBufferPointer(rebasing: all[offsets[e]..<offsets[e + 1]]))
             }
         }
         return c
@@ -239,9 +239,7 @@ public final class Trainer {
                 let ep = ep.baseAddress!
                 inParallel { w in
                     for e in (n * w / parts)..<(n * (w + 1) / parts) {
-                        var c = 0
-                        Features.forEachToken(UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])) { _, _ in c += 1 }
-                        ep[e + 1] = c
+                        ep[e + 1] = Features.countTokens(UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]]))
                     }
                 }
             }

@@ -45,10 +45,7 @@ struct Rewind: ParsableCommand {
     var dryRun = false
 
     func validate() throws {
-        let name = FileIO.split(before).name
-        if name.isEmpty || !name.hasSuffix("." + Shard.fileExtension) || name.hasPrefix(".") {
-            throw ValidationError("--before \(before): expected a shard file name (NAME.\(Shard.fileExtension))")
-        }
+        try Rewind.checkShardName(before, what: "--before \(before)")
     }
 
     func run() throws {
@@ -57,11 +54,7 @@ struct Rewind: ParsableCommand {
         let run = runOption.run
         let shard = FileIO.split(before).name
         do {
-            try FileIO.makeDirectories(root.locks)
-            let lock: FileLock
-            do { lock = try FileLock(path: root.lock("train-" + run), wait: false) } catch let e as PPError where e.status == .locked {
-                throw PPError("run \(run) is being trained by a running pp-train: stop it first (systemctl stop pp-train@\(run), or kill -TERM its pid), rewind, then start it again", status: .locked)
-            }
+            let lock = try Rewind.lockStoppedRun(root: root, run: run, command: "rewind")
             defer { lock.release() }
 
             let dir = root.checkpoints(run: run)
@@ -123,6 +116,24 @@ struct Rewind: ParsableCommand {
         }
     }
 
+    /// `arg` names a shard file (NAME.pps, or a path to one); `what` leads the usage error.
+    static func checkShardName(_ arg: String, what: String) throws {
+        let name = FileIO.split(arg).name
+        if name.isEmpty || !name.hasSuffix("." + Shard.fileExtension) || name.hasPrefix(".") {
+            throw ValidationError("\(what): expected a shard file name (NAME.\(Shard.fileExtension))")
+        }
+    }
+
+    /// The run's trainer lock, for a command that changes a stopped run (rewind, unsuspect):
+    /// a running trainer keeps its state in memory and would undo the change, so a held lock
+    /// is PPError(.locked) saying what to do.
+    static func lockStoppedRun(root: Root, run: String, command: String) throws -> FileLock {
+        try FileIO.makeDirectories(root.locks)
+        do { return try FileLock(path: root.lock("train-" + run), wait: false) } catch let e as PPError where e.status == .locked {
+            throw PPError("run \(run) is being trained by a running pp-train: stop it first (systemctl stop pp-train@\(run), or kill -TERM its pid), \(command), then start it again", status: .locked)
+        }
+    }
+
     /// Who asked: $SUDO_USER, else the user name of the effective uid, else the uid.
     static func who() -> String {
         if let s = ProcessInfo.processInfo.environment["SUDO_USER"], !s.isEmpty { return s }
@@ -160,10 +171,7 @@ struct Unsuspect: ParsableCommand {
     var shard: String
 
     func validate() throws {
-        let name = FileIO.split(shard).name
-        if name.isEmpty || !name.hasSuffix("." + Shard.fileExtension) || name.hasPrefix(".") {
-            throw ValidationError("\(shard): expected a shard file name (NAME.\(Shard.fileExtension))")
-        }
+        try Rewind.checkShardName(shard, what: shard)
     }
 
     func run() throws {
@@ -172,11 +180,7 @@ struct Unsuspect: ParsableCommand {
         let run = runOption.run
         let name = FileIO.split(shard).name
         do {
-            try FileIO.makeDirectories(root.locks)
-            let lock: FileLock
-            do { lock = try FileLock(path: root.lock("train-" + run), wait: false) } catch let e as PPError where e.status == .locked {
-                throw PPError("run \(run) is being trained by a running pp-train: stop it first (systemctl stop pp-train@\(run), or kill -TERM its pid), unsuspect, then start it again", status: .locked)
-            }
+            let lock = try Rewind.lockStoppedRun(root: root, run: run, command: "unsuspect")
             defer { lock.release() }
             var list = try SuspectList.load(root: root, run: run)
             let by = Rewind.who()
