@@ -4,13 +4,48 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 public enum Clock {
-    /// Seconds since the Unix epoch, with sub-second precision.
+    /// Seconds since the Unix epoch, with sub-second precision: the wall clock, or the
+    /// simulated one when $PP_CLOCK_FILE is set (below).
     public static func now() -> Double {
+        if let path = simulatedPath, let t = simulated(path) { return t }
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Replays only (`make drift`, compressed-clock tests; docs/operations.md, "Simulated
+    /// clock"): $PP_CLOCK_FILE names a file holding Unix seconds as a decimal number, and
+    /// every "now" of every tool (checkpoint names and times, selection windows, settle
+    /// times, timestamps in records) is read from it at each call, so a harness can move
+    /// time for a long-running trainer too. Durations (rates, timeouts, the checkpoint
+    /// cadence) stay on the monotonic clock. A file that cannot be read or parsed falls
+    /// back to the wall clock, with one warning on stderr per process.
+    static let simulatedPath: String? = getenv("PP_CLOCK_FILE").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+
+    static let warnedSimulated = Atomic<Bool>(false)
+
+    static func simulated(_ path: String) -> Double? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        var buf = [UInt8](repeating: 0, count: 64)
+        var n = -1
+        if fd >= 0 {
+            var st = stat()
+            if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG {
+                n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 63) }
+            }
+            close(fd)
+        }
+        if n > 0, let t = Double(String(decoding: buf[0..<n], as: UTF8.self).filter { !$0.isWhitespace }), t.isFinite, t >= 0 {
+            return t
+        }
+        if !warnedSimulated.exchange(true, ordering: .relaxed) {
+            let msg = "warning: PP_CLOCK_FILE=\(path) cannot be read as Unix seconds; using the wall clock\n"
+            _ = msg.withCString { write(2, $0, strlen($0)) }
+        }
+        return nil
     }
 
     /// Monotonic seconds, for measuring durations.
@@ -39,6 +74,33 @@ public enum Clock {
         let p = parts(Int64(t.rounded(.down)))
         return String(format2: p.tm_year + 1900, 4) + String(format2: p.tm_mon + 1, 2) + String(format2: p.tm_mday, 2)
             + "T" + String(format2: p.tm_hour, 2) + String(format2: p.tm_min, 2) + String(format2: p.tm_sec, 2) + "Z"
+    }
+
+    /// "24h", "90m", "7d", "2w", "3600s" or plain seconds (pp-select --since, pp-eval --since).
+    public static func duration(_ s: String) -> Double? {
+        guard let last = s.last else { return nil }
+        let unit: Double
+        var num = s
+        switch last {
+        case "s": unit = 1; num.removeLast()
+        case "m": unit = 60; num.removeLast()
+        case "h": unit = 3600; num.removeLast()
+        case "d": unit = 86_400; num.removeLast()
+        case "w": unit = 604_800; num.removeLast()
+        default: unit = 1
+        }
+        guard let v = Double(num), v >= 0, v.isFinite else { return nil }
+        return v * unit
+    }
+
+    /// The Unix seconds of a `stamp(_:)` ("20261126T194500Z"); nil when it is not one.
+    public static func parseStamp(_ s: Substring) -> Int64? {
+        let b = Array(s.utf8)
+        guard b.count == 16, b[8] == 84, b[15] == 90 else { return nil }
+        func d(_ i: Int) -> Character { Character(Unicode.Scalar(b[i])) }
+        let iso = String(b[0..<4].map { Character(Unicode.Scalar($0)) }) + "-" + String([d(4), d(5)]) + "-" + String([d(6), d(7)])
+            + "T" + String([d(9), d(10)]) + ":" + String([d(11), d(12)]) + ":" + String([d(13), d(14)]) + "Z"
+        return parseISO(iso)
     }
 
     /// Parses ISO-8601 with a UTC offset or Z ("2016-02-15T16:03:36+07:00", fractions

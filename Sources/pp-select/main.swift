@@ -16,23 +16,6 @@ func emit(_ line: String) throws {
     try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
 }
 
-/// "24h", "90m", "7d", "2w", "3600s" or plain seconds.
-func parseDuration(_ s: String) -> Double? {
-    guard let last = s.last else { return nil }
-    let unit: Double
-    var num = s
-    switch last {
-    case "s": unit = 1; num.removeLast()
-    case "m": unit = 60; num.removeLast()
-    case "h": unit = 3600; num.removeLast()
-    case "d": unit = 86_400; num.removeLast()
-    case "w": unit = 604_800; num.removeLast()
-    default: unit = 1
-    }
-    guard let v = Double(num), v >= 0, v.isFinite else { return nil }
-    return v * unit
-}
-
 /// The status to report when two parts of a run ended with `a` and `b`: a refusal (65) over a
 /// replaced poisoned deployment (1) over a decision (0) over nothing to do (2).
 func worse(_ a: ExitStatus, _ b: ExitStatus) -> ExitStatus {
@@ -121,7 +104,7 @@ struct PPSelect: ParsableCommand {
     var deploy: String?
 
     func validate() throws {
-        guard parseDuration(since) != nil else { throw ValidationError("--since: not a duration: \(since)") }
+        guard Clock.duration(since) != nil else { throw ValidationError("--since: not a duration: \(since)") }
         guard EvalResult.isValidMetric(metric) else { throw ValidationError("--metric: unknown metric \(metric)") }
         if minGain < 0 || tolerance < 0 { throw ValidationError("--min-gain and --tolerance must be >= 0") }
         if bootstrap < 0 { throw ValidationError("--bootstrap must be >= 0") }
@@ -148,7 +131,7 @@ struct PPSelect: ParsableCommand {
                 if dryRun || st == .corrupt { return status }
             }
             do {
-                if let (rec, st) = try sel.select(since: parseDuration(since)!) {
+                if let (rec, st) = try sel.select(since: Clock.duration(since)!) {
                     try sel.commit(rec)
                     status = worse(status, st)
                 } else {
