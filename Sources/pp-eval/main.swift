@@ -58,7 +58,8 @@ struct PPEval: ParsableCommand {
         discussion: """
         pp-eval CKPT prints one JSON result and stores it as evals/<ckpt>--<run>--<evalset16>.json \
         (with a per-example .pex file beside it, for pp-select's bootstrap). \
-        --pending scores every checkpoint of every run, and the deployed one, that has no result \
+        --pending scores every checkpoint that selection can still choose (created within --since, \
+        default 24h, and every run's newest) and the deployed one, that has no result \
         for the current holdout set, one JSON line each. Formats: docs/formats.md.
 
         EXIT STATUS: 0 done, 2 nothing to do (no pending checkpoint, no holdout examples), \
@@ -91,8 +92,11 @@ struct Score: ParsableCommand {
     @Flag(name: .customLong("no-store"), help: "Print the result without storing it under evals/.")
     var noStore = false
 
-    @Flag(name: .long, help: "Score every checkpoint that has no result for the current holdout set.")
+    @Flag(name: .long, help: "Score every checkpoint that selection can still choose and that has no result for the current holdout set.")
     var pending = false
+
+    @Option(name: .long, help: ArgumentHelp("With --pending: checkpoints created within this window (s, m, h, d, w; as pp-select --since), each run's newest and the deployed one; `all` for every checkpoint.", valueName: "duration"))
+    var since = "24h"
 
     @Option(name: .long, help: ArgumentHelp("Print the chain of parents of this checkpoint and the shards each trained on.", valueName: "ckpt"))
     var lineage: String?
@@ -102,6 +106,7 @@ struct Score: ParsableCommand {
         if modes != 1 { throw ValidationError("give exactly one of CKPT, --pending, --lineage CKPT") }
         if recentDays < 1 { throw ValidationError("--recent-days must be at least 1") }
         if pending && !data.isEmpty { throw ValidationError("--pending scores the holdout set; --data is for one CKPT") }
+        if since != "all" && Clock.duration(since) == nil { throw ValidationError("--since: not a duration: \(since)") }
     }
 
     func run() throws {
@@ -126,12 +131,21 @@ struct Score: ParsableCommand {
         }
     }
 
-    /// Every checkpoint of every run, plus the deployed one, resolved, without duplicates.
-    static func allCheckpoints(_ root: Root) throws -> [String] {
+    /// The checkpoints selection can still choose, plus the deployed one, resolved, without
+    /// duplicates: of every run, those created at or after `from` (by the stamp in their name;
+    /// nil = all) and its newest. Older ones are never scored again: pp-select's window
+    /// (--since) would not consider them, so a growing holdout set does not make the work grow
+    /// with the history (issue 13).
+    static func allCheckpoints(_ root: Root, from: Double? = nil) throws -> [String] {
         var out: [String] = [], seen = Set<String>()
         for run in try FileIO.list(root.runs) {
             let dir = root.checkpoints(run: run)
-            for f in try FileIO.list(dir) where f.hasSuffix(".ppc") {
+            let names = try FileIO.list(dir).filter { $0.hasSuffix(".ppc") }.sorted()
+            for f in names {
+                if let from, f != names.last {
+                    let parts = f.split(separator: "-")
+                    if parts.count >= 3, let t = Clock.parseStamp(parts[1]), Double(t) < from { continue }
+                }
                 let p = dir + "/" + f
                 if seen.insert(FileIO.realPath(p) ?? p).inserted { out.append(p) }
             }
@@ -146,7 +160,8 @@ struct Score: ParsableCommand {
         defer { lock.release() }
         let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
         let log = Log.make(tool)
-        let todo = try Score.allCheckpoints(root).filter { p in
+        let from = since == "all" ? nil : Clock.now() - Clock.duration(since)!
+        let todo = try Score.allCheckpoints(root, from: from).filter { p in
             let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) ?? ("", FileIO.split(p).name)
             // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.
             if id.run.isEmpty { return true }
