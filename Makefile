@@ -1,5 +1,5 @@
 # Perpetuum. `make demo` and `make test` do all their own set-up on a fresh Debian 12.
-# Targets: deps build test demo bench bench-quick install clean (see README.md).
+# Targets: deps build test demo bench bench-quick drift drift-quick install clean (see README.md).
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -23,7 +23,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-systemd demo bench bench-quick install man clean
+.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick install man clean
 
 all: build
 
@@ -43,6 +43,8 @@ test: deps
 	$(SWIFT) build $(TEST_FLAGS)
 	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
 	Tests/systemd/run.sh "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
+	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" python3 -m unittest -v bench/test_drift.py
+	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
 
 # The systemd units alone: static checks, then a real systemd in a container (as root; see
 # docs/operations.md, "How the units are tested"). PP_SYSTEMD_TEST=static|0 limits it.
@@ -58,6 +60,15 @@ bench: build
 
 bench-quick: build
 	PP_BIN="$(BIN)" BENCH_QUICK=1 bench/run.sh
+
+# make drift [STREAM=git|util-linux] [PERIOD=2023-2025] [STREAM_DIR=DIR NAME=NAME]: the week-by-
+# week replay of real streams through the tools beside weekly fastText retraining and Vowpal
+# Wabbit (bench/README.md, "make drift"); drift-quick: a few weeks, the output's shape only.
+drift: build
+	PP_BIN="$(BIN)" STREAM="$(STREAM)" PERIOD="$(PERIOD)" STREAM_DIR="$(STREAM_DIR)" NAME="$(NAME)" bench/drift.sh
+
+drift-quick: build
+	PP_BIN="$(BIN)" STREAM="$(STREAM)" PERIOD="$(PERIOD)" STREAM_DIR="$(STREAM_DIR)" NAME="$(NAME)" DRIFT_QUICK=1 bench/drift.sh
 
 # make install: the binaries, the systemd units, sysusers.d/tmpfiles.d entries, man pages
 # generated from the argument parsers (swift-argument-parser's generate-manual tool), bash/zsh/

@@ -11,8 +11,28 @@
 # `import torch` works on the CPU alone. Where no +cpu wheel can be found, we try the plain
 # wheel with --no-deps; if that cannot import without CUDA, the bench skips the PyTorch
 # comparison and says why.
+#
+# `bench/setup.sh drift` installs only what `make drift` needs (bench/requirements-drift.txt:
+# fastText, Vowpal Wabbit, matplotlib; no PyTorch), into the same venv, with its own stamp.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+if [ "${1:-}" = drift ]; then
+    VENV=venv
+    STAMP="$VENV/.drift-setup"
+    want="$(sha256sum requirements-drift.txt | cut -c1-16)"
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "bench/setup.sh: creating bench/$VENV" >&2
+        "${PYTHON:-python3}" -m venv "$VENV"
+    fi
+    echo "bench/setup.sh: installing the drift references and matplotlib (bench/requirements-drift.txt)" >&2
+    "$VENV/bin/pip" install -q -r requirements-drift.txt
+    "$VENV/bin/python" -c 'import fasttext, vowpalwabbit, matplotlib' \
+        || { echo "bench/setup.sh: fasttext/vowpalwabbit/matplotlib do not import" >&2; exit 1; }
+    echo "$want" > "$STAMP"
+    exit 0
+fi
 
 TORCH_VERSION=2.13.0
 VENV=venv
