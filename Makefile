@@ -20,7 +20,7 @@ RELEASE := -c release $(CPU_FLAGS)
 TEST_FLAGS := -c release $(CPU_FLAGS) -Xswiftc -enable-testing --scratch-path .build-test
 BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
-APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3
+APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick install man clean
@@ -43,7 +43,8 @@ test: deps
 	$(SWIFT) build $(TEST_FLAGS)
 	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
 	Tests/systemd/run.sh "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
-	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" python3 -m unittest -v bench/test_drift.py
+	bench/setup.sh drift
+	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" bench/venv/bin/python -m unittest -v bench/test_drift.py
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
 
 # The systemd units alone: static checks, then a real systemd in a container (as root; see

@@ -35,7 +35,14 @@ struct DecisionRecord: Codable, Equatable {
     var ci: [Double]?
     var bootstrap: Int?
     var minGain: Double?
+    /// The gate (noninferior | better) and, for noninferior, its margin.
+    var gate: String?
+    var margin: Double?
     var tolerance: Double?
+    /// Candidate - deployed on the old slice (the forgetting meter), positive = better.
+    var oldChange: Double?
+    /// Age of the checkpoint deployed before the decision, in days.
+    var deployedAgeDays: Double?
     var candidates: [Scored]?
     var regressions: [Regression]?
     /// Candidates refused (corrupt checkpoint, unreadable result), with the reason.
@@ -47,7 +54,9 @@ struct DecisionRecord: Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case schema, at, decision, reason, metric, evalset, deployed, previous, winner, gain, ci, bootstrap
-        case tolerance, candidates, regressions, rejected, deleted, poisoned
+        case tolerance, candidates, regressions, rejected, deleted, poisoned, gate, margin
+        case oldChange = "old_change"
+        case deployedAgeDays = "deployed_age_days"
         case dryRun = "dry_run"
         case deployedPath = "deployed_path"
         case previousPath = "previous_path"

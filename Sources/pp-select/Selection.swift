@@ -1,22 +1,46 @@
-// pp-select's decision: is the best candidate really better than what is deployed? Pure
-// logic over stored eval results and their per-example files; no file is changed here.
-// Rules (docs/formats.md, "selections.jsonl"):
-//  1. both results must be on the same eval set (same hash, same recent/old slicing);
-//  2. gain = candidate - deployed on the metric (sign flipped for log_loss and ece) must be
-//     at least --min-gain; a gain of 0 is a tie and keeps what is deployed;
-//  3. a paired bootstrap over the slice's examples (same resampled examples for both) must
-//     put the 95% interval of the gain above 0;
-//  4. no label with support >= --label-min-support in the slice may lose more than
-//     --tolerance F1, and the old slice may not lose more than --tolerance on the metric.
+// pp-select's decision: may the newest good candidate replace what is deployed? Pure logic
+// over stored eval results and their per-example files; no file is changed here.
+// Two gates (docs/formats.md, "selections.jsonl"); both first require
+//  1. both results on the same eval set (same hash, same recent/old slicing).
+// `noninferior` (the default, issue 13: "deploy the newest checkpoint when it is at least as
+// good"): the candidate is the newest one, and
+//  2. it is refused only when it is worse, materially and significantly: gain = candidate -
+//     deployed on the metric (sign flipped for log_loss and ece) below -margin, and the paired
+//     bootstrap's 95% interval of the gain entirely below 0 (without a bootstrap, the gain
+//     alone). The burden of proof is on the deployed model: on a stream the newer one has
+//     trained on data that the holdout, mostly older, under-represents, and a small holdout
+//     can rarely prove that two neighbouring checkpoints are within a margin of each other;
+//  3. the old slice (the forgetting meter) blocks only a large, significant loss: more than
+//     --old-tolerance, with its own 95% interval below 0;
+//  4. a label with support >= --label-min-support blocks only when its F1 falls by more than
+//     --label-block; smaller losses beyond --tolerance are reported, not blocking.
+// `better` (the rule before issue 13; on a stream it keeps a stale model): the best-ranked
+// candidate must gain at least --min-gain with the interval above 0, and no label nor the old
+// slice may lose more than --tolerance.
 
 import Shared
 
+enum Gate: String, CaseIterable {
+    case noninferior, better
+}
+
 struct SelectConfig {
-    var metric = "recent.macro_f1"
+    var gate = Gate.noninferior
+    var metric = "accuracy"
+    /// noninferior: a loss larger than this, significant, refuses the candidate.
+    var margin = 0.01
+    /// better: the smallest gain that promotes.
     var minGain = 0.005
+    /// Per-label F1 losses beyond this are reported (better: they and the old slice block).
     var tolerance = 0.02
+    /// noninferior: the old slice blocks when it loses more than this, significantly.
+    var oldTolerance = 0.05
+    /// noninferior: a label blocks when its F1 falls by more than this.
+    var labelBlock = 0.25
     var bootstrap = 1000
     var labelMinSupport = 20
+    /// A deployed model older than this is flagged in every keep decision (and in the log).
+    var maxAgeDays = 7.0
     var seed: UInt64 = 1
 
     var slice: String { EvalResult.splitMetric(metric).slice }
@@ -37,6 +61,8 @@ struct Comparison {
     var labelRegressions: [Regression]
     /// Loss on the old slice, when beyond the tolerance.
     var oldRegression: Regression?
+    /// Candidate - deployed on the old slice (positive = better), the forgetting meter.
+    var oldChange: Double?
     var promote: Bool
     var reason: String
 }
@@ -106,6 +132,87 @@ enum Selection {
     /// Compares a candidate with the deployed checkpoint and says whether to promote.
     static func compare(candidate: EvalResult, deployed: EvalResult, config: SelectConfig,
                         examples: (EvalResult) throws -> ExampleFile) throws -> Comparison {
+        switch config.gate {
+        case .better: return try compareBetter(candidate: candidate, deployed: deployed, config: config, examples: examples)
+        case .noninferior: return try compareNoninferior(candidate: candidate, deployed: deployed, config: config, examples: examples)
+        }
+    }
+
+    /// The label losses beyond `tolerance` (reported) among labels with enough support.
+    static func labelRegressions(_ cs: SliceMetrics, _ ds: SliceMetrics, config: SelectConfig, beyond: Double) -> [Regression] {
+        var regs: [Regression] = []
+        for (label, d) in ds.labels.sorted(by: { $0.key < $1.key }) where d.support >= config.labelMinSupport {
+            let c = cs.labels[label]?.f1 ?? 0
+            if c < d.f1 - beyond { regs.append(Regression(label: label, deployed: d.f1, candidate: c, support: d.support)) }
+        }
+        return regs
+    }
+
+    /// Gate `noninferior`: rules 2-4 of the header.
+    static func compareNoninferior(candidate: EvalResult, deployed: EvalResult, config: SelectConfig,
+                                   examples: (EvalResult) throws -> ExampleFile) throws -> Comparison {
+        try checkComparable(candidate, deployed)
+        let slice = config.slice, name = config.name
+        guard let cv = candidate.metric(config.metric), let dv = deployed.metric(config.metric),
+              let cs = candidate.slice(slice), let ds = deployed.slice(slice) else {
+            throw PPError("unknown metric \(config.metric)", status: .usage)
+        }
+        let gain = improvement(name, candidate: cv, deployed: dv)
+        let reported = labelRegressions(cs, ds, config: config, beyond: config.tolerance)
+        var why: [String] = []
+        var ci: (lo: Double, hi: Double)? = nil
+        var worse = gain < -config.margin
+        if worse && config.bootstrap > 0 {
+            let c = try bootstrap(try examples(candidate), try examples(deployed), slice: slice, metric: name,
+                                  rounds: config.bootstrap, seed: config.seed)
+            ci = c
+            worse = c.hi < 0
+        }
+        if worse {
+            why.append("worse: gain \(fmt(gain)) below -margin \(fmt(config.margin))"
+                       + (ci.map { ", 95% interval [\(fmt($0.lo)), \(fmt($0.hi))] below 0" } ?? ""))
+        }
+        var oldChange: Double? = nil
+        var oldReg: Regression? = nil
+        if slice != "old", let co = candidate.old.value(name), let dO = deployed.old.value(name) {
+            let d = improvement(name, candidate: co, deployed: dO)
+            oldChange = d
+            if d < -config.oldTolerance {
+                let significant: Bool
+                if config.bootstrap > 0 {
+                    let c = try bootstrap(try examples(candidate), try examples(deployed), slice: "old", metric: name,
+                                          rounds: config.bootstrap, seed: config.seed)
+                    significant = c.hi < 0
+                } else {
+                    significant = true
+                }
+                if significant {
+                    oldReg = Regression(label: "old." + name, deployed: dO, candidate: co, support: deployed.old.examples)
+                    why.append("forgetting: old.\(name) \(fmt(d)), beyond old-tolerance \(fmt(config.oldTolerance)) and significant")
+                }
+            }
+        }
+        let blocking = reported.filter { $0.deployed - $0.candidate > config.labelBlock }
+        if !blocking.isEmpty {
+            why.append("F1 collapse beyond label-block \(fmt(config.labelBlock)) on " + blocking.map(\.label).joined(separator: ", "))
+        }
+        let promote = why.isEmpty
+        var reason: String
+        if promote {
+            reason = gain == 0 ? "as good: same \(config.metric)" : "at least as good: gain \(fmt(gain)) on \(config.metric)"
+            if let c = ci { reason += " (below -margin, but the 95% interval [\(fmt(c.lo)), \(fmt(c.hi))] includes 0)" }
+        } else {
+            reason = why.joined(separator: "; ")
+        }
+        if let d = oldChange { reason += "; old.\(name) \(d >= 0 ? "+" : "")\(fmt(d))" }
+        if !reported.isEmpty && blocking.isEmpty { reason += "; F1 down beyond tolerance (not blocking) on " + reported.map(\.label).joined(separator: ", ") }
+        return Comparison(gain: gain, ci: ci, labelRegressions: reported, oldRegression: oldReg, oldChange: oldChange,
+                          promote: promote, reason: reason)
+    }
+
+    /// Gate `better`: the rule before issue 13.
+    static func compareBetter(candidate: EvalResult, deployed: EvalResult, config: SelectConfig,
+                              examples: (EvalResult) throws -> ExampleFile) throws -> Comparison {
         try checkComparable(candidate, deployed)
         let slice = config.slice, name = config.name
         guard let cv = candidate.metric(config.metric), let dv = deployed.metric(config.metric),
@@ -114,15 +221,14 @@ enum Selection {
         }
         let gain = improvement(name, candidate: cv, deployed: dv)
 
-        var regs: [Regression] = []
-        for (label, d) in ds.labels.sorted(by: { $0.key < $1.key }) where d.support >= config.labelMinSupport {
-            let c = cs.labels[label]?.f1 ?? 0
-            if c < d.f1 - config.tolerance { regs.append(Regression(label: label, deployed: d.f1, candidate: c, support: d.support)) }
-        }
+        let regs = labelRegressions(cs, ds, config: config, beyond: config.tolerance)
         var oldReg: Regression? = nil
-        if slice != "old", let co = candidate.old.value(name), let dO = deployed.old.value(name),
-           improvement(name, candidate: co, deployed: dO) < -config.tolerance {
-            oldReg = Regression(label: "old." + name, deployed: dO, candidate: co, support: deployed.old.examples)
+        var oldChange: Double? = nil
+        if slice != "old", let co = candidate.old.value(name), let dO = deployed.old.value(name) {
+            oldChange = improvement(name, candidate: co, deployed: dO)
+            if oldChange! < -config.tolerance {
+                oldReg = Regression(label: "old." + name, deployed: dO, candidate: co, support: deployed.old.examples)
+            }
         }
 
         var ci: (Double, Double)? = nil
@@ -142,7 +248,8 @@ enum Selection {
         let promote = why.isEmpty
         let reason = promote ? "better by \(fmt(gain)) on \(config.metric)" + (ci.map { ", 95% interval [\(fmt($0.0)), \(fmt($0.1))]" } ?? "")
                              : why.joined(separator: "; ")
-        return Comparison(gain: gain, ci: ci, labelRegressions: regs, oldRegression: oldReg, promote: promote, reason: reason)
+        return Comparison(gain: gain, ci: ci, labelRegressions: regs, oldRegression: oldReg, oldChange: oldChange,
+                          promote: promote, reason: reason)
     }
 
     static func fmt(_ x: Double) -> String {

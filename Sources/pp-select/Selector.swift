@@ -88,6 +88,28 @@ struct Selector {
         }
     }
 
+    /// The order candidates are tried in: newest first for the `noninferior` gate (the newest
+    /// good checkpoint is the one to deploy), best first by the metric for `better`.
+    func candidateOrder(_ c: [EvalResult]) -> [EvalResult] {
+        guard config.gate == .noninferior else { return ranked(c) }
+        return c.sorted { a, b in
+            let x = Clock.parseISO(a.checkpointCreatedAt) ?? 0, y = Clock.parseISO(b.checkpointCreatedAt) ?? 0
+            if x != y { return x > y }
+            if a.step != b.step { return a.step > b.step }
+            return a.checkpoint > b.checkpoint
+        }
+    }
+
+    /// Days since the checkpoint at `rel` was created (its result's time, else its name's stamp).
+    func ageDays(_ rel: String, result: EvalResult?) -> Double? {
+        let t = result.flatMap { Clock.parseISO($0.checkpointCreatedAt) }
+            ?? EvalNames.checkpointID(path: rel).flatMap { id in
+                let parts = id.file.split(separator: "-")
+                return parts.count >= 3 ? Clock.parseStamp(parts[1]) : nil
+            }
+        return t.map { max(0, now - Double($0)) / 86_400 }
+    }
+
     /// Chooses among the results of the window on the current eval set; nil = nothing to do.
     /// The status is .corrupt when a candidate had to be refused.
     func select(since: Double) throws -> (DecisionRecord, ExitStatus)? {
@@ -107,8 +129,11 @@ struct Selector {
         rec.previous = dep.map(Selector.id); rec.previousPath = dep
         rec.deployed = rec.previous; rec.deployedPath = dep
         rec.previousScore = depResult?.metric(config.metric)
-        rec.minGain = config.minGain; rec.tolerance = config.tolerance; rec.bootstrap = config.bootstrap
-        let order = ranked(window)
+        rec.gate = config.gate.rawValue
+        if config.gate == .better { rec.minGain = config.minGain } else { rec.margin = config.margin }
+        rec.tolerance = config.tolerance; rec.bootstrap = config.bootstrap
+        rec.deployedAgeDays = dep.flatMap { ageDays($0, result: depResult) }.map { ($0 * 1000).rounded() / 1000 }
+        let order = candidateOrder(window)
         rec.candidates = order.map { Scored(checkpoint: $0.checkpoint, path: $0.path, step: $0.step, score: $0.metric(config.metric)) }
 
         var rejected: [[String: String]] = []
@@ -149,9 +174,14 @@ struct Selector {
         if let o = cmp.oldRegression { regs.append(o) }
         if !regs.isEmpty { rec.regressions = regs }
         rec.reason = cmp.reason
+        rec.oldChange = cmp.oldChange
         if cmp.promote {
             rec.decision = "promote"
             rec.deployed = w.checkpoint; rec.deployedPath = w.path
+        } else if let age = rec.deployedAgeDays, age > config.maxAgeDays {
+            // Never silently stale: past the maximum age, the decision says why it is kept.
+            rec.reason = "deployed model is \(Selection.fmt(age)) days old, past max-age \(Selection.fmt(config.maxAgeDays)) days; kept because: " + rec.reason
+            Log.make("pp-select").warning("\(rec.reason)")
         }
         return (rec, status)
     }

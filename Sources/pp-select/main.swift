@@ -51,13 +51,17 @@ func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
 struct PPSelect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pp-select",
-        abstract: "Deploy the best evaluated checkpoint, only when it is really better.",
+        abstract: "Deploy the newest evaluated checkpoint when it is at least as good as the deployed one.",
         discussion: """
         Considers every checkpoint of the window (--since) with a result on the current holdout \
-        set, picks the best by --metric, and compares it with the deployed checkpoint on the same \
-        eval set: it is promoted only if the gain is at least --min-gain, a paired bootstrap over \
-        examples puts the 95% interval of the gain above 0, and no label (support >= \
-        --label-min-support) nor the old slice loses more than --tolerance. Ties keep the deployed one.
+        set and compares it with the deployed checkpoint on the same eval set. Gate noninferior \
+        (the default): the newest candidate is promoted unless it is worse on --metric by more than \
+        --margin with a paired bootstrap's 95% interval of the gain below 0; the old slice \
+        (forgetting) blocks only a loss beyond --old-tolerance that is significant, a label only an \
+        F1 loss beyond --label-block (support >= --label-min-support); smaller losses are reported \
+        in the decision. Gate better (the rule before): the best candidate, only when its gain is \
+        at least --min-gain with the interval above 0 and no label nor the old slice loses more than \
+        --tolerance. A keep decision on a deployed model older than --max-age says so.
 
         Never deploys poison: a checkpoint whose full lineage (pp-eval --lineage) holds a \
         quarantined shard or one listed in any run's suspects.json is refused; if the deployed \
@@ -79,14 +83,29 @@ struct PPSelect: ParsableCommand {
     @Option(help: ArgumentHelp("Consider checkpoints created within this window (s, m, h, d, w).", valueName: "duration"))
     var since = "24h"
 
-    @Option(help: "Metric to rank by: [recent.|old.]accuracy, top5_accuracy, macro_f1, weighted_f1, log_loss, ece.")
-    var metric = "recent.macro_f1"
+    @Option(help: "noninferior: deploy the newest good checkpoint when it is at least as good (within --margin); better: the best one, only when significantly better by --min-gain.")
+    var gate = "noninferior"
 
-    @Option(name: .customLong("min-gain"), help: "Smallest gain on the metric that promotes.")
+    @Option(help: "Metric to compare on: [recent.|old.]accuracy, top5_accuracy, macro_f1, weighted_f1, log_loss, ece.")
+    var metric = "accuracy"
+
+    @Option(help: "noninferior: a loss on --metric larger than this, with its 95% interval below 0, refuses the candidate.")
+    var margin = 0.01
+
+    @Option(name: .customLong("min-gain"), help: "better: smallest gain on the metric that promotes.")
     var minGain = 0.005
 
-    @Option(help: "Largest per-label F1 (and old-slice metric) loss allowed.")
+    @Option(help: "Per-label F1 losses beyond this are reported (better: they and an old-slice loss block).")
     var tolerance = 0.02
+
+    @Option(name: .customLong("old-tolerance"), help: "noninferior: an old-slice loss beyond this blocks when significant.")
+    var oldTolerance = 0.05
+
+    @Option(name: .customLong("label-block"), help: "noninferior: a per-label F1 loss beyond this blocks.")
+    var labelBlock = 0.25
+
+    @Option(name: .customLong("max-age"), help: ArgumentHelp("A deployed model older than this is flagged in every keep decision (s, m, h, d, w).", valueName: "duration"))
+    var maxAge = "7d"
 
     @Option(help: "Bootstrap rounds for the gain's 95% interval (0 = off).")
     var bootstrap = 1000
@@ -106,7 +125,11 @@ struct PPSelect: ParsableCommand {
     func validate() throws {
         guard Clock.duration(since) != nil else { throw ValidationError("--since: not a duration: \(since)") }
         guard EvalResult.isValidMetric(metric) else { throw ValidationError("--metric: unknown metric \(metric)") }
-        if minGain < 0 || tolerance < 0 { throw ValidationError("--min-gain and --tolerance must be >= 0") }
+        if minGain < 0 || tolerance < 0 || margin < 0 || oldTolerance < 0 || labelBlock < 0 {
+            throw ValidationError("--min-gain, --margin, --tolerance, --old-tolerance and --label-block must be >= 0")
+        }
+        guard Gate(rawValue: gate) != nil else { throw ValidationError("--gate: expected noninferior or better") }
+        guard Clock.duration(maxAge) != nil else { throw ValidationError("--max-age: not a duration: \(maxAge)") }
         if bootstrap < 0 { throw ValidationError("--bootstrap must be >= 0") }
         if let k = keepDays, k < 0 { throw ValidationError("--keep-days must be >= 0") }
     }
@@ -114,8 +137,9 @@ struct PPSelect: ParsableCommand {
     func run() throws {
         let root = rootOptions.resolved
         var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
-        sel.config = SelectConfig(metric: metric, minGain: minGain, tolerance: tolerance, bootstrap: bootstrap,
-                                  labelMinSupport: labelMinSupport)
+        sel.config = SelectConfig(gate: Gate(rawValue: gate)!, metric: metric, margin: margin, minGain: minGain, tolerance: tolerance,
+                                  oldTolerance: oldTolerance, labelBlock: labelBlock, bootstrap: bootstrap,
+                                  labelMinSupport: labelMinSupport, maxAgeDays: Clock.duration(maxAge)! / 86_400)
         try locked(root) {
             sel.poisonGuard = try guardFor(root)
             defer { if !dryRun { do { try sel.publishMetrics() } catch { Log.fail(tool, "metrics: \(error)") } } }

@@ -10,12 +10,75 @@ final class SelectionTests: XCTestCase {
     let truths: [UInt32] = (0..<400).map { $0 % 4 == 3 ? 1 : 0 }
     func ck(_ i: Int) -> String { "ckpt-20261126T0\(i)0000Z-00000000000\(i).ppc" }
 
-    func selector(_ root: Root, corrupt: Set<String> = [], metric: String = "accuracy") -> Selector {
+    /// The tests written for the `better` gate pass it; the default gate is `noninferior`.
+    func selector(_ root: Root, corrupt: Set<String> = [], metric: String = "accuracy", gate: Gate = .better) -> Selector {
         var s = Selector(root: root, verify: { p in
             if corrupt.contains(FileIO.split(p).name) { throw PPError.corrupt(p, "checksum mismatch") }
         })
         s.config.metric = metric
+        s.config.gate = gate
         return s
+    }
+
+    func testDefaultsAreTheStreamGate() {
+        let c = SelectConfig()
+        XCTAssertEqual(c.gate, .noninferior)
+        XCTAssertEqual(c.metric, "accuracy")
+    }
+
+    func testNoninferiorDeploysTheNewestWhenAtLeastAsGood() throws {
+        let (root, hash) = try Fixture.root("noninf")
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let s = selector(root, gate: .noninferior)
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<80)), file: ck(1), step: 1)
+        try deploy(s, ck(1))
+        // ck2 scores better, ck3 (newest) the same as the deployed one: ck3 is deployed.
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<60)), file: ck(2), step: 2)
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<80)), file: ck(3), step: 3)
+        var (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "promote", r.reason)
+        XCTAssertEqual(r.winner?.checkpoint, "main/\(ck(3))")
+        XCTAssertEqual(r.gate, "noninferior")
+        XCTAssertTrue(r.reason.contains("as good"), r.reason)
+        XCTAssertNotNil(r.oldChange)
+        try s.commit(r)
+        // A slightly worse newest one (2 more wrong of 400) is within the margin.
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<82)), file: ck(4), step: 4)
+        (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "promote", r.reason)
+        XCTAssertLessThan(r.gain!, 0)
+        try s.commit(r)
+        // 6 more wrong of 400 net (beyond the margin; 6 better, 12 worse), but the interval includes 0: promoted.
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(6..<94)), file: ck(5), step: 5)
+        (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "promote", r.reason)
+        XCTAssertLessThan(r.ci![0], 0)
+        XCTAssertTrue(r.reason.contains("includes 0"), r.reason)
+    }
+
+    func testNoninferiorKeepsASignificantlyWorseOneAndSaysWhenTheDeployedIsStale() throws {
+        let (root, hash) = try Fixture.root("noninf-worse")
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        var s = selector(root, gate: .noninferior)
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<40)), file: ck(1), step: 1,
+                           created: Clock.iso(Clock.now() - 10 * 86_400))
+        try deploy(s, ck(1))
+        try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<100)), file: ck(2), step: 2)
+        var (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "keep")
+        XCTAssertTrue(r.reason.contains("worse"), r.reason)
+        XCTAssertTrue(r.reason.contains("past max-age"), r.reason)
+        XCTAssertEqual(r.deployedAgeDays!, 10, accuracy: 0.01)
+        // Forgetting alone: with a wide margin, the old slice's large significant loss blocks.
+        s.config.margin = 0.5
+        (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "keep")
+        XCTAssertTrue(r.reason.contains("forgetting"), r.reason)
+        // A loss on the old slice within --old-tolerance does not block.
+        s.config.oldTolerance = 0.2
+        (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "promote", r.reason)
+        XCTAssertEqual(r.oldChange!, -0.15, accuracy: 1e-12)
     }
 
     /// Deploys `file` through a manual deploy decision.
