@@ -41,6 +41,7 @@ extension Checkpoint {
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(buf[16..<(16 + ml)])) } catch {
             throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
         }
+        try checkMeta(meta, path: path)
         guard wantVocabulary else { return (meta, nil) }
         let at = 16 + ml
         guard try fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
