@@ -133,7 +133,7 @@ public final class Checkpoint {
     /// with a one-line reason ("ckpt-...ppc: checksum mismatch") on any defect.
     public static func load(path: String) throws -> Checkpoint {
         let file: [UInt8]
-        do { file = try FileIO.readAll(path) } catch let e as PPError {
+        do { file = try FileIO.readAll(path, regularOnly: true) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
         return try decode(file, path: path)

@@ -111,10 +111,14 @@ public final class ChunkReader {
     public private(set) var bytesRead = 0
 
     /// Opens `path` ("-" reads standard input). Compression is detected from the first bytes.
-    public init(path: String, chunk: Int = 1 << 20) throws {
+    /// `regularOnly` refuses anything but a regular file (FileIO.openRegular).
+    public init(path: String, chunk: Int = 1 << 20, regularOnly: Bool = false) throws {
         self.path = path
-        if path == "-" {
+        if path == "-" && !regularOnly {
             fd = 0; ownsFD = false
+        } else if regularOnly {
+            fd = try FileIO.openRegular(path)
+            ownsFD = true
         } else {
             fd = open(path, O_RDONLY | O_CLOEXEC)
             if fd < 0 { throw PPError.io(path, "open", errno: errno) }

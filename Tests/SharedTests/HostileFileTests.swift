@@ -298,3 +298,31 @@ final class HostileFileTests: XCTestCase {
         XCTAssertEqual(out?.count ?? 0, 0)
     }
 }
+
+/// A corrupt shard in holdout/ is skipped (with an error) rather than failing the whole
+/// eval set; its bytes stay in the set's hash so `--pending` keeps finding its results.
+final class HostileHoldoutTests: XCTestCase {
+    func testCorruptHoldoutShardIsSkippedNotFatal() throws {
+        let dir = try TestSupport.tempDir("holdout")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var w = ShardWriter()
+        for i in 0..<10 { w.append(label: "l\(i % 2)", ts: nil, tokens: ["t\(i)"]) }
+        let h = ShardHeader(split: "holdout", examples: 0, tokens: 0, labels: [], labelCounts: [], sourceName: "w",
+                            sourceSHA256: String(repeating: "0", count: 64), sourceBytes: 1, part: 0, parts: 1,
+                            ingestedAt: "2026-11-26T00:00:00Z", tsMin: nil, tsMax: nil)
+        var raw = try Zstd.decompress(try w.finish(header: h, level: 1))
+        try FileIO.publish(try Zstd.compress(raw, level: 1), to: dir + "/a-000.pps")
+        let at = 16 + Int(raw.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian })
+        withUnsafeBytes(of: UInt64.max.littleEndian) { for (i, x) in $0.enumerated() { raw[at + i] = x } }
+        try FileIO.publish(try Zstd.compress(raw, level: 1), to: dir + "/b-000.pps")
+        let paths = [dir + "/a-000.pps", dir + "/b-000.pps"]
+
+        XCTAssertThrowsError(try EvalSet.load(paths, source: "x")) { XCTAssertEqual(($0 as? PPError)?.status, .corrupt) }
+        var warnings: [String] = []
+        let set = try EvalSet.load(paths, source: "holdout", skipCorrupt: true, warn: { warnings.append($0) })
+        XCTAssertEqual(set.count, 10)
+        XCTAssertEqual(set.hash, try EvalSet.hashShards(paths))
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertTrue(warnings.first?.contains("b-000.pps") ?? false, "\(warnings)")
+    }
+}
