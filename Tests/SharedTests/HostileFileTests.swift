@@ -119,16 +119,24 @@ final class HostileFileTests: XCTestCase {
     /// (the recency list, the dense layers) before anything was checked.
     func testHugeDimensionsInTheConfigAreRefused() throws {
         let raw = try rawCheckpoint()
-        try refusesCheckpoint(try withMeta(raw) { $0.config.vocabCapacity = Int(Int32.max) - 3000 }, "vocab_capacity must be in 0...")
-        try refusesCheckpoint(try withMeta(raw) { $0.config.vocabCapacity = 1 << 25; $0.config.bucket = 3000 }, "more than the")
-        try refusesCheckpoint(try withMeta(raw) { $0.config.hidden = 1 << 31 }, "hidden must be in 0...")
+        // The section agrees with the meta, as a consistent writer's would: the old reader
+        // allocated the recency list (16 GiB) or the dense layers (77 GiB) from them.
+        var b = try withMeta(raw) { $0.config.vocabCapacity = Int(Int32.max) - 3000 }
+        put(&b, sections(b)["VOCB"]!, UInt64(Int(Int32.max) - 3000))
+        try refusesCheckpoint(b, "vocab_capacity must be in 0...")
+        b = try withMeta(raw) { $0.config.vocabCapacity = 1 << 25; $0.config.bucket = 3000 }
+        put(&b, sections(b)["VOCB"]!, UInt64(1 << 25))
+        try refusesCheckpoint(b, "more than the")
+        b = try withMeta(raw) { $0.config.hidden = 1 << 31 }
+        put(&b, sections(b)["DENS"]! + 4, UInt32(1 << 31))
+        try refusesCheckpoint(b, "hidden must be in 0...")
         try refusesCheckpoint(try withMeta(raw) { $0.config.bucket = Int(Int32.max) - 40 }, "more than the")
         try refusesCheckpoint(try withMeta(raw) { $0.config.dim = 4096; $0.config.bucket = 1 << 30 }, "2^35 floats")
         try refusesCheckpoint(try withMeta(raw) { $0.config.wordNgrams = Int.max }, "word_ngrams")
         try refusesCheckpoint(try withMeta(raw) { $0.config.maxn = 1 << 40 }, "maxn")
         // A hidden width within the limits that the DENS section does not hold: refused from
         // the section's length, before the layers are allocated.
-        var b = try withMeta(raw) { $0.config.hidden = 65_536 }
+        b = try withMeta(raw) { $0.config.hidden = 65_536 }
         put(&b, sections(b)["DENS"]! + 4, UInt32(65_536))
         try refusesCheckpoint(b, "dense weights")
     }
@@ -167,8 +175,9 @@ final class HostileFileTests: XCTestCase {
         let raw = try rawCheckpoint()
         let dir = try TestSupport.tempDir("hostile")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for (i, b) in [try withMeta(raw) { $0.config.vocabCapacity = Int(Int32.max) - 3000 },
-                       try withMeta(raw) { $0.config.hidden = 1 << 31 }].enumerated() {
+        var big = try withMeta(raw) { $0.config.vocabCapacity = Int(Int32.max) - 3000 }
+        put(&big, sections(big)["VOCB"]!, UInt64(Int(Int32.max) - 3000))
+        for (i, b) in [big, try withMeta(raw) { $0.config.hidden = 1 << 31 }].enumerated() {
             let p = dir + "/c\(i).ppc"
             try FileIO.publish(try Zstd.compress(b, level: 1), to: p)
             XCTAssertThrowsError(try Checkpoint.readHead(path: p, vocabulary: true)) { e in
@@ -181,6 +190,14 @@ final class HostileFileTests: XCTestCase {
     /// file is refused or loads; none may trap. A loaded one is also used (predict).
     func testMutatedCheckpointsNeverCrash() throws {
         let raws = [try rawCheckpoint(), try rawCheckpoint(hidden: 4)]
+        // Where the u64/u32 fields sit (section lengths, counts, dimensions): a third of the
+        // value mutations land on one, as a writer's bug or a bit flip in memory would.
+        let fields: [[Int]] = raws.map { r in
+            let s = sections(r)
+            return ["VOCB", "DENS", "INPT", "OPTM", "TRNR"].map { s[$0]! - 8 }
+                + [s["VOCB"]!, s["VOCB"]! + 8, s["DENS"]!, s["DENS"]! + 4, s["DENS"]! + 8,
+                   s["INPT"]!, s["INPT"]! + 8, s["INPT"]! + 12, s["OPTM"]!, s["TRNR"]! + 32, s["TRNR"]! + 40]
+        }
         var rng = SplitMix64(state: 15)
         let interesting: [UInt64] = [0, 1, 0x7F, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF, 1 << 31, 1 << 32, 1 << 62, 1 << 63, UInt64.max, UInt64.max - 1]
         var refused = 0, loaded = 0
@@ -195,7 +212,9 @@ final class HostileFileTests: XCTestCase {
                 default:
                     // An interesting u64 or u32 value over a field-sized span.
                     let v = interesting[Int(rng.next() % UInt64(interesting.count))]
-                    if at + 8 <= b.count { put(&b, at, v) } else if at + 4 <= b.count { put(&b, at, UInt32(truncatingIfNeeded: v)) }
+                    let f = fields[i % 2]
+                    if rng.next() % 3 == 0 { put(&b, f[Int(rng.next() % UInt64(f.count))], v) }
+                    else if at + 8 <= b.count { put(&b, at, v) } else if at + 4 <= b.count { put(&b, at, UInt32(truncatingIfNeeded: v)) }
                 }
             }
             let bytes = try Zstd.compress(b, level: 1)
