@@ -284,12 +284,13 @@ final class HostileFileTests: XCTestCase {
 
     func testMutatedShardsNeverCrash() throws {
         let raw = try rawShard()
+        let recordSize = 16 + Int(u32(raw, 12))   // the u64 record byte count
         var rng = SplitMix64(state: 1515)
         var refused = 0
         for i in 0..<400 {
             var b = raw
             for _ in 0..<(1 + Int(rng.next() % 3)) {
-                let at = Int(rng.next() % UInt64(b.count))
+                let at = rng.next() % 4 == 0 ? recordSize : Int(rng.next() % UInt64(b.count))
                 if rng.next() % 2 == 0 { b[at] = UInt8(truncatingIfNeeded: rng.next()) } else if at + 8 <= b.count {
                     put(&b, at, [UInt64.max, 1 << 63, 0xFFFF_FFFF, 1 << 40][Int(rng.next() % 4)])
                 }
