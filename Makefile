@@ -23,7 +23,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick install man clean
+.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick install man clean fuzz fuzz-smoke
 
 all: build
 
@@ -46,6 +46,16 @@ test: deps
 	bench/setup.sh drift
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" bench/venv/bin/python -m unittest -v bench/test_drift.py
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
+
+# libFuzzer targets (Fuzz/, tools/fuzz.sh): checkpoint and shard readers, the input parser,
+# control.json, policy.json, selections.jsonl; each FUZZ_SECONDS (default 600) from the seed
+# corpus in Fuzz/corpus. fuzz-smoke: 20 s each. A crash fails the target.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) tools/fuzz.sh
+
+fuzz-smoke: deps
+	FUZZ_SECONDS=20 SWIFT=$(SWIFT) tools/fuzz.sh
 
 # The systemd units alone: static checks, then a real systemd in a container (as root; see
 # docs/operations.md, "How the units are tested"). PP_SYSTEMD_TEST=static|0 limits it.
@@ -119,4 +129,4 @@ man: $(if $(filter command line,$(origin BIN)),,build)
 	for t in $(TOOLS); do "$$tool" "$(BIN)/$$t" --date "$$date" --output-directory $(MANOUT) || exit 1; done
 
 clean:
-	rm -rf .build .build-test demo/root bench/work
+	rm -rf .build .build-test .build-fuzz demo/root bench/work

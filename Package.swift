@@ -4,6 +4,16 @@
 // atomic I/O, the tokenizer, the model and its checkpoint format.
 import PackageDescription
 
+// libFuzzer targets (Fuzz/Targets, issue 15), only with PP_FUZZ=1: tools/fuzz.sh builds them
+// with -sanitize=fuzzer,address -parse-as-library, and without those flags they cannot link
+// (libFuzzer supplies main), so ordinary builds never see them. Each target is one main.swift
+// plus, for the tools' own parsers, symbolic links to their source files in Sources/.
+let fuzzTargets: [Target] = Context.environment["PP_FUZZ"] == "1"
+    ? ["checkpoint", "shard", "input", "control", "policy", "selections"].map {
+        .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared"], path: "Fuzz/Targets/fuzz-\($0)")
+    }
+    : []
+
 let package = Package(
     name: "Perpetuum",
     platforms: [.macOS(.v13)],
@@ -43,7 +53,7 @@ let package = Package(
         .testTarget(name: "IngestTests", dependencies: ["Shared", "TestSupport", "pp-ingest"]),
         .testTarget(name: "TrainTests", dependencies: ["Shared", "TestSupport", "pp-train"]),
         .testTarget(name: "EvalTests", dependencies: ["Shared", "TestSupport", "pp-eval", "pp-select"]),
-    ],
+    ] + fuzzTargets,
     // Swift 5 language mode: the trainer's Hogwild tables are shared across threads on
     // purpose (see Sources/pp-train); strict Sendable checking would force wrappers around
     // every raw pointer without making the intentional races any safer.

@@ -61,19 +61,38 @@ struct ByteReader {
 
     func fail(_ reason: String) -> PPError { PPError.corrupt(path, reason) }
 
+    /// Bytes left before the end of this reader's range.
+    var remaining: Int { end - pos }
+
     mutating func need(_ n: Int) throws {
-        guard n >= 0, pos + n <= end else { throw fail("truncated (need \(n) bytes at offset \(pos), section ends at \(end))") }
+        guard n >= 0, n <= end - pos else { throw fail("truncated (need \(n) bytes at offset \(pos), section ends at \(end))") }
+    }
+    /// A u64 field that counts or sizes something, as an Int; a value >= 2^63 (no file can
+    /// hold that many of anything) is refused by name instead of trapping in Int(_:).
+    mutating func count(_ field: String) throws -> Int {
+        let v = try u64()
+        guard let n = Int(exactly: v) else { throw fail("\(field) \(v) out of range") }
+        return n
+    }
+    /// Checks that `n` items of `size` bytes each fit in what is left, before anything is
+    /// allocated for them (a count from the file is never trusted further than its length).
+    func fits(_ n: Int, of size: Int, _ field: String) throws {
+        let (bytes, o) = n.multipliedReportingOverflow(by: size)
+        guard n >= 0, !o, bytes <= end - pos else {
+            throw fail("\(field) \(n) needs more bytes than the \(end - pos) left")
+        }
     }
     mutating func u16() throws -> UInt16 { try need(2); defer { pos += 2 }; return UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt16.self)) }
     mutating func u32() throws -> UInt32 { try need(4); defer { pos += 4 }; return UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt32.self)) }
     mutating func u64() throws -> UInt64 { try need(8); defer { pos += 8 }; return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: pos, as: UInt64.self)) }
     mutating func bytes(_ n: Int) throws -> [UInt8] { try need(n); defer { pos += n }; return Array(UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + n)])) }
     mutating func floats(_ n: Int, into p: UnsafeMutablePointer<Float>) throws {
-        try need(n * 4)
+        try fits(n, of: 4, "float count")
         UnsafeMutableRawPointer(p).copyMemory(from: bytes.baseAddress! + pos, byteCount: n * 4)
         pos += n * 4
     }
     mutating func floats(_ n: Int) throws -> [Float] {
+        try fits(n, of: 4, "float count")
         var out = [Float](repeating: 0, count: n)
         try out.withUnsafeMutableBufferPointer { try floats(n, into: $0.baseAddress!) }
         return out
@@ -114,7 +133,7 @@ public final class Checkpoint {
     /// with a one-line reason ("ckpt-...ppc: checksum mismatch") on any defect.
     public static func load(path: String) throws -> Checkpoint {
         let file: [UInt8]
-        do { file = try FileIO.readAll(path) } catch let e as PPError {
+        do { file = try FileIO.readAll(path, regularOnly: true) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
         return try decode(file, path: path)
@@ -146,6 +165,20 @@ public final class Checkpoint {
         guard v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads \(version)") }
     }
 
+    /// The meta's values that other code indexes or allocates with: the config within the
+    /// documented limits (Trainer.validate, docs/formats.md "Limits") and the data cursor
+    /// (every position inside its shard, no negative count). Used by `parse` and `readHead`.
+    static func checkMeta(_ meta: CheckpointMeta, path: String) throws {
+        do { try Trainer.validate(meta.config) } catch let e as PPError { throw PPError.corrupt(path, e.message) }
+        for p in meta.cursor.shards {
+            guard p.examples >= 0, p.passes >= 0, p.position >= 0,
+                  p.position < p.examples || (p.position == 0 && p.examples == 0) else {
+                throw PPError.corrupt(path, "cursor of shard \(p.shard.name): position \(p.position), passes \(p.passes) of \(p.examples) examples")
+            }
+        }
+        guard meta.step >= 0, meta.tokens >= 0 else { throw PPError.corrupt(path, "negative step or tokens in meta") }
+    }
+
     static func parse(_ p: UnsafeRawBufferPointer, path: String) throws -> Checkpoint {
         var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
         try checkStart(p, path: path)
@@ -159,8 +192,14 @@ public final class Checkpoint {
             throw r.fail("unreadable meta JSON (\(error))")
         }
         let c = meta.config
-        do { try Trainer.validate(c) } catch let e as PPError { throw r.fail(e.message) }
+        try checkMeta(meta, path: path)
         let f = Features(config: c)
+        // The INPT bitmap alone holds ceil(rows / 8) bytes: a config that declares more rows
+        // than the rest of the file can describe is refused before anything is allocated for
+        // it (the vocabulary's recency list is 8 bytes per slot of capacity).
+        guard (f.rows + 7) / 8 <= r.remaining else {
+            throw r.fail("config declares \(f.rows) input rows (vocab_capacity \(c.vocabCapacity) + bucket \(c.bucket)), more than the \(r.remaining) bytes left can hold")
+        }
 
         var vr = try r.section("VOCB")
         // Evictions are in TRNR (read below); patch after.
@@ -172,15 +211,23 @@ public final class Checkpoint {
         guard dim == c.dim, hid == c.hidden else { throw r.fail("dense layers \(dim)/\(hid) do not match config dim \(c.dim) hidden \(c.hidden)") }
         guard L == meta.labels.count else { throw r.fail("\(L) output rows for \(meta.labels.count) labels") }
         guard Set(meta.labels).count == L else { throw r.fail("duplicate labels in meta") }
+        let denseCount = DenseLayers.size(dim: dim, hidden: hid, labels: L)
+        try dr.fits(denseCount, of: 4, "dense weights")
         var dense = DenseLayers(dim: dim, hidden: hid)
-        dense.flat = try dr.floats(DenseLayers.size(dim: dim, hidden: hid, labels: L))
+        dense.flat = try dr.floats(denseCount)
         try dr.expectEnd("DENS")
 
         var ir = try r.section("INPT")
-        let rows = Int(try ir.u64()), idim = Int(try ir.u32()), stored = Int(try ir.u64())
+        let rows = try ir.count("input rows"), idim = Int(try ir.u32()), stored = try ir.count("stored rows")
         guard rows == f.rows, idim == c.dim else { throw r.fail("input table \(rows) x \(idim), config says \(f.rows) x \(c.dim)") }
         guard stored <= rows else { throw r.fail("\(stored) stored rows of \(rows)") }
         let bitmap = try ir.bytes((rows + 7) / 8)
+        // Each stored row is dim floats plus one accumulator: the section must hold exactly
+        // that many bytes after the bitmap (checked before the table is mapped).
+        let (rowBytes, o1) = stored.multipliedReportingOverflow(by: (dim + 1) * 4)
+        guard !o1, rowBytes == ir.remaining else {
+            throw r.fail("input table: \(stored) stored rows of \(dim) floats need \(o1 ? "too many" : String(rowBytes)) bytes, the section has \(ir.remaining)")
+        }
         let table = RowTable(rows: rows, dim: dim)
         var seen = 0
         var storedRows = [Int]()
@@ -197,15 +244,15 @@ public final class Checkpoint {
         try ir.expectEnd("INPT")
 
         var or = try r.section("OPTM")
-        let nd = Int(try or.u64())
+        let nd = try or.count("optimiser state size")
         guard nd == dense.flat.count else { throw r.fail("optimiser state of \(nd) floats for \(dense.flat.count) dense weights") }
         let denseState = try or.floats(nd)
         try or.expectEnd("OPTM")
 
         var tr = try r.section("TRNR")
         let rng = RNG(state: [try tr.u64(), try tr.u64(), try tr.u64(), try tr.u64()])
-        let examples = Int(try tr.u64())
-        let evictions = Int(try tr.u64())
+        let examples = try tr.count("examples trained")
+        let evictions = try tr.count("vocabulary evictions")
         try tr.expectEnd("TRNR")
         vocab.setEvictions(evictions)
         try r.expectEnd("checkpoint")

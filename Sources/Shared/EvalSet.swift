@@ -129,7 +129,14 @@ public final class EvalSet {
     /// Reads and checks every file (a defect throws `.corrupt` naming the file) and hashes
     /// the set in the same pass. Shard files (.pps) are read as they are; any other file is a
     /// raw input: its bad lines are reported through `warn` and skipped, as pp-ingest skips them.
-    public static func load(_ paths: [String], source: String, warn: (String) -> Void = { _ in }) throws -> EvalSet {
+    ///
+    /// `skipCorrupt` (the root's holdout set): a shard that fails its checks is reported
+    /// through `warn` and contributes no examples, but its bytes stay in the set's hash, so
+    /// the hash is still `hashShards` of the folder (`--pending` finds its results) and every
+    /// checkpoint scored on this set was scored without it. One bad file in holdout/ must
+    /// not stop every evaluation.
+    public static func load(_ paths: [String], source: String, skipCorrupt: Bool = false,
+                            warn: (String) -> Void = { _ in }) throws -> EvalSet {
         var h = SHA256()
         h.update(data: hashPrefix)
         var shards: [Shard] = []
@@ -138,7 +145,9 @@ public final class EvalSet {
             if p.hasSuffix("." + Shard.fileExtension) {
                 let bytes = try FileIO.readAll(p)
                 digest = hex(SHA256.hash(data: bytes))
-                shards.append(try Shard(path: p, fileBytes: bytes))
+                do { shards.append(try Shard(path: p, fileBytes: bytes)) } catch let e as PPError where skipCorrupt && e.status == .corrupt {
+                    warn("skipping unreadable holdout shard: \(e.message)")
+                }
             } else {
                 let (s, d) = try rawShard(p, warn: warn)
                 shards.append(s)

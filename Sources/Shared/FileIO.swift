@@ -108,8 +108,10 @@ public enum FileIO {
 
     /// Reads a whole file into memory (read(2) in a loop). Meant for shards and checkpoints,
     /// whose size is bounded; inputs of any size go through `LineReader` instead.
-    public static func readAll(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// `regularOnly` refuses anything but a regular file (see `openRegular`), so a FIFO or a
+    /// device where a checkpoint is expected cannot hang or flood the reader.
+    public static func readAll(_ path: String, regularOnly: Bool = false) throws -> [UInt8] {
+        let fd = regularOnly ? try openRegular(path) : open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw PPError.io(path, "open", errno: errno) }
         defer { close(fd) }
         var st = stat()
@@ -125,6 +127,31 @@ public enum FileIO {
             out.append(contentsOf: chunk[0..<n])
         }
         return out
+    }
+
+    /// Opens `path` read-only if it is a regular file, else throws PPError(.corrupt) "not a
+    /// regular file". open(2) with O_NONBLOCK, so opening a FIFO does not wait for a writer;
+    /// fstat(2) checks the type; fcntl(2) clears O_NONBLOCK again. `followSymlinks: false`
+    /// adds O_NOFOLLOW: a symbolic link is refused too.
+    public static func openRegular(_ path: String, followSymlinks: Bool = true) throws -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
+        if fd < 0 {
+            if errno == ELOOP && !followSymlinks { throw PPError.corrupt(path, "a symbolic link, not a regular file") }
+            throw PPError.io(path, "open", errno: errno)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw PPError.corrupt(path, "not a regular file")
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
+    }
+
+    /// True when `path` itself (not a link's target) is a regular file (lstat(2)).
+    public static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     /// Creates `path` and any missing parents (mkdir(2)), like `mkdir -p`.

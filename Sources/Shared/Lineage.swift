@@ -20,7 +20,7 @@ extension Checkpoint {
     /// or length, PPError(.noInput) if it cannot be read.
     public static func readHead(path: String, vocabulary wantVocabulary: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
         let reader: ChunkReader
-        do { reader = try ChunkReader(path: path, chunk: 1 << 16) } catch let e as PPError {
+        do { reader = try ChunkReader(path: path, chunk: 1 << 16, regularOnly: true) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
         guard reader.isCompressed else { throw PPError.corrupt(path, "bad magic (not a zstd-compressed checkpoint)") }
@@ -41,6 +41,7 @@ extension Checkpoint {
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(buf[16..<(16 + ml)])) } catch {
             throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
         }
+        try checkMeta(meta, path: path)
         guard wantVocabulary else { return (meta, nil) }
         let at = 16 + ml
         guard try fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
@@ -73,18 +74,20 @@ public enum Lineage {
     }
 
     /// The file of a parent named "RUN/FILE": runs/RUN/checkpoints/FILE, else
-    /// runs/RUN/rewound/FILE; nil if neither exists. Other forms (a path given to --init
-    /// from outside the root) are taken as paths.
+    /// runs/RUN/rewound/FILE, when it is a regular file there (not a symbolic link, a FIFO or
+    /// a folder); nil otherwise. RUN and FILE are plain names (no "/", not "." or "..", no
+    /// dot-file). Any other form (an absolute path, as a run seeded by `--init` from outside
+    /// the root records) is nil too: a lineage walk never leaves the state folder, and the
+    /// ancestor counts as missing (an incomplete lineage, docs/formats.md).
     public static func resolveParent(_ name: String, root: Root) -> String? {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
-        if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty {
-            let run = String(parts[0]), file = String(parts[1])
-            for dir in [root.checkpoints(run: run), root.rewound(run: run)] where FileIO.exists(dir + "/" + file) {
-                return dir + "/" + file
-            }
-            return nil
+        guard parts.count == 2 else { return nil }
+        for p in parts where p.isEmpty || p.hasPrefix(".") { return nil }
+        let run = String(parts[0]), file = String(parts[1])
+        for dir in [root.checkpoints(run: run), root.rewound(run: run)] where FileIO.isRegularFile(dir + "/" + file) {
+            return dir + "/" + file
         }
-        return FileIO.exists(name) ? name : nil
+        return nil
     }
 
     /// Walks `meta.parent` from `checkpoint` (reading only the heads) and collects the shards.

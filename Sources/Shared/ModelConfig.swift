@@ -42,6 +42,27 @@ public struct Knobs: Codable, Equatable, Sendable {
     }
 }
 
+extension Knobs {
+    /// Why `lr` cannot be used, or nil. Checked in the precision the trainer uses (Float):
+    /// a Double that is finite and > 0 may still round to 0 (4.9e-324: trains nothing), to a
+    /// subnormal, or to infinity (1e39: the loss goes NaN) as a Float.
+    public static func problem(lr: Double) -> String? {
+        let f = Float(lr)
+        return lr.isFinite && f.isFinite && f.isNormal && f > 0 ? nil
+            : "lr must be a number > 0 that a 32-bit float holds (\(Float.leastNormalMagnitude)...\(Float.greatestFiniteMagnitude)), got \(lr)"
+    }
+
+    /// Why `dropout` cannot be used, or nil: in [0, 1) as a Float (0.99999999999 rounds to 1).
+    public static func problem(dropout: Double) -> String? {
+        let f = Float(dropout)
+        return dropout.isFinite && dropout >= 0 && f >= 0 && f < 1 ? nil : "dropout must be a number in [0, 1) (as a 32-bit float), got \(dropout)"
+    }
+
+    /// The first problem of these knobs, or nil (knobs read from a checkpoint are checked
+    /// like those from control.json and the command line).
+    public var problem: String? { Knobs.problem(lr: lr) ?? Knobs.problem(dropout: dropout) }
+}
+
 /// One change of a knob, as recorded in checkpoints.
 public struct KnobChange: Codable, Equatable, Sendable {
     public var step: Int

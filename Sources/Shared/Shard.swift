@@ -169,23 +169,38 @@ public struct Shard: Sendable {
         } catch {
             throw PPError.corrupt(path, "unreadable header: \(error)")
         }
-        let r = Int(u64(16 + h))
+        // Sizes and counts from the file are checked against its length before use: a u64
+        // >= 2^63 is refused (not trapped on), and no count is trusted beyond the bytes.
         let start = 24 + h
-        guard r >= 0, start + r + 8 == p.count else { throw PPError.corrupt(path, "truncated records (size field \(r), file \(p.count) bytes)") }
+        let rField = u64(16 + h)
+        guard let r = Int(exactly: rField), r <= p.count - start - 8 else {
+            throw PPError.corrupt(path, "truncated records (size field \(rField), file \(p.count) bytes)")
+        }
+        guard start + r + 8 == p.count else { throw PPError.corrupt(path, "truncated records (size field \(r), file \(p.count) bytes)") }
         guard Array(p[(start + r)...]) == Shard.endMagic else { throw PPError.corrupt(path, "bad end magic") }
+        let labelCount = header.labels.count
+        guard header.labelCounts.count == labelCount else {
+            throw PPError.corrupt(path, "header: \(header.labelCounts.count) label_counts for \(labelCount) labels")
+        }
+        // Every record takes at least 16 bytes.
+        guard header.examples >= 0, header.examples <= r / 16, header.tokens >= 0 else {
+            throw PPError.corrupt(path, "header: examples \(header.examples) / tokens \(header.tokens) impossible for \(r) record bytes")
+        }
         payload = p
         recordRange = start..<(start + r)
-        // Walk the records once: count and bounds must agree with the header.
+        // Walk the records once: count, label counts and bounds must agree with the header.
         var n = 0, o = start
-        let labelCount = header.labels.count
+        var perLabel = [Int](repeating: 0, count: labelCount)
         while o < start + r {
             guard o + 16 <= start + r else { throw PPError.corrupt(path, "record \(n) truncated") }
             let li = Int(u32(o)); let len = Int(u32(o + 12))
             guard li < labelCount else { throw PPError.corrupt(path, "record \(n): label index \(li) out of range") }
             o += 16 + len
             guard o <= start + r else { throw PPError.corrupt(path, "record \(n) truncated") }
+            perLabel[li] += 1
             n += 1
         }
+        guard perLabel == header.labelCounts else { throw PPError.corrupt(path, "header label_counts do not match the records") }
         guard n == header.examples else { throw PPError.corrupt(path, "header says \(header.examples) examples, found \(n)") }
     }
 

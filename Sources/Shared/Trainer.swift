@@ -154,17 +154,40 @@ public final class Trainer {
         BLASSetup.singleThreaded()
     }
 
+    /// The documented limits of a model config (docs/formats.md, "Limits"): a run cannot be
+    /// created beyond them and a checkpoint declaring more is refused before anything is
+    /// allocated for it. They bound what one file can make a reader allocate.
+    public enum Limits {
+        public static let dim = 4096
+        public static let hidden = 65_536
+        public static let vocabCapacity = 1 << 25
+        /// vocab_capacity + bucket (rows are addressed with 31 bits).
+        public static let rows = Int(Int32.max)
+        /// rows x dim: the input table's floats (its mapping is reserved lazily, but
+        /// 2^35 floats = 128 GiB is already more than any machine this runs on).
+        public static let tableFloats = 1 << 35
+        public static let wordNgrams = 16
+        public static let maxn = 32
+        public static let threads = 64
+    }
+
     static func validate(_ c: ModelConfig) throws {
         func bad(_ s: String) -> PPError { PPError("model config: \(s)", status: .usage) }
-        guard c.dim > 0 && c.dim <= 4096 else { throw bad("dim must be in 1...4096, got \(c.dim)") }
+        guard c.dim > 0 && c.dim <= Limits.dim else { throw bad("dim must be in 1...\(Limits.dim), got \(c.dim)") }
         guard c.bucket >= 0 else { throw bad("bucket must be >= 0") }
         guard c.bucket > 0 || (c.maxn <= 0 && c.wordNgrams <= 1) else { throw bad("bucket 0 needs maxn 0 and word_ngrams 1") }
-        guard c.vocabCapacity >= 0 else { throw bad("vocab_capacity must be >= 0") }
-        guard c.vocabCapacity + c.bucket <= Int(Int32.max) else { throw bad("vocab_capacity + bucket must fit in 31 bits") }
+        guard c.vocabCapacity >= 0 && c.vocabCapacity <= Limits.vocabCapacity else {
+            throw bad("vocab_capacity must be in 0...\(Limits.vocabCapacity), got \(c.vocabCapacity)")
+        }
+        guard c.bucket <= Limits.rows - c.vocabCapacity else { throw bad("vocab_capacity + bucket must fit in 31 bits") }
+        guard (c.vocabCapacity + c.bucket) * c.dim <= Limits.tableFloats else {
+            throw bad("(vocab_capacity + bucket) x dim must be at most 2^35 floats, got \(c.vocabCapacity + c.bucket) x \(c.dim)")
+        }
+        guard c.maxn <= Limits.maxn else { throw bad("maxn must be at most \(Limits.maxn), got \(c.maxn)") }
         guard c.maxn <= 0 || (c.minn >= 1 && c.minn <= c.maxn) else { throw bad("need 1 <= minn <= maxn (or maxn 0), got \(c.minn)...\(c.maxn)") }
-        guard c.wordNgrams >= 1 else { throw bad("word_ngrams must be >= 1") }
-        guard c.hidden >= 0 else { throw bad("hidden must be >= 0") }
-        guard c.threads >= 1 && c.threads <= 64 else { throw bad("threads must be in 1...64") }
+        guard c.wordNgrams >= 1 && c.wordNgrams <= Limits.wordNgrams else { throw bad("word_ngrams must be in 1...\(Limits.wordNgrams), got \(c.wordNgrams)") }
+        guard c.hidden >= 0 && c.hidden <= Limits.hidden else { throw bad("hidden must be in 0...\(Limits.hidden), got \(c.hidden)") }
+        guard c.threads >= 1 && c.threads <= Limits.threads else { throw bad("threads must be in 1...\(Limits.threads)") }
     }
 
     // MARK: Growth

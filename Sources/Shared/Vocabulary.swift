@@ -254,10 +254,12 @@ public final class Vocabulary {
 
     /// Reads what `serialize` wrote; `capacity` must match the model's.
     static func deserialize(_ r: inout ByteReader, capacity: Int, minCount: Int, evictions: Int) throws -> Vocabulary {
-        let cap = Int(try r.u64())
+        let cap = try r.count("vocabulary capacity")
         guard cap == capacity else { throw r.fail("vocabulary capacity \(cap), config says \(capacity)") }
-        let size = Int(try r.u64())
+        let size = try r.count("vocabulary size")
         guard size <= capacity else { throw r.fail("vocabulary size \(size) above capacity \(capacity)") }
+        // Each slot takes at least 6 bytes (u16 length, u32 in the recency list).
+        try r.fits(size, of: 6, "vocabulary size")
         let v = Vocabulary(capacity: capacity, minCount: minCount)
         var n = 1024
         while n < size * 2 + 2 { n *= 2 }
@@ -284,7 +286,8 @@ public final class Vocabulary {
         }
         // Rebuild the list: push from the tail end so order[0] ends at the head.
         for s in order.reversed() { v.pushFront(s) }
-        let nc = Int(try r.u64())
+        let nc = try r.count("vocabulary candidates")
+        try r.fits(nc, of: 12, "vocabulary candidates")
         for _ in 0..<nc {
             let k = try r.u64(), c = try r.u32()
             guard k != 0, c > 0, c < UInt32(Int32.max) else { throw r.fail("vocabulary candidate invalid") }

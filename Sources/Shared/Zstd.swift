@@ -49,7 +49,10 @@ public enum Zstd {
         // ZSTD_CONTENTSIZE_UNKNOWN = -1, ZSTD_CONTENTSIZE_ERROR = -2 (as UInt64)
         if size == UInt64.max - 1 { throw PPError("zstd: not a zstd frame", status: .corrupt) }
         if size != UInt64.max && size <= UInt64(limit) {
-            out.reserveCapacity(Int(size))
+            // The declared size is a hint from the file, not a promise: reserve at most what
+            // 64x the compressed bytes (plus 1 MiB) could hold, so a tiny frame declaring
+            // 64 GiB cannot make us allocate it up front. Beyond that the array grows.
+            out.reserveCapacity(min(Int(size), src.count.multipliedReportingOverflow(by: 64).partialValue + (1 << 20)))
         }
         guard let dctx = ZSTD_createDStream() else { throw PPError("zstd: out of memory") }
         defer { ZSTD_freeDStream(dctx) }
@@ -108,10 +111,14 @@ public final class ChunkReader {
     public private(set) var bytesRead = 0
 
     /// Opens `path` ("-" reads standard input). Compression is detected from the first bytes.
-    public init(path: String, chunk: Int = 1 << 20) throws {
+    /// `regularOnly` refuses anything but a regular file (FileIO.openRegular).
+    public init(path: String, chunk: Int = 1 << 20, regularOnly: Bool = false) throws {
         self.path = path
-        if path == "-" {
+        if path == "-" && !regularOnly {
             fd = 0; ownsFD = false
+        } else if regularOnly {
+            fd = try FileIO.openRegular(path)
+            ownsFD = true
         } else {
             fd = open(path, O_RDONLY | O_CLOEXEC)
             if fd < 0 { throw PPError.io(path, "open", errno: errno) }

@@ -41,7 +41,8 @@ func identity(path: String, meta: CheckpointMeta, root: Root) -> CheckpointIdent
 func loadEvalSet(data: [String], root: Root) throws -> EvalSet {
     let set: EvalSet
     if data.isEmpty {
-        set = try EvalSet.load(try EvalSet.holdoutPaths(root), source: "holdout")
+        set = try EvalSet.load(try EvalSet.holdoutPaths(root), source: "holdout", skipCorrupt: true,
+                               warn: { Log.make(tool).error("\($0)") })
     } else {
         let paths = try EvalSet.shardPaths(data)
         if paths.isEmpty { throw PPError("\(data.joined(separator: " ")): no shard files", status: .nothingToDo) }

@@ -92,7 +92,11 @@ enum History {
     /// from a newer schema) is skipped with a warning.
     static func read(_ path: String) throws -> [DecisionRecord] {
         guard FileIO.exists(path) else { return [] }
-        let bytes = try FileIO.readAll(path)
+        return parse(try FileIO.readAll(path), path: path)
+    }
+
+    /// The decisions in the bytes of a selections.jsonl (`read`; also the fuzz target's entry).
+    static func parse(_ bytes: [UInt8], path: String) -> [DecisionRecord] {
         var out: [DecisionRecord] = []
         let dec = JSONDecoder()
         for (i, line) in bytes.split(separator: 0x0A).enumerated() where !line.isEmpty {

@@ -1,7 +1,7 @@
 // control.json: the runtime knobs people set for a run (`pp-train set`, or by hand), read by
 // the running trainer. The file is a flat JSON object with any of the keys
-//   lr       learning rate, a finite number > 0
-//   dropout  dropout rate, a number in [0, 1)
+//   lr       learning rate, a number > 0 that a 32-bit float holds as a normal number
+//   dropout  dropout rate, a number in [0, 1) (also as a 32-bit float)
 //   pause    true stops training (the trainer keeps answering signals and writing status)
 // A missing key means "leave as it is". The file is replaced whole (FileIO.publish), never
 // edited in place. This file knows the format and its validation, not when it is read.
@@ -22,14 +22,11 @@ struct Control: Equatable {
 
     init(knobs: Knobs) { self.init(lr: knobs.lr, dropout: knobs.dropout, pause: knobs.pause) }
 
-    /// Checks one value; returns a reason when it is out of range.
-    static func check(lr: Double) -> String? {
-        lr.isFinite && lr > 0 ? nil : "lr must be a finite number > 0"
-    }
+    /// Checks one value; returns a reason when it is out of range (Knobs.problem: in the
+    /// Float precision the trainer uses).
+    static func check(lr: Double) -> String? { Knobs.problem(lr: lr) }
 
-    static func check(dropout: Double) -> String? {
-        dropout.isFinite && dropout >= 0 && dropout < 1 ? nil : "dropout must be a number in [0, 1)"
-    }
+    static func check(dropout: Double) -> String? { Knobs.problem(dropout: dropout) }
 
     /// Applies one `KEY=VALUE` from the command line; throws a one-line reason.
     mutating func set(_ assignment: String) throws {

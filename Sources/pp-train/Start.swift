@@ -87,6 +87,9 @@ enum Start {
     }
 
     static func fromCheckpoint(_ ck: Checkpoint, path: String, kind: String) throws -> StartPoint {
+        // The knobs stored in a checkpoint are checked like those of control.json: a run must
+        // not start (or resume) with a learning rate that trains nothing or diverges.
+        if let why = ck.meta.knobs.problem { throw PPError.corrupt(path, "knobs stored in the checkpoint: \(why)") }
         let t = try Trainer(checkpoint: ck)
         return StartPoint(trainer: t, config: ck.meta.config, knobs: ck.meta.knobs, step: ck.meta.step,
                           tokens: ck.meta.tokens, cursor: ck.meta.cursor, path: path, parent: parentName(path), kind: kind,

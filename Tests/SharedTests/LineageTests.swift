@@ -97,6 +97,51 @@ final class LineageTests: XCTestCase {
         XCTAssertEqual(m.missingParent, "gone/c0.ppc")
     }
 
+    /// Issue 15, item 11: the walk stays inside the root and reads regular files only. A
+    /// parent that is a FIFO outside the root used to hang it (open(2) waits for a writer);
+    /// a symbolic link in checkpoints/ used to be followed out of the root.
+    func testLineageStaysInsideTheRootAndRefusesNonRegularFiles() throws {
+        let dir = try TestSupport.tempDir("lineage")
+        let outside = try TestSupport.tempDir("outside")
+        defer { try? FileManager.default.removeItem(atPath: dir); try? FileManager.default.removeItem(atPath: outside) }
+        let root = Root(dir)
+        let t = try trainer()
+        let fifo = outside + "/fifo.ppc"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let away = try write(Root(outside), run: "x", file: "away.ppc", parent: nil, shards: ["outside-shard"], trainer: t)
+        try FileIO.makeDirectories(root.checkpoints(run: "main"))
+        XCTAssertEqual(symlink(away, root.checkpoints(run: "main") + "/link.ppc"), 0)
+        XCTAssertEqual(mkfifo(root.checkpoints(run: "main") + "/pipe.ppc", 0o600), 0)
+        _ = try write(root, run: "main", file: "base.ppc", parent: nil, shards: ["s0"], trainer: t)
+
+        for parent in [fifo, away, "main/link.ppc", "main/pipe.ppc", "main/../base.ppc", "../main/base.ppc", "x/away.ppc"] {
+            let c = try write(root, run: "main", file: "child.ppc", parent: parent, shards: ["s1"], trainer: t)
+            XCTAssertNil(Lineage.resolveParent(parent, root: root), parent)
+            // Run the walk where a hang can be seen: a FIFO would block open(2) for ever.
+            let done = DispatchSemaphore(value: 0)
+            final class Box: @unchecked Sendable { var result: Lineage.Result? }
+            let box = Box()
+            DispatchQueue.global().async { box.result = try? Lineage.of(checkpoint: c, root: root); done.signal() }
+            if done.wait(timeout: .now() + 10) == .timedOut {
+                XCTFail("lineage walk hangs on parent \(parent)")
+                let w = open(fifo, O_WRONLY | O_NONBLOCK); if w >= 0 { close(w) }   // let it go
+                continue
+            }
+            let l = try XCTUnwrap(box.result, parent)
+            XCTAssertEqual(l.shards.map(\.name), ["s1"], parent)
+            XCTAssertFalse(l.complete, parent)
+            XCTAssertEqual(l.missingParent, parent)
+        }
+        XCTAssertEqual(Lineage.resolveParent("main/base.ppc", root: root), root.checkpoints(run: "main") + "/base.ppc")
+        // A checkpoint path that is a FIFO is refused at once by both readers.
+        for read in [{ _ = try Checkpoint.readHead(path: fifo) }, { _ = try Checkpoint.load(path: fifo) }] {
+            XCTAssertThrowsError(try read()) { e in
+                XCTAssertEqual((e as? PPError)?.status, .corrupt, "\(e)")
+                XCTAssertTrue("\(e)".contains("not a regular file"), "\(e)")
+            }
+        }
+    }
+
     func testPoisonCollectsQuarantineAndSuspectsOfEveryRun() throws {
         let dir = try TestSupport.tempDir("lineage")
         defer { try? FileManager.default.removeItem(atPath: dir) }

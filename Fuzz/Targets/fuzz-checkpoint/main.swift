@@ -1,0 +1,18 @@
+// libFuzzer target: the checkpoint reader (Checkpoint.decode) on arbitrary bytes. Inputs
+// that are not a zstd frame are also tried as the decompressed layout (compressed here, so
+// the fuzzer reaches the section parser behind a valid checksum). Built by tools/fuzz.sh
+// with -parse-as-library: libFuzzer supplies main.
+import Shared
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    if let ck = try? Checkpoint.decode(bytes, path: "fuzz.ppc") {
+        _ = ck.model.predict(tokens: ["a", "b"])
+    }
+    if !bytes.starts(with: [0x28, 0xB5, 0x2F, 0xFD]), let z = try? Zstd.compress(bytes, level: 1),
+       let ck = try? Checkpoint.decode(z, path: "fuzz.ppc") {
+        _ = ck.model.predict(tokens: ["a", "b"])
+    }
+    return 0
+}

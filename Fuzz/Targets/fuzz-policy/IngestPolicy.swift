@@ -1,0 +1,1 @@
+../../../Sources/pp-ingest/Policy.swift

@@ -1,0 +1,1 @@
+../../../Sources/pp-train/Policy.swift
