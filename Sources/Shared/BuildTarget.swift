@@ -55,8 +55,9 @@ public enum BuildTarget {
             guard let bytes = try? FileIO.readAll("/proc/cpuinfo") else { return [] }
             text = String(decoding: bytes, as: UTF8.self)
         }
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
-        return Set(line.split(separator: " ").map(String.init))
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
+              let colon = line.firstIndex(of: ":") else { return [] }
+        return Set(line[line.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
     }
 
     /// A warning when this CPU has AVX2 and FMA but the build uses neither fully (nil when the
