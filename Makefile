@@ -7,17 +7,20 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR := $(DESTDIR)$(PREFIX)/bin
 
-# Code generation baseline. The sparse training loop needs a named target CPU for FMA/SIMD
-# (without it, each fused multiply-add becomes a libm call). We build for the machine we
-# build on: haswell (AVX2+FMA) where the CPU has it, else generic x86-64. A binary built
-# with haswell dies with SIGILL on a CPU without AVX2: set TARGET_CPU=x86-64 to build
-# portable binaries for older machines.
-TARGET_CPU ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo haswell || echo x86-64)
-CPU_FLAGS := $(if $(filter x86-64,$(TARGET_CPU)),,-Xswiftc -target-cpu -Xswiftc $(TARGET_CPU))
-RELEASE := -c release $(CPU_FLAGS)
+# Code generation baseline (issue 20). The sparse training loop needs a named target CPU for
+# FMA/SIMD: without one, each fused multiply-add becomes a libm call and training is ~3.5x
+# slower. Package.swift picks it (so a plain `swift build -c release` gets it too) from
+# PP_TARGET_CPU, which TARGET_CPU sets: unset = for the machine we build on (haswell where
+# /proc/cpuinfo has AVX2+FMA, else generic x86-64); TARGET_CPU=x86-64 = portable binaries for
+# older machines (a haswell binary dies with SIGILL on a CPU without AVX2); any other LLVM
+# CPU name (znver3, native, ...) is passed as -target-cpu. `pp-train --version` says what a
+# binary was built for. All builds share .build/release (BIN), so switching TARGET_CPU rebuilds.
+TARGET_CPU ?= $(PP_TARGET_CPU)
+export PP_TARGET_CPU := $(TARGET_CPU)
+RELEASE := -c release
 # Tests build in their own folder (release + -enable-testing for @testable imports), so the
 # installed binaries are never built with testing hooks.
-TEST_FLAGS := -c release $(CPU_FLAGS) -Xswiftc -enable-testing --scratch-path .build-test
+TEST_FLAGS := -c release -Xswiftc -enable-testing --scratch-path .build-test
 BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv

@@ -2,6 +2,7 @@
 // Perpetuum: perpetual model training as four small Unix tools that talk only through a
 // state folder (see docs/contract.md). Shared holds what two or more tools use: formats,
 // atomic I/O, the tokenizer, the model and its checkpoint format.
+import Foundation
 import PackageDescription
 
 // libFuzzer targets (Fuzz/Targets, issue 15), only with PP_FUZZ=1: tools/fuzz.sh builds them
@@ -13,6 +14,39 @@ let fuzzTargets: [Target] = Context.environment["PP_FUZZ"] == "1"
         .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared"], path: "Fuzz/Targets/fuzz-\($0)")
     }
     : []
+
+// The CPU the code is generated for (issue 20). Without a named target CPU, Swift compiles for
+// generic x86-64: the sparse training loop's fused multiply-adds become calls to libm's fmaf
+// and its SIMD is SSE only, and the trainer runs ~3.5x slower. So a plain
+// `swift build -c release` builds for the CPU it runs on, like `make build`:
+//   PP_TARGET_CPU unset, "" or "auto": haswell when /proc/cpuinfo lists avx2 and fma (x86_64
+//     hosts), else no flag. Such a binary dies with SIGILL on a CPU without AVX2/FMA.
+//   PP_TARGET_CPU=x86-64 (or "portable", "generic"): no flag, portable binaries.
+//   PP_TARGET_CPU=NAME: -target-cpu NAME (an LLVM CPU name: native, haswell, znver3, ...).
+// The flag goes to every target of this package (not to the dependencies), with
+// -DPP_TARGET_CPU=NAME for the C importer, so a binary can say what it was built for
+// (Shared/BuildTarget.swift; `pp-train --version`). unsafeFlags are fine for a root package;
+// this package is not meant to be a dependency of another. SwiftPM re-reads the manifest when
+// the environment changes, so switching PP_TARGET_CPU rebuilds with the new flags.
+func targetCPU() -> String? {
+    let asked = ProcessInfo.processInfo.environment["PP_TARGET_CPU"]?.trimmingCharacters(in: .whitespaces) ?? ""
+    switch asked.lowercased() {
+    case "x86-64", "x86_64", "portable", "generic", "none": return nil
+    case "", "auto":
+        #if arch(x86_64)
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(line.split(separator: " "))
+        return flags.contains("avx2") && flags.contains("fma") ? "haswell" : nil
+        #else
+        return nil
+        #endif
+    default: return asked
+    }
+}
+let cpuSettings: [SwiftSetting] = targetCPU().map { cpu in
+    [.unsafeFlags(["-target-cpu", cpu, "-Xcc", "-DPP_TARGET_CPU=\(cpu)"])]
+} ?? []
 
 let package = Package(
     name: "Perpetuum",
@@ -42,17 +76,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: cpuSettings
         ),
-        .executableTarget(name: "pp-ingest", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "pp-train", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")]),
-        .executableTarget(name: "pp-eval", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "pp-select", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
-        .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"]),
-        .testTarget(name: "IngestTests", dependencies: ["Shared", "TestSupport", "pp-ingest"]),
-        .testTarget(name: "TrainTests", dependencies: ["Shared", "TestSupport", "pp-train"]),
-        .testTarget(name: "EvalTests", dependencies: ["Shared", "TestSupport", "pp-eval", "pp-select"]),
+        .executableTarget(name: "pp-ingest", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-train", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-eval", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-select", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport", swiftSettings: cpuSettings),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"], swiftSettings: cpuSettings),
+        .testTarget(name: "IngestTests", dependencies: ["Shared", "TestSupport", "pp-ingest"], swiftSettings: cpuSettings),
+        .testTarget(name: "TrainTests", dependencies: ["Shared", "TestSupport", "pp-train"], swiftSettings: cpuSettings),
+        .testTarget(name: "EvalTests", dependencies: ["Shared", "TestSupport", "pp-eval", "pp-select"], swiftSettings: cpuSettings),
     ] + fuzzTargets,
     // Swift 5 language mode: the trainer's Hogwild tables are shared across threads on
     // purpose (see Sources/pp-train); strict Sendable checking would force wrappers around

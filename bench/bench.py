@@ -989,6 +989,16 @@ def versions():
     return v
 
 
+def build():
+    """What the binaries under test were compiled for (`pp-train --version`, issue 20): a build
+    without a target CPU trains ~3.5x slower, so every figure must say which build made it."""
+    try:
+        r = subprocess.run([os.path.join(PP_BIN, "pp-train"), "--version"], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    except OSError:
+        return None
+
+
 def save(doc):
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     tmp = OUT + ".tmp"
@@ -1021,7 +1031,7 @@ def header(doc):
     return (f"Perpetuum bench, {doc['date']}, {doc['machine']['cpu']}, {doc['machine']['cores']} cores"
             f"{' (quick)' if doc['quick'] else ''}; data {doc['config']['data']}: {d['rep_tokens']} training "
             f"tokens a pass x {doc['config']['passes']} passes, {doc['config']['reps']} round(s), "
-            f"{d['test_examples']} test examples")
+            f"{d['test_examples']} test examples" + (f"; {doc['build']}" if doc.get("build") else ""))
 
 
 def main():
@@ -1034,7 +1044,7 @@ def main():
         os.remove(p)
     started = time.time()
     doc = {"schema": 1, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "quick": QUICK, "machine": machine(), "versions": versions(),
+           "quick": QUICK, "machine": machine(), "versions": versions(), "build": build(),
            "config": {"data": os.path.relpath(DATA, REPO) if DATA.startswith(REPO) else os.path.basename(DATA),
                       "reps": REPS, "passes": PASSES, "min_tokens": MIN_TOKENS, "lr": LR,
                       "lr_hidden": LR_HIDDEN, "torch_lrs_tried": TORCH_LRS, "dim": DIM,
@@ -1042,6 +1052,7 @@ def main():
                       "threads": THREADS, "holdout": HOLDOUT, "accuracy_noise": ACC_NOISE},
            "rows": []}
     say(f"{'quick' if QUICK else 'full'} run: {REPS} round(s), {PASSES} passes, data {DATA}")
+    say(f"binaries: {doc['build'] or 'pp-train --version failed (built before issue 20?)'}")
     D = prepare()
     doc["data"] = {k: v for k, v in D.info.items() if k not in ("key", "source")}
     steps = [("1a", lambda: c1_linear(D, 0, 0, "w2")), ("1b", lambda: c1_linear(D, 3, 6, "char")),

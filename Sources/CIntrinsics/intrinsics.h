@@ -31,4 +31,43 @@ static inline __attribute__((always_inline)) pp_float8 pp_sqrt8(pp_float8 x) {
     return __builtin_elementwise_sqrt(x);
 }
 
+/// What the code of the Swift module that calls these was generated for (issue 20). The Swift
+/// compiler's C importer sees the same -target-cpu as the Swift code, so these macros are the
+/// real code-generation facts of the calling module, not an echo of a setting: with no target
+/// CPU, __FMA__ is undefined and every fused multiply-add in the trainer is a call to fmaf.
+/// PP_TARGET_CPU is the CPU name Package.swift passed (-Xcc -DPP_TARGET_CPU=NAME), "" if none.
+static inline __attribute__((always_inline)) int pp_built_with_fma(void) {
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline __attribute__((always_inline)) int pp_built_with_avx2(void) {
+#if defined(__AVX2__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline __attribute__((always_inline)) int pp_built_with_avx512f(void) {
+#if defined(__AVX512F__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#define PP_STRINGIFY_(x) #x
+#define PP_STRINGIFY(x) PP_STRINGIFY_(x)
+static inline __attribute__((always_inline)) const char *pp_built_target_cpu(void) {
+#if defined(PP_TARGET_CPU)
+    return PP_STRINGIFY(PP_TARGET_CPU);
+#else
+    return "";
+#endif
+}
+
 #endif

@@ -67,6 +67,7 @@ struct PPEval: ParsableCommand {
         64 usage, 65 corrupt checkpoint or shard (no result written), 66 no such file, \
         74 I/O error.
         """,
+        version: BuildTarget.versionLine("pp-eval"),
         subcommands: [Score.self, Predict.self],
         defaultSubcommand: Score.self
     )

@@ -13,6 +13,7 @@ struct PPIngest: ParsableCommand {
             `pp-ingest` alone runs `pp-ingest ingest` (see `pp-ingest ingest --help`). Formats, \
             outputs and exit codes: docs/formats.md.
             """,
+        version: BuildTarget.versionLine("pp-ingest"),
         subcommands: [IngestCommand.self, CatCommand.self, QuarantineCommand.self, ReleaseCommand.self],
         defaultSubcommand: IngestCommand.self
     )

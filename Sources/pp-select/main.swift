@@ -75,6 +75,7 @@ struct PPSelect: ParsableCommand {
         no clean one could replace it, or --deploy CKPT has a poisoned lineage, 66 no such \
         checkpoint, 69 not built yet, 74 I/O error.
         """,
+        version: BuildTarget.versionLine("pp-select"),
         subcommands: [Rollback.self]
     )
 

@@ -21,6 +21,7 @@ struct PPTrain: ParsableCommand {
             or suspects.json; 66 no such --init file; 74 I/O error; 75 another pp-train holds the run. \
             See docs/operations.md, section pp-train.
             """,
+        version: BuildTarget.versionLine("pp-train"),
         subcommands: [Train.self, SetKnobs.self, ShowStatus.self, Rewind.self, Unsuspect.self],
         defaultSubcommand: Train.self
     )
@@ -101,6 +102,10 @@ struct Train: ParsableCommand {
     func run() throws {
         let log = Log.make("pp-train")
         BLASSetup.logCore(log)
+        // What the hot loop was compiled for, and a warning when this CPU could run a faster
+        // build (issue 20: a plain build is ~3.5x slower and would otherwise say nothing).
+        log.info("compiled for \(BuildTarget.summary)", metadata: ["version": "\(BuildTarget.version)", "build": "\(BuildTarget.configuration)"])
+        if let w = BuildTarget.slowBuildWarning(cpuFlags: BuildTarget.cpuFlags()) { log.warning("\(w)") }
         let root = rootOptions.resolved
         let runName = runOption.run
         do {
