@@ -401,7 +401,9 @@ struct Selector {
         if r.decision == "retention" {
             for p in r.deleted ?? [] where FileIO.exists(absolute(p)) {
                 // The head first, durably: a crash in between leaves both, never neither.
-                try Checkpoint.keepHead(of: absolute(p), root: root)
+                do { try Checkpoint.keepHead(of: absolute(p), root: root) } catch let e as PPError where e.status == .corrupt {
+                    Log.fail("pp-select", "retention: \(e.message): deleted without its head; lineages through it are incomplete")
+                }
                 try FileIO.removeDurably(absolute(p))
             }
         }
