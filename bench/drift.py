@@ -57,6 +57,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 STRATEGIES = ["P-dep", "P-new", "B1", "O", "F", "V"]
 REFS = ["B1", "O", "F", "V"]
+# The pp-train unit's PP_TRAIN_FLAGS in the replay: the defaults but for the hash buckets.
+# With the default 2M buckets (and char n-grams) a checkpoint of these streams is 100-260 MB,
+# and loading it in each tool makes one replayed week cost 20-40 s (issue 19): the replay
+# would take hours. 200k buckets is what a team would set for a stream of a few thousand
+# examples a year; the references get the same bucket count.
+DEFAULT_TRAIN_FLAGS = "--bucket 200000"
 DAY = 86400
 WEEK = 7 * DAY
 DELIVER_AFTER = 3600          # a week's file lands one hour after the week ends
@@ -275,6 +281,7 @@ class Tools:
         self.seq = 0
         self.env = dict(os.environ, PP_ROOT=root, PP_CLOCK_FILE=clock_file)
         self.now = None
+        self.train_flags = []
 
     def set_clock(self, t):
         tmp = self.clock_file + ".tmp"
@@ -313,7 +320,7 @@ class Daemon:
         self.t = tools
         self.err = open(os.path.join(tools.logs, "pp-train-daemon.err"), "wb")
         self.out = open(os.path.join(tools.logs, "pp-train-daemon.out"), "wb")
-        self.p = subprocess.Popen([os.path.join(tools.bin, "pp-train"), "--run", "main"], stdin=subprocess.DEVNULL,
+        self.p = subprocess.Popen([os.path.join(tools.bin, "pp-train"), "--run", "main"] + tools.train_flags, stdin=subprocess.DEVNULL,
                                   stdout=self.out, stderr=self.err, env=tools.env)
         self.status_path = os.path.join(tools.root, "runs", "main", "status.json")
         # Its signal handlers are installed before its first status.json: until then a
@@ -407,6 +414,7 @@ class Perpetuum:
             os.makedirs(d)
         os.makedirs(os.path.join(self.root, "inbox"))
         self.tools = Tools(os.path.abspath(args.bin), self.root, os.path.join(work, "clock"), self.logs)
+        self.tools.train_flags = args.train_flags.split()
         self.ingest = {"accepted": 0, "quarantined": 0, "other": 0, "quarantined_weeks": [], "warmup_quarantined": 0}
         self.daemon = None
         self.scratch = os.path.join(work, "scratch")
@@ -578,7 +586,7 @@ def ref_worker(spec_path):
     def ft_train(path, lr, epoch):
         t0 = time.process_time()
         m = fasttext.train_supervised(path, lr=lr, epoch=epoch, wordNgrams=2, dim=100, minCount=1, thread=1,
-                                      seed=rng_seed, verbose=0)
+                                      bucket=spec.get("bucket", 2_000_000), seed=rng_seed, verbose=0)
         return m, time.process_time() - t0
 
     def ft_predict(m, i):
@@ -682,6 +690,9 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--plot")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--train-flags", default=DEFAULT_TRAIN_FLAGS,
+                    help="PP_TRAIN_FLAGS of the pp-train unit for this replay (default: %(default)s)")
+    ap.add_argument("--bucket", type=int, default=None, help="fastText's bucket count for B1/O/F (default: --bucket of --train-flags, else 2000000)")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ref_worker:
@@ -724,7 +735,12 @@ def main():
         os.remove(ref_out)
     ref_dir = os.path.join(work, "refs")
     os.makedirs(ref_dir, exist_ok=True)
-    spec = {"weeks": cal_spec, "first_eval": first_eval_index, "work": ref_dir, "out": ref_out, "seed": a.seed, "quick": a.quick}
+    bucket = a.bucket
+    if bucket is None:
+        fl = a.train_flags.split()
+        bucket = int(fl[fl.index("--bucket") + 1]) if "--bucket" in fl else 2_000_000
+    spec = {"weeks": cal_spec, "first_eval": first_eval_index, "work": ref_dir, "out": ref_out, "seed": a.seed, "quick": a.quick,
+            "bucket": bucket}
     with open(os.path.join(work, "refs.spec.json"), "w") as f:
         json.dump(spec, f)
     ref_err = open(os.path.join(work, "refs.err"), "wb")
@@ -858,7 +874,7 @@ def report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp
         "perpetuum": dict(perp, pipeline_cpu_seconds=round(pipeline, 3),
                           deployed_age_days_mean=sum(valid_ages) / len(valid_ages) if valid_ages else None,
                           clean_weeks_quarantined=perp["ingest"]["quarantined"],
-                          flags="shipped defaults (pp-train no flags, pp-ingest, pp-eval --pending, pp-select)"),
+                          flags=f"pp-train {a.train_flags} (PP_TRAIN_FLAGS); pp-ingest, pp-eval --pending, pp-select as the units run them"),
         "fasttext": tuning, "weekly": weekly, "seconds": round(secs, 1), "machine": machine(),
         "commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

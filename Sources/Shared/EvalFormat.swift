@@ -82,6 +82,9 @@ public struct EvalResult: Equatable, Sendable {
     public var evalsetSource: String
     public var evalsetFiles: Int
     public var recentDays: Int
+    /// When set, the slices were cut by count (pp-eval --recent-examples, the default): the
+    /// newest and the oldest this many examples; `recentDays` is then 0.
+    public var recentExamples: Int? = nil
     /// Slice bounds, ISO-8601 UTC: recent = examples at or after `recentFrom`, old = at or
     /// before `oldTo`.
     public var recentFrom: String
@@ -153,7 +156,7 @@ public struct EvalResult: Equatable, Sendable {
 
 extension EvalResult: Codable {
     static let fixedKeys = ["schema", "checkpoint", "run", "path", "step", "checkpoint_created_at", "evaluated_at",
-                            "evalset", "evalset_source", "evalset_files", "recent_days", "recent_from", "old_to",
+                            "evalset", "evalset_source", "evalset_files", "recent_days", "recent_examples", "recent_from", "old_to",
                             "seconds", "examples_per_second", "examples_file", "recent", "old"]
 
     public func encode(to encoder: Encoder) throws {
@@ -169,6 +172,7 @@ extension EvalResult: Codable {
         try c.encode(evalsetSource, forKey: JSONKey("evalset_source"))
         try c.encode(evalsetFiles, forKey: JSONKey("evalset_files"))
         try c.encode(recentDays, forKey: JSONKey("recent_days"))
+        if let n = recentExamples { try c.encode(n, forKey: JSONKey("recent_examples")) }
         try c.encode(recentFrom, forKey: JSONKey("recent_from"))
         try c.encode(oldTo, forKey: JSONKey("old_to"))
         try c.encode(seconds, forKey: JSONKey("seconds"))
@@ -196,6 +200,7 @@ extension EvalResult: Codable {
         evalsetSource = try c.decode(String.self, forKey: JSONKey("evalset_source"))
         evalsetFiles = try c.decode(Int.self, forKey: JSONKey("evalset_files"))
         recentDays = try c.decode(Int.self, forKey: JSONKey("recent_days"))
+        recentExamples = try c.decodeIfPresent(Int.self, forKey: JSONKey("recent_examples"))
         recentFrom = try c.decode(String.self, forKey: JSONKey("recent_from"))
         oldTo = try c.decode(String.self, forKey: JSONKey("old_to"))
         seconds = try c.decode(Double.self, forKey: JSONKey("seconds"))

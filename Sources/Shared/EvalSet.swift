@@ -70,9 +70,34 @@ public final class EvalSet {
     /// The old slice ends here: `days` after the oldest example.
     public func oldTo(days: Int) -> Int64 { oldest + Int64(days) * EvalSet.daySeconds }
 
+    /// Every example's time, in scoring order (its `ts`, else its shard's time).
+    public func exampleTimes() -> [Int64] {
+        var out = [Int64]()
+        out.reserveCapacity(count)
+        for s in shards {
+            let fallback = EvalSet.shardTime(s)
+            s.forEach { _, ts, _ in out.append(ts ?? fallback) }
+        }
+        return out
+    }
+
+    /// Slice bounds by count (issue 13): the recent slice starts at the time of the `n`-th
+    /// newest example, the old slice ends at the time of the `n`-th oldest, so that a slow
+    /// stream still gets `n` examples in each (more when times tie; all when fewer exist).
+    public func boundsByCount(_ n: Int) -> (recentFrom: Int64, oldTo: Int64) {
+        let t = exampleTimes().sorted()
+        guard !t.isEmpty else { return (0, 0) }
+        let k = min(max(n, 1), t.count)
+        return (t[t.count - k], t[k - 1])
+    }
+
     /// recent/old flag bits of every example, in scoring order.
     public func sliceFlags(days: Int) -> [UInt8] {
-        let from = recentFrom(days: days), to = oldTo(days: days)
+        sliceFlags(recentFrom: recentFrom(days: days), oldTo: oldTo(days: days))
+    }
+
+    /// recent/old flag bits of every example, in scoring order, for given bounds.
+    public func sliceFlags(recentFrom from: Int64, oldTo to: Int64) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(count)
         for s in shards {

@@ -19,6 +19,10 @@ extension Checkpoint {
     /// decompressed stream. Throws PPError(.corrupt) naming the file on a bad magic, version
     /// or length, PPError(.noInput) if it cannot be read.
     public static func readHead(path: String, vocabulary wantVocabulary: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
+        if path.hasSuffix(Checkpoint.headSuffix) {
+            guard !wantVocabulary else { throw PPError.corrupt(path, "a checkpoint head holds no vocabulary (its weights were deleted)") }
+            return (try readHeadFile(path), nil)
+        }
         let reader: ChunkReader
         do { reader = try ChunkReader(path: path, chunk: 1 << 16, regularOnly: true) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
@@ -60,6 +64,44 @@ extension Checkpoint {
     }
 }
 
+extension Checkpoint {
+    /// Heads kept by retention: runs/RUN/heads/FILE.head for runs/RUN/checkpoints/FILE.
+    public static let headSuffix = ".head"
+    /// The most a head file may hold (its meta lists the run's shards in the data cursor).
+    static let maxHeadBytes = 64 << 20
+
+    /// The meta of a head file (JSON, as in the checkpoint), checked like a checkpoint's.
+    static func readHeadFile(_ path: String) throws -> CheckpointMeta {
+        let bytes: [UInt8]
+        do { bytes = try FileIO.readAll(path, regularOnly: true) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        guard bytes.count <= maxHeadBytes else { throw PPError.corrupt(path, "head of \(bytes.count) bytes, more than \(maxHeadBytes)") }
+        let meta: CheckpointMeta
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(bytes)) } catch {
+            throw PPError.corrupt(path, "unreadable head JSON (\(error))")
+        }
+        try checkMeta(meta, path: path)
+        return meta
+    }
+
+    /// Keeps the head of the checkpoint at `path` (in runs/RUN/checkpoints/) under
+    /// runs/RUN/heads/, durably, before its weights may be deleted. Returns the head's path.
+    @discardableResult
+    public static func keepHead(of path: String, root: Root) throws -> String {
+        let meta = try readHead(path: path).meta
+        let (dir, file) = FileIO.split(path)
+        let run = FileIO.split(FileIO.split(dir).dir).name
+        let heads = root.heads(run: run)
+        try FileIO.makeDirectories(heads)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let out = heads + "/" + file + headSuffix
+        try FileIO.publish(Array(try enc.encode(meta)), to: out)
+        return out
+    }
+}
+
 public enum Lineage {
     public struct Result: Sendable {
         /// Every shard the checkpoint and its ancestors trained on, oldest ancestor first,
@@ -74,7 +116,8 @@ public enum Lineage {
     }
 
     /// The file of a parent named "RUN/FILE": runs/RUN/checkpoints/FILE, else
-    /// runs/RUN/rewound/FILE, when it is a regular file there (not a symbolic link, a FIFO or
+    /// runs/RUN/rewound/FILE, else its head runs/RUN/heads/FILE.head (weights deleted by
+    /// retention; only `readHead` reads it), when it is a regular file there (not a symbolic link, a FIFO or
     /// a folder); nil otherwise. RUN and FILE are plain names (no "/", not "." or "..", no
     /// dot-file). Any other form (an absolute path, as a run seeded by `--init` from outside
     /// the root records) is nil too: a lineage walk never leaves the state folder, and the
@@ -87,7 +130,8 @@ public enum Lineage {
         for dir in [root.checkpoints(run: run), root.rewound(run: run)] where FileIO.isRegularFile(dir + "/" + file) {
             return dir + "/" + file
         }
-        return nil
+        let head = root.heads(run: run) + "/" + file + Checkpoint.headSuffix
+        return FileIO.isRegularFile(head) ? head : nil
     }
 
     /// Walks `meta.parent` from `checkpoint` (reading only the heads) and collects the shards.

@@ -37,6 +37,9 @@ public struct Root: Sendable {
     public func checkpoints(run name: String) -> String { run(name) + "/checkpoints" }
     /// Checkpoints set aside by `pp-train rewind` (kept, never candidates).
     public func rewound(run name: String) -> String { run(name) + "/rewound" }
+    /// Heads of checkpoints whose weights retention deleted (FILE.head: the meta as JSON), so
+    /// a lineage stays complete forever (docs/formats.md, "Checkpoint heads").
+    public func heads(run name: String) -> String { run(name) + "/heads" }
     public func control(run name: String) -> String { run(name) + "/control.json" }
     public func status(run name: String) -> String { run(name) + "/status.json" }
     public func lock(_ name: String) -> String { locks + "/" + name + ".lock" }

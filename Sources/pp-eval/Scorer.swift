@@ -82,24 +82,38 @@ struct CheckpointIdentity {
 }
 
 /// Scores `model` on `set` and builds the result and its per-example file (not stored).
-func evaluate(_ model: Predictor, identity: CheckpointIdentity, set: EvalSet, recentDays: Int)
+/// The recent and old slices: by count (`.examples(n)`: the newest and the oldest n examples,
+/// the default) or by days of the data's own time (`.days(d)`).
+enum Slicing: Equatable {
+    case examples(Int), days(Int)
+}
+
+func evaluate(_ model: Predictor, identity: CheckpointIdentity, set: EvalSet, slicing: Slicing)
     -> (EvalResult, ExampleFile) {
     let t0 = Clock.monotonic()
     let outcomes = Scorer.score(set, model)
     let seconds = Clock.monotonic() - t0
-    let flags = set.sliceFlags(days: recentDays)
+    let bounds: (recentFrom: Int64, oldTo: Int64)
+    var recentDays = 0, recentExamples: Int? = nil
+    switch slicing {
+    case .examples(let n): bounds = set.boundsByCount(n); recentExamples = n
+    case .days(let d): bounds = (set.recentFrom(days: d), set.oldTo(days: d)); recentDays = d
+    }
+    let flags = set.sliceFlags(recentFrom: bounds.recentFrom, oldTo: bounds.oldTo)
     let m = Scorer.slices(outcomes, flags: flags, labels: set.labels)
     let base = EvalNames.base(checkpointFile: identity.file, run: identity.run, evalset: set.hash)
     let result = EvalResult(
         checkpoint: identity.id, run: identity.run, path: identity.path, step: identity.step,
         checkpointCreatedAt: identity.createdAt, evaluatedAt: Clock.iso(Clock.now()),
         evalset: set.hash, evalsetSource: set.source, evalsetFiles: set.shards.count, recentDays: recentDays,
-        recentFrom: Clock.iso(Double(set.recentFrom(days: recentDays))), oldTo: Clock.iso(Double(set.oldTo(days: recentDays))),
+        recentFrom: Clock.iso(Double(bounds.recentFrom)), oldTo: Clock.iso(Double(bounds.oldTo)),
         seconds: (seconds * 1e6).rounded() / 1e6,
         examplesPerSecond: seconds > 0 ? (Double(outcomes.count) / seconds).rounded() : 0,
         examplesFile: base + "." + ExampleFile.fileExtension,
         all: m.all, recent: m.recent, old: m.old)
-    return (result, ExampleFile(evalset: set.hash, labels: set.labels, outcomes: outcomes, slices: flags))
+    var r = result
+    r.recentExamples = recentExamples
+    return (r, ExampleFile(evalset: set.hash, labels: set.labels, outcomes: outcomes, slices: flags))
 }
 
 /// Stores a result: the per-example file first, then the JSON, both atomically, so a JSON

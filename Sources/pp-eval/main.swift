@@ -88,8 +88,13 @@ struct Score: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Score on these shard files or folders instead of holdout/.", valueName: "file|dir"))
     var data: [String] = []
 
-    @Option(name: .customLong("recent-days"), help: "The recent (and old) slice spans this many days.")
-    var recentDays = 7
+    @Option(name: .customLong("recent-examples"), help: "The recent (and old) slice: the newest (and oldest) this many examples (the default, 200).")
+    var recentExamples: Int?
+
+    @Option(name: .customLong("recent-days"), help: "Instead: the recent (and old) slice spans this many days of the data's time.")
+    var recentDays: Int?
+
+    var slicing: Slicing { recentDays.map { .days($0) } ?? .examples(recentExamples ?? 200) }
 
     @Flag(name: .customLong("no-store"), help: "Print the result without storing it under evals/.")
     var noStore = false
@@ -106,7 +111,9 @@ struct Score: ParsableCommand {
     func validate() throws {
         let modes = (checkpoint != nil ? 1 : 0) + (pending ? 1 : 0) + (lineage != nil ? 1 : 0)
         if modes != 1 { throw ValidationError("give exactly one of CKPT, --pending, --lineage CKPT") }
-        if recentDays < 1 { throw ValidationError("--recent-days must be at least 1") }
+        if let d = recentDays, d < 1 { throw ValidationError("--recent-days must be at least 1") }
+        if let n = recentExamples, n < 1 { throw ValidationError("--recent-examples must be at least 1") }
+        if recentDays != nil && recentExamples != nil { throw ValidationError("give --recent-examples or --recent-days, not both") }
         if pending && !data.isEmpty { throw ValidationError("--pending scores the holdout set; --data is for one CKPT") }
         if since != "all" && Clock.duration(since) == nil { throw ValidationError("--since: not a duration: \(since)") }
     }
@@ -125,7 +132,7 @@ struct Score: ParsableCommand {
         let set = try loadEvalSet(data: data, root: root)
         let ck = try loadCheckpoint(path)
         let (result, examples) = evaluate(ck.model, identity: identity(path: path, meta: ck.meta, root: root),
-                                          set: set, recentDays: recentDays)
+                                          set: set, slicing: slicing)
         if !noStore { try store(result, examples, root: root) }
         try emit(try result.json())
         if !noStore && data.isEmpty {
@@ -187,7 +194,7 @@ struct Score: ParsableCommand {
                 let id = identity(path: p, meta: ck.meta, root: root)
                 let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: set.hash)
                 if FileIO.exists(root.evals + "/" + base + ".json") { continue }
-                let (result, examples) = evaluate(ck.model, identity: id, set: set, recentDays: recentDays)
+                let (result, examples) = evaluate(ck.model, identity: id, set: set, slicing: slicing)
                 try store(result, examples, root: root)
                 lastSpeed = result.examplesPerSecond
                 try emit(try result.json())

@@ -26,7 +26,7 @@ enum Gate: String, CaseIterable {
 
 struct SelectConfig {
     var gate = Gate.noninferior
-    var metric = "accuracy"
+    var metric = "recent.accuracy"
     /// noninferior: a loss larger than this, significant, refuses the candidate.
     var margin = 0.01
     /// better: the smallest gain that promotes.
@@ -34,7 +34,7 @@ struct SelectConfig {
     /// Per-label F1 losses beyond this are reported (better: they and the old slice block).
     var tolerance = 0.02
     /// noninferior: the old slice blocks when it loses more than this, significantly.
-    var oldTolerance = 0.05
+    var oldTolerance = 0.10
     /// noninferior: a label blocks when its F1 falls by more than this.
     var labelBlock = 0.25
     var bootstrap = 1000
@@ -79,8 +79,9 @@ enum Selection {
             throw PPError("\(a.checkpoint) and \(b.checkpoint) were scored on different eval sets (\(a.evalset.prefix(16)) vs \(b.evalset.prefix(16)))",
                           status: .software)
         }
-        guard a.recentDays == b.recentDays else {
-            throw PPError("\(a.checkpoint) and \(b.checkpoint) use different slices (recent_days \(a.recentDays) vs \(b.recentDays))",
+        guard a.recentDays == b.recentDays, a.recentExamples == b.recentExamples else {
+            throw PPError("\(a.checkpoint) and \(b.checkpoint) use different slices (recent_days \(a.recentDays) vs \(b.recentDays), "
+                          + "recent_examples \(a.recentExamples.map(String.init) ?? "-") vs \(b.recentExamples.map(String.init) ?? "-"))",
                           status: .software)
         }
     }

@@ -342,24 +342,42 @@ struct Selector {
         return Double(st.st_mtim.tv_sec)
     }
 
-    /// Checkpoints older than `keepDays` that were never deployed, are not deployed now, and
-    /// are not their run's newest. nil when there is nothing to delete.
-    func retention(keepDays: Int) throws -> DecisionRecord? {
+    /// Retention: the checkpoints that were never deployed, are not deployed now and are not
+    /// their run's newest, deleted when older than `keepDays` or, oldest first, while all
+    /// checkpoints together take more than `keepBytes`. Their heads are kept (runs/RUN/heads/),
+    /// so every lineage stays complete. nil when there is nothing to delete.
+    func retention(keepDays: Int?, keepBytes: Int64? = nil) throws -> DecisionRecord? {
         var keep = History.everDeployed(try History.read(root.selections))
         if let d = currentDeployed() { keep.insert(d) }
-        let limit = now - Double(keepDays) * 86_400
-        var doomed: [String] = []
+        var deletable: [(rel: String, time: Double, bytes: Int64)] = []
+        var total: Int64 = 0
         for run in try FileIO.list(root.runs) {
-            let files = try FileIO.list(root.checkpoints(run: run)).filter { $0.hasSuffix(".ppc") }
-            for f in files.dropLast() {   // names sort by time: the last is the run's newest
+            let files = try FileIO.list(root.checkpoints(run: run)).filter { $0.hasSuffix(".ppc") }.sorted()
+            for (i, f) in files.enumerated() {
                 let rel = EvalNames.relativeCheckpointPath(run: run, file: f)
-                if keep.contains(rel) { continue }
-                if let t = Selector.age(ofCheckpoint: absolute(rel)), t < limit { doomed.append(rel) }
+                let bytes = Int64(FileIO.lstatOrNil(absolute(rel))?.st_size ?? 0)
+                total += bytes
+                // Names sort by time: the last is the run's newest.
+                if i == files.count - 1 || keep.contains(rel) { continue }
+                deletable.append((rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes))
             }
+        }
+        deletable.sort { $0.time < $1.time }
+        var doomed: [String] = []
+        var why: [String] = []
+        if let k = keepDays {
+            let limit = now - Double(k) * 86_400
+            for d in deletable where d.time < limit { doomed.append(d.rel); total -= d.bytes }
+            if !doomed.isEmpty { why.append("older than \(k) days") }
+        }
+        if let budget = keepBytes, total > budget {
+            let before = doomed.count
+            for d in deletable where total > budget && !doomed.contains(d.rel) { doomed.append(d.rel); total -= d.bytes }
+            if doomed.count > before { why.append("checkpoints over the budget of \(budget) bytes, oldest first") }
         }
         if doomed.isEmpty { return nil }
         var rec = DecisionRecord(at: stamp(), decision: "retention",
-                                 reason: "older than \(keepDays) days, never deployed, not a run's newest")
+                                 reason: why.joined(separator: "; ") + "; never deployed, not a run's newest; heads kept")
         rec.deployedPath = currentDeployed()
         rec.deployed = rec.deployedPath.map(Selector.id)
         rec.deleted = doomed
@@ -381,7 +399,13 @@ struct Selector {
             try FileIO.replaceSymlink(root.deployed, target: target)
         }
         if r.decision == "retention" {
-            for p in r.deleted ?? [] { try FileIO.removeDurably(absolute(p)) }
+            for p in r.deleted ?? [] where FileIO.exists(absolute(p)) {
+                // The head first, durably: a crash in between leaves both, never neither.
+                do { try Checkpoint.keepHead(of: absolute(p), root: root) } catch let e as PPError where e.status == .corrupt {
+                    Log.fail("pp-select", "retention: \(e.message): deleted without its head; lineages through it are incomplete")
+                }
+                try FileIO.removeDurably(absolute(p))
+            }
         }
     }
 }

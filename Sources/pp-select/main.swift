@@ -16,6 +16,15 @@ func emit(_ line: String) throws {
     try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
 }
 
+/// "20G", "500M", "64K", "1T" (powers of 1024) or plain bytes.
+func parseBytes(_ s: String) -> Int64? {
+    let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var num = s, mult: Int64 = 1
+    if let u = s.last, let m = units[u] { num.removeLast(); mult = m }
+    guard let v = Int64(num), v >= 0, v <= Int64.max / mult else { return nil }
+    return v * mult
+}
+
 /// The status to report when two parts of a run ended with `a` and `b`: a refusal (65) over a
 /// replaced poisoned deployment (1) over a decision (0) over nothing to do (2).
 func worse(_ a: ExitStatus, _ b: ExitStatus) -> ExitStatus {
@@ -88,7 +97,7 @@ struct PPSelect: ParsableCommand {
     var gate = "noninferior"
 
     @Option(help: "Metric to compare on: [recent.|old.]accuracy, top5_accuracy, macro_f1, weighted_f1, log_loss, ece.")
-    var metric = "accuracy"
+    var metric = "recent.accuracy"
 
     @Option(help: "noninferior: a loss on --metric larger than this, with its 95% interval below 0, refuses the candidate.")
     var margin = 0.01
@@ -100,7 +109,7 @@ struct PPSelect: ParsableCommand {
     var tolerance = 0.02
 
     @Option(name: .customLong("old-tolerance"), help: "noninferior: an old-slice loss beyond this blocks when significant.")
-    var oldTolerance = 0.05
+    var oldTolerance = 0.10
 
     @Option(name: .customLong("label-block"), help: "noninferior: a per-label F1 loss beyond this blocks.")
     var labelBlock = 0.25
@@ -117,8 +126,11 @@ struct PPSelect: ParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Decide and print, change nothing.")
     var dryRun = false
 
-    @Option(name: .customLong("keep-days"), help: "Delete checkpoints older than this that were never deployed (never a run's newest).")
+    @Option(name: .customLong("keep-days"), help: "Delete checkpoints older than this that were never deployed (never a run's newest); their heads are kept.")
     var keepDays: Int?
+
+    @Option(name: .customLong("keep-bytes"), help: ArgumentHelp("Disk budget for all checkpoints (bytes, or with K, M, G, T): delete the oldest never-deployed ones (never a run's newest) beyond it; their heads are kept.", valueName: "size"))
+    var keepBytes: String?
 
     @Option(name: .long, help: ArgumentHelp("Deploy this checkpoint by hand (still checksum-verified).", valueName: "ckpt"))
     var deploy: String?
@@ -133,6 +145,7 @@ struct PPSelect: ParsableCommand {
         guard Clock.duration(maxAge) != nil else { throw ValidationError("--max-age: not a duration: \(maxAge)") }
         if bootstrap < 0 { throw ValidationError("--bootstrap must be >= 0") }
         if let k = keepDays, k < 0 { throw ValidationError("--keep-days must be >= 0") }
+        if let b = keepBytes, parseBytes(b) == nil { throw ValidationError("--keep-bytes: not a size: \(b) (e.g. 20G, 500M, 1000000)") }
     }
 
     func run() throws {
@@ -165,7 +178,8 @@ struct PPSelect: ParsableCommand {
             } catch let e as PPError where e.status == .nothingToDo {
                 Log.make(tool).info("\(e.message)")
             }
-            if let k = keepDays, let rec = try sel.retention(keepDays: k) { try sel.commit(rec) }
+            if keepDays != nil || keepBytes != nil,
+               let rec = try sel.retention(keepDays: keepDays, keepBytes: keepBytes.flatMap(parseBytes)) { try sel.commit(rec) }
             return status
         }
     }

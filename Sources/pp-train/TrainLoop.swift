@@ -450,6 +450,10 @@ final class TrainLoop {
             }
             target = pp
         }
+        // A head has no weights (retention deleted them): go further back to one that has.
+        while let p = target, p.hasSuffix(Checkpoint.headSuffix) {
+            target = try Checkpoint.readHead(path: p).meta.parent.flatMap { Lineage.resolveParent($0, root: s.root) }
+        }
         if let p = target {
             let ck = try Checkpoint.load(path: p)
             trainer = try Trainer(checkpoint: ck)

@@ -41,7 +41,7 @@ final class ScoringTests: XCTestCase {
         let id = CheckpointIdentity(run: "main", file: "ckpt-20261126T000000Z-000000000010.ppc",
                                     path: "runs/main/checkpoints/ckpt-20261126T000000Z-000000000010.ppc", step: 10,
                                     createdAt: "2026-11-26T00:00:00Z")
-        let (r, ex) = evaluate(model, identity: id, set: set, recentDays: 7)
+        let (r, ex) = evaluate(model, identity: id, set: set, slicing: .days(7))
         XCTAssertEqual(r.all.examples, 6)
         XCTAssertEqual(r.all.accuracy, 3.0 / 6.0, accuracy: 1e-12)
         XCTAssertEqual(r.recent.examples, 3)

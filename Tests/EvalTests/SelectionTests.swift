@@ -23,7 +23,7 @@ final class SelectionTests: XCTestCase {
     func testDefaultsAreTheStreamGate() {
         let c = SelectConfig()
         XCTAssertEqual(c.gate, .noninferior)
-        XCTAssertEqual(c.metric, "accuracy")
+        XCTAssertEqual(c.metric, "recent.accuracy")
     }
 
     func testNoninferiorDeploysTheNewestWhenAtLeastAsGood() throws {
