@@ -63,6 +63,8 @@ REFS = ["B1", "O", "F", "V"]
 # would take hours. 200k buckets is what a team would set for a stream of a few thousand
 # examples a year; the references get the same bucket count.
 DEFAULT_TRAIN_FLAGS = "--bucket 200000"
+# pp-select as systemd/pp-select.service runs it (its retention budget).
+SELECT_FLAGS = ["--keep-bytes", "20G"]
 DAY = 86400
 WEEK = 7 * DAY
 DELIVER_AFTER = 3600          # a week's file lands one hour after the week ends
@@ -481,7 +483,7 @@ class Perpetuum:
         next week's delivery time, when that week is scored."""
         for d in range(7):
             self.tools.set_clock(monday + d * DAY + SELECT_AT)
-            self.tools.run("pp-select", ["pp-select"], ok=(0, 1, 2))
+            self.tools.run("pp-select", ["pp-select"] + SELECT_FLAGS, ok=(0, 1, 2))
         self.tools.set_clock(monday + WEEK + DELIVER_AFTER)
 
     def models(self):
@@ -712,6 +714,7 @@ def main():
     plot_path = a.plot or os.path.splitext(out_path)[0] + ".svg"
     os.makedirs(work, exist_ok=True)
     t_start = time.monotonic()
+    commit = git_commit()   # now: the binaries were built from the tree as it is at the start
 
     sdir = a.stream_dir
     if os.path.isdir(os.path.join(sdir, "stream")):
@@ -808,7 +811,7 @@ def main():
                     for g, p in zip(row["gold"], row["pred"][s]):
                         tally[s].add(row["week"], g, p)
     result = report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp, ref_cpu, tuning, nlabels,
-                    time.monotonic() - t_start, a.seed)
+                    time.monotonic() - t_start, a.seed, commit)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     tmp = out_path + ".tmp"
     with open(tmp, "w") as f:
@@ -839,7 +842,7 @@ def ref_running(path, weeks):
     return {s: c[s] / n for s in REFS} if n else {}
 
 
-def report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp, ref_cpu, tuning, nlabels, secs, seed):
+def report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp, ref_cpu, tuning, nlabels, secs, seed, commit):
     scored = [w for w in period_weeks if w in tally["P-dep"].weeks]
     years = sorted({w[:4] for w in scored})
     rng = random.Random(seed)
@@ -876,7 +879,7 @@ def report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp
                           clean_weeks_quarantined=perp["ingest"]["quarantined"],
                           flags=f"pp-train {a.train_flags} (PP_TRAIN_FLAGS); pp-ingest, pp-eval --pending, pp-select as the units run them"),
         "fasttext": tuning, "weekly": weekly, "seconds": round(secs, 1), "machine": machine(),
-        "commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 

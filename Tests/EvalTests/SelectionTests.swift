@@ -322,6 +322,32 @@ final class SelectionTests: XCTestCase {
             .retention(keepDays: 30))
     }
 
+    func testRetentionByteBudgetDeletesOldestNeverDeployedFirst() throws {
+        let dir = try TestSupport.tempDir("retention-bytes")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        let s = selector(root)
+        // Six checkpoints of 1000 bytes each in run main; ck 2 was deployed.
+        let files = (1...6).map { "ckpt-2026010\($0)T000000Z-00000000000\($0).ppc" }
+        try FileIO.makeDirectories(root.checkpoints(run: "main"))
+        for f in files { try FileIO.publish(String(repeating: "x", count: 1000), to: root.checkpoints(run: "main") + "/" + f) }
+        try deploy(s, files[1])
+        XCTAssertNil(try s.retention(keepDays: nil, keepBytes: 6000))
+        // A budget of 3500 bytes: the oldest never-deployed go (1, 3, 4), never 2 (deployed)
+        // nor 6 (the newest).
+        let rec = try XCTUnwrap(try s.retention(keepDays: nil, keepBytes: 3500))
+        XCTAssertEqual(rec.deleted, [1, 3, 4].map { "runs/main/checkpoints/\(files[$0 - 1])" })
+        XCTAssertTrue(rec.reason.contains("budget"), rec.reason)
+        try s.commit(rec)   // stand-in files have no head: deleted, and said so
+        XCTAssertEqual(try FileIO.list(root.checkpoints(run: "main")), [files[1], files[4], files[5]])
+        // Over a budget too small for the rest, only what may go goes: not the deployed, not the newest.
+        XCTAssertEqual(try XCTUnwrap(try s.retention(keepDays: nil, keepBytes: 100)).deleted, ["runs/main/checkpoints/\(files[4])"])
+        XCTAssertEqual(parseBytes("20G"), 20 << 30)
+        XCTAssertEqual(parseBytes("1500"), 1500)
+        XCTAssertNil(parseBytes("20X"))
+    }
+
     func testDeployedLinkNeverMissingDuringSwaps() throws {
         let dir = try TestSupport.tempDir("swap")
         defer { try? FileManager.default.removeItem(atPath: dir) }

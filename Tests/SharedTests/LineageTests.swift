@@ -97,6 +97,41 @@ final class LineageTests: XCTestCase {
         XCTAssertEqual(m.missingParent, "gone/c0.ppc")
     }
 
+    /// Issue 13: retention deletes weights but keeps heads, so the lineage stays complete
+    /// (it was "incomplete" and pp-select refused every later candidate).
+    func testLineageStaysCompleteThroughKeptHeads() throws {
+        let dir = try TestSupport.tempDir("heads")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        let c1 = try write(root, run: "main", file: "c1.ppc", parent: nil, shards: ["s1"], trainer: t)
+        let c2 = try write(root, run: "main", file: "c2.ppc", parent: "main/c1.ppc", shards: ["s2"], trainer: t)
+        let c3 = try write(root, run: "main", file: "c3.ppc", parent: "main/c2.ppc", shards: ["s3"], trainer: t)
+        let head = try Checkpoint.keepHead(of: c2, root: root)
+        XCTAssertEqual(head, root.heads(run: "main") + "/c2.ppc.head")
+        try FileIO.removeDurably(c2)
+        try FileIO.removeDurably(c1)   // deleted without a head: the walk must say so
+        XCTAssertEqual(Lineage.resolveParent("main/c2.ppc", root: root), head)
+        var l = try Lineage.of(checkpoint: c3, root: root)
+        XCTAssertEqual(l.shards.map(\.name), ["s2", "s3"])
+        XCTAssertFalse(l.complete)
+        XCTAssertEqual(l.missingParent, "main/c1.ppc")
+        // c1's head kept too (written from a copy before it was deleted): complete again.
+        let c1again = try write(root, run: "main", file: "c1.ppc", parent: nil, shards: ["s1"], trainer: t)
+        try Checkpoint.keepHead(of: c1again, root: root)
+        try FileIO.removeDurably(c1again)
+        l = try Lineage.of(checkpoint: c3, root: root)
+        XCTAssertEqual(l.shards.map(\.name), ["s1", "s2", "s3"])
+        XCTAssertTrue(l.complete)
+        XCTAssertEqual(l.chain.count, 3)
+        // A head is a meta only: the same meta as the checkpoint's, no vocabulary.
+        XCTAssertEqual(try Checkpoint.readHead(path: head).meta.lineage.map(\.name), ["s2"])
+        XCTAssertThrowsError(try Checkpoint.readHead(path: head, vocabulary: true))
+        // A damaged head is refused like a damaged checkpoint.
+        try FileIO.publish("{not json", to: head)
+        XCTAssertThrowsError(try Lineage.of(checkpoint: c3, root: root)) { e in XCTAssertEqual((e as? PPError)?.status, .corrupt) }
+    }
+
     /// Issue 15, item 11: the walk stays inside the root and reads regular files only. A
     /// parent that is a FIFO outside the root used to hang it (open(2) waits for a writer);
     /// a symbolic link in checkpoints/ used to be followed out of the root.
