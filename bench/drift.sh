@@ -17,16 +17,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
 
-if [ -z "${PP_BIN:-}" ]; then
-    echo "bench/drift.sh: PP_BIN is not set: run \`make drift\` (or PP_BIN=DIR bench/drift.sh)" >&2
-    exit 64
-fi
-export PP_BIN="$(cd "$PP_BIN" && pwd)"
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-    if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-    elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell
-    fi
-fi
+bench_tool=drift.sh bench_make=drift
+source "$here/env.sh"
 "$here/setup.sh" drift
 PY="$here/venv/bin/python"
 PERIOD="${PERIOD:-2023-2025}"

@@ -17,19 +17,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-if [ -z "${PP_BIN:-}" ]; then
-    echo "bench/run.sh: PP_BIN is not set: run \`make bench\` (or PP_BIN=DIR bench/run.sh)" >&2
-    exit 64
-fi
-export PP_BIN="$(cd "$PP_BIN" && pwd)"
-
-# One OpenBLAS kernel choice for every command of the run (pp-train's OpenBLAS and numpy's
-# both read it when they load): from the CPU flags, unless the caller set it.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-    if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-    elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell
-    fi
-fi
+bench_tool=run.sh bench_make=bench
+source "$here/env.sh"
 
 if [ "${BENCH_QUICK:-0}" = 0 ]; then
     "$here/setup.sh"

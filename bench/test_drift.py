@@ -162,7 +162,7 @@ class Harness(unittest.TestCase):
     def test_scoring_refuses_a_week_already_delivered(self):
         d = tempfile.mkdtemp()
         try:
-            args = types.SimpleNamespace(bin=d)
+            args = types.SimpleNamespace(bin=d, train_flags="")
             pp = drift.Perpetuum(args, d)
             os.makedirs(os.path.join(pp.root, "archive"))
             open(os.path.join(pp.root, "archive", "2023-W05.jsonl.zst"), "w").close()

@@ -170,20 +170,29 @@ public enum FileIO {
     /// Names in `dir` (readdir(3)), sorted, without dot-files (CONTRACT rule 1: readers ignore
     /// them). A missing folder reads as empty.
     public static func list(_ dir: String) throws -> [String] {
+        guard let names = try entries(dir) else { return [] }
+        return names.filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    /// Every name in `dir` but "." and "..", dot-files included, in directory order (readdir(3));
+    /// nil when the folder does not exist.
+    public static func entries(_ dir: String) throws -> [String]? {
         guard let d = opendir(dir) else {
-            if errno == ENOENT { return [] }
+            if errno == ENOENT { return nil }
             throw PPError.io(dir, "opendir", errno: errno)
         }
         defer { closedir(d) }
+        // d_name is read in place, up to its NUL: glibc packs entries by d_reclen, so copying
+        // `e.pointee` (the whole 280-byte struct) read past the end of getdents' buffer for a
+        // short name at its end, and crashed when that was a page boundary (seen: pp-ingest
+        // listing stats/ of a long stream, SIGSEGV in a `make drift` replay).
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
         var names: [String] = []
         while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name.hasPrefix(".") { continue }
-            names.append(name)
+            let name = String(cString: UnsafeRawPointer(e).advanced(by: nameOffset).assumingMemoryBound(to: CChar.self))
+            if name != "." && name != ".." { names.append(name) }
         }
-        return names.sorted()
+        return names
     }
 
     /// The canonical absolute path (symlinks resolved), nil if it does not exist.

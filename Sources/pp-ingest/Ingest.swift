@@ -249,16 +249,7 @@ final class Ingester {
 
     /// Names starting with "." in `dir` (FileIO.list hides them).
     private func dotNames(_ dir: String) -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name.hasPrefix(".") && name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        ((try? FileIO.entries(dir)) ?? nil)?.filter { $0.hasPrefix(".") } ?? []
     }
 
     /// Deletes what a killed pp-ingest left behind: part temps and FileIO.publish temps in

@@ -139,6 +139,19 @@ enum Selection {
         }
     }
 
+    /// What both gates start from: comparable results, the slice and metric asked for, the
+    /// gain (positive = the candidate is better), and both slices' metrics.
+    static func measured(_ candidate: EvalResult, _ deployed: EvalResult, config: SelectConfig) throws
+        -> (slice: String, name: String, gain: Double, cs: SliceMetrics, ds: SliceMetrics) {
+        try checkComparable(candidate, deployed)
+        let slice = config.slice, name = config.name
+        guard let cv = candidate.metric(config.metric), let dv = deployed.metric(config.metric),
+              let cs = candidate.slice(slice), let ds = deployed.slice(slice) else {
+            throw PPError("unknown metric \(config.metric)", status: .usage)
+        }
+        return (slice, name, improvement(name, candidate: cv, deployed: dv), cs, ds)
+    }
+
     /// The label losses beyond `tolerance` (reported) among labels with enough support.
     static func labelRegressions(_ cs: SliceMetrics, _ ds: SliceMetrics, config: SelectConfig, beyond: Double) -> [Regression] {
         var regs: [Regression] = []
@@ -152,13 +165,7 @@ enum Selection {
     /// Gate `noninferior`: rules 2-4 of the header.
     static func compareNoninferior(candidate: EvalResult, deployed: EvalResult, config: SelectConfig,
                                    examples: (EvalResult) throws -> ExampleFile) throws -> Comparison {
-        try checkComparable(candidate, deployed)
-        let slice = config.slice, name = config.name
-        guard let cv = candidate.metric(config.metric), let dv = deployed.metric(config.metric),
-              let cs = candidate.slice(slice), let ds = deployed.slice(slice) else {
-            throw PPError("unknown metric \(config.metric)", status: .usage)
-        }
-        let gain = improvement(name, candidate: cv, deployed: dv)
+        let (slice, name, gain, cs, ds) = try measured(candidate, deployed, config: config)
         let reported = labelRegressions(cs, ds, config: config, beyond: config.tolerance)
         var why: [String] = []
         var ci: (lo: Double, hi: Double)? = nil
@@ -214,13 +221,7 @@ enum Selection {
     /// Gate `better`: the rule before issue 13.
     static func compareBetter(candidate: EvalResult, deployed: EvalResult, config: SelectConfig,
                               examples: (EvalResult) throws -> ExampleFile) throws -> Comparison {
-        try checkComparable(candidate, deployed)
-        let slice = config.slice, name = config.name
-        guard let cv = candidate.metric(config.metric), let dv = deployed.metric(config.metric),
-              let cs = candidate.slice(slice), let ds = deployed.slice(slice) else {
-            throw PPError("unknown metric \(config.metric)", status: .usage)
-        }
-        let gain = improvement(name, candidate: cv, deployed: dv)
+        let (slice, name, gain, cs, ds) = try measured(candidate, deployed, config: config)
 
         let regs = labelRegressions(cs, ds, config: config, beyond: config.tolerance)
         var oldReg: Regression? = nil

@@ -1,0 +1,28 @@
+import XCTest
+import TestSupport
+@testable import Shared
+
+/// FileIO.list and FileIO.entries: every name of every length comes back once, dot-files only
+/// from `entries`. The readdir crash they fix (copying the whole dirent read past the end of
+/// glibc's buffer when a short name ended it at a page boundary) depends on the heap layout
+/// and cannot be forced here; this pins the names read in place, up to the NUL.
+final class FileIOTests: XCTestCase {
+    func testListAndEntriesReturnEveryNameOfEveryLength() throws {
+        let dir = try TestSupport.tempDir("list")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var want: [String] = []
+        for n in 1...255 {
+            let name = String(repeating: "abcdefghij", count: 26).prefix(n - 1) + "z"
+            try FileIO.publish("", to: dir + "/" + name)
+            want.append(String(name))
+        }
+        for i in 0..<700 { let n = "s\(i)"; try FileIO.publish("", to: dir + "/" + n); want.append(n) }
+        try FileIO.publish("", to: dir + "/.hidden")
+        XCTAssertEqual(try FileIO.list(dir), want.sorted())
+        let all = try XCTUnwrap(try FileIO.entries(dir))
+        XCTAssertEqual(all.sorted(), (want + [".hidden"]).sorted())
+        XCTAssertFalse(all.contains(".") || all.contains(".."))
+        XCTAssertNil(try FileIO.entries(dir + "/missing"))
+        XCTAssertEqual(try FileIO.list(dir + "/missing"), [])
+    }
+}
