@@ -41,6 +41,7 @@ Exit status: 0 done, 1 a tool failed or the harness broke an invariant, 64 usage
 
 import argparse
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -566,6 +567,11 @@ def ref_worker(spec_path):
     work = spec["work"]
     out = open(spec["out"], "a")
     rng_seed = spec["seed"]
+    parent = spec.get("parent")
+
+    def orphaned():
+        # The harness died: stop, rather than write into the files of its next run.
+        return parent is not None and os.getppid() != parent
 
     toks = {}
     labels = []
@@ -649,6 +655,8 @@ def ref_worker(spec_path):
     frozen = model_through(train_through("F", first_eval, first_eval))
     cpu["F"] = model_cpu[key(train_through("F", first_eval, first_eval))]
     for i in range(first_eval, len(weeks)):
+        if orphaned():
+            return
         w = weeks[i][0]
         has = bool(toks.get(i))
         row = {"week": w}
@@ -713,6 +721,12 @@ def main():
     out_path = a.out or os.path.join(HERE, "results" if not a.quick else "work", f"drift-{name}.json")
     plot_path = a.plot or os.path.splitext(out_path)[0] + ".svg"
     os.makedirs(work, exist_ok=True)
+    # One replay per work folder at a time: two would train the references on each other's files.
+    lock = open(os.path.join(work, "lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise HarnessError(f"{work} is in use by another make drift replay")
     t_start = time.monotonic()
     commit = git_commit()   # now: the binaries were built from the tree as it is at the start
 
@@ -743,7 +757,7 @@ def main():
         fl = a.train_flags.split()
         bucket = int(fl[fl.index("--bucket") + 1]) if "--bucket" in fl else 2_000_000
     spec = {"weeks": cal_spec, "first_eval": first_eval_index, "work": ref_dir, "out": ref_out, "seed": a.seed, "quick": a.quick,
-            "bucket": bucket}
+            "bucket": bucket, "parent": os.getpid()}
     with open(os.path.join(work, "refs.spec.json"), "w") as f:
         json.dump(spec, f)
     ref_err = open(os.path.join(work, "refs.err"), "wb")
