@@ -21,12 +21,14 @@
 //                overall quality or the drift; needs no reference
 //
 //   label_flood  the deployed model on the sample's recognised examples (at least half
-//                their tokens in its vocabulary): max over labels of (examples with that
-//                label - the model's summed probability of it) / examples. A label given to
-//                texts that do not look like it ("90% of the texts given one label"); a real
-//                rise of a label the model knows keeps the texts that say it, and a new label
-//                (unknown to the model) or new words (unrecognised) do not count
-//   truncated    share of examples of at most one token, minus that share in the reference
+//                their tokens in its vocabulary), per label l it knows: rise = share of l
+//                among them - l's share in the reference; excess = (examples labelled l -
+//                the model's summed probability of l) / examples. The value is the max over
+//                labels of min(rise, excess): a label whose share jumped AND that is given to
+//                texts that do not look like it ("90% of the texts given one label"). A real
+//                rise of a label the model knows keeps the texts that say it (small excess),
+//                a new label (unknown to the model) or new words (unrecognised) do not count
+//   truncated    share of examples of at most three tokens, minus that share in the reference
 //
 // Two kinds of evidence (issue 14, "drift is not damage"), IngestPolicy.Limit.hard:
 //   damage (hard: a trip quarantines)  duplicates, garbage, mojibake, label_signal,
@@ -81,13 +83,19 @@ struct ModelView {
     var floodCounts: [Double] = []
     var floodProbs: [Double] = []
     var recognised = 0
-    /// max over labels of (count - summed probability) / recognised examples, and that excess
-    /// in examples.
-    var labelFlood: (value: Double, count: Int)? {
+    var labelNames: [String] = []
+    /// max over labels of min(rise, excess) (see the header), and that value in examples.
+    /// `refShare`: a label's share in the reference.
+    func labelFlood(refShare: (String) -> Double) -> (value: Double, count: Int)? {
         guard recognised > 0 else { return nil }
+        let n = Double(recognised)
         var best = 0.0
-        for l in 0..<floodCounts.count { best = max(best, floodCounts[l] - floodProbs[l]) }
-        return (best / Double(recognised), Int(best.rounded()))
+        for l in 0..<min(floodCounts.count, labelNames.count) where floodCounts[l] > 0 {
+            let rise = floodCounts[l] / n - refShare(labelNames[l])
+            let excess = (floodCounts[l] - floodProbs[l]) / n
+            best = max(best, min(rise, excess))
+        }
+        return (best, Int((best * n).rounded()))
     }
     var oovRate: Double? { tokens > 0 ? Double(oovTokens) / Double(tokens) : nil }
     var canaryLoss: Double? { canaryExamples > 0 ? canaryLossSum / Double(canaryExamples) : nil }
@@ -106,6 +114,7 @@ struct ModelView {
         // Per scored example: its label (model index) and its losses for every label.
         var scoredLabels: [Int] = []
         var losses: [Float] = []
+        v.labelNames = model.labels
         v.floodCounts = [Double](repeating: 0, count: L)
         v.floodProbs = [Double](repeating: 0, count: L)
         for s in sample {
@@ -244,12 +253,12 @@ enum Checks {
             add("oov", value: nil, n: model?.sampled ?? 0, skipped: model == nil ? noModel : fewRef(oovRef.inputs))
         }
         add("length_js", value: lenJS, n: n, skipped: enough ? nil : tooSmall)
-        // Truncation: examples of at most one token, against the reference's share.
-        let shortMine = b.lengthHist.prefix(2).reduce(0, +)
+        // Truncation: examples of at most three tokens (buckets 0-2), against the reference's share.
+        let shortMine = b.lengthHist.prefix(3).reduce(0, +)
         let refTotal = refLength.reduce(0, +)
         var shortIncrease: Double? = nil
         if enough && n > 0 && refTotal > 0 {
-            shortIncrease = Double(shortMine) / Double(n) - Double(refLength.prefix(2).reduce(0, +)) / Double(refTotal)
+            shortIncrease = Double(shortMine) / Double(n) - Double(refLength.prefix(3).reduce(0, +)) / Double(refTotal)
         }
         stats["short_share"] = n > 0 ? Double(shortMine) / Double(n) : nil
         stats["short_increase"] = shortIncrease
@@ -296,13 +305,13 @@ enum Checks {
             add("label_signal", value: nil, n: model?.canaryExamples ?? 0, skipped: why)
         }
         // The flood: labels given to texts the model does not see them in.
-        if let m = model, let f = m.labelFlood {
+        if enough, let m = model, let f = m.labelFlood(refShare: { Double(refLabels[$0] ?? 0) / Double(max(refExamples, 1)) }) {
             stats["label_flood"] = f.value
             stats["recognised_examples"] = Double(m.recognised)
             add("label_flood", value: f.value, n: m.recognised, count: f.count)
         } else {
             add("label_flood", value: nil, n: model?.recognised ?? 0,
-                skipped: model == nil ? noModel : "no sampled example with a known label and at least half its tokens known")
+                skipped: model == nil ? noModel : !enough ? tooSmall : "no sampled example with a known label and at least half its tokens known")
         }
         for (k, v) in stats { stats[k] = round6(v) }
         return out

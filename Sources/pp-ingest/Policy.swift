@@ -81,8 +81,8 @@ struct IngestPolicy: Equatable {
         "mojibake": Limit(max: 0.001, width: 0.0, minCount: 1, hard: true, madK: 6, cap: 0.1),
         "canary": Limit(max: 1.7, width: 2.5),
         "label_signal": Limit(max: 0.88, width: 0.4, hard: true, madK: 4, cap: 0.92),
-        "label_flood": Limit(max: 0.30, width: 1.0, minCount: 5, hard: true, madK: 6, cap: 0.5),
-        "truncated": Limit(max: 0.50, width: 1.0, minCount: 5, hard: true, madK: 6, cap: 0.7),
+        "label_flood": Limit(max: 0.25, width: 0.9, minCount: 4, hard: true, madK: 4, cap: 0.4),
+        "truncated": Limit(max: 0.45, width: 0.6, minCount: 2, hard: true, madK: 6, cap: 0.7),
     ]
     static let checkNames = ["label_linf", "label_js", "new_labels", "oov", "length_js", "duplicates", "garbage", "mojibake",
                              "canary", "label_signal", "label_flood", "truncated"]
