@@ -219,9 +219,10 @@ final class BatchCheckTests: IngestTestCase {
         XCTAssertEqual(lim.threshold(n: 100, reference: ref.map { $0 + 0.5 }, minInputs: 8).0, 0.6, accuracy: 1e-12)
         XCTAssertEqual(lim.threshold(n: 100, reference: [Double](repeating: 0.01, count: 10), minInputs: 8).0, 0.3, accuracy: 1e-12)
         // Pinned in policy.json: mad_k null.
-        let p = try IngestPolicy.parse(Array(#"{"ingest": {"checks": {"label_signal": {"mad_k": null}, "oov": {"hard": true}}}}"#.utf8), path: "p")
-        XCTAssertNil(p.limit("label_signal")?.madK)
-        XCTAssertEqual(p.limit("label_signal")?.max, 0.88)
+        XCTAssertNotNil(IngestPolicy().limit("label_flood")?.madK)
+        let p = try IngestPolicy.parse(Array(#"{"ingest": {"checks": {"label_flood": {"mad_k": null}, "oov": {"hard": true}}}}"#.utf8), path: "p")
+        XCTAssertNil(p.limit("label_flood")?.madK)
+        XCTAssertEqual(p.limit("label_flood")?.max, 0.25, "the other keys keep their defaults")
         XCTAssertEqual(p.limit("oov")?.hard, true)
         XCTAssertThrowsError(try IngestPolicy.parse(Array(#"{"ingest": {"checks": {"oov": {"hard": 1}}}}"#.utf8), path: "p"))
     }
