@@ -176,10 +176,12 @@ public enum FileIO {
         }
         defer { closedir(d) }
         var names: [String] = []
+        // d_name is read in place: a dirent from readdir is only d_reclen bytes long, so
+        // copying the whole 256-byte d_name field (withUnsafePointer(to: e.pointee.d_name))
+        // read past the entry and crashed (SIGSEGV) when it ended at a page boundary.
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
         while let e = readdir(d) {
-            let name = withUnsafePointer(to: e.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = String(cString: UnsafeRawPointer(e).advanced(by: nameOffset).assumingMemoryBound(to: CChar.self))
             if name.hasPrefix(".") { continue }
             names.append(name)
         }
