@@ -9,9 +9,19 @@
 #   tools/false-positives.sh [extra pp-ingest flags...]      e.g. --no-checks to only measure
 #
 # Environment: PP_BIN (folder with the pp-* tools; default .build/release), FP_ROOT (the
-# root to create; default a temp folder, kept), FP_DATA (default demo/data),
-# FP_DEPLOY_EVERY (default 4). Training uses --threads 1 (deterministic), so a re-run should
-# give the same figures. Needs jq. The per-week JSON lines are in $FP_ROOT/ingest.jsonl.
+# root to create; default a temp folder, kept), FP_DATA (default demo/data; also
+# data/git/stream, data/util-linux/stream), FP_FIRST / FP_LAST (only the weeks whose file
+# names sort within [FP_FIRST, FP_LAST], e.g. 2015-W01 2019-W52: a contiguous range),
+# FP_DEPLOY_EVERY (default 4), FP_POLICY (a policy.json copied into the root, e.g.
+# tools/policy-issue7.json for the rules before issue 14). Training uses --threads 1
+# (deterministic), so a re-run should give the same figures. Needs jq. The per-week JSON
+# lines are in $FP_ROOT/ingest.jsonl.
+# Issue 14: the summary counts, per check, the clean weeks quarantined (damage checks) and
+# the weeks on which a change check went beyond its threshold (recorded, not stopped), and
+# the shards pp-train's guard marked suspect (runs/main/suspects.json).
+# FP_EVENTS=FILE: the weeks (file names, one a line; tools/drift-events.py prints them)
+# that are synthetic drift events: their verdicts are printed, and any quarantined or
+# suspect one is a failure of the guards.
 # FP_SPOIL=1 also measures the other side: before each week from the 13th on is ingested,
 # its six spoiled versions (tools/spoil.py; `resend` re-sends the week 8 weeks earlier) go
 # through `pp-ingest --dry-run` against the same reference and model, and the share caught
@@ -28,20 +38,32 @@ for t in pp-ingest pp-train pp-select jq; do
   command -v "$t" >/dev/null || { echo "false-positives: $t not found (PP_BIN=$BIN)" >&2; exit 69; }
 done
 
+FIRST=${FP_FIRST:-}
+LAST=${FP_LAST:-}
+
 rm -rf "$ROOT"
 mkdir -p "$ROOT/inbox"
+if [ -n "${FP_POLICY:-}" ]; then cp "$FP_POLICY" "$ROOT/policy.json"; fi
 LOG="$ROOT/log.txt"
-base=1672531200   # 2023-01-01: week k arrives k weeks later (shard names sort by arrival)
+# Week k arrives k weeks after the base (shard names sort by arrival). The base is 2023-01-01
+# for the 130 demo weeks, earlier for longer streams, so that no file's time is in the future
+# (pp-ingest leaves such a file as not settled).
+nweeks=$(ls "$DATA"/*.jsonl.zst | wc -l)
+base=$(( $(date +%s) - (nweeks + 2) * 604800 ))
+if (( base > 1672531200 )); then base=1672531200; fi
 k=0
 for w in "$DATA"/*.jsonl.zst; do
   b=$(basename "$w")
+  if [ -n "$FIRST" ] && [[ "$b" < "$FIRST" ]]; then continue; fi
+  if [ -n "$LAST" ] && [[ "$b" > "$LAST~" ]]; then break; fi
   if [ "${FP_SPOIL:-0}" = 1 ] && (( k >= 12 )); then
     sp="$ROOT/spoiled"; rm -rf "$sp"; mkdir -p "$sp"
     weeks=("$DATA"/*.jsonl.zst)
     for kind in shuffle-labels one-label random-bytes binary mojibake first-word; do
       tools/spoil.py "$kind" "$w" "$sp/$kind.jsonl" --seed "$k"
     done
-    tools/spoil.py resend "${weeks[$((k - 8))]}" "$sp/resend.jsonl" --seed "$k"
+    for i in "${!weeks[@]}"; do [ "${weeks[$i]}" = "$w" ] && wi=$i; done
+    tools/spoil.py resend "${weeks[$((wi - 8))]}" "$sp/resend.jsonl" --seed "$k"
     pp-ingest --root "$ROOT" --dry-run "$@" "$sp"/*.jsonl 2>>"$LOG" | jq -c --arg w "$b" '. + {week: $w}' >>"$ROOT/spoil.jsonl" || true
   fi
   cp "$w" "$ROOT/inbox/.$b"
@@ -63,6 +85,33 @@ jq -rs '
   | ($all | map(select(.status == "accepted" or .status == "partial" or .status == "quarantined")) | length) as $n
   | "false positives: \($q) of \($n) clean weeks quarantined (\(if $n > 0 then ($q * 1000 / $n | round / 10) else 0 end)%); root: '"$ROOT"'"' \
   "$ROOT/ingest.jsonl"
+jq -rs '
+  [.[] | select(.status == "accepted" or .status == "partial" or .status == "quarantined")] as $all
+  | "per check, clean weeks quarantined (damage): \([$all[] | .tripped // [] | .[]] | group_by(.) | map("\(.[0])=\(length)") | join(" "))",
+    "per check, weeks with a change recorded (not stopped): \([$all[] | .changed // [] | .[]] | group_by(.) | map("\(.[0])=\(length)") | join(" "))"' \
+  "$ROOT/ingest.jsonl"
+nshards=$(ls "$ROOT/shards" 2>/dev/null | grep -c . || true)
+if [ -f "$ROOT/runs/main/suspects.json" ]; then
+  jq -r '.shards[] | "suspect: \(.name): \(.reason)"' "$ROOT/runs/main/suspects.json"
+  nsus=$(jq '.shards | length' "$ROOT/runs/main/suspects.json")
+else
+  nsus=0
+fi
+spikes=$(grep -c "guard: loss spike on new data" "$LOG" || true)
+echo "train guard: $nsus suspect of $nshards shards; $spikes loss spikes recorded as change (trained on)"
+if [ -n "${FP_EVENTS:-}" ]; then
+  fail=0; nev=0
+  while read -r ev; do
+    [ -n "$ev" ] || continue
+    nev=$((nev + 1))
+    st=$(jq -r --arg e "$ev" 'select((.file // "") | endswith("/" + $e)) | .status' "$ROOT/ingest.jsonl" | tail -1)
+    sus=no
+    if [ -f "$ROOT/runs/main/suspects.json" ] && jq -e --arg e "${ev%%.*}" '.shards[] | select(.name | startswith($e))' "$ROOT/runs/main/suspects.json" >/dev/null; then sus=yes; fi
+    echo "drift event $ev: ingest $st, suspect $sus"
+    if [ "$st" = quarantined ] || [ "$sus" = yes ]; then fail=$((fail + 1)); fi
+  done <"$FP_EVENTS"
+  echo "drift events stopped: $fail of $nev"
+fi
 if [ "${FP_SPOIL:-0}" = 1 ]; then
   jq -rs 'group_by(.file | split("/") | last) | .[]
     | "spoiled \(.[0].file | split("/") | last | sub(".jsonl$"; "")): caught \(map(select(.status == "quarantined" or .status == "rejected" or .status == "duplicate")) | length) of \(length) weeks; by check: \(map(.tripped // [] | .[]) | group_by(.) | map("\(.[0])=\(length)") | join(" "))"' \

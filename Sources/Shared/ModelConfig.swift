@@ -152,7 +152,13 @@ public struct GuardState: Codable, Equatable, Sendable {
         /// Mean per-example training loss over the shard's first pass (so far, for `judging`).
         public var loss: Double
         public var examples: Int
-        public init(shard: String, loss: Double, examples: Int) { self.shard = shard; self.loss = loss; self.examples = examples }
+        /// The shard's label signal (pp-train Guard.swift, issue 14): the model's loss with the
+        /// shard's labels over its loss with them shuffled, measured before each update on a
+        /// sample of the new examples; nil when it could not be measured (older checkpoints).
+        public var signal: Double?
+        public init(shard: String, loss: Double, examples: Int, signal: Double? = nil) {
+            self.shard = shard; self.loss = loss; self.examples = examples; self.signal = signal
+        }
     }
     /// The most recently accepted shards, oldest first.
     public var recent: [Entry] = []

@@ -41,6 +41,11 @@ public struct Batch {
 
     public var count: Int { labels.count }
 
+    /// The tokens of example `i` (shard form), for scoring it without training.
+    public func withTokens<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        bytes.withUnsafeBytes { all in body(UnsafeRawBufferPointer(rebasing: all[offsets[i]..<offsets[i + 1]])) }
+    }
+
     /// Tokens in the batch (space-separated runs). Counts them (O(bytes)); `train` counts
     /// them itself, in parallel.
     public var tokenCount: Int {

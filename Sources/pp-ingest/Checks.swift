@@ -20,8 +20,29 @@
 //                nothing the model recognises (a shuffled export), whatever the model's
 //                overall quality or the drift; needs no reference
 //
-// A check trips when value > max + width / sqrt(n) and at least min_count examples are
-// behind the value (IngestPolicy.Limit). Not here: the measuring (BatchStats.swift).
+//   label_flood  the deployed model on the sample's recognised examples (at least half
+//                their tokens in its vocabulary), per label l it knows: rise = share of l
+//                among them - l's share in the reference; excess = (examples labelled l -
+//                the model's summed probability of l) / examples. The value is the max over
+//                labels of min(rise, excess): a label whose share jumped AND that is given to
+//                texts that do not look like it ("90% of the texts given one label"). A real
+//                rise of a label the model knows keeps the texts that say it (small excess),
+//                a new label (unknown to the model) or new words (unrecognised) do not count
+//   truncated    share of examples of at most three tokens, minus that share in the reference
+//
+// Two kinds of evidence (issue 14, "drift is not damage"), IngestPolicy.Limit.hard:
+//   damage (hard: a trip quarantines)  duplicates, garbage, mojibake, label_signal,
+//                                      label_flood, truncated
+//   change (soft: a trip is recorded   label_linf, label_js, new_labels, oov, length_js,
+//    in "changed", never quarantines)  canary
+// policy.json can make any check hard or soft ("hard": true/false).
+//
+// A check trips when value > base + width / sqrt(n) and at least min_count examples are
+// behind the value (IngestPolicy.Limit). base is the policy's max, or, for a check with a
+// mad_k (stream-derived), median + mad_k x 1.4826 x MAD of the check's own values on the
+// reference inputs, kept within [max, cap] (the constant is a floor; the cap keeps a stream
+// that drifts into damage from raising its own bar without end). Not here: the measuring
+// (BatchStats.swift).
 
 import Shared
 #if canImport(Glibc)
@@ -39,6 +60,12 @@ struct CheckOutcome: Codable, Equatable {
     var tripped: Bool
     /// Why there is no value (or why the check is off).
     var skipped: String?
+    /// "damage" (a trip quarantines) or "change" (a trip is recorded only); nil in sidecars
+    /// written before issue 14.
+    var kind: String?
+    /// The base of the threshold came from the reference's own values (mad_k), not the floor.
+    var derived: Bool?
+    var quarantines: Bool { tripped && kind == "damage" }
 }
 
 /// What the deployed model says about a batch's sample.
@@ -51,6 +78,25 @@ struct ModelView {
     var canaryLossSum = 0.0
     /// Sum over examples of the loss against the other examples' labels (leave-one-out mean).
     var shuffledLossSum = 0.0
+    /// label_flood: per model label, recognised examples with that label and the model's
+    /// summed probability of it over the recognised examples.
+    var floodCounts: [Double] = []
+    var floodProbs: [Double] = []
+    var recognised = 0
+    var labelNames: [String] = []
+    /// max over labels of min(rise, excess) (see the header), and that value in examples.
+    /// `refShare`: a label's share in the reference.
+    func labelFlood(refShare: (String) -> Double) -> (value: Double, count: Int)? {
+        guard recognised > 0 else { return nil }
+        let n = Double(recognised)
+        var best = 0.0
+        for l in 0..<min(floodCounts.count, labelNames.count) where floodCounts[l] > 0 {
+            let rise = floodCounts[l] / n - refShare(labelNames[l])
+            let excess = (floodCounts[l] - floodProbs[l]) / n
+            best = max(best, min(rise, excess))
+        }
+        return (best, Int((best * n).rounded()))
+    }
     var oovRate: Double? { tokens > 0 ? Double(oovTokens) / Double(tokens) : nil }
     var canaryLoss: Double? { canaryExamples > 0 ? canaryLossSum / Double(canaryExamples) : nil }
     /// The loss with the batch's labels over the loss with its labels shuffled among its
@@ -68,15 +114,25 @@ struct ModelView {
         // Per scored example: its label (model index) and its losses for every label.
         var scoredLabels: [Int] = []
         var losses: [Float] = []
+        v.labelNames = model.labels
+        v.floodCounts = [Double](repeating: 0, count: L)
+        v.floodProbs = [Double](repeating: 0, count: L)
         for s in sample {
             v.sampled += 1
             s.tokens.withUnsafeBytes { t in
+                var toks = 0, oov = 0
                 Features.forEachToken(t) { p, n in
-                    v.tokens += 1
-                    if model.vocabulary.slot(forKey: FeatureHash.key64(p, n)) < 0 { v.oovTokens += 1 }
+                    toks += 1
+                    if model.vocabulary.slot(forKey: FeatureHash.key64(p, n)) < 0 { oov += 1 }
                 }
+                v.tokens += toks; v.oovTokens += oov
                 guard L > 0, let k = modelLabel[s.label] else { return }
                 probs.withUnsafeMutableBufferPointer { model.predict(tokens: t, probs: $0) }
+                if toks > 0 && 2 * oov <= toks {
+                    v.recognised += 1
+                    v.floodCounts[k] += 1
+                    for l in 0..<L { v.floodProbs[l] += Double(probs[l]) }
+                }
                 v.canaryExamples += 1
                 v.canaryLossSum += -log(max(Double(probs[k]), 1e-7))
                 scoredLabels.append(k)
@@ -119,13 +175,18 @@ enum Checks {
                 out.append(CheckOutcome(check: name, value: value, threshold: nil, n: n, count: count, tripped: false, skipped: skipped ?? "off in policy"))
                 return
             }
+            let kind = limit.hard ? "damage" : "change"
             guard let v = value else {
-                out.append(CheckOutcome(check: name, value: nil, threshold: nil, n: n, count: count, tripped: false, skipped: skipped))
+                out.append(CheckOutcome(check: name, value: nil, threshold: nil, n: n, count: count, tripped: false, skipped: skipped, kind: kind))
                 return
             }
-            let t = limit.threshold(n: n)
+            // The check's own values on the reference inputs (stream-derived threshold).
+            let key = IngestPolicy.statKey[name] ?? name
+            let own = window.compactMap { $0.stats[key] }.filter(\.isFinite)
+            let (t, derived) = limit.threshold(n: n, reference: own, minInputs: policy.derivedMinInputs)
             let tripped = v > t && (count ?? n) >= limit.minCount && n > 0
-            out.append(CheckOutcome(check: name, value: round6(v), threshold: round6(t), n: n, count: count, tripped: tripped, skipped: nil))
+            out.append(CheckOutcome(check: name, value: round6(v), threshold: round6(t), n: n, count: count, tripped: tripped, skipped: nil,
+                                    kind: kind, derived: limit.madK == nil ? nil : derived))
         }
 
         // Garbage needs no reference.
@@ -192,6 +253,16 @@ enum Checks {
             add("oov", value: nil, n: model?.sampled ?? 0, skipped: model == nil ? noModel : fewRef(oovRef.inputs))
         }
         add("length_js", value: lenJS, n: n, skipped: enough ? nil : tooSmall)
+        // Truncation: examples of at most three tokens (buckets 0-2), against the reference's share.
+        let shortMine = b.lengthHist.prefix(3).reduce(0, +)
+        let refTotal = refLength.reduce(0, +)
+        var shortIncrease: Double? = nil
+        if enough && n > 0 && refTotal > 0 {
+            shortIncrease = Double(shortMine) / Double(n) - Double(refLength.prefix(3).reduce(0, +)) / Double(refTotal)
+        }
+        stats["short_share"] = n > 0 ? Double(shortMine) / Double(n) : nil
+        stats["short_increase"] = shortIncrease
+        add("truncated", value: shortIncrease, n: n, count: shortMine, skipped: enough ? nil : tooSmall)
 
         // Duplicates: the batch's hash sample against the recent inputs' samples. Only hashes
         // <= every sample's limit are comparable (all of them for inputs under 16384 examples).
@@ -232,6 +303,15 @@ enum Checks {
                 why = "the deployed model barely separates labels on the reference (label_signal \(JSONOut.number(signalRef.mean, digits: 3)) > signal_reference_max \(JSONOut.number(policy.signalReferenceMax)))"
             }
             add("label_signal", value: nil, n: model?.canaryExamples ?? 0, skipped: why)
+        }
+        // The flood: labels given to texts the model does not see them in.
+        if enough, let m = model, let f = m.labelFlood(refShare: { Double(refLabels[$0] ?? 0) / Double(max(refExamples, 1)) }) {
+            stats["label_flood"] = f.value
+            stats["recognised_examples"] = Double(m.recognised)
+            add("label_flood", value: f.value, n: m.recognised, count: f.count)
+        } else {
+            add("label_flood", value: nil, n: model?.recognised ?? 0,
+                skipped: model == nil ? noModel : !enough ? tooSmall : "no sampled example with a known label and at least half its tokens known")
         }
         for (k, v) in stats { stats[k] = round6(v) }
         return out

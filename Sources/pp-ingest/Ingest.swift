@@ -388,10 +388,11 @@ final class Ingester {
         var measured: [String: Double] = [:]
         let outcomes = Checks.evaluate(stats, hashes: hashSample, model: modelView, reference: reference, policy: policy, stats: &measured)
         let window = reference.window
-        let tripped = outcomes.filter(\.tripped)
+        // Only damage quarantines; a change check beyond its threshold is recorded ("changed").
+        let tripped = outcomes.filter(\.quarantines)
         lastOutcomes = outcomes
         lastStats = measured
-        if isNew { for t in tripped { counters.checksTripped[t.check, default: 0] += 1 } }
+        if isNew { for t in outcomes where t.tripped { counters.checksTripped[t.check, default: 0] += 1 } }
         if cfg.dryRun {
             let would = !isNew ? "duplicate" : (!tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing) ? "quarantined"
                 : (summary.badLines > 0 ? "partial" : "accepted")
@@ -557,7 +558,8 @@ final class Ingester {
     private func addStats(_ j: inout JSONOut, _ measured: [String: Double], _ outcomes: [CheckOutcome], _ w: ReferenceWindow) {
         j.add("stats", raw: JSONOut.numbers(measured))
         j.add("checks", raw: JSONOut.checks(outcomes))
-        j.add("tripped", outcomes.filter(\.tripped).map(\.check))
+        j.add("tripped", outcomes.filter(\.quarantines).map(\.check))
+        j.add("changed", outcomes.filter { $0.tripped && !$0.quarantines }.map(\.check))
         j.add("reference", raw: JSONOut.window(w))
     }
 

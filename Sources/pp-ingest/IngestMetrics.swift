@@ -21,7 +21,7 @@ enum IngestMetrics {
         m.add("perpetuum_ingest_bytes_total", counters.bytes, kind: .counter, help: "Content bytes of accepted inputs (after decompression).")
         for c in IngestPolicy.checkNames {
             m.add("perpetuum_ingest_checks_tripped_total", counters.checksTripped[c] ?? 0, kind: .counter,
-                  help: "New inputs on which a batch check tripped (quarantined unless checks are off).", labels: [("check", c)])
+                  help: "New inputs on which a batch check tripped (a damage check quarantines unless checks are off; a change check only records).", labels: [("check", c)])
         }
         m.add("perpetuum_ingest_shards", count(root.shards, suffix: ".pps"), help: "Training shards in shards/.")
         m.add("perpetuum_ingest_holdout_shards", count(root.holdout, suffix: ".pps"), help: "Holdout shards in holdout/.")

@@ -53,6 +53,8 @@ struct JSONOut {
             o.add("n", c.n)
             if let k = c.count { o.add("count", k) }
             o.add("tripped", raw: c.tripped ? "true" : "false")
+            if let k = c.kind { o.add("kind", k) }
+            if let d = c.derived { o.add("derived", raw: d ? "true" : "false") }
             if let s = c.skipped { o.add("skipped", s) }
             return quote(c.check) + ":" + o.closed
         }.joined(separator: ",") + "}"

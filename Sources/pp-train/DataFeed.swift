@@ -309,6 +309,8 @@ final class DataFeed {
     struct FillInfo {
         var newShard: ShardRef?
         var newExamples = 0
+        /// Where the new shard's examples sit in the batch (the guard scores them).
+        var newIndices: [Int] = []
         var completed = false
     }
     private(set) var lastFill = FillInfo()
@@ -342,6 +344,7 @@ final class DataFeed {
                     if batch.count > had, let i = progressIndex(name) {
                         lastFill.newShard = cursor.shards[i].shard
                         lastFill.newExamples += 1
+                        lastFill.newIndices.append(had)
                         lastFill.completed = cursor.shards[i].passes >= 1
                     }
                 }

@@ -1,30 +1,93 @@
-// The guard at the door (issue 7, layer 2): the loss of each shard as the trainer first
-// trains on it (new data, not replays) is compared with the losses of the recently accepted
-// shards. A spike far outside that range, or a NaN/inf loss, stops the shard; the loop
-// (TrainLoop) then reverts to the state before it, marks it suspect and goes on without it.
+// The guard at the door (issue 7, layer 2; issue 14: drift is not damage). The loss of each
+// shard as the trainer first trains on it (new data, not replays) is compared with the
+// losses of the recently accepted shards, and its label signal is measured: the model's loss
+// with the shard's labels over its loss with those labels shuffled among the shard's
+// examples (about 1 when the labels no longer follow from the texts, well below 1 for real
+// labels, whatever the drift). Evidence of two kinds:
+//
+//   change   a loss far above the recent range (a spike). New labels, new words, a new mix:
+//            drift raises the loss too, so a spike alone is recorded (log, status, metrics)
+//            and the shard is trained on. It never marks a shard suspect by itself.
+//   damage   a NaN/inf loss; or a spike AND a label signal above its limit, while the model
+//            separates labels on the recently accepted shards (their median signal is at
+//            most guard_signal_reference_max: a model that cannot tell labels apart on clean
+//            data cannot tell a shuffled shard either). The loop (TrainLoop) then reverts to
+//            the state before the shard, marks it suspect and goes on without it.
+//
+// `guard_spike_alone: true` in policy.json restores the old rule (a spike alone is damage).
 //
 // A shard's loss is the mean, weighted by its examples in each batch, of the training losses
 // of the batches that carry its examples (DataFeed gives each batch in `new` mode one new
 // shard only). Each example's loss is measured before the update it causes, so the figure
 // is the model's loss on data it has not seen yet, like a held-out loss; the replay share
-// in those batches dilutes it by the same amount for every shard.
+// in those batches dilutes it by the same amount for every shard. The label signal is
+// measured on the first guard_signal_examples new examples of the shard, each scored by the
+// model just before the batch that carries it (examples whose label the model did not know
+// when the shard began are left out). It is not checkpointed mid-shard: a trainer stopped
+// mid-shard measures the signal on the rest of the shard only.
 //
 // This file holds the numbers and the verdict; it does not train, revert or write files.
 
 import Foundation
 import Shared
 
+/// The label signal of one shard, accumulated example by example: with S[l] the sum over
+/// scored examples of the loss of label l, c[l] the count of label l and T the sum of the
+/// losses of the true labels, the leave-one-out shuffled loss is (sum_l c[l] S[l] - T) / (n-1)
+/// and the signal is T / that. O(labels) state, whatever the shard's size.
+struct SignalMeter {
+    let shard: String
+    /// Labels the model knew when the shard began (later labels are not scored).
+    let labels: Int
+    var n = 0
+    var trueSum = 0.0
+    var perLabel: [Double]
+    var counts: [Double]
+
+    init(shard: String, labels: Int) {
+        self.shard = shard
+        self.labels = labels
+        perLabel = [Double](repeating: 0, count: labels)
+        counts = [Double](repeating: 0, count: labels)
+    }
+
+    /// Adds one example: its label's index and the model's probabilities (>= labels of them).
+    mutating func add(label k: Int, probs: UnsafeMutableBufferPointer<Float>) {
+        guard k >= 0, k < labels, probs.count >= labels else { return }
+        n += 1
+        counts[k] += 1
+        for l in 0..<labels {
+            let loss = -log(max(Double(probs[l]), 1e-7))
+            perLabel[l] += loss
+            if l == k { trueSum += loss }
+        }
+    }
+
+    var signal: Double? {
+        guard n >= 2 else { return nil }
+        var s = 0.0
+        for l in 0..<labels where counts[l] > 0 { s += counts[l] * perLabel[l] }
+        let shuffled = (s - trueSum) / Double(n - 1)
+        return shuffled > 0 ? trueSum / shuffled : nil
+    }
+}
+
 struct ShardGuard {
     var policy: TrainPolicy
     /// Recently accepted shards and the shard being judged; carried in checkpoints.
     var state: GuardState
+    /// The label signal of the shard being judged (not checkpointed).
+    var meter: SignalMeter?
     /// How many accepted shards the checkpoint meta keeps (>= any sensible window).
     static let keep = 64
 
     enum Verdict: Equatable {
         /// Accepted; `judged` is false when there was no range yet or too few examples.
-        case accepted(loss: Double, judged: Bool, median: Double?, threshold: Double?)
-        case spike(loss: Double, median: Double, threshold: Double)
+        /// `spike`: the loss was above the threshold, a change that was recorded, not stopped.
+        case accepted(loss: Double, judged: Bool, median: Double?, threshold: Double?, spike: Bool, signal: Double?)
+        /// Damage: a spike with labels that do not follow from the texts (or, with
+        /// guard_spike_alone, any spike). `signalLimit` is nil for the old rule.
+        case damaged(loss: Double, median: Double, threshold: Double, signal: Double?, signalLimit: Double?)
     }
 
     init(policy: TrainPolicy, state: GuardState?) {
@@ -44,22 +107,61 @@ struct ShardGuard {
         }
     }
 
+    /// Scores the new examples of `shard` at `indices` in `batch` with `model` (before the
+    /// update they cause), up to guard_signal_examples per shard.
+    mutating func measure(shard: String, batch: Batch, indices: [Int], model: Model) {
+        guard policy.guardSignalExamples > 0 else { return }
+        if meter?.shard != shard { meter = SignalMeter(shard: shard, labels: model.labels.count) }
+        guard var m = meter, m.labels >= 2 else { return }
+        var probs = [Float](repeating: 0, count: max(model.labels.count, 1))
+        for i in indices {
+            if m.n >= policy.guardSignalExamples { break }
+            guard let k = model.index(ofLabel: batch.labels[i]), k < m.labels else { continue }
+            probs.withUnsafeMutableBufferPointer { p in
+                batch.withTokens(i) { model.predict(tokens: $0, probs: p) }
+                m.add(label: k, probs: p)
+            }
+        }
+        meter = m
+    }
+
     /// The reference losses: the last `guardWindow` accepted shards.
     var reference: [Double] { state.recent.suffix(policy.guardWindow).map(\.loss) }
+    /// The label signals of the same shards (those that have one).
+    var signalReference: [Double] { state.recent.suffix(policy.guardWindow).compactMap(\.signal).filter(\.isFinite) }
+
+    /// The limit a shard's label signal is held to (n: its scored examples), or nil when the
+    /// signal cannot judge: too few reference signals, or the model does not separate labels
+    /// on them.
+    func signalLimit(n: Int) -> Double? {
+        let ref = signalReference
+        guard ref.count >= max(1, policy.guardMinHistory), TrainPolicy.median(ref) <= policy.guardSignalReferenceMax else { return nil }
+        return policy.guardSignalMax + policy.guardSignalWidth / Double(max(n, 1)).squareRoot()
+    }
 
     /// The verdict on the shard being judged, whose first pass just ended. An accepted shard
     /// joins the reference range; either way nothing is being judged afterwards.
     mutating func finish() -> Verdict? {
-        guard let j = state.judging else { return nil }
+        guard var j = state.judging else { return nil }
         state.judging = nil
+        let m = meter?.shard == j.shard ? meter : nil
+        meter = nil
+        j.signal = m?.signal.map { ($0 * 1e6).rounded() / 1e6 }
         let ref = reference
         if policy.guardEnabled, j.examples >= policy.guardMinExamples, let (median, limit) = policy.threshold(reference: ref) {
-            if j.loss > limit { return .spike(loss: j.loss, median: median, threshold: limit) }
+            let spike = j.loss > limit
+            if spike && policy.guardSpikeAlone {
+                return .damaged(loss: j.loss, median: median, threshold: limit, signal: j.signal, signalLimit: nil)
+            }
+            if spike, let sig = j.signal, let sl = signalLimit(n: m?.n ?? 0), sig > sl {
+                return .damaged(loss: j.loss, median: median, threshold: limit, signal: sig, signalLimit: sl)
+            }
             accept(j)
-            return .accepted(loss: j.loss, judged: true, median: median, threshold: limit)
+            return .accepted(loss: j.loss, judged: true, median: median, threshold: limit, spike: spike, signal: j.signal)
         }
         accept(j)
-        return .accepted(loss: j.loss, judged: false, median: ref.isEmpty ? nil : TrainPolicy.median(ref), threshold: nil)
+        return .accepted(loss: j.loss, judged: false, median: ref.isEmpty ? nil : TrainPolicy.median(ref), threshold: nil,
+                         spike: false, signal: j.signal)
     }
 
     private mutating func accept(_ e: GuardState.Entry) {

@@ -21,14 +21,30 @@ struct TrainPolicy: Equatable {
     /// median + margin (nats).
     var guardRatio = 2.5
     var guardMargin = 1.0
+    /// ... and the median + guard_mad_k robust deviations (1.4826 x the median absolute
+    /// deviation) of the reference losses: a stream whose loss moves a lot widens its range.
+    var guardMadK = 8.0
+    /// A loss spike is a change (recorded, trained on); it marks the shard suspect only with a
+    /// label signal above guard_signal_max + guard_signal_width / sqrt(n) (Guard.swift).
+    var guardSignalMax = 0.9
+    var guardSignalWidth = 0.5
+    /// The signal judges only while the median signal of the recent shards is at most this.
+    var guardSignalReferenceMax = 0.85
+    /// New examples per shard scored for the label signal (0: not measured).
+    var guardSignalExamples = 2000
+    /// true: the old rule, a loss spike alone marks the shard suspect.
+    var guardSpikeAlone = false
 
-    static let keys = ["guard", "guard_window", "guard_min_history", "guard_min_examples", "guard_ratio", "guard_margin"]
+    static let keys = ["guard", "guard_window", "guard_min_history", "guard_min_examples", "guard_ratio", "guard_margin",
+                       "guard_mad_k", "guard_signal_max", "guard_signal_width", "guard_signal_reference_max",
+                       "guard_signal_examples", "guard_spike_alone"]
 
-    /// The loss above which a shard is stopped, given the reference losses (nil: not enough history).
+    /// The loss above which a shard is a spike, given the reference losses (nil: not enough history).
     func threshold(reference: [Double]) -> (median: Double, threshold: Double)? {
         guard reference.count >= max(1, guardMinHistory) else { return nil }
         let m = TrainPolicy.median(reference)
-        return (m, max(guardRatio * m, m + guardMargin))
+        let mad = TrainPolicy.median(reference.map { abs($0 - m) })
+        return (m, max(guardRatio * m, m + guardMargin, m + guardMadK * 1.4826 * mad))
     }
 
     static func median(_ xs: [Double]) -> Double {
@@ -75,10 +91,20 @@ struct TrainPolicy: Equatable {
                 let x = try number()
                 guard x >= 1 else { throw bad("train.guard_ratio: expected a number >= 1") }
                 p.guardRatio = x
-            case "guard_margin":
+            case "guard_margin", "guard_mad_k", "guard_signal_max", "guard_signal_width", "guard_signal_reference_max":
                 let x = try number()
-                guard x >= 0 else { throw bad("train.guard_margin: expected a number >= 0") }
-                p.guardMargin = x
+                guard x >= 0 else { throw bad("train.\(k): expected a number >= 0") }
+                switch k {
+                case "guard_margin": p.guardMargin = x
+                case "guard_mad_k": p.guardMadK = x
+                case "guard_signal_max": p.guardSignalMax = x
+                case "guard_signal_width": p.guardSignalWidth = x
+                default: p.guardSignalReferenceMax = x
+                }
+            case "guard_signal_examples": p.guardSignalExamples = try integer(min: 0)
+            case "guard_spike_alone":
+                guard case .bool(let b) = v else { throw bad("train.guard_spike_alone: expected true or false") }
+                p.guardSpikeAlone = b
             default:
                 throw bad("train.\(k): unknown key (known: \(keys.joined(separator: ", ")))")
             }

@@ -34,6 +34,8 @@ struct StatusDoc: Codable, Equatable {
     /// Shards the guard stopped since this process started, and the last one.
     var guardTrips = 0
     var lastGuardTrip: SuspectShard?
+    /// Loss spikes recorded as change (trained on, not stopped) since this process started.
+    var guardSpikes = 0
     /// The loss of the last new shard judged, the threshold the next one is held to (absent:
     /// no range yet, or the guard is off), and the new shard being judged now.
     var lastShardLoss: Double?
@@ -53,6 +55,7 @@ struct StatusDoc: Codable, Equatable {
         case updatedAt = "updated_at"
         case suspects
         case guardTrips = "guard_trips"
+        case guardSpikes = "guard_spikes"
         case lastGuardTrip = "last_guard_trip"
         case lastShardLoss = "last_shard_loss"
         case guardThreshold = "guard_threshold"

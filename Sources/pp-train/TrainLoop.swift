@@ -96,6 +96,8 @@ final class TrainLoop {
     var suspects: SuspectList
     /// Shards the guard stopped since this process started.
     var guardTrips = 0
+    /// Loss spikes the guard recorded as change (trained on) since this process started.
+    var guardSpikes = 0
     var lastTrip: SuspectShard?
     /// The loss of the last shard the guard judged, and when (for status and metrics).
     var lastShardLoss: Double?
@@ -228,7 +230,7 @@ final class TrainLoop {
                             labels: trainer.model.labels.count, shards: feed.pool.count, pendingShards: feed.pendingShards,
                             newestShard: feed.newestShard, lastCheckpoint: lastCheckpointWritten,
                             startedFrom: start.parent ?? start.kind, startedAt: startedAt, updatedAt: Clock.iso(Clock.now()),
-                            suspects: suspects.shards.count, guardTrips: guardTrips, lastGuardTrip: lastTrip,
+                            suspects: suspects.shards.count, guardTrips: guardTrips, lastGuardTrip: lastTrip, guardSpikes: guardSpikes,
                             lastShardLoss: lastShardLoss, guardThreshold: guardian.currentThreshold,
                             judging: guardian.state.judging?.shard)
         do { try doc.write(statusPath) } catch {
@@ -348,6 +350,10 @@ final class TrainLoop {
         for r in feed.takeTouched() where lineageSet.insert(r).inserted { lineage.append(r) }
         if n == 0 { return .empty }
         let guarded = mode == .new && policy.guardEnabled ? info.newShard : nil
+        // The label signal: the new examples scored by the model before this batch's update.
+        if let sh = guarded, !info.newIndices.isEmpty {
+            guardian.measure(shard: sh.name, batch: batch, indices: info.newIndices, model: trainer.model)
+        }
         let r: BatchResult
         do {
             r = try trainer.train(batch)
@@ -371,7 +377,7 @@ final class TrainLoop {
             guardian.add(shard: sh.name, batchLoss: perExample, examples: info.newExamples)
             if info.completed, let v = guardian.finish() {
                 switch v {
-                case .accepted(let loss, let judged, let median, let limit):
+                case .accepted(let loss, let judged, let median, let limit, let spike, let signal):
                     lastShardLoss = loss
                     // New shards come in name order: one after the NaN-stopped shard (not
                     // one trained again after the revert) ends the streak.
@@ -379,10 +385,21 @@ final class TrainLoop {
                     var md: Logger.Metadata = ["shard": "\(sh.name)", "loss": "\(fmt(loss))", "step": "\(step)"]
                     if let m = median { md["median"] = "\(fmt(m))" }
                     if let l = limit { md["threshold"] = "\(fmt(l))" }
-                    log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
-                case .spike(let loss, let median, let limit):
+                    if let g = signal { md["label_signal"] = "\(fmt(g))" }
+                    if spike {
+                        guardSpikes += 1
+                        log.notice("guard: loss spike on new data, trained on (a change: the labels follow from the texts, or the signal cannot judge)", metadata: md)
+                    } else {
+                        log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
+                    }
+                case .damaged(let loss, let median, let limit, let signal, let signalLimit):
                     lastShardLoss = loss
-                    try trip(sh, reason: "loss spike", loss: loss, median: median, threshold: limit)
+                    if let g = signal, let gl = signalLimit {
+                        try trip(sh, reason: "labels do not follow from the texts", loss: loss, median: median, threshold: limit,
+                                 detail: "label signal \(fmt(g)) > \(fmt(gl)), loss \(fmt(loss)) > threshold \(fmt(limit))")
+                    } else {
+                        try trip(sh, reason: "loss spike", loss: loss, median: median, threshold: limit)
+                    }
                     return .tripped
                 }
             }
@@ -396,7 +413,7 @@ final class TrainLoop {
     /// the state before it. A second non-finite loss right after one (no shard accepted in
     /// between) blames the knobs instead: the marks for non-finite losses are withdrawn and
     /// training halts until lr or dropout change.
-    func trip(_ shard: ShardRef, reason: String, loss: Double, median: Double?, threshold: Double?) throws {
+    func trip(_ shard: ShardRef, reason: String, loss: Double, median: Double?, threshold: Double?, detail: String? = nil) throws {
         guardTrips += 1
         if !loss.isFinite && !nanTrips.isEmpty {
             log.critical("guard: non-finite loss again (shard \(shard.name), after \(nanTrips.joined(separator: ", "))): the knobs are the likelier cause, not the data; withdrawing those suspect marks and halting until lr or dropout change (pp-train set lr=...)")
@@ -412,7 +429,8 @@ final class TrainLoop {
         }
         var mark = SuspectShard(name: shard.name, sha256: shard.sha256, reason: reason, loss: loss.isFinite ? loss : nil,
                                 reference: median, step: step, at: Clock.iso(Clock.now()), by: "pp-train guard")
-        if let t = threshold { mark.reason = "\(reason): loss \(fmt(loss)) > threshold \(fmt(t))" }
+        if let d = detail { mark.reason = "\(reason): \(d)" }
+        else if let t = threshold { mark.reason = "\(reason): loss \(fmt(loss)) > threshold \(fmt(t))" }
         suspects.mark(mark)
         lastTrip = mark
         publishSuspects()

@@ -44,6 +44,8 @@ enum TrainMetrics {
         m.add("perpetuum_train_suspect_shards", d.suspects, help: "Shards in runs/RUN/suspects.json, never trained on again.", labels: run)
         m.add("perpetuum_train_guard_trips_total", d.guardTrips, kind: .counter,
               help: "Shards the loss guard stopped since this trainer started.", labels: run)
+        m.add("perpetuum_train_guard_spikes_total", d.guardSpikes, kind: .counter,
+              help: "Loss spikes on new shards recorded as change (trained on) since this trainer started.", labels: run)
         if let l = d.lastShardLoss {
             m.add("perpetuum_train_last_shard_loss", l, help: "Loss of the last new shard the guard judged (nats).", labels: run)
         }

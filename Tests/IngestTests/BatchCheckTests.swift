@@ -176,6 +176,57 @@ final class BatchCheckTests: IngestTestCase {
         XCTAssertEqual(scan(String("—".utf8.map { Character(Unicode.Scalar($0)) })) & TextGarbage.mojibake, TextGarbage.mojibake)
     }
 
+    /// Issue 14: a change check beyond its threshold is recorded in "changed" and the batch is
+    /// accepted; made hard in policy.json, the same batch is quarantined.
+    func testChangeIsRecordedNotQuarantinedUnlessMadeHard() throws {
+        try FileIO.publish(#"{"ingest": {"reference_min_examples": 0, "checks": {"label_linf": {"max": 0, "width": 0}}}}"#,
+                           to: root + "/policy.json")
+        try drop("a.txt", Array("__label__x hello world\n__label__x more words\n".utf8))
+        XCTAssertEqual(try ingest(["--settle", "0"]).status, 0)
+        try drop("b.txt", Array("__label__y other words\n__label__y and more\n".utf8))
+        var r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var rep = reports(r)[0]
+        XCTAssertEqual(rep["status"] as? String, "accepted", "\(rep)")
+        XCTAssertEqual(rep["tripped"] as? [String], [])
+        XCTAssertTrue((rep["changed"] as? [String] ?? []).contains("label_linf"), "\(rep)")
+        let linf = (rep["checks"] as! [String: [String: Any]])["label_linf"]!
+        XCTAssertEqual(linf["kind"] as? String, "change")
+        XCTAssertEqual(linf["tripped"] as? Bool, true)
+
+        try FileIO.publish(#"{"ingest": {"reference_min_examples": 0, "checks": {"label_linf": {"max": 0, "width": 0, "hard": true}}}}"#,
+                           to: root + "/policy.json")
+        try drop("c.txt", Array("__label__z third words\n__label__z again\n".utf8))
+        r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        rep = reports(r)[0]
+        XCTAssertEqual(rep["status"] as? String, "quarantined", "\(rep)")
+        XCTAssertEqual(rep["tripped"] as? [String], ["label_linf"])
+    }
+
+    func testKindsAndStreamDerivedThresholds() throws {
+        let hard = Set(IngestPolicy.defaultChecks.filter { ($0.value?.hard) == true }.keys)
+        XCTAssertEqual(hard, ["duplicates", "garbage", "mojibake", "label_signal", "label_flood", "truncated"])
+        let lim = IngestPolicy.Limit(max: 0.3, width: 0, hard: true, madK: 4, cap: 0.6)
+        // Too few reference values: the floor.
+        XCTAssertEqual(lim.threshold(n: 100, reference: [0.5, 0.5], minInputs: 8).0, 0.3, accuracy: 1e-12)
+        // Median 0.2, MAD 0.05: 0.2 + 4 x 1.4826 x 0.05 = 0.4965, above the floor.
+        let ref = [0.15, 0.2, 0.25, 0.15, 0.2, 0.25, 0.2, 0.2, 0.15, 0.25]
+        let (t, derived) = lim.threshold(n: 100, reference: ref, minInputs: 8)
+        XCTAssertEqual(t, 0.2 + 4 * 1.4826 * 0.05, accuracy: 1e-9)
+        XCTAssertTrue(derived)
+        // A stream that drifts up cannot raise its own bar above the cap; a quiet one keeps the floor.
+        XCTAssertEqual(lim.threshold(n: 100, reference: ref.map { $0 + 0.5 }, minInputs: 8).0, 0.6, accuracy: 1e-12)
+        XCTAssertEqual(lim.threshold(n: 100, reference: [Double](repeating: 0.01, count: 10), minInputs: 8).0, 0.3, accuracy: 1e-12)
+        // Pinned in policy.json: mad_k null.
+        XCTAssertNotNil(IngestPolicy().limit("label_flood")?.madK)
+        let p = try IngestPolicy.parse(Array(#"{"ingest": {"checks": {"label_flood": {"mad_k": null}, "oov": {"hard": true}}}}"#.utf8), path: "p")
+        XCTAssertNil(p.limit("label_flood")?.madK)
+        XCTAssertEqual(p.limit("label_flood")?.max, 0.25, "the other keys keep their defaults")
+        XCTAssertEqual(p.limit("oov")?.hard, true)
+        XCTAssertThrowsError(try IngestPolicy.parse(Array(#"{"ingest": {"checks": {"oov": {"hard": 1}}}}"#.utf8), path: "p"))
+    }
+
     func testDistancesAndSamples() {
         XCTAssertEqual(Checks.jsDistance([1, 0], [0, 1]), 1, accuracy: 1e-12)
         XCTAssertEqual(Checks.jsDistance([0.5, 0.5], [0.5, 0.5]), 0, accuracy: 1e-12)

@@ -2,9 +2,11 @@
 // state folders: a label-shuffled or NaN-inducing shard is stopped, marked suspect and left
 // out, the good shards after it are trained, the revert is exact (bit-identical to a run that
 // never had the shard), suspects survive a restart, and a rewound run that continues is
-// bit-identical to a run that never saw the bad shard (--threads 1).
+// bit-identical to a run that never saw the bad shard (--threads 1). Issue 14: a loss spike
+// from drift (new labels, new words) is trained on, not stopped.
 
 import Foundation
+@testable import pp_train
 import Shared
 import TestSupport
 import XCTest
@@ -75,7 +77,8 @@ final class GuardTests: XCTestCase {
         let list = try suspects(root)
         XCTAssertEqual(list.shards.map(\.name), [Fix.shardName(bad)])
         let mark = try XCTUnwrap(list.shards.first)
-        XCTAssertTrue(mark.reason.hasPrefix("loss spike"), mark.reason)
+        // Issue 14: damage, not a spike alone: the labels no longer follow from the texts.
+        XCTAssertTrue(mark.reason.hasPrefix("labels do not follow from the texts: label signal "), mark.reason)
         XCTAssertEqual(mark.by, "pp-train guard")
         XCTAssertEqual(mark.sha256?.count, 64)
         let loss = try XCTUnwrap(mark.loss), median = try XCTUnwrap(mark.reference)
@@ -194,6 +197,52 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("guard: shard accepted"), r.stderr)
     }
 
+    /// Issue 14: a shard of new labels and new words (a new sub-project) spikes the loss; that
+    /// is change, so it is recorded and trained on, never marked suspect. The old rule
+    /// (guard_spike_alone) stops the same shard, which shows the spike is real.
+    func testALossSpikeFromDriftIsTrainedOnNotStopped() throws {
+        let root = try Fix.newRoot("drift"), old = try Fix.newRoot("driftold")
+        defer { for r in [root, old] { try? FileManager.default.removeItem(atPath: r) } }
+        for r in [root, old] {
+            for k in 1...10 { try Fix.shard(r, Fix.shardName(k), clean(k)) }
+            try Fix.shard(r, Fix.shardName(11), Fix.examples(200, labels: ["w", "x", "y", "z"], seed: 11))
+            try Fix.shard(r, Fix.shardName(12), clean(12))
+        }
+        let r = try once(root)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("guard: loss spike on new data, trained on"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("shard=\(Fix.shardName(11))"), r.stderr)
+        XCTAssertEqual(try suspects(root).shards, [])
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        XCTAssertEqual(ck.lineage.map(\.name), (1...12).map { Fix.shardName($0) })
+        XCTAssertEqual(Fix.status(root)?["guard_spikes"] as? Int, 1)
+        // Clean shards after a first one have a label signal well below 1.
+        let sig = try XCTUnwrap(ck.guardState?.recent.last?.signal)
+        XCTAssertLessThan(sig, 0.5)
+
+        try FileIO.publish(#"{"train": {"guard_spike_alone": true}}"#, to: old + "/policy.json")
+        let o = try once(old)
+        XCTAssertEqual(o.status, 1, o.stderr)
+        XCTAssertEqual(try suspects(old).shards.map(\.name), [Fix.shardName(11)])
+        XCTAssertTrue(try suspects(old).shards[0].reason.hasPrefix("loss spike: loss "))
+    }
+
+    func testGuardThresholdIsRobustToTheStream() {
+        var p = TrainPolicy()
+        p.guardMinHistory = 3
+        // A quiet stream: the ratio rule.
+        XCTAssertEqual(p.threshold(reference: [1, 1, 1, 1])?.threshold ?? 0, 2.5, accuracy: 1e-9)
+        // A stream whose loss moves: median 1, MAD 0.5 -> 1 + 8 x 1.4826 x 0.5.
+        XCTAssertEqual(p.threshold(reference: [0.5, 1, 1.5, 0.5, 1.5])?.threshold ?? 0, 1 + 8 * 1.4826 * 0.5, accuracy: 1e-9)
+        XCTAssertNil(p.threshold(reference: [1, 1]))
+        var m = SignalMeter(shard: "s", labels: 2)
+        var a: [Float] = [0.9, 0.1], b: [Float] = [0.1, 0.9]
+        a.withUnsafeMutableBufferPointer { m.add(label: 0, probs: $0) }
+        b.withUnsafeMutableBufferPointer { m.add(label: 1, probs: $0) }
+        // True labels: 2 x -log 0.9; shuffled (each gets the other's label): 2 x -log 0.1.
+        XCTAssertEqual(m.signal ?? 0, log(0.9) / log(0.1), accuracy: 1e-6)
+    }
+
     func testNaNShardIsStoppedAndTwoInARowBlameTheKnobs() throws {
         let root = try Fix.newRoot("nanshard"), ref = try Fix.newRoot("nanref")
         defer { for r in [root, ref] { try? FileManager.default.removeItem(atPath: r) } }
@@ -243,6 +292,15 @@ final class GuardTests: XCTestCase {
         r = try once(root)
         XCTAssertEqual(r.status, 65, r.stderr)
         XCTAssertTrue(r.stderr.contains("train.guard_ratio"), r.stderr)
+        try FileIO.publish(#"{"train": {"guard_spike_alone": "yes"}}"#, to: root + "/policy.json")
+        r = try once(root)
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertTrue(r.stderr.contains("train.guard_spike_alone: expected true or false"), r.stderr)
+        let p = try TrainPolicy.parse(Array(#"{"train": {"guard_signal_max": 0.95, "guard_mad_k": 5, "guard_signal_examples": 0}}"#.utf8), path: "p")
+        XCTAssertEqual(p.guardSignalMax, 0.95)
+        XCTAssertEqual(p.guardMadK, 5)
+        XCTAssertEqual(p.guardSignalExamples, 0)
+        XCTAssertFalse(p.guardSpikeAlone)
     }
 
     // MARK: rewind
