@@ -93,14 +93,22 @@ public enum Clock {
         return v * unit
     }
 
-    /// The Unix seconds of a `stamp(_:)` ("20261126T194500Z"); nil when it is not one.
-    public static func parseStamp(_ s: Substring) -> Int64? {
+    /// The Unix seconds of a `stamp(_:)` ("20261126T194500Z", the stamp of checkpoint and shard
+    /// names); nil when it is not one.
+    public static func parseStamp<S: StringProtocol>(_ s: S) -> Double? {
         let b = Array(s.utf8)
-        guard b.count == 16, b[8] == 84, b[15] == 90 else { return nil }
-        func d(_ i: Int) -> Character { Character(Unicode.Scalar(b[i])) }
-        let iso = String(b[0..<4].map { Character(Unicode.Scalar($0)) }) + "-" + String([d(4), d(5)]) + "-" + String([d(6), d(7)])
-            + "T" + String([d(9), d(10)]) + ":" + String([d(11), d(12)]) + ":" + String([d(13), d(14)]) + "Z"
-        return parseISO(iso)
+        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
+        func part(_ r: Range<Int>) -> String { String(decoding: b[r], as: UTF8.self) }
+        let iso = part(0..<4) + "-" + part(4..<6) + "-" + part(6..<8) + "T" + part(9..<11) + ":" + part(11..<13) + ":" + part(13..<15) + "Z"
+        return parseISO(iso).map(Double.init)
+    }
+
+    /// The creation time in a checkpoint name "ckpt-YYYYMMDDTHHMMSSZ-STEP.ppc" (or "RUN/" + that).
+    public static func checkpointTime(_ name: String) -> Double? {
+        let file = name.split(separator: "/").last.map(String.init) ?? name
+        let b = Array(file.utf8)
+        guard file.hasPrefix("ckpt-"), b.count >= 21 else { return nil }
+        return parseStamp(String(decoding: b[5..<21], as: UTF8.self))
     }
 
     /// Parses ISO-8601 with a UTC offset or Z ("2016-02-15T16:03:36+07:00", fractions

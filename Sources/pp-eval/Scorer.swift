@@ -102,7 +102,7 @@ func evaluate(_ model: Predictor, identity: CheckpointIdentity, set: EvalSet, sl
     let flags = set.sliceFlags(recentFrom: bounds.recentFrom, oldTo: bounds.oldTo)
     let m = Scorer.slices(outcomes, flags: flags, labels: set.labels)
     let base = EvalNames.base(checkpointFile: identity.file, run: identity.run, evalset: set.hash)
-    let result = EvalResult(
+    var result = EvalResult(
         checkpoint: identity.id, run: identity.run, path: identity.path, step: identity.step,
         checkpointCreatedAt: identity.createdAt, evaluatedAt: Clock.iso(Clock.now()),
         evalset: set.hash, evalsetSource: set.source, evalsetFiles: set.shards.count, recentDays: recentDays,
@@ -111,9 +111,8 @@ func evaluate(_ model: Predictor, identity: CheckpointIdentity, set: EvalSet, sl
         examplesPerSecond: seconds > 0 ? (Double(outcomes.count) / seconds).rounded() : 0,
         examplesFile: base + "." + ExampleFile.fileExtension,
         all: m.all, recent: m.recent, old: m.old)
-    var r = result
-    r.recentExamples = recentExamples
-    return (r, ExampleFile(evalset: set.hash, labels: set.labels, outcomes: outcomes, slices: flags))
+    result.recentExamples = recentExamples
+    return (result, ExampleFile(evalset: set.hash, labels: set.labels, outcomes: outcomes, slices: flags))
 }
 
 /// Stores a result: the per-example file first, then the JSON, both atomically, so a JSON

@@ -151,10 +151,7 @@ struct Score: ParsableCommand {
             let dir = root.checkpoints(run: run)
             let names = try FileIO.list(dir).filter { $0.hasSuffix(".ppc") }.sorted()
             for f in names {
-                if let from, f != names.last {
-                    let parts = f.split(separator: "-")
-                    if parts.count >= 3, let t = Clock.parseStamp(parts[1]), Double(t) < from { continue }
-                }
+                if let from, f != names.last, let t = Clock.checkpointTime(f), t < from { continue }
                 let p = dir + "/" + f
                 if seen.insert(FileIO.realPath(p) ?? p).inserted { out.append(p) }
             }

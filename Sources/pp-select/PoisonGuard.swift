@@ -97,7 +97,7 @@ struct PoisonGuard {
         let outside = poison.filter { !known.contains($0.key) }.sorted { $0.key < $1.key }
         if outside.isEmpty { return v }
         // Everything the missing ancestors trained on was ingested before this time.
-        var bound: Double? = lin.missingParent.flatMap { PoisonGuard.stampTime(ofCheckpoint: $0) }
+        var bound: Double? = lin.missingParent.flatMap { Clock.checkpointTime($0) }
         if refuseIncomplete {
             v.unresolved = outside.map { ($0.key, $0.value) }
             return v
@@ -123,23 +123,6 @@ struct PoisonGuard {
             }
         }
         return nil
-    }
-
-    /// The creation time in a checkpoint name "ckpt-YYYYMMDDTHHMMSSZ-STEP.ppc" (or "RUN/" + that).
-    static func stampTime(ofCheckpoint name: String) -> Double? {
-        let file = name.split(separator: "/").last.map(String.init) ?? name
-        let b = Array(file.utf8)
-        guard file.hasPrefix("ckpt-"), b.count >= 21 else { return nil }
-        return stampTime(String(decoding: b[5..<21], as: UTF8.self))
-    }
-
-    /// "YYYYMMDDTHHMMSSZ" (the stamp of checkpoint and shard names) as Unix seconds.
-    static func stampTime(_ s: String) -> Double? {
-        let b = Array(s.utf8)
-        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
-        func part(_ r: Range<Int>) -> String { String(decoding: b[r], as: UTF8.self) }
-        let iso = part(0..<4) + "-" + part(4..<6) + "-" + part(6..<8) + "T" + part(9..<11) + ":" + part(11..<13) + ":" + part(13..<15) + "Z"
-        return Clock.parseISO(iso).map(Double.init)
     }
 
     /// A shard's header, decompressing only the first bytes (Shard.swift's layout), so a

@@ -89,7 +89,7 @@ extension Selector {
     static func newestInput(_ shards: [ShardRef]) -> (shard: String, time: Double)? {
         var best: (String, Double)? = nil
         for s in shards {
-            guard s.name.utf8.count >= 16, let t = PoisonGuard.stampTime(String(s.name.prefix(16))) else { continue }
+            guard s.name.utf8.count >= 16, let t = Clock.parseStamp(s.name.prefix(16)) else { continue }
             if best == nil || t > best!.1 || (t == best!.1 && s.name > best!.0) { best = (s.name, t) }
         }
         return best

@@ -100,14 +100,10 @@ struct Selector {
         }
     }
 
-    /// Days since the checkpoint at `rel` was created (its result's time, else its name's stamp).
+    /// Days since the checkpoint at `rel` was created (its result's time, else `age(ofCheckpoint:)`).
     func ageDays(_ rel: String, result: EvalResult?) -> Double? {
-        let t = result.flatMap { Clock.parseISO($0.checkpointCreatedAt) }
-            ?? EvalNames.checkpointID(path: rel).flatMap { id in
-                let parts = id.file.split(separator: "-")
-                return parts.count >= 3 ? Clock.parseStamp(parts[1]) : nil
-            }
-        return t.map { max(0, now - Double($0)) / 86_400 }
+        let t = result.flatMap { Clock.parseISO($0.checkpointCreatedAt) }.map(Double.init) ?? Selector.age(ofCheckpoint: absolute(rel))
+        return t.map { max(0, now - $0) / 86_400 }
     }
 
     /// Chooses among the results of the window on the current eval set; nil = nothing to do.
@@ -337,7 +333,7 @@ struct Selector {
 
     /// The time a checkpoint was written: the stamp in its name, else its mtime.
     static func age(ofCheckpoint path: String) -> Double? {
-        if let t = PoisonGuard.stampTime(ofCheckpoint: FileIO.split(path).name) { return t }
+        if let t = Clock.checkpointTime(FileIO.split(path).name) { return t }
         guard let st = FileIO.lstatOrNil(path) else { return nil }
         return Double(st.st_mtim.tv_sec)
     }
