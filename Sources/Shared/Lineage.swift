@@ -23,44 +23,62 @@ extension Checkpoint {
             guard !wantVocabulary else { throw PPError.corrupt(path, "a checkpoint head holds no vocabulary (its weights were deleted)") }
             return (try readHeadFile(path), nil)
         }
-        let reader: ChunkReader
-        do { reader = try ChunkReader(path: path, chunk: 1 << 16, regularOnly: true) } catch let e as PPError {
-            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
-        }
-        guard reader.isCompressed else { throw PPError.corrupt(path, "bad magic (not a zstd-compressed checkpoint)") }
-        var buf: [UInt8] = []
-        /// Reads until `buf` holds at least n bytes; false at the end of the stream.
-        func fill(_ n: Int) throws -> Bool {
-            while buf.count < n {
-                let more = try reader.next { buf.append(contentsOf: $0) }
-                if !more { return false }
-            }
-            return true
-        }
-        _ = try fill(16)
-        try buf.withUnsafeBytes { try checkStart($0, path: path) }
-        let ml = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
-        guard try fill(16 + ml) else { throw PPError.corrupt(path, "truncated in the meta (\(ml) bytes announced)") }
+        var head = try HeadReader(path: path)
+        let ml = try head.metaLength()
         let meta: CheckpointMeta
-        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(buf[16..<(16 + ml)])) } catch {
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(head.buf[16..<(16 + ml)])) } catch {
             throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
         }
         try checkMeta(meta, path: path)
         guard wantVocabulary else { return (meta, nil) }
         let at = 16 + ml
-        guard try fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
-        guard String(decoding: buf[at..<(at + 4)], as: UTF8.self) == "VOCB" else {
+        guard try head.fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
+        guard String(decoding: head.buf[at..<(at + 4)], as: UTF8.self) == "VOCB" else {
             throw PPError.corrupt(path, "expected section VOCB at offset \(at)")
         }
-        let len = buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
-        guard len < (1 << 40), try fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated vocabulary section") }
-        let vocab = try buf.withUnsafeBytes { p -> Vocabulary in
+        let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
+        guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated vocabulary section") }
+        let vocab = try head.buf.withUnsafeBytes { p -> Vocabulary in
             var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
             let v = try Vocabulary.deserialize(&r, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount, evictions: 0)
             try r.expectEnd("VOCB")
             return v
         }
         return (meta, vocab)
+    }
+}
+
+/// The first bytes of a checkpoint's decompressed stream, read chunk by chunk as far as
+/// asked: the start (magic, version) and the meta's length are checked on the way.
+struct HeadReader {
+    let path: String
+    let reader: ChunkReader
+    var buf: [UInt8] = []
+
+    init(path: String) throws {
+        self.path = path
+        do { reader = try ChunkReader(path: path, chunk: 1 << 16, regularOnly: true) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        guard reader.isCompressed else { throw PPError.corrupt(path, "bad magic (not a zstd-compressed checkpoint)") }
+    }
+
+    /// Reads until `buf` holds at least n bytes; false at the end of the stream.
+    mutating func fill(_ n: Int) throws -> Bool {
+        while buf.count < n {
+            let more = try reader.next { buf.append(contentsOf: $0) }
+            if !more { return false }
+        }
+        return true
+    }
+
+    /// Checks the start and reads the whole meta; returns its length (it sits at 16..<16+n).
+    mutating func metaLength() throws -> Int {
+        _ = try fill(16)
+        try buf.withUnsafeBytes { try Checkpoint.checkStart($0, path: path) }
+        let ml = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        guard try fill(16 + ml) else { throw PPError.corrupt(path, "truncated in the meta (\(ml) bytes announced)") }
+        return ml
     }
 }
 
@@ -134,9 +152,49 @@ public enum Lineage {
         return FileIO.isRegularFile(head) ? head : nil
     }
 
+    /// What a lineage walk needs of a checkpoint's meta. Decoding only these keys (not the
+    /// data cursor, the guard state or the knobs, which grow with the run) made a walk of a
+    /// long chain several times cheaper (pp-select, issue 13).
+    public struct Link: Decodable, Sendable {
+        public var parent: String?
+        public var lineage: [ShardRef]
+        public var createdAt: String
+        enum CodingKeys: String, CodingKey {
+            case parent, lineage
+            case createdAt = "created_at"
+        }
+        public init(from d: Decoder) throws {
+            let c = try d.container(keyedBy: CodingKeys.self)
+            parent = try c.decodeIfPresent(String.self, forKey: .parent)
+            lineage = try c.decode([ShardRef].self, forKey: .lineage)
+            createdAt = try c.decode(String.self, forKey: .createdAt)
+        }
+        init(_ m: CheckpointMeta) { parent = m.parent; lineage = m.lineage; createdAt = m.createdAt }
+    }
+
+    /// The links read so far, by canonical path: checkpoints and heads never change once
+    /// written (a name is never reused), so one process reads each at most once however
+    /// many walks pass through it. Not for a long-lived process whose files may be deleted
+    /// and re-created by a rewind (pp-train walks without one).
+    public final class Memo: @unchecked Sendable {
+        var links: [String: Link] = [:]
+        public init() {}
+    }
+
+    /// The link of the checkpoint (or head) at `path`: its meta's parent, lineage and time,
+    /// with the same checks of the file's start as `Checkpoint.readHead`.
+    public static func link(_ path: String) throws -> Link {
+        if path.hasSuffix(Checkpoint.headSuffix) { return Link(try Checkpoint.readHeadFile(path)) }
+        var head = try HeadReader(path: path)
+        let ml = try head.metaLength()
+        do { return try JSONDecoder().decode(Link.self, from: Data(head.buf[16..<(16 + ml)])) } catch {
+            throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
+        }
+    }
+
     /// Walks `meta.parent` from `checkpoint` (reading only the heads) and collects the shards.
-    public static func of(checkpoint: String, root: Root) throws -> Result {
-        var chainMetas: [CheckpointMeta] = []
+    public static func of(checkpoint: String, root: Root, memo: Memo? = nil) throws -> Result {
+        var links: [Link] = []
         var chain: [String] = []
         var seen = Set<String>()
         var current: String? = checkpoint
@@ -144,17 +202,21 @@ public enum Lineage {
         while let p = current {
             let key = FileIO.realPath(p) ?? p
             guard seen.insert(key).inserted else { break }   // a cycle cannot be written, but never loop
-            let meta = try Checkpoint.readHead(path: p).meta
-            chainMetas.append(meta); chain.append(p)
+            let l: Link
+            if let m = memo?.links[key] { l = m } else {
+                l = try link(p)
+                memo?.links[key] = l
+            }
+            links.append(l); chain.append(p)
             current = nil
-            if let parent = meta.parent {
+            if let parent = l.parent {
                 if let file = resolveParent(parent, root: root) { current = file } else { missing = parent }
             }
         }
         var shards: [ShardRef] = []
         var have = Set<ShardRef>()
-        for meta in chainMetas.reversed() {
-            for s in meta.lineage where have.insert(s).inserted { shards.append(s) }
+        for l in links.reversed() {
+            for s in l.lineage where have.insert(s).inserted { shards.append(s) }
         }
         return Result(shards: shards, chain: chain, complete: missing == nil, missingParent: missing)
     }

@@ -89,7 +89,7 @@ struct PoisonGuard {
     }
 
     private func judge(_ path: String) throws -> LineageVerdict {
-        let lin = try Lineage.of(checkpoint: path, root: root)
+        let lin = try Lineage.of(checkpoint: path, root: root, memo: cache.links)
         var v = LineageVerdict(path: path, shards: lin.shards, complete: lin.complete, missingParent: lin.missingParent,
                                poisoned: Poison.find(in: lin, poison: poison).map { ($0.shard, $0.why) }, unresolved: [])
         if lin.complete || poison.isEmpty { return v }
@@ -103,7 +103,7 @@ struct PoisonGuard {
             return v
         }
         if bound == nil, let oldest = lin.chain.last,
-           let t = Clock.parseISO(try Checkpoint.readHead(path: oldest).meta.createdAt) {
+           let t = Clock.parseISO(try Lineage.link(oldest).createdAt) {
             bound = Double(t)
         }
         for (name, why) in outside {
@@ -146,4 +146,7 @@ struct PoisonGuard {
 /// Memory for PoisonGuard (a class, so the guard stays a value that is cheap to copy).
 final class VerdictCache {
     var verdicts: [String: LineageVerdict] = [:]
+    /// The heads read by this run's walks: a candidate and the deployed model share most
+    /// of their chain.
+    let links = Lineage.Memo()
 }

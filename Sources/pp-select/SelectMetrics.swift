@@ -47,7 +47,7 @@ extension Selector {
         // Scores of the deployed checkpoint on the current eval set (pp-eval.prom has each
         // run's newest checkpoint).
         if let evalset = try? EvalSet.hashShards(try EvalSet.holdoutPaths(root)),
-           let r = try results().first(where: { $0.path == dep && $0.evalset == evalset }) {
+           let r = try results(evalset: evalset).first(where: { $0.path == dep }) {
             if let s = r.metric(config.metric) {
                 m.add("perpetuum_deployed_score", s, help: "The deployed checkpoint's score on the selection metric.",
                       labels: [("metric", config.metric)])

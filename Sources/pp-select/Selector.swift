@@ -58,11 +58,18 @@ struct Selector {
 
     // MARK: - select
 
-    /// Every readable stored result; unreadable ones are reported and skipped.
-    func results() throws -> [EvalResult] {
+    /// Every readable stored result on `evalset` (every one when nil); unreadable ones are
+    /// reported and skipped. A result's name ends in the first 16 hex digits of its eval set
+    /// (EvalNames.base), so only those files are read: evals/ keeps the results of every
+    /// earlier holdout set, and decoding them all made each run grow with the history.
+    func results(evalset: String?) throws -> [EvalResult] {
         var out: [EvalResult] = []
-        for f in try FileIO.list(root.evals) where f.hasSuffix(".json") {
-            do { out.append(try EvalResult.load(path: root.evals + "/" + f)) } catch let e as PPError {
+        let suffix = evalset.map { "--" + String($0.prefix(16)) + ".json" } ?? ".json"
+        for f in try FileIO.list(root.evals) where f.hasSuffix(suffix) {
+            do {
+                let r = try EvalResult.load(path: root.evals + "/" + f)
+                if evalset == nil || r.evalset == evalset { out.append(r) }
+            } catch let e as PPError {
                 Log.fail("pp-select", e.message + " (skipped)")
             }
         }
@@ -110,7 +117,7 @@ struct Selector {
     /// The status is .corrupt when a candidate had to be refused.
     func select(since: Double) throws -> (DecisionRecord, ExitStatus)? {
         let evalset = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
-        let all = try results().filter { $0.evalset == evalset }
+        let all = try results(evalset: evalset)
         let dep = currentDeployed()
         let depResult = dep.flatMap { d in all.first { $0.path == d } }
         let window = all.filter { r in
@@ -253,7 +260,7 @@ struct Selector {
             rec.deployed = Selector.id(t); rec.deployedPath = t
         } else {
             let evalset = try? EvalSet.hashShards(try EvalSet.holdoutPaths(root))
-            let pool = try results().filter { $0.evalset == evalset && $0.path != dep }
+            let pool = try evalset.map { try results(evalset: $0).filter { $0.path != dep } } ?? []
             if let best = ranked(pool).first(where: { usable($0.path) }) {
                 rec.decision = "promote"
                 rec.reason = why + "; no earlier clean deployment, so the best clean candidate is deployed"

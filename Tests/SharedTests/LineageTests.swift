@@ -97,6 +97,33 @@ final class LineageTests: XCTestCase {
         XCTAssertEqual(m.missingParent, "gone/c0.ppc")
     }
 
+    /// The light link (parent, lineage, time) is what the full meta says, and a memo serves
+    /// a second walk without reading the files again (pp-select walks the deployed model's
+    /// chain and each candidate's, which share most of it).
+    func testLinkAndMemoAgreeWithTheFullMeta() throws {
+        let dir = try TestSupport.tempDir("lineage-memo")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        let c1 = try write(root, run: "main", file: "c1.ppc", parent: nil, shards: ["s1", "s2"], trainer: t)
+        let c2 = try write(root, run: "main", file: "c2.ppc", parent: "main/c1.ppc", shards: ["s3"], trainer: t)
+        let c3 = try write(root, run: "main", file: "c3.ppc", parent: "main/c2.ppc", shards: ["s4"], trainer: t)
+        for c in [c1, c2, c3] {
+            let full = try Checkpoint.readHead(path: c).meta, link = try Lineage.link(c)
+            XCTAssertEqual(link.parent, full.parent)
+            XCTAssertEqual(link.lineage, full.lineage)
+            XCTAssertEqual(link.createdAt, full.createdAt)
+        }
+        let memo = Lineage.Memo()
+        let first = try Lineage.of(checkpoint: c3, root: root, memo: memo)
+        XCTAssertEqual(first.shards.map(\.name), try Lineage.of(checkpoint: c3, root: root).shards.map(\.name))
+        // Damage c1 in place (a second walk without the memo would throw): the memo answers.
+        try FileIO.publish("not a checkpoint", to: c1)
+        XCTAssertThrowsError(try Lineage.of(checkpoint: c3, root: root))
+        let again = try Lineage.of(checkpoint: c2, root: root, memo: memo)
+        XCTAssertEqual(again.shards.map(\.name), ["s1", "s2", "s3"])
+    }
+
     /// Issue 13: retention deletes weights but keeps heads, so the lineage stays complete
     /// (it was "incomplete" and pp-select refused every later candidate).
     func testLineageStaysCompleteThroughKeptHeads() throws {
