@@ -209,12 +209,26 @@ public final class EvalSet {
         return (shard, hex(h.finalize()))
     }
 
-    /// The current default eval set of a root: its holdout shards. Throws `.nothingToDo` when
-    /// there are none.
-    public static func holdoutPaths(_ root: Root) throws -> [String] {
+    /// How many holdout examples the root's eval set holds at least (docs/formats.md, "The
+    /// eval set"): the newest holdout shards are taken until they hold this many.
+    public static let holdoutWindow = 5000
+
+    /// The current default eval set of a root: its newest holdout shards (names start with the
+    /// time their data landed, so they sort by time) that together hold at least `window`
+    /// examples; all of them when they hold fewer. pp-eval --pending and pp-select agree on
+    /// it, and the work of scoring a checkpoint stays bounded however long the holdout grows
+    /// (issue 13). Only shard headers are read; a shard whose header cannot be read counts
+    /// no examples and stays in the set (pp-eval reports it when it loads the set). Throws
+    /// `.nothingToDo` when there are no holdout shards.
+    public static func holdoutPaths(_ root: Root, window: Int = holdoutWindow) throws -> [String] {
         let p = try shardFiles(in: root.holdout)
         if p.isEmpty { throw PPError("\(root.holdout): no holdout shards to score", status: .nothingToDo) }
-        return p
+        var start = p.count, held = 0
+        while start > 0 && held < window {
+            start -= 1
+            held += max(0, (try? ShardHeader.read(path: p[start]).examples) ?? 0)
+        }
+        return Array(p[start...])
     }
 
     public static func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 {

@@ -67,6 +67,26 @@ public struct ShardHeader: Codable, Equatable, Sendable {
     }
 }
 
+extension ShardHeader {
+    /// The header of the shard at `path`, decompressing only the first bytes (the layout
+    /// above), so a 64 MiB shard costs one 64 KiB chunk. Checks the magic and the header's
+    /// length, not the records or the checksum (a full `Shard` load does).
+    public static func read(path: String) throws -> ShardHeader {
+        let reader = try ChunkReader(path: path, chunk: 1 << 16, regularOnly: true)
+        var buf: [UInt8] = []
+        func fill(_ n: Int) throws -> Bool {
+            while buf.count < n { if !(try reader.next { buf.append(contentsOf: $0) }) { return false } }
+            return true
+        }
+        guard try fill(16), Array(buf[0..<8]) == Shard.magic else { throw PPError.corrupt(path, "not a shard") }
+        let h = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        guard h < (1 << 26), try fill(16 + h) else { throw PPError.corrupt(path, "truncated shard header") }
+        do { return try JSONDecoder().decode(ShardHeader.self, from: Data(buf[16..<(16 + h)])) } catch {
+            throw PPError.corrupt(path, "unreadable shard header")
+        }
+    }
+}
+
 /// Builds one shard in memory; `finish` returns the compressed file bytes.
 public struct ShardWriter {
     public private(set) var labels: [String] = []

@@ -118,28 +118,11 @@ struct PoisonGuard {
     /// quarantine/; nil when neither holds a readable one.
     func ingestedAt(shard name: String) -> Double? {
         for dir in [root.shards, root.quarantine] where FileIO.exists(dir + "/" + name) {
-            if let h = try? PoisonGuard.shardHeader(path: dir + "/" + name), let t = Clock.parseISO(h.ingestedAt) {
+            if let h = try? ShardHeader.read(path: dir + "/" + name), let t = Clock.parseISO(h.ingestedAt) {
                 return Double(t)
             }
         }
         return nil
-    }
-
-    /// A shard's header, decompressing only the first bytes (Shard.swift's layout), so a
-    /// 64 MiB shard costs one 64 KiB chunk.
-    static func shardHeader(path: String) throws -> ShardHeader {
-        let reader = try ChunkReader(path: path, chunk: 1 << 16)
-        var buf: [UInt8] = []
-        func fill(_ n: Int) throws -> Bool {
-            while buf.count < n { if !(try reader.next { buf.append(contentsOf: $0) }) { return false } }
-            return true
-        }
-        guard try fill(16), Array(buf[0..<8]) == Shard.magic else { throw PPError.corrupt(path, "not a shard") }
-        let h = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
-        guard h < (1 << 26), try fill(16 + h) else { throw PPError.corrupt(path, "truncated shard header") }
-        do { return try JSONDecoder().decode(ShardHeader.self, from: Data(buf[16..<(16 + h)])) } catch {
-            throw PPError.corrupt(path, "unreadable shard header")
-        }
     }
 }
 

@@ -77,7 +77,7 @@ extension Selector {
                   help: "Input time (shard name stamp: the input file's mtime) of the newest shard in the deployed model.")
             m.add("perpetuum_deployed_newest_input_age_seconds", max(0, now - newest.time).rounded(),
                   help: "Freshness: age of the newest input in the deployed model when this file was written.")
-            if let h = try? PoisonGuard.shardHeader(path: root.shards + "/" + newest.shard), let ts = h.tsMax {
+            if let h = try? ShardHeader.read(path: root.shards + "/" + newest.shard), let ts = h.tsMax {
                 m.add("perpetuum_deployed_newest_example_timestamp_seconds", Double(ts),
                       help: "Newest example time (ts_max) in that newest shard.")
             }

@@ -8,6 +8,28 @@ final class ScoringTests: XCTestCase {
     let day: Int64 = 86_400
     let t0: Int64 = 1_700_000_000
 
+    /// Issue 13: the root's eval set is the newest holdout shards holding at least the
+    /// window's examples, so scoring a checkpoint costs the same in year two as in week two;
+    /// pp-eval and pp-select get the same set (the same function).
+    func testHoldoutWindowTakesTheNewestShardsUpToTheCount() throws {
+        let dir = try TestSupport.tempDir("window")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        for (i, name) in ["20260101T000000Z-a", "20260102T000000Z-b", "20260103T000000Z-c", "20260104T000000Z-d"].enumerated() {
+            try Fixture.shard((0..<3).map { ("l\(i)", t0 + Int64(i * 10 + $0), "text \(i) \($0)") }, to: root.holdout + "/\(name)-000.pps")
+        }
+        let name = { (p: String) in String(FileIO.split(p).name.prefix(18)) }
+        XCTAssertEqual(try EvalSet.holdoutPaths(root, window: 4).map(name), ["20260103T000000Z-c", "20260104T000000Z-d"])
+        XCTAssertEqual(try EvalSet.holdoutPaths(root, window: 3).map(name), ["20260104T000000Z-d"])
+        XCTAssertEqual(try EvalSet.holdoutPaths(root, window: 100).count, 4)
+        // An unreadable shard counts no examples and stays in the set (pp-eval reports it).
+        try FileIO.publish("garbage", to: root.holdout + "/20260105T000000Z-e-000.pps")
+        XCTAssertEqual(try EvalSet.holdoutPaths(root, window: 3).map(name), ["20260104T000000Z-d", "20260105T000000Z-e"])
+        XCTAssertEqual(EvalSet.holdoutWindow, 5000)
+        XCTAssertEqual(try EvalSet.holdoutPaths(root).count, 5)
+    }
+
     func testScoreSlicesAndStore() throws {
         let dir = try TestSupport.tempDir("score")
         defer { try? FileManager.default.removeItem(atPath: dir) }
