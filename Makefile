@@ -26,7 +26,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick install man clean fuzz fuzz-smoke
+.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick production-sim install man clean fuzz fuzz-smoke
 
 all: build
 
@@ -49,6 +49,8 @@ test: deps
 	bench/setup.sh drift
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" bench/venv/bin/python -m unittest -v bench/test_drift.py
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
+	python3 tools/production-sim.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" --days 90 --ingest-every 21600 --check \
+	  --work bench/work/production-sim-test
 
 # libFuzzer targets (Fuzz/, tools/fuzz.sh): checkpoint and shard readers, the input parser,
 # control.json, policy.json, selections.jsonl; each FUZZ_SECONDS (default 600) from the seed
@@ -83,6 +85,16 @@ drift: build
 
 drift-quick: build
 	PP_BIN="$(BIN)" STREAM="$(STREAM)" PERIOD="$(PERIOD)" STREAM_DIR="$(STREAM_DIR)" NAME="$(NAME)" DRIFT_QUICK=1 bench/drift.sh
+
+# make production-sim [SIM_DAYS=90] [SIM_EVERY=3600]: months of production on a compressed clock
+# (tools/production-sim.py): the tools as the units run them, a batch landing every SIM_EVERY
+# simulated seconds, hourly checkpoints, daily selection with retention; checks the disk budget,
+# flat evaluation work and the deployed model's age. `make test` runs 90 days at one batch
+# every 6 hours.
+SIM_DAYS ?= 90
+SIM_EVERY ?= 3600
+production-sim: build
+	python3 tools/production-sim.py --bin "$(BIN)" --days $(SIM_DAYS) --ingest-every $(SIM_EVERY) --check
 
 # make install: the binaries, the systemd units, sysusers.d/tmpfiles.d entries, man pages
 # generated from the argument parsers (swift-argument-parser's generate-manual tool), bash/zsh/

@@ -387,6 +387,31 @@ struct Selector {
         return rec
     }
 
+    /// Retention of evals/: the per-example files (`.pex`) of results whose checkpoint no
+    /// longer exists (its weights deleted by retention, or by hand). Selection compares
+    /// only checkpoints it can verify, so those files are never read again; the result JSON
+    /// stays as the score history. Without this, evals/ grew by a per-example file per
+    /// checkpoint and eval set forever (23 MB in three simulated days of hourly checkpoints,
+    /// tools/production-sim.py). Returns the names deleted (none in a dry run).
+    @discardableResult
+    func pruneExampleFiles() throws -> [String] {
+        var gone: [String] = []
+        let ext = "." + ExampleFile.fileExtension
+        for f in try FileIO.list(root.evals) where f.hasSuffix(ext) {
+            // "<ckpt file sans .ppc>--<RUN>--<evalset16>.pex" (EvalNames.base)
+            let parts = f.dropLast(ext.count).components(separatedBy: "--")
+            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else { continue }
+            let ckpt = absolute(EvalNames.relativeCheckpointPath(run: parts[1], file: parts[0] + "." + Checkpoint.fileExtension))
+            if FileIO.exists(ckpt) { continue }
+            gone.append(f)
+        }
+        if dryRun || gone.isEmpty { return dryRun ? [] : gone }
+        for f in gone { try FileIO.removeDurably(root.evals + "/" + f) }
+        Log.make("pp-select").info("retention: deleted the per-example files of \(gone.count) results whose checkpoint is gone")
+        return gone
+    }
+
+    // MARK: - commit
     // MARK: - commit
 
     /// Prints the decision, appends it to selections.jsonl, then acts on it (moves the link

@@ -180,6 +180,7 @@ struct PPSelect: ParsableCommand {
             }
             if keepDays != nil || keepBytes != nil,
                let rec = try sel.retention(keepDays: keepDays, keepBytes: keepBytes.flatMap(parseBytes)) { try sel.commit(rec) }
+            if keepDays != nil || keepBytes != nil { try sel.pruneExampleFiles() }
             return status
         }
     }

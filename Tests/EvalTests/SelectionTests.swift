@@ -348,6 +348,31 @@ final class SelectionTests: XCTestCase {
         XCTAssertNil(parseBytes("20X"))
     }
 
+    /// Retention of evals/: the per-example files of results whose checkpoint is gone are
+    /// deleted (the JSON stays as history); those of existing checkpoints, names that are not
+    /// a result's, and everything in a dry run are left alone.
+    func testPruneExampleFilesOfGoneCheckpoints() throws {
+        let dir = try TestSupport.tempDir("prune-pex")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        try FileIO.makeDirectories(root.checkpoints(run: "main"))
+        try FileIO.makeDirectories(root.evals)
+        try FileIO.publish("kept", to: root.checkpoints(run: "main") + "/" + ck(1))
+        let kept = EvalNames.base(checkpointFile: ck(1), run: "main", evalset: String(repeating: "a", count: 64))
+        let gone = EvalNames.base(checkpointFile: ck(2), run: "main", evalset: String(repeating: "b", count: 64))
+        for f in [kept + ".pex", kept + ".json", gone + ".pex", gone + ".json", "notes.pex"] {
+            try FileIO.publish("x", to: root.evals + "/" + f)
+        }
+        var s = selector(root)
+        s.dryRun = true
+        XCTAssertEqual(try s.pruneExampleFiles(), [])
+        XCTAssertEqual(try FileIO.list(root.evals).count, 5)
+        s.dryRun = false
+        XCTAssertEqual(try s.pruneExampleFiles(), [gone + ".pex"])
+        XCTAssertEqual(try FileIO.list(root.evals), [kept + ".json", kept + ".pex", gone + ".json", "notes.pex"].sorted())
+    }
+
     func testDeployedLinkNeverMissingDuringSwaps() throws {
         let dir = try TestSupport.tempDir("swap")
         defer { try? FileManager.default.removeItem(atPath: dir) }
