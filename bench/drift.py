@@ -44,6 +44,7 @@ import datetime
 import fcntl
 import json
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -556,6 +557,21 @@ class Perpetuum:
 # ---------------------------------------------------------------------------------------
 # The references (a second process, in bench/venv)
 
+_REF_TASK = {}
+
+
+def _ref_task(k):
+    """One weekly retrain (in a forked worker, or in the reference process itself): the model
+    trained from scratch on every week <= k, its predictions for the weeks that use it, and
+    the CPU seconds of its training."""
+    t = _REF_TASK
+    path = os.path.join(t["work"], f"train-{k}.ft")
+    t["ft_file"](path, k)
+    m, c = t["ft_train"](path, t["lr"], t["ep"])
+    os.remove(path)
+    return k, c, [((s, j), t["ft_predict"](m, j)) for s, j in t["uses"][k]]
+
+
 def ref_worker(spec_path):
     """Runs B1/O/F/V week by week; writes one JSON line per scored week to spec's `out`."""
     import fasttext
@@ -629,54 +645,69 @@ def ref_worker(spec_path):
             vw.learn(f"{index[lab]} | {t}")
 
     # The weekly retrain: model k is trained from scratch on every week <= k. A week without
-    # data gives the same model as the week before it (no retrain, no CPU).
-    models, model_cpu = {}, {}
+    # data gives the same model as the week before it (no retrain, no CPU). The retrains are
+    # independent of each other, so `jobs` processes (forked: they share the tokens) train
+    # them side by side, in order, each single-threaded with the same seed (deterministic,
+    # whatever `jobs` is); each returns its predictions and the CPU its training took.
     cpu = {"B1": 0.0, "O": 0.0, "F": 0.0, "V": 0.0}
-    counted = {"B1": set(), "O": set()}
-    data = os.path.join(work, "train.ft")
 
     def key(k):
         while k > 0 and not toks.get(k):
             k -= 1
         return k
 
-    def model_through(k, strategy=None):
-        k = key(k)
-        if k not in models:
-            ft_file(data, k)
-            models[k], model_cpu[k] = ft_train(data, LR, EP)
-            for old in [j for j in models if j < k - 2]:
-                del models[old]
-        if strategy and k not in counted[strategy]:
-            counted[strategy].add(k)
-            cpu[strategy] += model_cpu[k]
-        return models[k]
-
-    frozen = model_through(train_through("F", first_eval, first_eval))
-    cpu["F"] = model_cpu[key(train_through("F", first_eval, first_eval))]
-    for i in range(first_eval, len(weeks)):
-        if orphaned():
-            return
-        w = weeks[i][0]
-        has = bool(toks.get(i))
-        row = {"week": w}
-        if has:
-            gold = [lab for lab, _ in toks[i]]
-            b1 = model_through(train_through("B1", i, first_eval), "B1")
-            o = model_through(train_through("O", i, first_eval), "O")
-            preds = {"B1": ft_predict(b1, i), "O": ft_predict(o, i), "F": ft_predict(frozen, i)}
-            pv = []
-            for lab, t in toks[i]:
-                k = vw.predict(f"| {t}")
-                pv.append(labels[int(k) - 1] if 1 <= int(k) <= len(labels) else None)
-            preds["V"] = pv
-            row.update({"gold": gold, "pred": preds})
-        t0 = time.process_time()
-        for lab, t in toks.get(i, []):
-            vw.learn(f"{index[lab]} | {t}")
-        cpu["V"] += time.process_time() - t0
-        row["cpu"] = {k: round(v, 4) for k, v in cpu.items()}
-        print(json.dumps(row), file=out, flush=True)
+    frozen_k = key(train_through("F", first_eval, first_eval))
+    ft_file(os.path.join(work, "frozen.ft"), frozen_k)
+    frozen, cpu["F"] = ft_train(os.path.join(work, "frozen.ft"), LR, EP)
+    scored = [i for i in range(first_eval, len(weeks)) if toks.get(i)]
+    uses = {}   # model index -> [(strategy, week index)]
+    for i in scored:
+        for s in ("B1", "O"):
+            uses.setdefault(key(train_through(s, i, first_eval)), []).append((s, i))
+    order = sorted(uses)
+    _REF_TASK.update(toks=toks, uses=uses, work=work, ft_file=ft_file, ft_train=ft_train, ft_predict=ft_predict, lr=LR, ep=EP)
+    jobs = max(1, int(spec.get("jobs", 1)))
+    pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 and len(order) > 1 else None
+    done_models = pool.imap(_ref_task, order) if pool else map(_ref_task, order)
+    preds = {}        # week index -> {strategy: labels}
+    charged = set()
+    next_model = 0
+    try:
+        for i in range(first_eval, len(weeks)):
+            if orphaned():
+                return
+            w = weeks[i][0]
+            has = bool(toks.get(i))
+            row = {"week": w}
+            if has:
+                # Wait for the models this week needs (they come in order of k).
+                need = max(key(train_through(s, i, first_eval)) for s in ("B1", "O"))
+                while next_model < len(order) and order[next_model] <= need:
+                    k, model_cpu, got = next(done_models)
+                    for (s, j), answers in got:
+                        preds.setdefault(j, {})[s] = answers
+                        if (s, k) not in charged:
+                            charged.add((s, k))
+                            cpu[s] += model_cpu
+                    next_model += 1
+                gold = [lab for lab, _ in toks[i]]
+                p = dict(preds.pop(i))
+                p["F"] = ft_predict(frozen, i)
+                pv = []
+                for lab, t in toks[i]:
+                    k = vw.predict(f"| {t}")
+                    pv.append(labels[int(k) - 1] if 1 <= int(k) <= len(labels) else None)
+                p["V"] = pv
+                row.update({"gold": gold, "pred": p})
+            t0 = time.process_time()
+            for lab, t in toks.get(i, []):
+                vw.learn(f"{index[lab]} | {t}")
+            cpu["V"] += time.process_time() - t0
+            row["cpu"] = {k: round(v, 4) for k, v in cpu.items()}
+            print(json.dumps(row), file=out, flush=True)
+    finally:
+        if pool:
+            pool.terminate()
     vw.finish()
     print(json.dumps({"done": True, "cpu": cpu, "labels": len(labels)}), file=out, flush=True)
 
@@ -703,6 +734,8 @@ def main():
     ap.add_argument("--train-flags", default=DEFAULT_TRAIN_FLAGS,
                     help="PP_TRAIN_FLAGS of the pp-train unit for this replay (default: %(default)s)")
     ap.add_argument("--bucket", type=int, default=None, help="fastText's bucket count for B1/O/F (default: --bucket of --train-flags, else 2000000)")
+    ap.add_argument("--ref-jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="processes for the weekly fastText retrains, each single-threaded (default: %(default)s)")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ref_worker:
@@ -757,7 +790,7 @@ def main():
         fl = a.train_flags.split()
         bucket = int(fl[fl.index("--bucket") + 1]) if "--bucket" in fl else 2_000_000
     spec = {"weeks": cal_spec, "first_eval": first_eval_index, "work": ref_dir, "out": ref_out, "seed": a.seed, "quick": a.quick,
-            "bucket": bucket, "parent": os.getpid()}
+            "bucket": bucket, "parent": os.getpid(), "jobs": a.ref_jobs}
     with open(os.path.join(work, "refs.spec.json"), "w") as f:
         json.dump(spec, f)
     ref_err = open(os.path.join(work, "refs.err"), "wb")

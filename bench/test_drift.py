@@ -135,13 +135,20 @@ class References(unittest.TestCase):
                             f.write(json.dumps({"text": f"tok{k - 1} y{j}", "label": f"L{k - 1}"}) + "\n")
                 cal.append([w, p])
             out = os.path.join(d, "refs.jsonl")
-            spec = {"weeks": cal, "first_eval": first, "work": d, "out": out, "seed": 1, "quick": True, "grid": [[1.0, 50]]}
-            with open(os.path.join(d, "spec.json"), "w") as f:
-                json.dump(spec, f)
-            subprocess.run([sys.executable, os.path.join(HERE, "drift.py"), "--ref-worker", os.path.join(d, "spec.json")],
-                           check=True, stdout=subprocess.DEVNULL)
-            with open(out) as f:
-                rows = [json.loads(l) for l in f]
+            runs = {}
+            for jobs in (1, 2):
+                out = os.path.join(d, f"refs-{jobs}.jsonl")
+                spec = {"weeks": cal, "first_eval": first, "work": d, "out": out, "seed": 1, "quick": True, "grid": [[1.0, 50]],
+                        "jobs": jobs}
+                with open(os.path.join(d, "spec.json"), "w") as f:
+                    json.dump(spec, f)
+                subprocess.run([sys.executable, os.path.join(HERE, "drift.py"), "--ref-worker", os.path.join(d, "spec.json")],
+                               check=True, stdout=subprocess.DEVNULL)
+                with open(out) as f:
+                    runs[jobs] = [json.loads(l) for l in f]
+            rows = runs[1]
+            # The retrains in two processes give the same predictions as in one (deterministic).
+            self.assertEqual([r.get("pred") for r in runs[2]], [r.get("pred") for r in rows])
             scored = [r for r in rows if "gold" in r]
             self.assertEqual([r["week"] for r in scored], weeks[first:])
             for r in scored:
