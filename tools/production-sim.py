@@ -101,17 +101,34 @@ def main():
     t0 = time.monotonic()
     daemon = None
     days = []
-    day = None
+    day = None   # the stats of the day that ends at the next 03:00 selection
     select_at = 3 * 3600
     failures = []
     try:
         for k in range(slots):
             t = start + (k + 1) * a.ingest_every
-            d = (t - start - 1) // DAY
-            if day is None or d != day["day"]:
-                if day is not None:
-                    days.append(day)
-                day = {"day": d, "eval_cpu": 0.0, "eval_runs": 0, "results": 0, "examples_scored": 0}
+            # pp-select's daily run at 03:00 comes first when it falls in this slot's span.
+            sel = start + ((t - start - select_at) // DAY) * DAY + select_at
+            if t - a.ingest_every < sel <= t and day is not None:
+                tools.set_clock(sel)
+                tools.run("pp-select", ["pp-select", "--keep-bytes", str(budget)], ok=(0, 1, 2))
+                ck_bytes, ck_n = folder_bytes(os.path.join(root, "runs"), (".ppc",))
+                day["checkpoint_bytes"], day["checkpoints"] = ck_bytes, ck_n
+                day["heads"] = folder_bytes(os.path.join(root, "runs"), (".head",))[1]
+                day["evals_bytes"] = folder_bytes(os.path.join(root, "evals"))[0]
+                day["pex_bytes"] = folder_bytes(os.path.join(root, "evals"), (".pex",))[0]
+                day["holdout_examples"] = holdout_examples(root)
+                dep = os.path.join(root, "deployed")
+                ct = drift.checkpoint_time(os.path.realpath(dep)) if os.path.islink(dep) else None
+                day["deployed_age_days"] = round((tools.now - ct) / DAY, 3) if ct else None
+                drift.say(f"  day {day['day'] + 1}/{a.days}: {ck_n} checkpoints, {ck_bytes / 1e6:.1f} MB (budget {budget / 1e6:.1f}), "
+                          f"evals {day['evals_bytes'] / 1e6:.1f} MB (per-example {day['pex_bytes'] / 1e6:.1f}), "
+                          f"holdout {day['holdout_examples']}, pp-eval {day['eval_cpu']:.2f} s / {day['examples_scored']} examples, "
+                          f"deployed age {day['deployed_age_days']} d | {drift.fmt_dur(time.monotonic() - t0)}")
+                days.append(day)
+                day = None
+            if day is None:
+                day = {"day": len(days), "eval_cpu": 0.0, "eval_runs": 0, "results": 0, "examples_scored": 0}
             batch = recs[k * len(recs) // slots:(k + 1) * len(recs) // slots]
             if batch:
                 path = os.path.join(root, "inbox", f"batch-{k:06d}.jsonl")
@@ -137,25 +154,7 @@ def main():
                             r = json.loads(line)
                             day["results"] += 1
                             day["examples_scored"] += r.get("examples", 0)
-            # pp-select's daily run, when this slot crosses 03:00.
-            prev = t - a.ingest_every
-            if (t - start - select_at) // DAY != (prev - start - select_at) // DAY and t - start >= select_at:
-                tools.set_clock(start + ((t - start - select_at) // DAY) * DAY + select_at)
-                tools.run("pp-select", ["pp-select", "--keep-bytes", str(budget)], ok=(0, 1, 2))
-                ck_bytes, ck_n = folder_bytes(os.path.join(root, "runs"), (".ppc",))
-                day["checkpoint_bytes"], day["checkpoints"] = ck_bytes, ck_n
-                day["heads"] = folder_bytes(os.path.join(root, "runs"), (".head",))[1]
-                day["evals_bytes"] = folder_bytes(os.path.join(root, "evals"))[0]
-                day["pex_bytes"] = folder_bytes(os.path.join(root, "evals"), (".pex",))[0]
-                day["holdout_examples"] = holdout_examples(root)
-                dep = os.path.join(root, "deployed")
-                ct = drift.checkpoint_time(os.path.realpath(dep)) if os.path.islink(dep) else None
-                day["deployed_age_days"] = round((tools.now - ct) / DAY, 3) if ct else None
-                drift.say(f"  day {d + 1}/{a.days}: {ck_n} checkpoints, {ck_bytes / 1e6:.1f} MB (budget {budget / 1e6:.1f}), "
-                          f"evals {day['evals_bytes'] / 1e6:.1f} MB, holdout {day['holdout_examples']}, "
-                          f"pp-eval {day['eval_cpu']:.2f} s / {day['examples_scored']} examples, "
-                          f"deployed age {day['deployed_age_days']} d | {drift.fmt_dur(time.monotonic() - t0)}")
-        if day is not None:
+        if day is not None and day["eval_runs"]:
             days.append(day)
     except drift.HarnessError as e:
         drift.say(f"production-sim: {e}")

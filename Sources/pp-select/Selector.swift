@@ -345,14 +345,30 @@ struct Selector {
         return Double(st.st_mtim.tv_sec)
     }
 
+    /// Deployments a byte budget never deletes besides the current one: the last this many
+    /// (the targets of `rollback`, newest first).
+    static let keepRecentDeployments = 7
+
     /// Retention: the checkpoints that were never deployed, are not deployed now and are not
     /// their run's newest, deleted when older than `keepDays` or, oldest first, while all
-    /// checkpoints together take more than `keepBytes`. Their heads are kept (runs/RUN/heads/),
-    /// so every lineage stays complete. nil when there is nothing to delete.
+    /// checkpoints together take more than `keepBytes`. When that is not enough (the
+    /// noninferior gate deploys almost every day, so "never deployed" runs out: a 90-day
+    /// replay kept every daily winner and outgrew its budget, tools/production-sim.py), the
+    /// budget also deletes earlier deployments, oldest first, but never the current one, the
+    /// last `keepRecentDeployments` nor a run's newest. Heads are kept (runs/RUN/heads/), so
+    /// every lineage stays complete; `rollback` skips targets whose weights are gone. nil when
+    /// there is nothing to delete.
     func retention(keepDays: Int?, keepBytes: Int64? = nil) throws -> DecisionRecord? {
-        var keep = History.everDeployed(try History.read(root.selections))
+        let history = try History.read(root.selections)
+        let everDeployed = History.everDeployed(history)
+        var keep = Set<String>()
         if let d = currentDeployed() { keep.insert(d) }
+        for r in history.reversed() where r.moved && !r.dryRun {
+            if keep.count > Selector.keepRecentDeployments { break }
+            if let p = r.deployedPath { keep.insert(p) }
+        }
         var deletable: [(rel: String, time: Double, bytes: Int64)] = []
+        var oldDeployments: [(rel: String, time: Double, bytes: Int64)] = []
         var total: Int64 = 0
         for run in try FileIO.list(root.runs) {
             let files = try FileIO.list(root.checkpoints(run: run)).filter { $0.hasSuffix(".ppc") }.sorted()
@@ -362,25 +378,32 @@ struct Selector {
                 total += bytes
                 // Names sort by time: the last is the run's newest.
                 if i == files.count - 1 || keep.contains(rel) { continue }
-                deletable.append((rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes))
+                let entry = (rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes)
+                if everDeployed.contains(rel) { oldDeployments.append(entry) } else { deletable.append(entry) }
             }
         }
         deletable.sort { $0.time < $1.time }
+        oldDeployments.sort { $0.time < $1.time }
         var doomed: [String] = []
         var why: [String] = []
         if let k = keepDays {
             let limit = now - Double(k) * 86_400
             for d in deletable where d.time < limit { doomed.append(d.rel); total -= d.bytes }
-            if !doomed.isEmpty { why.append("older than \(k) days") }
+            if !doomed.isEmpty { why.append("never deployed, older than \(k) days") }
         }
         if let budget = keepBytes, total > budget {
             let before = doomed.count
             for d in deletable where total > budget && !doomed.contains(d.rel) { doomed.append(d.rel); total -= d.bytes }
-            if doomed.count > before { why.append("checkpoints over the budget of \(budget) bytes, oldest first") }
+            if doomed.count > before { why.append("never deployed, over the budget of \(budget) bytes, oldest first") }
+            let before2 = doomed.count
+            for d in oldDeployments where total > budget { doomed.append(d.rel); total -= d.bytes }
+            if doomed.count > before2 {
+                why.append("still over the budget: deployments older than the last \(Selector.keepRecentDeployments), oldest first")
+            }
         }
         if doomed.isEmpty { return nil }
         var rec = DecisionRecord(at: stamp(), decision: "retention",
-                                 reason: why.joined(separator: "; ") + "; never deployed, not a run's newest; heads kept")
+                                 reason: why.joined(separator: "; ") + "; never the deployed one nor a run's newest; heads kept")
         rec.deployedPath = currentDeployed()
         rec.deployed = rec.deployedPath.map(Selector.id)
         rec.deleted = doomed

@@ -348,6 +348,32 @@ final class SelectionTests: XCTestCase {
         XCTAssertNil(parseBytes("20X"))
     }
 
+    /// A gate that deploys almost daily leaves few never-deployed checkpoints: past the budget,
+    /// retention also deletes deployments older than the last seven, oldest first, never the
+    /// current one nor the newest (a 90-day replay outgrew its budget keeping every winner).
+    func testRetentionBudgetDeletesOldDeploymentsWhenNeeded() throws {
+        let dir = try TestSupport.tempDir("retention-deployed")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        let s = selector(root)
+        let files = (10...21).map { "ckpt-202601\($0)T000000Z-0000000000\($0).ppc" }
+        try FileIO.makeDirectories(root.checkpoints(run: "main"))
+        for f in files { try FileIO.publish(String(repeating: "x", count: 1000), to: root.checkpoints(run: "main") + "/" + f) }
+        for f in files.dropLast() { try deploy(s, f) }   // 11 deployments, the last is current
+        // Room for every file: nothing goes.
+        XCTAssertNil(try s.retention(keepDays: nil, keepBytes: 12_000))
+        // keep-days alone never deletes a deployment.
+        XCTAssertNil(try s.retention(keepDays: 0, keepBytes: nil))
+        // A budget of 9 files: the three oldest deployments go; the last seven, the current
+        // one and the newest stay.
+        let rec = try XCTUnwrap(try s.retention(keepDays: nil, keepBytes: 9000))
+        XCTAssertEqual(rec.deleted, files[0..<3].map { "runs/main/checkpoints/\($0)" })
+        XCTAssertTrue(rec.reason.contains("deployments older than the last 7"), rec.reason)
+        // However small the budget, the last seven deployments, the current and the newest stay.
+        XCTAssertEqual(try XCTUnwrap(try s.retention(keepDays: nil, keepBytes: 1)).deleted?.count, 3)
+    }
+
     /// Retention of evals/: the per-example files of results whose checkpoint is gone are
     /// deleted (the JSON stays as history); those of existing checkpoints, names that are not
     /// a result's, and everything in a dry run are left alone.
