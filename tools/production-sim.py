@@ -22,7 +22,7 @@ and how many checkpoints exist. `--check` asserts what issue 13 asks of a long r
     of the run are at most 1.5x those of the tenth after the window filled (or after day 10);
   * the per-example files in evals/ (retention deletes those of deleted checkpoints) take at
     most twice as many bytes at the end as in that tenth;
-  * the deployed model is never older than --max-age-days (default 2) after day 2.
+  * the deployed model is never older than pp-select's --max-age (7 days) after the first week.
 Exit status: 0 done (and, with --check, every assertion held), 1 an assertion failed or a
 tool broke, 64 usage.
 """
@@ -72,7 +72,7 @@ def main():
     ap.add_argument("--train-flags", default="--bucket 20000 --dim 16 --minn 0 --maxn 0",
                     help="PP_TRAIN_FLAGS (a small model keeps the run short; default: %(default)s)")
     ap.add_argument("--holdout", default="0.3", help="pp-ingest --holdout (large, so the eval window fills within the run)")
-    ap.add_argument("--max-age-days", type=float, default=2.0)
+    ap.add_argument("--max-age-days", type=float, default=7.0, help="pp-select's --max-age (default: %(default)s)")
     ap.add_argument("--work", default=os.path.join(REPO, "bench", "work", "production-sim"))
     ap.add_argument("--out")
     ap.add_argument("--check", action="store_true")
@@ -213,7 +213,7 @@ def check(r, budget, a):
     for d in days:
         if d["checkpoint_bytes"] > budget + per_day_new * biggest * 1.5:
             fails.append(f"day {d['day'] + 1}: checkpoints take {d['checkpoint_bytes']} bytes, budget {budget}")
-        if d["day"] >= 2 and (d.get("deployed_age_days") is None or d["deployed_age_days"] > a.max_age_days):
+        if d["day"] >= 7 and (d.get("deployed_age_days") is None or d["deployed_age_days"] > a.max_age_days):
             fails.append(f"day {d['day'] + 1}: deployed model {d.get('deployed_age_days')} days old")
     full = [d for d in days if d.get("holdout_examples", 0) >= WINDOW]
     base_from = full[0]["day"] if full else 10
