@@ -430,10 +430,18 @@ final class TrainLoop {
     func judgeProbation(batch: Batch, indices: [Int]) throws -> Bool {
         guard let p = guardian.state.probation else { return false }
         if probationBaseline?.shard != p.shard {
-            if let target = try revertPoint(before: p.shard) {
-                probationBaseline = (p.shard, try Checkpoint.load(path: target).model)
-            } else {
-                probationBaseline = (p.shard, try Trainer(config: config, knobs: knobs).model)
+            do {
+                if let target = try revertPoint(before: p.shard) {
+                    probationBaseline = (p.shard, try Checkpoint.load(path: target).model)
+                } else {
+                    probationBaseline = (p.shard, try Trainer(config: config, knobs: knobs).model)
+                }
+            } catch {
+                // Without the model before it there is nothing to compare with: the shard
+                // stays (as before probation existed), and training goes on.
+                log.error("guard: probation cannot be judged, the shard stays: the revert point cannot be loaded: \(error)", metadata: ["shard": "\(p.shard)"])
+                guardian.state.probation = nil
+                return false
             }
         }
         let before = probationBaseline!.model, after = trainer.model

@@ -297,6 +297,30 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(Set((13...15).map { Fix.shardName($0) }).isSubset(of: ck.lineage.map(\.name)))
     }
 
+    /// The revert point is unreadable when the following data arrives: nothing to compare
+    /// with, so the shard stays (logged) and training goes on.
+    func testAProbationThatCannotBeJudgedKeepsTheShardAndTrainingGoesOn() throws {
+        let root = try Fix.newRoot("probbroken")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileIO.publish(#"{"train": {"guard_probation_examples": 60}}"#, to: root + "/policy.json")
+        for k in 1...10 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        let r0 = try once(root)
+        XCTAssertEqual(r0.status, 0)
+        let sub = ["w", "x", "y", "z"]
+        try Fix.shard(root, Fix.shardName(11), Fix.examples(200, labels: sub, seed: 11))
+        try Fix.shard(root, Fix.shardName(12), Fix.examples(200, labels: labels + sub, seed: 12))
+        XCTAssertEqual(try once(root).status, 0)
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11))
+        // The revert point (the first run's checkpoint) is damaged.
+        try FileIO.publish(Array("not a checkpoint".utf8), to: r0.stdoutLines[0])
+        try Fix.shard(root, Fix.shardName(13), Fix.examples(200, labels: labels + sub, seed: 13))
+        let r = try once(root)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("guard: probation cannot be judged, the shard stays"), r.stderr)
+        XCTAssertNotEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11), "no longer on probation")
+        XCTAssertEqual(try suspects(root).shards, [])
+    }
+
     func testProbationVerdictIsAPairedTest() {
         var p = TrainPolicy()
         p.guardProbationExamples = 4
