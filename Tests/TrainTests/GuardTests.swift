@@ -321,6 +321,26 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(try suspects(root).shards, [])
     }
 
+    /// Confirming by hand (docs/runbook.md): with guard_probation false in policy.json a
+    /// pending probation is never judged, so the shard stays whatever follows.
+    func testProbationSwitchedOffLeavesAPendingShardUnjudged() throws {
+        let root = try Fix.newRoot("proboff")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileIO.publish(#"{"train": {"guard_probation_examples": 60, "guard_signal_examples": 0}}"#, to: root + "/policy.json")
+        for k in 1...10 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        XCTAssertEqual(try once(root).status, 0)
+        try Fix.shard(root, Fix.shardName(11), shuffled(11))
+        XCTAssertEqual(try once(root).status, 0)
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11))
+        try FileIO.publish(#"{"train": {"guard_probation": false, "guard_probation_examples": 60, "guard_signal_examples": 0}}"#, to: root + "/policy.json")
+        for k in 12...15 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        let r = try once(root)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("guard: probation"), r.stderr)
+        XCTAssertEqual(try suspects(root).shards, [], "the same shard is undone when probation is on (above)")
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11), "still pending, not judged")
+    }
+
     func testProbationVerdictIsAPairedTest() {
         var p = TrainPolicy()
         p.guardProbationExamples = 4
