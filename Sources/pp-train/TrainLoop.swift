@@ -2,7 +2,9 @@
 // (control.json), when to write checkpoints and status.json, and what signals mean. It owns
 // the lineage (meta.parent, meta.lineage) and the knob-change record, and acts on the shard
 // guard's verdicts (Guard.swift): a stopped shard is marked suspect (runs/RUN/suspects.json)
-// and the trainer reverts exactly to the state before it. The model maths and the
+// and the trainer reverts exactly to the state before it; a shard on probation is judged
+// here (judgeProbation: the revert point's model against the current one on the following
+// data) and undone the same way. The model maths and the
 // checkpoint file format belong to the Shared core (Trainer, Checkpoint); this file only
 // calls them.
 
