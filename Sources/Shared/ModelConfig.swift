@@ -164,5 +164,29 @@ public struct GuardState: Codable, Equatable, Sendable {
     public var recent: [Entry] = []
     /// The new shard being trained on and judged (a checkpoint written mid-shard on SIGTERM).
     public var judging: Entry?
+    /// Issue 14, probation: a shard whose loss spiked without a damage verdict, trained on
+    /// and judged by the data that follows it (pp-train Guard.swift). nil: none pending
+    /// (also in checkpoints written before probation existed).
+    public var probation: Probation?
     public init(recent: [Entry] = [], judging: Entry? = nil) { self.recent = recent; self.judging = judging }
+
+    /// A shard on probation and the evidence gathered so far: the following new examples
+    /// scored by the model that learned the shard ("after") and by the model at the revert
+    /// point ("before"), each before any update on them.
+    public struct Probation: Codable, Equatable, Sendable {
+        public var shard: String
+        public var sha256: String
+        /// The shard's loss (the spike) and the threshold it went past.
+        public var loss: Double
+        public var threshold: Double
+        /// Following examples scored, and the sums of their losses under each model and of
+        /// the squared per-example differences (after - before).
+        public var n = 0
+        public var afterSum = 0.0
+        public var beforeSum = 0.0
+        public var diffSquares = 0.0
+        public init(shard: String, sha256: String, loss: Double, threshold: Double) {
+            self.shard = shard; self.sha256 = sha256; self.loss = loss; self.threshold = threshold
+        }
+    }
 }

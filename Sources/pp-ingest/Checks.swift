@@ -19,6 +19,14 @@
 //                labels shuffled among the batch's examples: near 1 when the labels carry
 //                nothing the model recognises (a shuffled export), whatever the model's
 //                overall quality or the drift; needs no reference
+//   label_chance the chance that the batch's labels, shuffled at random among its examples,
+//                would fit the texts at least as well as they do: the permutation test of
+//                the same losses (T = the loss with the batch's labels; its mean and variance
+//                over all permutations, Hoeffding's combinatorial CLT; value 1 - Phi(z),
+//                z = (mean - T) / sd). About uniform on [0, 1] for shuffled labels, near 0 for
+//                real ones; unlike the ratio it knows how much a shuffle could change in this
+//                batch (a week dominated by one label changes little). Gated like
+//                label_signal (a model that separates labels on the reference)
 //
 //   label_flood  the deployed model on the sample's recognised examples (at least half
 //                their tokens in its vocabulary), per label l it knows: rise = share of l
@@ -27,12 +35,14 @@
 //                labels of min(rise, excess): a label whose share jumped AND that is given to
 //                texts that do not look like it ("90% of the texts given one label"). A real
 //                rise of a label the model knows keeps the texts that say it (small excess),
-//                a new label (unknown to the model) or new words (unrecognised) do not count
+//                a new label (unknown to the model) or new words (unrecognised) do not count,
+//                nor a label the reference holds fewer than flood_min_reference (5) examples
+//                of: too rare for the model to predict, its burst is change, like a new label
 //   truncated    share of examples of at most three tokens, minus that share in the reference
 //
 // Two kinds of evidence (issue 14, "drift is not damage"), IngestPolicy.Limit.hard:
 //   damage (hard: a trip quarantines)  duplicates, garbage, mojibake, label_signal,
-//                                      label_flood, truncated
+//                                      label_chance, label_flood, truncated
 //   change (soft: a trip is recorded   label_linf, label_js, new_labels, oov, length_js,
 //    in "changed", never quarantines)  canary
 // policy.json can make any check hard or soft ("hard": true/false).
@@ -85,13 +95,16 @@ struct ModelView {
     var recognised = 0
     var labelNames: [String] = []
     /// max over labels of min(rise, excess) (see the header), and that value in examples.
-    /// `refShare`: a label's share in the reference.
-    func labelFlood(refShare: (String) -> Double) -> (value: Double, count: Int)? {
+    /// `refCount`: a label's examples in the reference (of `refExamples`); labels with fewer
+    /// than `minReference` are left out.
+    func labelFlood(refCount: (String) -> Int, refExamples: Int, minReference: Int) -> (value: Double, count: Int)? {
         guard recognised > 0 else { return nil }
         let n = Double(recognised)
         var best = 0.0
         for l in 0..<min(floodCounts.count, labelNames.count) where floodCounts[l] > 0 {
-            let rise = floodCounts[l] / n - refShare(labelNames[l])
+            let c = refCount(labelNames[l])
+            if c < minReference { continue }
+            let rise = floodCounts[l] / n - Double(c) / Double(max(refExamples, 1))
             let excess = (floodCounts[l] - floodProbs[l]) / n
             best = max(best, min(rise, excess))
         }
@@ -103,6 +116,11 @@ struct ModelView {
     /// examples (expected over all shufflings, each example's own label left out): about 1
     /// when the labels carry nothing the model recognises, well below 1 for real labels.
     var labelSignal: Double? { canaryExamples >= 2 && shuffledLossSum > 0 ? canaryLossSum / shuffledLossSum : nil }
+    /// The permutation z of the true labels' loss (how many standard deviations below its
+    /// mean over all shufflings), nil with fewer than 3 scored examples or no variance.
+    var labelZ: Double?
+    /// 1 - Phi(labelZ): the chance a random shuffle fits as well (see the header).
+    var labelChance: Double? { labelZ.map { 0.5 * erfc($0 / 2.0.squareRoot()) } }
 
     /// Scores the sample with `model`: OOV tokens (no whole-word row) and the loss of the true
     /// label (examples with a label the model does not know are left out of the loss).
@@ -152,7 +170,44 @@ struct ModelView {
                 v.shuffledLossSum += sum / Double(n - 1)
             }
         }
+        // label_chance: T = sum_i a_i(y_i) under a random permutation of the labels, with
+        // a_i(l) the loss of example i for label l. Mean n x g; variance (Hoeffding)
+        // 1/(n-1) sum_i sum_l c_l (a_i(l) - r_i - m_l + g)^2, with r_i = sum_l c_l a_i(l) / n,
+        // m_l = sum_i a_i(l) / n (label l as column j for each of its c_l examples), g =
+        // mean r_i. O(n x labels).
+        v.labelZ = permutationZ(losses: losses, labels: scoredLabels, labelCount: L)
         return v
+    }
+
+    /// The permutation z of sum_i losses[i][labels[i]] (see measure): (mean over all
+    /// permutations of the labels - the value) / its standard deviation; nil for fewer than 3
+    /// examples or no variance. `losses`: row-major, labelCount per example.
+    static func permutationZ(losses: [Float], labels scoredLabels: [Int], labelCount L: Int) -> Double? {
+        let n = scoredLabels.count
+        guard n >= 3, losses.count >= n * L else { return nil }
+        var c = [Double](repeating: 0, count: L)
+        for k in scoredLabels { c[k] += 1 }
+        let nd = Double(n)
+        var r = [Double](repeating: 0, count: n), m = [Double](repeating: 0, count: L)
+        var t = 0.0
+        for i in 0..<n {
+            for l in 0..<L {
+                let a = Double(losses[i * L + l])
+                m[l] += a / nd
+                if c[l] > 0 { r[i] += c[l] * a / nd }
+            }
+            t += Double(losses[i * L + scoredLabels[i]])
+        }
+        let g = r.reduce(0, +) / nd
+        var variance = 0.0
+        for i in 0..<n {
+            for l in 0..<L where c[l] > 0 {
+                let d = Double(losses[i * L + l]) - r[i] - m[l] + g
+                variance += c[l] * d * d
+            }
+        }
+        variance /= nd - 1
+        return variance > 1e-12 ? (nd * g - t) / variance.squareRoot() : nil
     }
 }
 
@@ -239,6 +294,8 @@ enum Checks {
             stats["canary_loss"] = m.canaryLoss
             stats["canary_examples"] = Double(m.canaryExamples)
             stats["label_signal"] = m.labelSignal
+            stats["label_z"] = m.labelZ
+            stats["label_chance"] = m.labelChance
         }
         let oovRef = pooled(window, value: "oov_rate", weight: "sample_examples")
         let lossRef = pooled(window, value: "canary_loss", weight: "canary_examples")
@@ -304,8 +361,17 @@ enum Checks {
             }
             add("label_signal", value: nil, n: model?.canaryExamples ?? 0, skipped: why)
         }
+        // The same question as a permutation test, under the same gate.
+        if let m = model, let p = m.labelChance, signalRef.inputs >= policy.modelMinReference, signalRef.mean <= policy.signalReferenceMax {
+            add("label_chance", value: p, n: m.canaryExamples)
+        } else {
+            add("label_chance", value: nil, n: model?.canaryExamples ?? 0,
+                skipped: model == nil ? noModel : model!.labelChance == nil ? "fewer than 3 examples with a label the model knows, or no variance"
+                    : "as label_signal: \(out.last?.skipped ?? "not judged")")
+        }
         // The flood: labels given to texts the model does not see them in.
-        if enough, let m = model, let f = m.labelFlood(refShare: { Double(refLabels[$0] ?? 0) / Double(max(refExamples, 1)) }) {
+        if enough, let m = model, let f = m.labelFlood(refCount: { refLabels[$0] ?? 0 }, refExamples: refExamples,
+                                                       minReference: policy.floodMinReference) {
             stats["label_flood"] = f.value
             stats["recognised_examples"] = Double(m.recognised)
             add("label_flood", value: f.value, n: m.recognised, count: f.count)

@@ -63,6 +63,11 @@ struct IngestPolicy: Equatable {
     var signalReferenceMax = 0.85
     /// A stream-derived threshold needs the check's value on this many reference inputs.
     var derivedMinInputs = 8
+    /// label_flood judges only labels with at least this many examples in the reference: a
+    /// label the model has barely seen is one it cannot predict, so its burst says nothing
+    /// about the texts (clean bursts of such labels stopped 2023-W13 of the demo and
+    /// util-linux 2009-W10; docs/formats.md).
+    var floodMinReference = 5
     /// Per check: its limit, or nil when switched off (`"name": null` in the file).
     var checks: [String: Limit?] = IngestPolicy.defaultChecks
 
@@ -89,11 +94,16 @@ struct IngestPolicy: Equatable {
         "mojibake": Limit(max: 0.001, width: 0.0, minCount: 1, hard: true, madK: 6, cap: 0.1),
         "canary": Limit(max: 1.7, width: 2.5),
         "label_signal": Limit(max: 0.90, width: 0.2, minCount: 30, hard: true),
+        // Issue 14: z < 1.5 (1 - Phi(1.5) = 0.0668), 30+ scored examples, pinned: a shuffled
+        // batch's value is about uniform, so this catches ~93% of shuffled batches the gate
+        // lets it judge; no clean week of the three streams' measured ranges went past it
+        // that no other check stopped (docs/formats.md).
+        "label_chance": Limit(max: 0.0668, width: 0, minCount: 30, hard: true),
         "label_flood": Limit(max: 0.25, width: 0.9, minCount: 4, hard: true, madK: 4, cap: 0.5),
         "truncated": Limit(max: 0.45, width: 0.6, minCount: 2, hard: true, madK: 6, cap: 0.7),
     ]
     static let checkNames = ["label_linf", "label_js", "new_labels", "oov", "length_js", "duplicates", "garbage", "mojibake",
-                             "canary", "label_signal", "label_flood", "truncated"]
+                             "canary", "label_signal", "label_chance", "label_flood", "truncated"]
     /// Where each check's value is recorded in the stats (sidecars): the reference values of
     /// a stream-derived threshold.
     static let statKey = ["new_labels": "new_label_share", "oov": "oov_increase", "duplicates": "duplicate_share",
@@ -157,6 +167,7 @@ struct IngestPolicy: Equatable {
             case "model_min_reference": p.modelMinReference = try count(v, key, min: 1)
             case "signal_reference_max": p.signalReferenceMax = try number(v, key)
             case "derived_min_inputs": p.derivedMinInputs = try count(v, key, min: 1)
+            case "flood_min_reference": p.floodMinReference = try count(v, key, min: 0)
             case "checks":
                 guard case .object(let cs) = v else { throw bad("ingest.checks: expected an object") }
                 for (name, cv) in cs {
@@ -191,7 +202,7 @@ struct IngestPolicy: Equatable {
                     p.checks[name] = .some(l)
                 }
             default:
-                throw bad("unknown key ingest.\(key) (keys: quarantine, reference_inputs, reference_min_examples, duplicate_inputs, sample_examples, model_min_reference, signal_reference_max, derived_min_inputs, checks)")
+                throw bad("unknown key ingest.\(key) (keys: quarantine, reference_inputs, reference_min_examples, duplicate_inputs, sample_examples, model_min_reference, signal_reference_max, derived_min_inputs, flood_min_reference, checks)")
             }
         }
         return p

@@ -16,6 +16,18 @@
 //
 // `guard_spike_alone: true` in policy.json restores the old rule (a spike alone is damage).
 //
+// Probation (issue 14, item 2): a spike without a damage verdict only looks unusual, so the
+// shard is trained on with its revert point kept (the newest checkpoint that has not trained
+// on it: the loop writes none while a shard is judged) and judged by what follows. The first
+// batch of each later new shard is scored, before the model trains on it, by the model that
+// learned the shard ("after") and by the model at the revert point ("before"). Once
+// guard_probation_examples examples are scored: confirmed unless the after-model's mean loss
+// is higher with a paired t above 2 (worse beyond noise); then the loop undoes the shard
+// exactly like `pp-train rewind` (revert, mark suspect with the evidence, train the good data
+// since again). One shard at a time: a spike while one is pending is only recorded. The
+// before-model also lacks the good shards between the revert point and now, which favours
+// confirming (a conservative bias: a doubtful shard is kept rather than undone by noise).
+//
 // A shard's loss is the mean, weighted by its examples in each batch, of the training losses
 // of the batches that carry its examples (DataFeed gives each batch in `new` mode one new
 // shard only). Each example's loss is measured before the update it causes, so the figure
@@ -171,6 +183,44 @@ struct ShardGuard {
         state.recent.append(e)
         if state.recent.count > ShardGuard.keep { state.recent.removeFirst(state.recent.count - ShardGuard.keep) }
     }
+
+    enum ProbationVerdict: Equatable {
+        case pending
+        /// `after`, `before`: mean losses on the `n` following examples; `t`: the paired t of
+        /// after - before (0 when the differences do not vary).
+        case confirmed(after: Double, before: Double, n: Int, t: Double)
+        case undo(after: Double, before: Double, n: Int, t: Double)
+    }
+
+    /// Puts `shard` (whose first pass just spiked without a damage verdict) on probation;
+    /// false when probation is off or another shard is on probation.
+    mutating func startProbation(_ shard: ShardRef, loss: Double, threshold: Double) -> Bool {
+        guard policy.guardEnabled, policy.guardProbation, state.probation == nil else { return false }
+        state.probation = GuardState.Probation(shard: shard.name, sha256: shard.sha256, loss: loss, threshold: threshold)
+        return true
+    }
+
+    /// Adds following examples' losses under the after- and before-models (pairs) and says
+    /// whether the evidence suffices: undo when the after-model is worse with t > 2.
+    mutating func scoreProbation(_ pairs: [(after: Double, before: Double)]) -> ProbationVerdict {
+        guard var p = state.probation else { return .pending }
+        for (a, b) in pairs {
+            p.n += 1; p.afterSum += a; p.beforeSum += b; p.diffSquares += (a - b) * (a - b)
+        }
+        state.probation = p
+        guard p.n >= max(2, policy.guardProbationExamples) else { return .pending }
+        let n = Double(p.n)
+        let mean = (p.afterSum - p.beforeSum) / n
+        let variance = max(0, (p.diffSquares - n * mean * mean) / (n - 1))
+        let t = variance > 0 ? mean / (variance / n).squareRoot() : (mean > 0 ? .infinity : 0)
+        state.probation = nil
+        let after = p.afterSum / n, before = p.beforeSum / n
+        let shown = t.isFinite ? (t * 1e3).rounded() / 1e3 : 1e9
+        return mean > 0 && t > ShardGuard.probationT ? .undo(after: after, before: before, n: p.n, t: shown)
+            : .confirmed(after: after, before: before, n: p.n, t: shown)
+    }
+    /// Worse beyond noise: a paired t above this (about 2.3% one-sided under the null).
+    static let probationT = 2.0
 
     /// The threshold the next shard would be held to (nil: no range yet, or the guard is off).
     var currentThreshold: Double? {

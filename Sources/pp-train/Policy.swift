@@ -34,10 +34,16 @@ struct TrainPolicy: Equatable {
     var guardSignalExamples = 2000
     /// true: the old rule, a loss spike alone marks the shard suspect.
     var guardSpikeAlone = false
+    /// Probation (issue 14): a spike without a damage verdict is trained on with its revert
+    /// point kept, and undone when the model that learned it predicts the following
+    /// guard_probation_examples new examples significantly worse than the model before it
+    /// (Guard.swift). false: a spike is only recorded, as before.
+    var guardProbation = true
+    var guardProbationExamples = 100
 
     static let keys = ["guard", "guard_window", "guard_min_history", "guard_min_examples", "guard_ratio", "guard_margin",
                        "guard_mad_k", "guard_signal_max", "guard_signal_width", "guard_signal_reference_max",
-                       "guard_signal_examples", "guard_spike_alone"]
+                       "guard_signal_examples", "guard_spike_alone", "guard_probation", "guard_probation_examples"]
 
     /// The loss above which a shard is a spike, given the reference losses (nil: not enough history).
     func threshold(reference: [Double]) -> (median: Double, threshold: Double)? {
@@ -105,6 +111,10 @@ struct TrainPolicy: Equatable {
             case "guard_spike_alone":
                 guard case .bool(let b) = v else { throw bad("train.guard_spike_alone: expected true or false") }
                 p.guardSpikeAlone = b
+            case "guard_probation":
+                guard case .bool(let b) = v else { throw bad("train.guard_probation: expected true or false") }
+                p.guardProbation = b
+            case "guard_probation_examples": p.guardProbationExamples = try integer(min: 1)
             default:
                 throw bad("train.\(k): unknown key (known: \(keys.joined(separator: ", ")))")
             }

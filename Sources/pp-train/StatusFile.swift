@@ -41,6 +41,11 @@ struct StatusDoc: Codable, Equatable {
     var lastShardLoss: Double?
     var guardThreshold: Double?
     var judging: String?
+    /// The shard on probation (Guard.swift), and the probation verdicts since this process
+    /// started.
+    var probation: String?
+    var probationConfirmed = 0
+    var probationUndone = 0
 
     enum CodingKeys: String, CodingKey {
         case schema, run, pid, state, mode, step, tokens, loss, knobs, labels, shards
@@ -59,7 +64,9 @@ struct StatusDoc: Codable, Equatable {
         case lastGuardTrip = "last_guard_trip"
         case lastShardLoss = "last_shard_loss"
         case guardThreshold = "guard_threshold"
-        case judging
+        case judging, probation
+        case probationConfirmed = "probation_confirmed"
+        case probationUndone = "probation_undone"
     }
 
     func write(_ path: String) throws {

@@ -2,7 +2,9 @@
 // (control.json), when to write checkpoints and status.json, and what signals mean. It owns
 // the lineage (meta.parent, meta.lineage) and the knob-change record, and acts on the shard
 // guard's verdicts (Guard.swift): a stopped shard is marked suspect (runs/RUN/suspects.json)
-// and the trainer reverts exactly to the state before it. The model maths and the
+// and the trainer reverts exactly to the state before it; a shard on probation is judged
+// here (judgeProbation: the revert point's model against the current one on the following
+// data) and undone the same way. The model maths and the
 // checkpoint file format belong to the Shared core (Trainer, Checkpoint); this file only
 // calls them.
 
@@ -98,6 +100,11 @@ final class TrainLoop {
     var guardTrips = 0
     /// Loss spikes the guard recorded as change (trained on) since this process started.
     var guardSpikes = 0
+    /// Probation (Guard.swift): the model at the revert point of the shard on probation,
+    /// loaded when the first following example is scored; verdicts since this process started.
+    var probationBaseline: (shard: String, model: Model)?
+    var probationConfirmed = 0
+    var probationUndone = 0
     var lastTrip: SuspectShard?
     /// The loss of the last shard the guard judged, and when (for status and metrics).
     var lastShardLoss: Double?
@@ -232,7 +239,8 @@ final class TrainLoop {
                             startedFrom: start.parent ?? start.kind, startedAt: startedAt, updatedAt: Clock.iso(Clock.now()),
                             suspects: suspects.shards.count, guardTrips: guardTrips, lastGuardTrip: lastTrip, guardSpikes: guardSpikes,
                             lastShardLoss: lastShardLoss, guardThreshold: guardian.currentThreshold,
-                            judging: guardian.state.judging?.shard)
+                            judging: guardian.state.judging?.shard, probation: guardian.state.probation?.shard,
+                            probationConfirmed: probationConfirmed, probationUndone: probationUndone)
         do { try doc.write(statusPath) } catch {
             log.error("cannot write status.json: \(error)")
         }
@@ -350,6 +358,11 @@ final class TrainLoop {
         for r in feed.takeTouched() where lineageSet.insert(r).inserted { lineage.append(r) }
         if n == 0 { return .empty }
         let guarded = mode == .new && policy.guardEnabled ? info.newShard : nil
+        // Probation: the first batch of a later new shard, scored before the model trains on it.
+        if let sh = guarded, policy.guardProbation, let p = guardian.state.probation, p.shard != sh.name, guardian.state.judging?.shard != sh.name,
+           !info.newIndices.isEmpty, try judgeProbation(batch: batch, indices: info.newIndices) {
+            return .tripped
+        }
         // The label signal: the new examples scored by the model before this batch's update.
         if let sh = guarded, !info.newIndices.isEmpty {
             guardian.measure(shard: sh.name, batch: batch, indices: info.newIndices, model: trainer.model)
@@ -388,7 +401,11 @@ final class TrainLoop {
                     if let g = signal { md["label_signal"] = "\(fmt(g))" }
                     if spike {
                         guardSpikes += 1
-                        log.notice("guard: loss spike on new data, trained on (a change: the labels follow from the texts, or the signal cannot judge)", metadata: md)
+                        if let l = limit, guardian.startProbation(sh, loss: loss, threshold: l) {
+                            log.notice("guard: loss spike on new data, trained on, on probation: the data that follows confirms or undoes it (pp-train rewind --before SHARD undoes it by hand)", metadata: md)
+                        } else {
+                            log.notice("guard: loss spike on new data, trained on (a change: the labels follow from the texts, or the signal cannot judge)", metadata: md)
+                        }
                     } else {
                         log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
                     }
@@ -408,6 +425,61 @@ final class TrainLoop {
     }
 
     func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
+
+    /// Scores the new examples at `indices` with the current model and the probation shard's
+    /// revert point, and acts on the verdict (Guard.swift). true: the shard was undone (the
+    /// loop reverted; this batch must not be trained).
+    func judgeProbation(batch: Batch, indices: [Int]) throws -> Bool {
+        guard let p = guardian.state.probation else { return false }
+        if probationBaseline?.shard != p.shard {
+            do {
+                if let target = try revertPoint(before: p.shard) {
+                    probationBaseline = (p.shard, try Checkpoint.load(path: target).model)
+                } else {
+                    probationBaseline = (p.shard, try Trainer(config: config, knobs: knobs).model)
+                }
+            } catch {
+                // Without the model before it there is nothing to compare with: the shard
+                // stays (as before probation existed), and training goes on.
+                log.error("guard: probation cannot be judged, the shard stays: the revert point cannot be loaded: \(error)", metadata: ["shard": "\(p.shard)"])
+                guardian.state.probation = nil
+                return false
+            }
+        }
+        let before = probationBaseline!.model, after = trainer.model
+        // A label a model does not know costs it the loss floor, -log(1e-7).
+        func loss(_ m: Model, _ i: Int, _ probs: inout [Float]) -> Double? {
+            guard let k = m.index(ofLabel: batch.labels[i]) else { return nil }
+            probs.withUnsafeMutableBufferPointer { pp in batch.withTokens(i) { m.predict(tokens: $0, probs: pp) } }
+            return -Foundation.log(max(Double(probs[k]), 1e-7))
+        }
+        let floor = -Foundation.log(1e-7)
+        var pa = [Float](repeating: 0, count: max(after.labels.count, 1))
+        var pb = [Float](repeating: 0, count: max(before.labels.count, 1))
+        var pairs: [(after: Double, before: Double)] = []
+        for i in indices {
+            let a = loss(after, i, &pa), b = loss(before, i, &pb)
+            if a == nil && b == nil { continue }
+            pairs.append((a ?? floor, b ?? floor))
+        }
+        let md: Logger.Metadata = ["shard": "\(p.shard)", "spike_loss": "\(fmt(p.loss))"]
+        switch guardian.scoreProbation(pairs) {
+        case .pending:
+            return false
+        case .confirmed(let a, let b, let n, let t):
+            probationConfirmed += 1
+            probationBaseline = nil
+            log.notice("guard: probation confirmed: the model that learned the shard predicts the data that followed as well or better (or not worse beyond noise)",
+                       metadata: md.merging(["after": "\(fmt(a))", "before": "\(fmt(b))", "examples": "\(n)", "t": "\(t)"]) { x, _ in x })
+            return false
+        case .undo(let a, let b, let n, let t):
+            probationUndone += 1
+            probationBaseline = nil
+            try trip(ShardRef(name: p.shard, sha256: p.sha256), reason: "probation", loss: p.loss, median: nil, threshold: p.threshold,
+                     detail: "the model that learned it predicts the \(n) following examples worse: loss \(fmt(a)) > \(fmt(b)) before it (paired t \(t) > \(ShardGuard.probationT)); it spiked at loss \(fmt(p.loss)) > threshold \(fmt(p.threshold))")
+            return true
+        }
+    }
 
     /// The guard stopped `shard`: mark it suspect, never train on it again, and go back to
     /// the state before it. A second non-finite loss right after one (no shard accepted in
@@ -457,21 +529,8 @@ final class TrainLoop {
     func revert(before shard: ShardRef) throws {
         let t0 = Clock.monotonic()
         let lostSteps = step
-        var target = lastGood
-        while let p = target {
-            let meta = try Checkpoint.readHead(path: p).meta
-            guard let e = meta.cursor.shards.first(where: { $0.shard.name == shard.name }), e.passes > 0 || e.position > 0 else { break }
-            guard let parentName = meta.parent else { target = nil; break }
-            guard let pp = Lineage.resolveParent(parentName, root: s.root) else {
-                log.error("cannot revert past \(p): its parent \(parentName) is gone; the part of \(shard.name) trained before it stays")
-                break
-            }
-            target = pp
-        }
-        // A head has no weights (retention deleted them): go further back to one that has.
-        while let p = target, p.hasSuffix(Checkpoint.headSuffix) {
-            target = try Checkpoint.readHead(path: p).meta.parent.flatMap { Lineage.resolveParent($0, root: s.root) }
-        }
+        let target = try revertPoint(before: shard.name)
+        probationBaseline = nil
         if let p = target {
             let ck = try Checkpoint.load(path: p)
             trainer = try Trainer(checkpoint: ck)
@@ -492,6 +551,27 @@ final class TrainLoop {
         log.notice("reverted: the good data since then is trained again", metadata: [
             "to": "\(target ?? "fresh model")", "step": "\(step)", "examples_to_retrain": "\(lostSteps - step)",
             "seconds": "\(String(format: "%.2f", Clock.monotonic() - t0))"])
+    }
+
+    /// The newest checkpoint on the run's chain that has not trained on `shard` and has
+    /// weights (nil: none, a fresh model).
+    func revertPoint(before shard: String) throws -> String? {
+        var target = lastGood
+        while let p = target {
+            let meta = try Checkpoint.readHead(path: p).meta
+            guard let e = meta.cursor.shards.first(where: { $0.shard.name == shard }), e.passes > 0 || e.position > 0 else { break }
+            guard let parentName = meta.parent else { target = nil; break }
+            guard let pp = Lineage.resolveParent(parentName, root: s.root) else {
+                log.error("cannot revert past \(p): its parent \(parentName) is gone; the part of \(shard) trained before it stays")
+                break
+            }
+            target = pp
+        }
+        // A head has no weights (retention deleted them): go further back to one that has.
+        while let p = target, p.hasSuffix(Checkpoint.headSuffix) {
+            target = try Checkpoint.readHead(path: p).meta.parent.flatMap { Lineage.resolveParent($0, root: s.root) }
+        }
+        return target
     }
 
     /// After a NaN/inf loss: back to the last good checkpoint (or the start state). The data

@@ -206,7 +206,7 @@ final class BatchCheckTests: IngestTestCase {
 
     func testKindsAndStreamDerivedThresholds() throws {
         let hard = Set(IngestPolicy.defaultChecks.filter { ($0.value?.hard) == true }.keys)
-        XCTAssertEqual(hard, ["duplicates", "garbage", "mojibake", "label_signal", "label_flood", "truncated"])
+        XCTAssertEqual(hard, ["duplicates", "garbage", "mojibake", "label_signal", "label_chance", "label_flood", "truncated"])
         let lim = IngestPolicy.Limit(max: 0.3, width: 0, hard: true, madK: 4, cap: 0.6)
         // Too few reference values: the floor.
         XCTAssertEqual(lim.threshold(n: 100, reference: [0.5, 0.5], minInputs: 8).0, 0.3, accuracy: 1e-12)
@@ -225,6 +225,57 @@ final class BatchCheckTests: IngestTestCase {
         XCTAssertEqual(p.limit("label_flood")?.max, 0.25, "the other keys keep their defaults")
         XCTAssertEqual(p.limit("oov")?.hard, true)
         XCTAssertThrowsError(try IngestPolicy.parse(Array(#"{"ingest": {"checks": {"oov": {"hard": 1}}}}"#.utf8), path: "p"))
+    }
+
+    /// label_flood leaves out labels the reference barely holds (a clean burst of such a
+    /// label quarantined demo 2023-W13: 15 of 30 examples under a label with 0 of 256 in the
+    /// reference, which the model could not predict); an established label is judged.
+    func testLabelFloodJudgesOnlyLabelsTheReferenceHolds() throws {
+        var m = ModelView(checkpoint: "c")
+        m.recognised = 10
+        m.labelNames = ["a", "b"]
+        m.floodCounts = [9, 1]
+        m.floodProbs = [2, 8]
+        let established = try XCTUnwrap(m.labelFlood(refCount: { $0 == "a" ? 50 : 150 }, refExamples: 200, minReference: 5))
+        // rise 0.9 - 0.25 = 0.65, excess (9 - 2) / 10 = 0.7: the smaller.
+        XCTAssertEqual(established.value, 0.65, accuracy: 1e-12)
+        XCTAssertEqual(established.count, 7)
+        let rare = try XCTUnwrap(m.labelFlood(refCount: { $0 == "a" ? 1 : 199 }, refExamples: 200, minReference: 5))
+        XCTAssertEqual(rare.value, 0, "a: 1 example in the reference, too rare to judge; b fell")
+        XCTAssertEqual(IngestPolicy().floodMinReference, 5)
+        let p = try IngestPolicy.parse(Array(#"{"ingest": {"flood_min_reference": 0}}"#.utf8), path: "p")
+        XCTAssertEqual(p.floodMinReference, 0)
+        XCTAssertEqual(m.labelFlood(refCount: { $0 == "a" ? 1 : 199 }, refExamples: 200, minReference: p.floodMinReference)?.value ?? 0,
+                       min(0.9 - 0.005, 0.7), accuracy: 1e-12)
+    }
+
+    /// label_chance's z: the mean and variance of the true labels' loss over all
+    /// permutations of the labels, checked against enumerating every permutation.
+    func testLabelChanceIsAPermutationTest() throws {
+        // 5 examples, 3 labels; losses[i][l].
+        let rows: [[Float]] = [[0.1, 2.0, 3.0], [0.2, 1.5, 2.5], [2.2, 0.3, 1.9], [1.8, 0.4, 2.6], [2.9, 2.1, 0.2]]
+        let labels = [0, 0, 1, 1, 2]
+        let flat = rows.flatMap { $0 }
+        var sums: [Double] = []
+        func permute(_ a: [Int], _ k: Int) {
+            if k == a.count { sums.append((0..<a.count).reduce(0.0) { $0 + Double(rows[$1][a[$1]]) }); return }
+            var a = a
+            for i in k..<a.count { a.swapAt(k, i); permute(a, k + 1); a.swapAt(k, i) }
+        }
+        permute(labels, 0)
+        let mean = sums.reduce(0, +) / Double(sums.count)
+        let sd = (sums.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(sums.count)).squareRoot()
+        let t = (0..<5).reduce(0.0) { $0 + Double(rows[$1][labels[$1]]) }
+        let z = try XCTUnwrap(ModelView.permutationZ(losses: flat, labels: labels, labelCount: 3))
+        XCTAssertEqual(z, (mean - t) / sd, accuracy: 1e-5)
+        XCTAssertGreaterThan(z, 1.5, "labels that follow the texts")
+        var v = ModelView(checkpoint: "c")
+        v.labelZ = z
+        XCTAssertLessThan(v.labelChance ?? 1, 0.0668)
+        v.labelZ = 0
+        XCTAssertEqual(v.labelChance ?? 0, 0.5, accuracy: 1e-12)
+        XCTAssertNil(ModelView.permutationZ(losses: flat, labels: [0, 0, 0, 0, 0], labelCount: 3), "one label: nothing to shuffle")
+        XCTAssertEqual(IngestPolicy().limit("label_chance")?.hard, true)
     }
 
     func testDistancesAndSamples() {

@@ -227,6 +227,140 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(try suspects(old).shards[0].reason.hasPrefix("loss spike: loss "))
     }
 
+    // MARK: probation (issue 14, item 2)
+
+    /// The signal is not measured (guard_signal_examples 0), so a label-shuffled shard is a
+    /// spike without a damage verdict: it goes on probation, is trained on, and the clean
+    /// shards that follow show that the model that learned it predicts them worse than the
+    /// model before it: it is undone exactly (the run ends bit-identical to one that never
+    /// had it) and marked suspect with the evidence.
+    func testAShardOnProbationThatTheFollowingDataContradictsIsUndoneExactly() throws {
+        let a = try Fix.newRoot("probnever"), b = try Fix.newRoot("probundo")
+        defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
+        let policy = #"{"train": {"guard_signal_examples": 0, "guard_probation_examples": 60}}"#
+        for r in [a, b] {
+            try FileIO.publish(policy, to: r + "/policy.json")
+            for k in 1...10 { try Fix.shard(r, Fix.shardName(k), clean(k)) }
+            XCTAssertEqual(try once(r).status, 0)
+        }
+        for k in 12...15 { try Fix.shard(a, Fix.shardName(k), clean(k)) }
+        let ref = try once(a)
+        XCTAssertEqual(ref.status, 0, ref.stderr)
+
+        try Fix.shard(b, Fix.shardName(11), shuffled(11))
+        for k in 12...15 { try Fix.shard(b, Fix.shardName(k), clean(k)) }
+        let r = try once(b)
+        XCTAssertEqual(r.status, 1, "an undone shard makes --once exit 1, like a stopped one: " + r.stderr)
+        XCTAssertTrue(r.stderr.contains("on probation"), r.stderr)
+        let mark = try XCTUnwrap(try suspects(b).shards.first)
+        XCTAssertEqual(mark.name, Fix.shardName(11))
+        XCTAssertTrue(mark.reason.hasPrefix("probation: the model that learned it predicts the "), mark.reason)
+        XCTAssertTrue(mark.reason.contains("following examples worse"), mark.reason)
+        let st = try XCTUnwrap(Fix.status(b))
+        XCTAssertEqual(st["probation_undone"] as? Int, 1)
+        XCTAssertNil(st["probation"] as? String)
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        XCTAssertFalse(ck.lineage.contains { $0.name == Fix.shardName(11) })
+        XCTAssertTrue(Set((12...15).map { Fix.shardName($0) }).isSubset(of: ck.lineage.map(\.name)), "the good shards since, trained again")
+        XCTAssertNil(ck.guardState?.probation)
+        try assertSameState(ref.stdoutLines[0], r.stdoutLines[0])
+    }
+
+    /// A drift shard (new labels, new words) spikes, goes on probation and stays on it across
+    /// runs (checkpointed) until enough of the following data is scored; the drift goes on,
+    /// the model that learned the shard predicts it better, and the shard is confirmed.
+    func testAShardOnProbationThatTheFollowingDataAgreesWithIsConfirmed() throws {
+        let root = try Fix.newRoot("probconfirm")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileIO.publish(#"{"train": {"guard_probation_examples": 60}}"#, to: root + "/policy.json")
+        for k in 1...10 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        XCTAssertEqual(try once(root).status, 0)
+        let sub = ["w", "x", "y", "z"]
+        try Fix.shard(root, Fix.shardName(11), Fix.examples(200, labels: sub, seed: 11))
+        try Fix.shard(root, Fix.shardName(12), Fix.examples(200, labels: labels + sub, seed: 12))
+        let r1 = try once(root)
+        XCTAssertEqual(r1.status, 0, r1.stderr)
+        XCTAssertTrue(r1.stderr.contains("on probation"), r1.stderr)
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11))
+        let p = try XCTUnwrap(try Checkpoint.readHead(path: r1.stdoutLines[0]).meta.guardState?.probation)
+        XCTAssertEqual(p.shard, Fix.shardName(11))
+        XCTAssertGreaterThan(p.n, 0)
+        XCTAssertLessThan(p.n, 60, "pending: not enough following examples yet")
+        for k in 13...15 { try Fix.shard(root, Fix.shardName(k), Fix.examples(200, labels: labels + sub, seed: UInt64(k))) }
+        let r2 = try once(root)
+        XCTAssertEqual(r2.status, 0, r2.stderr)
+        XCTAssertTrue(r2.stderr.contains("guard: probation confirmed"), r2.stderr)
+        XCTAssertEqual(Fix.status(root)?["probation_confirmed"] as? Int, 1)
+        XCTAssertEqual(try suspects(root).shards, [])
+        let ck = try Checkpoint.readHead(path: r2.stdoutLines[0]).meta
+        XCTAssertNil(ck.guardState?.probation)
+        XCTAssertTrue(Set((13...15).map { Fix.shardName($0) }).isSubset(of: ck.lineage.map(\.name)))
+    }
+
+    /// The revert point is unreadable when the following data arrives: nothing to compare
+    /// with, so the shard stays (logged) and training goes on.
+    func testAProbationThatCannotBeJudgedKeepsTheShardAndTrainingGoesOn() throws {
+        let root = try Fix.newRoot("probbroken")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileIO.publish(#"{"train": {"guard_probation_examples": 60}}"#, to: root + "/policy.json")
+        for k in 1...10 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        let r0 = try once(root)
+        XCTAssertEqual(r0.status, 0)
+        let sub = ["w", "x", "y", "z"]
+        try Fix.shard(root, Fix.shardName(11), Fix.examples(200, labels: sub, seed: 11))
+        try Fix.shard(root, Fix.shardName(12), Fix.examples(200, labels: labels + sub, seed: 12))
+        XCTAssertEqual(try once(root).status, 0)
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11))
+        // The revert point (the first run's checkpoint) is damaged.
+        try FileIO.publish(Array("not a checkpoint".utf8), to: r0.stdoutLines[0])
+        try Fix.shard(root, Fix.shardName(13), Fix.examples(200, labels: labels + sub, seed: 13))
+        let r = try once(root)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("guard: probation cannot be judged, the shard stays"), r.stderr)
+        XCTAssertNotEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11), "no longer on probation")
+        XCTAssertEqual(try suspects(root).shards, [])
+    }
+
+    /// Confirming by hand (docs/runbook.md): with guard_probation false in policy.json a
+    /// pending probation is never judged, so the shard stays whatever follows.
+    func testProbationSwitchedOffLeavesAPendingShardUnjudged() throws {
+        let root = try Fix.newRoot("proboff")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileIO.publish(#"{"train": {"guard_probation_examples": 60, "guard_signal_examples": 0}}"#, to: root + "/policy.json")
+        for k in 1...10 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        XCTAssertEqual(try once(root).status, 0)
+        try Fix.shard(root, Fix.shardName(11), shuffled(11))
+        XCTAssertEqual(try once(root).status, 0)
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11))
+        try FileIO.publish(#"{"train": {"guard_probation": false, "guard_probation_examples": 60, "guard_signal_examples": 0}}"#, to: root + "/policy.json")
+        for k in 12...15 { try Fix.shard(root, Fix.shardName(k), clean(k)) }
+        let r = try once(root)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("guard: probation"), r.stderr)
+        XCTAssertEqual(try suspects(root).shards, [], "the same shard is undone when probation is on (above)")
+        XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11), "still pending, not judged")
+    }
+
+    func testProbationVerdictIsAPairedTest() {
+        var p = TrainPolicy()
+        p.guardProbationExamples = 4
+        var g = ShardGuard(policy: p, state: nil)
+        XCTAssertTrue(g.startProbation(ShardRef(name: "s", sha256: "x"), loss: 5, threshold: 3))
+        XCTAssertFalse(g.startProbation(ShardRef(name: "t", sha256: "y"), loss: 5, threshold: 3), "one at a time")
+        XCTAssertEqual(g.scoreProbation([(1, 1), (2, 1.5)]), .pending)
+        // Worse every time by about 0.5: undo.
+        guard case .undo(let a, let b, let n, let t) = g.scoreProbation([(1.5, 1), (1.4, 1)]) else { return XCTFail("expected undo") }
+        XCTAssertEqual(n, 4); XCTAssertEqual(a, 1.475, accuracy: 1e-9); XCTAssertEqual(b, 1.125, accuracy: 1e-9)
+        XCTAssertGreaterThan(t, 2)
+        XCTAssertNil(g.state.probation, "decided")
+        // Worse on average but within noise: confirmed.
+        XCTAssertTrue(g.startProbation(ShardRef(name: "u", sha256: "z"), loss: 5, threshold: 3))
+        guard case .confirmed = g.scoreProbation([(2, 1), (1, 2), (2.2, 1), (1, 2)]) else { return XCTFail("expected confirmed") }
+        p.guardProbation = false
+        g = ShardGuard(policy: p, state: nil)
+        XCTAssertFalse(g.startProbation(ShardRef(name: "s", sha256: "x"), loss: 5, threshold: 3), "off in policy")
+    }
+
     func testGuardThresholdIsRobustToTheStream() {
         var p = TrainPolicy()
         p.guardMinHistory = 3
@@ -296,6 +430,13 @@ final class GuardTests: XCTestCase {
         r = try once(root)
         XCTAssertEqual(r.status, 65, r.stderr)
         XCTAssertTrue(r.stderr.contains("train.guard_spike_alone: expected true or false"), r.stderr)
+        try FileIO.publish(#"{"train": {"guard_probation": 1}}"#, to: root + "/policy.json")
+        r = try once(root)
+        XCTAssertEqual(r.status, 65, r.stderr)
+        XCTAssertTrue(r.stderr.contains("train.guard_probation: expected true or false"), r.stderr)
+        let q = try TrainPolicy.parse(Array(#"{"train": {"guard_probation": false, "guard_probation_examples": 40}}"#.utf8), path: "p")
+        XCTAssertFalse(q.guardProbation)
+        XCTAssertEqual(q.guardProbationExamples, 40)
         let p = try TrainPolicy.parse(Array(#"{"train": {"guard_signal_max": 0.95, "guard_mad_k": 5, "guard_signal_examples": 0}}"#.utf8), path: "p")
         XCTAssertEqual(p.guardSignalMax, 0.95)
         XCTAssertEqual(p.guardMadK, 5)
