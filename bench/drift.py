@@ -736,6 +736,8 @@ def main():
     ap.add_argument("--bucket", type=int, default=None, help="fastText's bucket count for B1/O/F (default: --bucket of --train-flags, else 2000000)")
     ap.add_argument("--ref-jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="processes for the weekly fastText retrains, each single-threaded (default: %(default)s)")
+    ap.add_argument("--no-refs", action="store_true",
+                    help="Perpetuum only (a probe of PP_TRAIN_FLAGS, issue 16): no references, no result files; P-dep and P-new on stdout")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ref_worker:
@@ -794,7 +796,7 @@ def main():
     with open(os.path.join(work, "refs.spec.json"), "w") as f:
         json.dump(spec, f)
     ref_err = open(os.path.join(work, "refs.err"), "wb")
-    ref = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--ref-worker", os.path.join(work, "refs.spec.json")],
+    ref = None if a.no_refs else subprocess.Popen([sys.executable, os.path.abspath(__file__), "--ref-worker", os.path.join(work, "refs.spec.json")],
                            stdout=ref_err, stderr=ref_err)
 
     pp = Perpetuum(a, work)
@@ -837,8 +839,15 @@ def main():
         say(f"drift: {e}")
         if pp.daemon and pp.daemon.p.poll() is None:
             pp.daemon.stop()
-        ref.kill()
+        if ref:
+            ref.kill()
         return 1
+    if ref is None:
+        d, n = tally["P-dep"].summary(period_weeks), tally["P-new"].summary(period_weeks)
+        print(json.dumps({"stream": name, "period": a.period, "train_flags": a.train_flags, "P-dep": d, "P-new": n,
+                          "cpu_seconds": perp["cpu_seconds"], "promotions": perp["promotions"],
+                          "seconds": round(time.monotonic() - t_start, 1)}), flush=True)
+        return 0
     say(f"  Perpetuum side done in {fmt_dur(time.monotonic() - t_start)}; waiting for the references")
     ref.wait()
     ref_err.close()
