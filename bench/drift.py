@@ -832,6 +832,8 @@ def main():
                 d, n = tally["P-dep"].summary([w for w in period_weeks]), tally["P-new"].summary(period_weeks)
                 ref_acc = ref_running(ref_out, period_weeks)
                 refs = " ".join(f"{k} {v:.3f}" for k, v in ref_acc.items())
+                if ref is not None:
+                    refs = f"refs {ref_weeks_done(ref_out)}/{len(period_weeks)} weeks" + (": " + refs if refs else "")
                 say(f"  {name} {w} ({scored}/{total}) P-dep {d['accuracy'] or 0:.3f} P-new {n['accuracy'] or 0:.3f}"
                     f"{' | ' + refs if refs else ''} | {fmt_dur(time.monotonic() - t_start)} elapsed, ~{fmt_dur(left)} left")
         perp = pp.finish()
@@ -849,7 +851,18 @@ def main():
                           "seconds": round(time.monotonic() - t_start, 1)}), flush=True)
         return 0
     say(f"  Perpetuum side done in {fmt_dur(time.monotonic() - t_start)}; waiting for the references")
-    ref.wait()
+    # The references may still be retraining (git's are the long pole): say how far they are.
+    t_wait, done_at_wait = time.monotonic(), ref_weeks_done(ref_out)
+    while True:
+        try:
+            ref.wait(timeout=60)
+            break
+        except subprocess.TimeoutExpired:
+            done = ref_weeks_done(ref_out)
+            rate = (done - done_at_wait) / max(1e-9, time.monotonic() - t_wait)
+            left = (len(period_weeks) - done) / rate if rate > 0 else None
+            say(f"  {name} references: {done}/{len(period_weeks)} weeks | {fmt_dur(time.monotonic() - t_start)} elapsed"
+                + (f", ~{fmt_dur(left)} left" if left is not None else ""))
     ref_err.close()
     if ref.returncode != 0:
         say(f"drift: the reference process failed (exit {ref.returncode}); see {os.path.join(work, 'refs.err')}")
@@ -879,6 +892,15 @@ def main():
     check_shape(result, plot_path)
     say(f"drift {name}: wrote {out_path} and {plot_path} in {fmt_dur(time.monotonic() - t_start)}")
     return rc
+
+
+def ref_weeks_done(path):
+    """Calendar weeks of the period the reference process has finished (rows in its output)."""
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if line.startswith('{"week"'))
+    except OSError:
+        return 0
 
 
 def ref_running(path, weeks):
