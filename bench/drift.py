@@ -67,6 +67,8 @@ REFS = ["B1", "O", "F", "V"]
 DEFAULT_TRAIN_FLAGS = "--bucket 200000"
 # pp-select as systemd/pp-select.service runs it (its retention budget).
 SELECT_FLAGS = ["--keep-bytes", "20G"]
+# --guards off (the "off" configuration of tools/spoil-replay.py).
+GUARDS_OFF = {"ingest": {"quarantine": False}, "train": {"guard": False}, "select": {"guard": False}}
 DAY = 86400
 WEEK = 7 * DAY
 DELIVER_AFTER = 3600          # a week's file lands one hour after the week ends
@@ -736,6 +738,9 @@ def main():
     ap.add_argument("--bucket", type=int, default=None, help="fastText's bucket count for B1/O/F (default: --bucket of --train-flags, else 2000000)")
     ap.add_argument("--ref-jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="processes for the weekly fastText retrains, each single-threaded (default: %(default)s)")
+    ap.add_argument("--guards", choices=("on", "off"), default="on",
+                    help="off: policy.json turns every guard off (pp-ingest quarantines nothing, pp-train's guard and "
+                         "pp-select's lineage guard off), to measure what the guards cost on clean data (issue 14)")
     ap.add_argument("--no-refs", action="store_true",
                     help="Perpetuum only (a probe of PP_TRAIN_FLAGS, issue 16): no references, no result files; P-dep and P-new on stdout")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
@@ -800,6 +805,9 @@ def main():
                            stdout=ref_err, stderr=ref_err)
 
     pp = Perpetuum(a, work)
+    if a.guards == "off":
+        with open(os.path.join(pp.root, "policy.json"), "w") as f:
+            json.dump(GUARDS_OFF, f)
     tally = {s: Tally() for s in STRATEGIES}
     ages = []
     weekly = []
@@ -846,7 +854,7 @@ def main():
         return 1
     if ref is None:
         d, n = tally["P-dep"].summary(period_weeks), tally["P-new"].summary(period_weeks)
-        print(json.dumps({"stream": name, "period": a.period, "train_flags": a.train_flags, "P-dep": d, "P-new": n,
+        print(json.dumps({"stream": name, "period": a.period, "train_flags": a.train_flags, "guards": a.guards, "P-dep": d, "P-new": n,
                           "cpu_seconds": perp["cpu_seconds"], "promotions": perp["promotions"],
                           "seconds": round(time.monotonic() - t_start, 1)}), flush=True)
         return 0
@@ -955,7 +963,8 @@ def report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp
         "perpetuum": dict(perp, pipeline_cpu_seconds=round(pipeline, 3),
                           deployed_age_days_mean=sum(valid_ages) / len(valid_ages) if valid_ages else None,
                           clean_weeks_quarantined=perp["ingest"]["quarantined"],
-                          flags=f"pp-train {a.train_flags} (PP_TRAIN_FLAGS); pp-ingest, pp-eval --pending, pp-select as the units run them"),
+                          flags=f"pp-train {a.train_flags} (PP_TRAIN_FLAGS); pp-ingest, pp-eval --pending, pp-select as the units run them",
+                          guards=a.guards),
         "fasttext": tuning, "weekly": weekly, "seconds": round(secs, 1), "machine": machine(),
         "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
