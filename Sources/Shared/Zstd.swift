@@ -126,6 +126,21 @@ public final class ChunkReader {
         }
         raw = [UInt8](repeating: 0, count: chunk)
         out = [UInt8](repeating: 0, count: chunk)
+        try start()
+    }
+
+    /// Reads from `fd`, an open descriptor it takes over (closed on deinit, also when this
+    /// throws): pp-ingest opens and checks an inbox file first (FileIO.openInboxFile).
+    public init(fd: Int32, path: String, chunk: Int = 1 << 20) throws {
+        self.path = path
+        self.fd = fd
+        ownsFD = true
+        raw = [UInt8](repeating: 0, count: chunk)
+        out = [UInt8](repeating: 0, count: chunk)
+        try start()
+    }
+
+    private func start() throws {
         try fill()
         let isZstd = raw.withUnsafeBytes { Zstd.isFrame(UnsafeRawBufferPointer(rebasing: $0[0..<rawLen])) }
         if isZstd {
