@@ -257,6 +257,9 @@ final class Ingester {
                 try FileIO.removeDurably(dir + "/" + name)
             }
         }
+        // Folders other tools write too (metrics/) or that hold FileIO.publish temps only:
+        // only temps whose writer is dead (Temps.swift).
+        Temps.sweep([Reference.dir(root), root.quarantine + "/holdout", root.quarantine + "/stats", root.archive, root.metrics], log: log)
     }
 
     /// Parses `<stamp>-<sha16>-<part>.pps` names in shards/ and holdout/.

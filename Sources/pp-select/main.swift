@@ -49,6 +49,8 @@ func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
         try FileIO.makeDirectories(root.locks)
         let lock = try FileLock(path: root.lock("pp-select"), wait: true)
         defer { lock.release() }
+        // Temps of dead writers (Temps.swift): the link's, metrics', retention's heads.
+        Temps.sweep([root.path, root.metrics] + ((try? FileIO.list(root.runs)) ?? []).map { root.heads(run: $0) }, log: Log.make(tool))
         status = try body()
     } catch let e as PPError {
         Log.fail(tool, e.message)
