@@ -10,7 +10,8 @@
 #   tools/fuzz.sh checkpoint shard      some targets
 #
 # Build: SwiftPM with PP_FUZZ=1 (Package.swift adds the fuzz-* targets) and swiftc's
-# -sanitize=fuzzer,address -parse-as-library, in .build-fuzz (debug: ASan wants it).
+# -sanitize=fuzzer,address, in .build-fuzz (debug: ASan wants it). Each target's top-level code
+# calls LLVMFuzzerRunDriver (SwiftPM links an executable's main as MODULE_main).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
@@ -18,7 +19,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 ALL=(checkpoint shard input control policy selections)
 TARGETS=("$@"); [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 SCRATCH=.build-fuzz
-FLAGS=(--scratch-path "$SCRATCH" -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
+FLAGS=(--scratch-path "$SCRATCH" -Xswiftc -sanitize=fuzzer,address)
 
 for t in "${TARGETS[@]}"; do
   PP_FUZZ=1 $SWIFT build "${FLAGS[@]}" --product "fuzz-$t" >&2
