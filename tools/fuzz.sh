@@ -41,7 +41,8 @@ for t in "${TARGETS[@]}"; do
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  crashes=$(ls "$SCRATCH"/crash-"$t"-* 2>/dev/null | wc -l)
+  # find, not ls: with pipefail, ls of no match (exit 2) ended the script after the first target.
+  crashes=$(find "$SCRATCH" -maxdepth 1 -name "crash-$t-*" | wc -l)
   printf '%-11s %12s %9s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$crashes" "$(ls "$work" | wc -l) files"
   if [ $rc -ne 0 ]; then status=1; echo "fuzz-$t: exit $rc, see $log" >&2; grep -m5 -A15 'ERROR\|==ERROR\|Fatal error' "$log" >&2 || true; fi
 done
