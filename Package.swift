@@ -6,13 +6,16 @@ import Foundation
 import PackageDescription
 
 // libFuzzer targets (Fuzz/Targets, issue 15), only with PP_FUZZ=1: tools/fuzz.sh builds them
-// with -sanitize=fuzzer,address -parse-as-library, and without those flags they cannot link
-// (libFuzzer supplies main), so ordinary builds never see them. Each target is one main.swift
-// plus, for the tools' own parsers, symbolic links to their source files in Sources/.
+// with -sanitize=fuzzer,address, and without it they cannot link (libFuzzer's driver), so
+// ordinary builds never see them. Each target is one main.swift, whose top-level code hands
+// its input function to LLVMFuzzerRunDriver (Fuzz/CFuzzer: SwiftPM links an executable's main
+// as MODULE_main, so libFuzzer's own main() cannot be used), plus, for the tools' own parsers,
+// symbolic links to their source files in Sources/.
 let fuzzTargets: [Target] = Context.environment["PP_FUZZ"] == "1"
-    ? ["checkpoint", "shard", "input", "control", "policy", "selections"].map {
-        .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared"], path: "Fuzz/Targets/fuzz-\($0)")
-    }
+    ? [.systemLibrary(name: "CFuzzer", path: "Fuzz/CFuzzer")]
+        + ["checkpoint", "shard", "input", "control", "policy", "selections"].map {
+            .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared", "CFuzzer"], path: "Fuzz/Targets/fuzz-\($0)")
+        }
     : []
 
 // The CPU the code is generated for (issue 20). Without a named target CPU, Swift compiles for

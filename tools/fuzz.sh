@@ -10,7 +10,8 @@
 #   tools/fuzz.sh checkpoint shard      some targets
 #
 # Build: SwiftPM with PP_FUZZ=1 (Package.swift adds the fuzz-* targets) and swiftc's
-# -sanitize=fuzzer,address -parse-as-library, in .build-fuzz (debug: ASan wants it).
+# -sanitize=fuzzer,address, in .build-fuzz (debug: ASan wants it). Each target's top-level code
+# calls LLVMFuzzerRunDriver (SwiftPM links an executable's main as MODULE_main).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
@@ -18,7 +19,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 ALL=(checkpoint shard input control policy selections)
 TARGETS=("$@"); [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 SCRATCH=.build-fuzz
-FLAGS=(--scratch-path "$SCRATCH" -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
+FLAGS=(--scratch-path "$SCRATCH" -Xswiftc -sanitize=fuzzer,address)
 
 for t in "${TARGETS[@]}"; do
   PP_FUZZ=1 $SWIFT build "${FLAGS[@]}" --product "fuzz-$t" >&2
@@ -40,7 +41,8 @@ for t in "${TARGETS[@]}"; do
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  crashes=$(ls "$SCRATCH"/crash-"$t"-* 2>/dev/null | wc -l)
+  # find, not ls: with pipefail, ls of no match (exit 2) ended the script after the first target.
+  crashes=$(find "$SCRATCH" -maxdepth 1 -name "crash-$t-*" | wc -l)
   printf '%-11s %12s %9s %8s  %s\n' "$t" "${execs:-?}" "${rate:-?}" "$crashes" "$(ls "$work" | wc -l) files"
   if [ $rc -ne 0 ]; then status=1; echo "fuzz-$t: exit $rc, see $log" >&2; grep -m5 -A15 'ERROR\|==ERROR\|Fatal error' "$log" >&2 || true; fi
 done

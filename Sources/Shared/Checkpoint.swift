@@ -139,6 +139,34 @@ public final class Checkpoint {
         return try decode(file, path: path)
     }
 
+    /// Verifies the whole file without building a model: a regular file, one zstd frame
+    /// whose checksum holds, decompressed content starting with the magic and version and
+    /// ending with the end marker. Streams (ChunkReader), so memory stays small whatever the
+    /// size. pp-select checks the deployed checkpoint with it at every run (issue 15).
+    public static func verifyFile(path: String) throws {
+        let reader: ChunkReader
+        do { reader = try ChunkReader(path: path, chunk: 1 << 20, regularOnly: true) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        guard reader.isCompressed else { throw PPError.corrupt(path, "bad magic (not a zstd-compressed checkpoint)") }
+        var head: [UInt8] = []
+        var tail: [UInt8] = []
+        var total = 0
+        do {
+            while try reader.next({ chunk in
+                total += chunk.count
+                if head.count < 16 { head += chunk.prefix(16 - head.count) }
+                tail = Array((tail + chunk.suffix(endMagic.count)).suffix(endMagic.count))
+            }) {}
+        } catch let e as PPError {
+            if e.message.contains("checksum") { throw PPError.corrupt(path, "checksum mismatch") }
+            if e.status == .corrupt { throw PPError.corrupt(path, "corrupt compressed data (\(e.message))") }
+            throw e
+        }
+        try head.withUnsafeBytes { try checkStart($0, path: path) }
+        guard tail == endMagic else { throw PPError.corrupt(path, "no end marker (truncated content, \(total) bytes)") }
+    }
+
     /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
     public static func decode(_ file: [UInt8], path: String) throws -> Checkpoint {
         let name = path

@@ -11,7 +11,7 @@ import Darwin
 public enum FileIO {
     /// Retries a call that returned -1 with EINTR; returns the result or throws `PPError.io`.
     @discardableResult
-    static func retrying(_ path: String, _ what: String, _ body: () -> Int) throws -> Int {
+    public static func retrying(_ path: String, _ what: String, _ body: () -> Int) throws -> Int {
         while true {
             let r = body()
             if r >= 0 { return r }

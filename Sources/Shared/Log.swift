@@ -1,5 +1,8 @@
 // Logging for people: one event per line on stderr, `<N>` syslog priority prefix so journald
 // keeps the level, then `tool: message key=value ...`. stdout stays for data.
+// One event is one line whatever it carries: control characters in the message and in
+// metadata values (a file name with a newline and `<0>`, say) are escaped here, centrally
+// (LogText.escape), so no input can forge a journal line or its level (issue 15).
 
 import Logging
 #if canImport(Glibc)
@@ -35,10 +38,10 @@ public struct StderrLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = "<\(Self.priority(event.level))>\(label): \(event.message)"
+        var line = "<\(Self.priority(event.level))>\(label): \(LogText.escape("\(event.message)"))"
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         for (k, v) in all.sorted(by: { $0.key < $1.key }) {
-            let s = "\(v)"
+            let s = LogText.escape("\(v)")
             line += s.contains(" ") || s.isEmpty ? " \(k)=\"\(s)\"" : " \(k)=\(s)"
         }
         line += "\n"
@@ -67,7 +70,71 @@ public enum Log {
 
     /// Prints one expected-error line (`tool: message`) with an error priority prefix.
     public static func fail(_ tool: String, _ message: String) {
-        let line = "<3>\(tool): \(message)\n"
+        let line = "<3>\(tool): \(LogText.escape(message))\n"
         _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+}
+
+/// Text made safe for a one-line log record.
+public enum LogText {
+    /// `s` with every control character (C0, DEL, C1: Unicode general category Cc) and the
+    /// line and paragraph separators U+2028/U+2029 written as an escape: `\n`, `\r`, `\t`,
+    /// else `\xHH` (`\u{HHHH}` above 0xFF). Everything else, backslashes included, is kept.
+    public static func escape(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: needsEscape) else { return s }
+        var out = ""
+        out.reserveCapacity(s.utf8.count + 8)
+        for u in s.unicodeScalars {
+            guard needsEscape(u) else { out.unicodeScalars.append(u); continue }
+            switch u {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                let hex = String(u.value, radix: 16, uppercase: true)
+                out += u.value <= 0xFF ? "\\x" + (hex.count < 2 ? "0" + hex : hex) : "\\u{" + hex + "}"
+            }
+        }
+        return out
+    }
+
+    /// The bytes of a file name that may not be UTF-8, as text for logs and JSON: valid UTF-8
+    /// is kept (control characters escaped as in `escape`), each byte of an invalid sequence
+    /// becomes `\xHH`.
+    public static func escape(bytes: [UInt8]) -> String {
+        if let s = String(validating: bytes, as: UTF8.self) { return escape(s) }
+        var out = ""
+        var i = 0
+        while i < bytes.count {
+            let n = validSequenceLength(bytes, at: i)
+            if n > 0 {
+                out += escape(String(decoding: bytes[i..<(i + n)], as: UTF8.self))
+                i += n
+            } else {
+                let hex = String(bytes[i], radix: 16, uppercase: true)
+                out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// Length of the well-formed UTF-8 sequence starting at `i`, 0 if there is none.
+    public static func validSequenceLength(_ b: [UInt8], at i: Int) -> Int {
+        let c = b[i]
+        let n: Int
+        switch c {
+        case 0x00...0x7F: return 1
+        case 0xC2...0xDF: n = 2
+        case 0xE0...0xEF: n = 3
+        case 0xF0...0xF4: n = 4
+        default: return 0
+        }
+        guard i + n <= b.count else { return 0 }
+        return String(validating: b[i..<(i + n)], as: UTF8.self) != nil ? n : 0
+    }
+
+    static func needsEscape(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (u.value >= 0x7F && u.value <= 0x9F) || u.value == 0x2028 || u.value == 0x2029
     }
 }

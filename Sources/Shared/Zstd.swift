@@ -56,7 +56,11 @@ public enum Zstd {
         }
         guard let dctx = ZSTD_createDStream() else { throw PPError("zstd: out of memory") }
         defer { ZSTD_freeDStream(dctx) }
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        // The output window: 1 MiB, or less for a frame that declares less (a hint only: a
+        // frame that lies just takes more rounds). A zeroed 1 MiB per call was most of the
+        // time of decoding small files (page faults; the checkpoint and shard fuzz targets).
+        let window = size < UInt64(1 << 20) ? max(Int(size), 1 << 12) : 1 << 20
+        var chunk = [UInt8](repeating: 0, count: window)
         var input = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
         var last = 0
         while input.pos < input.size {
@@ -126,6 +130,21 @@ public final class ChunkReader {
         }
         raw = [UInt8](repeating: 0, count: chunk)
         out = [UInt8](repeating: 0, count: chunk)
+        try start()
+    }
+
+    /// Reads from `fd`, an open descriptor it takes over (closed on deinit, also when this
+    /// throws): pp-ingest opens and checks an inbox file first (FileIO.openInboxFile).
+    public init(fd: Int32, path: String, chunk: Int = 1 << 20) throws {
+        self.path = path
+        self.fd = fd
+        ownsFD = true
+        raw = [UInt8](repeating: 0, count: chunk)
+        out = [UInt8](repeating: 0, count: chunk)
+        try start()
+    }
+
+    private func start() throws {
         try fill()
         let isZstd = raw.withUnsafeBytes { Zstd.isFrame(UnsafeRawBufferPointer(rebasing: $0[0..<rawLen])) }
         if isZstd {

@@ -164,8 +164,9 @@ struct Score: ParsableCommand {
         try FileIO.makeDirectories(root.locks)
         let lock = try FileLock(path: root.lock("pp-eval"), wait: true)
         defer { lock.release() }
-        let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
         let log = Log.make(tool)
+        Temps.sweep([root.evals, root.metrics], log: log)   // temps of dead writers (Temps.swift)
+        let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
         let from = since == "all" ? nil : Clock.now() - Clock.duration(since)!
         let todo = try Score.allCheckpoints(root, from: from).filter { p in
             let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) ?? ("", FileIO.split(p).name)

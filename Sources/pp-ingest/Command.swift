@@ -24,9 +24,13 @@ struct IngestCommand: ParsableCommand {
         commandName: "ingest",
         abstract: "Validate inputs and publish them as shards (the default subcommand).",
         discussion: """
-            With no FILE, processes every settled regular file in ROOT/inbox/ (dot-names and \
-            files modified within --settle seconds are left for the next run; symbolic links \
-            and other non-regular files are refused and left in place). Inputs are JSON Lines \
+            With no FILE, processes every settled regular file in ROOT/inbox/ (dot-names, \
+            files modified within --settle seconds and files a process still has open for \
+            writing are left for the next run; symbolic links and other non-regular files are \
+            refused and left in place; a name that is not UTF-8 is quarantined). Deliver a \
+            file by writing .NAME.tmp in inbox/ and renaming it to NAME when complete: the \
+            rename is atomic, the open-for-writing check only sees processes of the same \
+            user. Inputs are JSON Lines \
             ({"text", "label", "id"?, "ts"?}) or fastText lines (__label__X text), plain or \
             zstd. An accepted inbox file moves to archive/ (or is deleted with --delete) only \
             after its shards are durable; a rejected one moves to quarantine/ with \

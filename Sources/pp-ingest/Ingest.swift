@@ -94,6 +94,11 @@ final class Ingester {
         var inInbox: Bool
         /// The stamp of its shard names: mtime of a file, else the time of this run.
         var time: Double
+        /// Found by the inbox scan (not named): taken only once settled (--settle).
+        var scanned = false
+        /// The file that was opened and read (inbox inputs): moved out only if the name still
+        /// refers to it.
+        var fileID: FileID? = nil
     }
 
     // MARK: - The run
@@ -134,6 +139,7 @@ final class Ingester {
             reference = try Reference(root: root, policy: policy)
             counters = IngestCounters.load(root)
             let inputs = try prepared ?? collect(files)
+            pausePoint("listed")
             for input in inputs { try process(input) }
             if !cfg.dryRun {
                 try counters.save(root)
@@ -163,25 +169,15 @@ final class Ingester {
         let now = Clock.now()
         var out: [Input] = []
         if files.isEmpty {
-            for name in try FileIO.list(root.inbox) {
+            // Only names here: each file is opened and checked in process() (Inbox.open), so
+            // what is checked is what is read.
+            for raw in try Inbox.rawNames(root.inbox) {
+                guard let name = String(validating: raw, as: UTF8.self) else {
+                    try quarantineBadName(raw)
+                    continue
+                }
                 let path = root.inbox + "/" + name
-                guard let st = FileIO.lstatOrNil(path) else { continue }   // gone meanwhile
-                let type = st.st_mode & S_IFMT
-                if type == S_IFLNK {
-                    refuse(path, "symbolic link refused (pp-ingest reads only regular files from inbox/; move the file itself in); left in place")
-                    continue
-                }
-                if type != S_IFREG {
-                    refuse(path, "not a regular file; left in place")
-                    continue
-                }
-                let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
-                if now - mtime < cfg.settle {
-                    log.info("not settled yet, left for the next run",
-                             metadata: ["file": "\(path)", "age_s": "\(Int(max(0, now - mtime)))", "settle_s": "\(cfg.settle)"])
-                    continue
-                }
-                out.append(Input(path: path, display: path, name: name, inInbox: true, time: mtime))
+                out.append(Input(path: path, display: path, name: name, inInbox: true, time: now, scanned: true))
             }
             return out
         }
@@ -261,6 +257,9 @@ final class Ingester {
                 try FileIO.removeDurably(dir + "/" + name)
             }
         }
+        // Folders other tools write too (metrics/) or that hold FileIO.publish temps only:
+        // only temps whose writer is dead (Temps.swift).
+        Temps.sweep([Reference.dir(root), root.quarantine + "/holdout", root.quarantine + "/stats", root.archive, root.metrics], log: log)
     }
 
     /// Parses `<stamp>-<sha16>-<part>.pps` names in shards/ and holdout/.
@@ -288,6 +287,16 @@ final class Ingester {
         return "\(name).\(k)"
     }
 
+    /// PP_INGEST_PAUSE_AT (tests only): at that point, create ROOT/.pause-POINT and wait
+    /// (up to 120 s) until it is removed, so a test can change inbox/ at a chosen moment.
+    private func pausePoint(_ point: String) {
+        guard let v = getenv("PP_INGEST_PAUSE_AT"), String(cString: v) == point else { return }
+        let flag = root.path + "/.pause-" + point
+        try? FileIO.publish("", to: flag)
+        let t0 = Clock.monotonic()
+        while FileIO.exists(flag) && Clock.monotonic() - t0 < 120 { usleep(10_000) }
+    }
+
     private func crashPoint(_ point: String) {
         if crashAt == point {
             log.warning("PP_INGEST_CRASH_AT=\(point): killing myself (test hook)")
@@ -301,7 +310,91 @@ final class Ingester {
     /// is not mistaken for a defect of the input.
     private struct StateFailure: Error { let error: PPError }
 
+    /// Opens an inbox input and decides whether to take it now (Inbox.open: a regular file,
+    /// no symlink followed, a FIFO never waited for): settled (scanned inputs) and held open
+    /// for writing by no process (OpenFiles, like fuser). Returns the open descriptor and the
+    /// input with the file's mtime, or nil when it is left (refused, gone, or for later).
+    private func take(_ input: Input) -> (fd: Int32, input: Input)? {
+        switch Inbox.open(input.path) {
+        case .gone:
+            return nil
+        case .refused(let why):
+            refuse(input.display, why)
+            return nil
+        case .file(let fd, let st):
+            var input = input
+            input.time = Inbox.mtime(st)
+            input.fileID = FileID(st)
+            let now = Clock.now()
+            if input.scanned && now - input.time < cfg.settle {
+                close(fd)
+                log.info("not settled yet, left for the next run",
+                         metadata: ["file": "\(input.display)", "age_s": "\(Int(max(0, now - input.time)))", "settle_s": "\(cfg.settle)"])
+                return nil
+            }
+            let writers = OpenFiles.holders(of: FileID(st), writing: true)
+            if !writers.isEmpty {
+                close(fd)
+                log.notice("still open for writing, left for the next run (deliver by writing .NAME.tmp, then renaming it to NAME)",
+                           metadata: ["file": "\(input.display)", "writers": "\(writers.map(\.description).joined(separator: ","))"])
+                return nil
+            }
+            return (fd, input)
+        }
+    }
+
+    /// An inbox name that is not valid UTF-8 cannot be named in shards, reasons and records:
+    /// the file moves to quarantine/ under a readable name (Inbox.safeName, bytes as %HH)
+    /// with NAME.reason.json giving the original bytes in hex. Anything but a regular file is
+    /// refused and left, like other non-regular entries.
+    private func quarantineBadName(_ raw: [UInt8]) throws {
+        let shown = root.inbox + "/" + LogText.escape(bytes: raw)
+        guard let st = Inbox.lstatRaw(raw, in: root.inbox) else { return }   // gone meanwhile
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            refuse(shown, "file name is not valid UTF-8, and not a regular file; left in place")
+            return
+        }
+        let reason = "file name is not valid UTF-8"
+        quarantined += 1
+        var movedTo: String? = nil
+        if !cfg.dryRun {
+            let q = freeName(root.quarantine, Inbox.safeName(raw))
+            var j = JSONOut()
+            j.add("schema", 1)
+            j.add("file", q)
+            j.add("status", "quarantined")
+            j.add("check", "file_name")
+            j.add("reason", reason + "; renamed to \(q) (the original name's bytes are in name_hex)")
+            j.add("name_hex", raw.map { b -> String in let h = String(b, radix: 16); return h.count < 2 ? "0" + h : h }.joined())
+            j.add("bytes", Int(st.st_size))
+            j.add("quarantined_at", Clock.iso(Clock.now()))
+            j.add("release", "rename it to a UTF-8 name in inbox/ (mv quarantine/\(q) inbox/NEWNAME)")
+            try FileIO.publish(j.closed + "\n", to: root.quarantine + "/" + q + ".reason.json")
+            try Inbox.moveRaw(raw, in: root.inbox, to: root.quarantine + "/" + q)
+            movedTo = root.quarantine + "/" + q
+        }
+        log.error("\(shown): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
+        var j = JSONOut()
+        j.add("file", shown)
+        j.add("status", "quarantined")
+        j.add("reason", reason)
+        j.add("moved_to", movedTo)
+        if cfg.dryRun { j.add("dry_run", raw: "true") }
+        emit(j)
+        counters.inputs["quarantined", default: 0] += 1
+        runStatuses["quarantined", default: 0] += 1
+    }
+
     private func process(_ input: Input) throws {
+        var input = input
+        var opened: Int32? = nil
+        if input.inInbox {
+            guard let t = take(input) else { return }
+            opened = t.fd
+            input = t.input
+        }
+        var readerTook = false
+        defer { if let fd = opened, !readerTook { close(fd) } }
         let t0 = Clock.monotonic()
         processed += 1
         let parser = InputParser(options: InputOptions(maxTextBytes: cfg.maxTextBytes))
@@ -314,7 +407,8 @@ final class Ingester {
         var unreadable: String? = nil
 
         do {
-            let reader = try ChunkReader(path: input.path)
+            let reader: ChunkReader
+            if let fd = opened { readerTook = true; reader = try ChunkReader(fd: fd, path: input.path) } else { reader = try ChunkReader(path: input.path) }
             let fraction = cfg.holdout
             summary = try parser.parse(reader, example: { e in
                 stats.observe(e)
@@ -503,7 +597,12 @@ final class Ingester {
 
         var movedTo: String? = nil
         var deleted = false
-        if input.inInbox {
+        if input.inInbox, let id = input.fileID, FileID.of(input.path) != id {
+            // Renamed over while we read it (a producer delivering a new version under the
+            // same name): what we ingested is gone from inbox/, the new file is left for the
+            // next run, never deleted or archived unread.
+            log.notice("\(input.display): replaced by another file while being read; the new one is left for the next run")
+        } else if input.inInbox {
             if cfg.delete {
                 try FileIO.removeDurably(input.path)
                 deleted = true

@@ -1,5 +1,8 @@
 // selections.jsonl: one JSON line per decision (docs/formats.md, "selections.jsonl"), appended
-// with one write(2) on an O_APPEND descriptor and fsynced, so a line is whole or absent.
+// with one write(2) on an O_APPEND descriptor and fsynced; a failed or short write (disk full)
+// is cut off again with ftruncate(2), so a line is whole or absent. A torn tail left by a
+// crash mid-write is cut back to the last newline, with a warning, at the next run
+// (`repairTail`, issue 15).
 // The file is also pp-select's memory: which checkpoints were deployed, in which order
 // (rollback walks it back, retention never deletes anything it names).
 
@@ -70,22 +73,70 @@ struct DecisionRecord: Codable, Equatable {
         return String(decoding: try enc.encode(self), as: UTF8.self)
     }
 
-    /// True for a line that moved the `deployed` link.
-    var moved: Bool { !dryRun && ["promote", "deploy", "rollback"].contains(decision) && deployedPath != nil }
+    /// True for a line that moved the `deployed` link, or (reconcile) records where it was
+    /// found pointing.
+    var moved: Bool { !dryRun && ["promote", "deploy", "rollback", "reconcile"].contains(decision) && deployedPath != nil }
 }
 
 enum History {
     /// Appends one line: open(O_APPEND), one write(2), fsync(2); the folder is fsynced when
     /// the file was created.
+    /// Whole or absent: when the write or the fsync fails, the file is cut back to its size
+    /// before (ftruncate(2); the caller holds the pp-select lock, so nobody else appends).
     static func append(_ line: String, to path: String) throws {
         let created = !FileIO.exists(path)
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw PPError.io(path, "open", errno: errno) }
         defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw PPError.io(path, "stat", errno: errno) }
         let bytes = Array((line + "\n").utf8)
-        try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
-        try FileIO.sync(fd, path: path)
+        do {
+            try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+            try FileIO.sync(fd, path: path)
+        } catch {
+            if ftruncate(fd, st.st_size) == 0 { _ = fsync(fd) }
+            throw error
+        }
         if created { try FileIO.syncDirectory(FileIO.split(path).dir) }
+    }
+
+    /// Cuts a torn last line (no final newline: a crash or a full disk in the middle of an
+    /// older append) back to the last newline (ftruncate(2), fsync(2)), so the next append
+    /// starts a line of its own. Returns the bytes cut off (nil: nothing to repair).
+    @discardableResult
+    static func repairTail(_ path: String) throws -> [UInt8]? {
+        let fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw PPError.io(path, "open", errno: errno)
+        }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw PPError.io(path, "stat", errno: errno) }
+        let size = Int(st.st_size)
+        guard size > 0 else { return nil }
+        // Back from the end in 64 KiB blocks to the last newline.
+        var end = size, cut = 0
+        var block = [UInt8](repeating: 0, count: 1 << 16)
+        search: while end > 0 {
+            let start = max(0, end - block.count)
+            let n = try block.withUnsafeMutableBytes { b in
+                try FileIO.retrying(path, "read") { pread(fd, b.baseAddress!, end - start, off_t(start)) }
+            }
+            guard n == end - start else { throw PPError.io(path, "read", errno: EIO) }
+            for i in stride(from: n - 1, through: 0, by: -1) where block[i] == 0x0A {
+                cut = start + i + 1
+                break search
+            }
+            end = start
+        }
+        guard cut < size else { return nil }
+        var torn = [UInt8](repeating: 0, count: size - cut)
+        _ = torn.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, off_t(cut)) }
+        try FileIO.retrying(path, "ftruncate") { Int(ftruncate(fd, off_t(cut))) }
+        try FileIO.sync(fd, path: path)
+        return torn
     }
 
     /// Every readable decision, oldest first. A line that does not parse (hand-edited, or

@@ -53,14 +53,6 @@ struct LineageVerdict {
     }
 }
 
-/// A poisoned shard named in a decision: `certain` false when it may only be in the missing
-/// part of an incomplete lineage.
-struct PoisonedShard: Codable, Equatable {
-    var shard: String
-    var why: String
-    var certain: Bool
-}
-
 struct PoisonGuard {
     let root: Root
     /// Shard name -> why (Poison.shards), read once per pp-select run.

@@ -47,13 +47,6 @@ struct SelectConfig {
     var name: String { EvalResult.splitMetric(metric).name }
 }
 
-struct Regression: Codable, Equatable {
-    var label: String
-    var deployed: Double
-    var candidate: Double
-    var support: Int
-}
-
 struct Comparison {
     var gain: Double
     /// 95% percentile interval of the gain; nil when the bootstrap is off.

@@ -1,7 +1,7 @@
 // pp-select's actions on a root: choose and promote (`select`), manual `deploy`, `rollback`,
-// and retention. Each returns the decision record; `commit` prints it, appends it to
-// selections.jsonl and only then moves the `deployed` link (FileIO.replaceSymlink: a reader
-// sees the old target or the new one, never none). With dryRun nothing is written.
+// and retention. Each returns the decision record; `commit` prints it, moves the `deployed`
+// link (FileIO.replaceSymlink: a reader sees the old target or the new one, never none) and
+// then appends the record to selections.jsonl. With dryRun nothing is written.
 // Checkpoint checks are injected (`verify`) so the rules can be tested without a model.
 // With a PoisonGuard (the tool always has one), no checkpoint whose lineage holds a
 // quarantined or suspect shard is ever deployed, and a poisoned deployed model is replaced
@@ -445,10 +445,14 @@ struct Selector {
         let line = try r.json()
         try output(line)
         if dryRun { return }
-        try History.append(line, to: root.selections)
+        // The link first, then its record: a kill in between leaves the link ahead of the
+        // journal, which the next run records (`reconcile`, Journal.swift), never a decision
+        // that did not happen.
         if r.moved, let target = r.deployedPath, target != currentDeployed() {
             try FileIO.replaceSymlink(root.deployed, target: target)
+            crashPoint("between-link-and-record")
         }
+        try History.append(line, to: root.selections)
         if r.decision == "retention" {
             for p in r.deleted ?? [] where FileIO.exists(absolute(p)) {
                 // The head first, durably: a crash in between leaves both, never neither.

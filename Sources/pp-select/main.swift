@@ -49,6 +49,8 @@ func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
         try FileIO.makeDirectories(root.locks)
         let lock = try FileLock(path: root.lock("pp-select"), wait: true)
         defer { lock.release() }
+        // Temps of dead writers (Temps.swift): the link's, metrics', retention's heads.
+        Temps.sweep([root.path, root.metrics] + ((try? FileIO.list(root.runs)) ?? []).map { root.heads(run: $0) }, log: Log.make(tool))
         status = try body()
     } catch let e as PPError {
         Log.fail(tool, e.message)
@@ -77,12 +79,17 @@ struct PPSelect: ParsableCommand {
         one has such a lineage, it is first rolled back to the newest earlier deployment without \
         poison (else the best clean candidate is deployed). See docs/formats.md, "Never deploy poison".
 
+        Every run first verifies the deployed file (checksum, magic, end marker): one that fails \
+        is rolled back to the newest earlier deployment that verifies. It also cuts a torn last \
+        line off selections.jsonl and records a `reconcile` decision when the link points \
+        elsewhere than the last decision says (the link is moved before its decision is written).
+
         EXIT STATUS: 0 a decision was made (promoted or kept), 1 the deployed checkpoint had a \
-        poisoned lineage and was replaced (see selections.jsonl; a person should look), 2 nothing \
-        to do (no evaluated candidate in the window), 64 usage, 65 a corrupt checkpoint was \
-        refused (the decision, if any, still stands), or the deployed checkpoint is poisoned and \
-        no clean one could replace it, or --deploy CKPT has a poisoned lineage, 66 no such \
-        checkpoint, 69 not built yet, 74 I/O error.
+        poisoned lineage or failed verification and was replaced (see selections.jsonl; a person \
+        should look), 2 nothing to do (no evaluated candidate in the window), 64 usage, 65 a \
+        corrupt checkpoint was refused (the decision, if any, still stands), or the deployed \
+        checkpoint is poisoned or fails verification and nothing could replace it, or --deploy \
+        CKPT has a poisoned lineage, 66 no such checkpoint, 69 not built yet, 74 I/O error.
         """,
         version: BuildTarget.versionLine("pp-select"),
         subcommands: [Rollback.self]
@@ -157,15 +164,23 @@ struct PPSelect: ParsableCommand {
         try locked(root) {
             sel.poisonGuard = try guardFor(root)
             defer { if !dryRun { do { try sel.publishMetrics() } catch { Log.fail(tool, "metrics: \(error)") } } }
+            // The journal agrees with the link before anything is decided (Journal.swift).
+            if let rec = try sel.startJournal() { try sel.commit(rec) }
             if let d = deploy {
                 try sel.commit(try sel.deploy(d))
                 return .ok
             }
             var status = ExitStatus.nothingToDo
+            // A deployed file that no longer verifies is rolled back (DeployedCheck.swift).
+            if let (rec, st) = try sel.checkDeployed(Checkpoint.verifyFile) {
+                try sel.commit(rec)
+                status = st
+                if dryRun { return status }
+            }
             // Poison in the deployed model first: replace it, then select as usual.
             if let (rec, st) = try sel.guardDeployed() {
                 try sel.commit(rec)
-                status = st
+                status = worse(status, st)
                 if dryRun || st == .corrupt { return status }
             }
             do {
@@ -202,6 +217,7 @@ struct Rollback: ParsableCommand {
         var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
         try locked(root) {
             sel.poisonGuard = try guardFor(root)
+            if let rec = try sel.startJournal() { try sel.commit(rec) }
             try sel.commit(try sel.rollback())
             if !dryRun { try sel.publishMetrics() }
             return .ok

@@ -116,6 +116,8 @@ struct Train: ParsableCommand {
                 throw PPError("run \(runName) is already being trained by another pp-train (\(e.message))", status: .locked)
             }
             defer { lock.release() }
+            // Temps of a killed pp-train (or pp-select) whose writer is dead (Temps.swift).
+            Temps.sweep([root.checkpoints(run: runName), root.run(runName), root.heads(run: runName), root.metrics], log: log)
             let signals = try Signals()
             let settings = TrainSettings(
                 root: root, run: runName, initPath: initPath, once: once, passes: passes, batch: batch, rescan: rescan,

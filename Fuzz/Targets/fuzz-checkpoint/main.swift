@@ -1,7 +1,9 @@
 // libFuzzer target: the checkpoint reader (Checkpoint.decode) on arbitrary bytes. Inputs
 // that are not a zstd frame are also tried as the decompressed layout (compressed here, so
 // the fuzzer reaches the section parser behind a valid checksum). Built by tools/fuzz.sh
-// with -parse-as-library: libFuzzer supplies main.
+// with -sanitize=fuzzer,address; the top-level code below starts libFuzzer.
+import CFuzzer
+import Glibc
 import Shared
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -16,3 +18,8 @@ public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
+
+// libFuzzer's driver with fuzzCheckpoint as the input function (Fuzz/CFuzzer/fuzzer.h).
+var fuzzArgc = CommandLine.argc
+var fuzzArgv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&fuzzArgc, &fuzzArgv) { data, size in data.map { fuzzCheckpoint($0, size) } ?? 0 })

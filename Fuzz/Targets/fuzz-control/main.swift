@@ -1,7 +1,9 @@
 // libFuzzer target: control.json (pp-train's Control.parse) and `pp-train set KEY=VALUE`
 // (Control.set) on arbitrary bytes. Control.swift is linked in from Sources/pp-train.
-// Built by tools/fuzz.sh; libFuzzer supplies main.
+// Built by tools/fuzz.sh; the top-level code below starts libFuzzer.
 
+import CFuzzer
+import Glibc
 import Shared
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -12,3 +14,8 @@ public func fuzzControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     try? c.set(String(decoding: bytes, as: UTF8.self))
     return 0
 }
+
+// libFuzzer's driver with fuzzControl as the input function (Fuzz/CFuzzer/fuzzer.h).
+var fuzzArgc = CommandLine.argc
+var fuzzArgv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&fuzzArgc, &fuzzArgv) { data, size in data.map { fuzzControl($0, size) } ?? 0 })

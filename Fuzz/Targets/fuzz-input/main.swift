@@ -1,6 +1,8 @@
 // libFuzzer target: the input parser (JSON Lines and fastText lines, InputParser.parseLine)
 // on each line of arbitrary bytes, with a small --max-text-bytes so the limits are reached.
-// Built by tools/fuzz.sh; libFuzzer supplies main.
+// Built by tools/fuzz.sh; the top-level code below starts libFuzzer.
+import CFuzzer
+import Glibc
 import Shared
 
 let parser = InputParser(options: InputOptions(maxTextBytes: 256))
@@ -17,3 +19,8 @@ public func fuzzInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
+
+// libFuzzer's driver with fuzzInput as the input function (Fuzz/CFuzzer/fuzzer.h).
+var fuzzArgc = CommandLine.argc
+var fuzzArgv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&fuzzArgc, &fuzzArgv) { data, size in data.map { fuzzInput($0, size) } ?? 0 })

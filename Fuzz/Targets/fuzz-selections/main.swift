@@ -1,7 +1,9 @@
 // libFuzzer target: selections.jsonl (pp-select History.parse) and the rollback stack built
 // from what parses. History.swift is linked in from Sources/pp-select. Built by
-// tools/fuzz.sh; libFuzzer supplies main.
+// tools/fuzz.sh; the top-level code below starts libFuzzer.
 
+import CFuzzer
+import Glibc
 import Shared
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -11,3 +13,8 @@ public func fuzzSelections(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = History.everDeployed(records)
     return 0
 }
+
+// libFuzzer's driver with fuzzSelections as the input function (Fuzz/CFuzzer/fuzzer.h).
+var fuzzArgc = CommandLine.argc
+var fuzzArgv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&fuzzArgc, &fuzzArgv) { data, size in data.map { fuzzSelections($0, size) } ?? 0 })

@@ -1,6 +1,8 @@
 // libFuzzer target: the shard reader (Shard(path:fileBytes:)) on arbitrary bytes, and on the
 // bytes compressed as one frame (the record walk behind a valid checksum); a shard that
-// loads is walked whole. Built by tools/fuzz.sh; libFuzzer supplies main.
+// loads is walked whole. Built by tools/fuzz.sh; the top-level code below starts libFuzzer.
+import CFuzzer
+import Glibc
 import Shared
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -13,3 +15,8 @@ public func fuzzShard(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
+
+// libFuzzer's driver with fuzzShard as the input function (Fuzz/CFuzzer/fuzzer.h).
+var fuzzArgc = CommandLine.argc
+var fuzzArgv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&fuzzArgc, &fuzzArgv) { data, size in data.map { fuzzShard($0, size) } ?? 0 })

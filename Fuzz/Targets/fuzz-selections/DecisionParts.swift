@@ -1,0 +1,1 @@
+../../../Sources/pp-select/DecisionParts.swift
