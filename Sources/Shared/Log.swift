@@ -103,20 +103,33 @@ public enum LogText {
     /// becomes `\xHH`.
     public static func escape(bytes: [UInt8]) -> String {
         if let s = String(validating: bytes, as: UTF8.self) { return escape(s) }
+        return mapUTF8(bytes, text: escape, byte: { "\\x" + hex2($0) })
+    }
+
+    /// Walks `bytes` as UTF-8: each well-formed sequence whose first byte `keep` accepts goes
+    /// through `text`, every other byte through `byte` (the one walk behind `escape(bytes:)`
+    /// and pp-ingest's quarantine names).
+    public static func mapUTF8(_ bytes: [UInt8], keep: (UInt8) -> Bool = { _ in true },
+                               text: (String) -> String, byte: (UInt8) -> String) -> String {
         var out = ""
         var i = 0
         while i < bytes.count {
-            let n = validSequenceLength(bytes, at: i)
+            let n = keep(bytes[i]) ? validSequenceLength(bytes, at: i) : 0
             if n > 0 {
-                out += escape(String(decoding: bytes[i..<(i + n)], as: UTF8.self))
+                out += text(String(decoding: bytes[i..<(i + n)], as: UTF8.self))
                 i += n
             } else {
-                let hex = String(bytes[i], radix: 16, uppercase: true)
-                out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+                out += byte(bytes[i])
                 i += 1
             }
         }
         return out
+    }
+
+    /// Two upper-case hex digits.
+    public static func hex2(_ b: UInt8) -> String {
+        let hex = String(b, radix: 16, uppercase: true)
+        return hex.count < 2 ? "0" + hex : hex
     }
 
     /// Length of the well-formed UTF-8 sequence starting at `i`, 0 if there is none.

@@ -75,20 +75,8 @@ enum Inbox {
     /// A file name made of valid UTF-8 for quarantine/: each byte of an invalid sequence (and
     /// "%") becomes %HH, so the name is readable, unique for a given input and reversible.
     static func safeName(_ raw: [UInt8]) -> String {
-        var out = ""
-        var i = 0
-        while i < raw.count {
-            let n = raw[i] == UInt8(ascii: "%") ? 0 : LogText.validSequenceLength(raw, at: i)
-            if n > 0 && !(raw[i] < 0x20 || raw[i] == 0x7F) {
-                out += String(decoding: raw[i..<(i + n)], as: UTF8.self)
-                i += n
-            } else {
-                let hex = String(raw[i], radix: 16, uppercase: true)
-                out += "%" + (hex.count < 2 ? "0" + hex : hex)
-                i += 1
-            }
-        }
-        return out
+        LogText.mapUTF8(raw, keep: { $0 != UInt8(ascii: "%") && !($0 < 0x20 || $0 == 0x7F) },
+                        text: { $0 }, byte: { "%" + LogText.hex2($0) })
     }
 
     /// rename(2) of a raw name in `dir` to `to` (a path), then fsync(2) of both folders.
