@@ -58,17 +58,17 @@ struct Selector {
 
     // MARK: - select
 
-    /// Every readable stored result on `evalset` (every one when nil); unreadable ones are
-    /// reported and skipped. A result's name ends in the first 16 hex digits of its eval set
-    /// (EvalNames.base), so only those files are read: evals/ keeps the results of every
-    /// earlier holdout set, and decoding them all made each run grow with the history.
-    func results(evalset: String?) throws -> [EvalResult] {
+    /// Every readable stored result on `evalset`; unreadable ones are reported and skipped.
+    /// A result's name ends in the first 16 hex digits of its eval set (EvalNames.base), so
+    /// only those files are read: evals/ keeps the results of every earlier holdout set, and
+    /// decoding them all made each run grow with the history.
+    func results(evalset: String) throws -> [EvalResult] {
         var out: [EvalResult] = []
-        let suffix = evalset.map { "--" + String($0.prefix(16)) + ".json" } ?? ".json"
+        let suffix = "--" + String(evalset.prefix(16)) + ".json"
         for f in try FileIO.list(root.evals) where f.hasSuffix(suffix) {
             do {
                 let r = try EvalResult.load(path: root.evals + "/" + f)
-                if evalset == nil || r.evalset == evalset { out.append(r) }
+                if r.evalset == evalset { out.append(r) }
             } catch let e as PPError {
                 Log.fail("pp-select", e.message + " (skipped)")
             }
