@@ -153,7 +153,7 @@ def main():
                         if line.strip():
                             r = json.loads(line)
                             day["results"] += 1
-                            day["examples_scored"] += r.get("examples", 0)
+                            day["examples_scored"] += r.get("scored_examples", r.get("examples", 0))
         if day is not None and day["eval_runs"]:
             days.append(day)
     except drift.HarnessError as e:

@@ -91,6 +91,10 @@ public struct EvalResult: Equatable, Sendable {
     public var oldTo: String
     public var seconds: Double
     public var examplesPerSecond: Double
+    /// How many of the set's examples went through the model for this result (the rest came
+    /// from pp-eval's per-shard score cache); absent in results written before the cache.
+    /// `seconds` and `examplesPerSecond` describe these.
+    public var scoredExamples: Int? = nil
     /// Name of the per-example file beside this one (same folder).
     public var examplesFile: String
     public var all: SliceMetrics
@@ -157,7 +161,7 @@ public struct EvalResult: Equatable, Sendable {
 extension EvalResult: Codable {
     static let fixedKeys = ["schema", "checkpoint", "run", "path", "step", "checkpoint_created_at", "evaluated_at",
                             "evalset", "evalset_source", "evalset_files", "recent_days", "recent_examples", "recent_from", "old_to",
-                            "seconds", "examples_per_second", "examples_file", "recent", "old"]
+                            "seconds", "examples_per_second", "scored_examples", "examples_file", "recent", "old"]
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: JSONKey.self)
@@ -177,6 +181,7 @@ extension EvalResult: Codable {
         try c.encode(oldTo, forKey: JSONKey("old_to"))
         try c.encode(seconds, forKey: JSONKey("seconds"))
         try c.encode(examplesPerSecond, forKey: JSONKey("examples_per_second"))
+        if let n = scoredExamples { try c.encode(n, forKey: JSONKey("scored_examples")) }
         try c.encode(examplesFile, forKey: JSONKey("examples_file"))
         try all.encodeFields(into: &c)
         try c.encode(recent, forKey: JSONKey("recent"))
@@ -205,6 +210,7 @@ extension EvalResult: Codable {
         oldTo = try c.decode(String.self, forKey: JSONKey("old_to"))
         seconds = try c.decode(Double.self, forKey: JSONKey("seconds"))
         examplesPerSecond = try c.decode(Double.self, forKey: JSONKey("examples_per_second"))
+        scoredExamples = try c.decodeIfPresent(Int.self, forKey: JSONKey("scored_examples"))
         examplesFile = try c.decode(String.self, forKey: JSONKey("examples_file"))
         all = try SliceMetrics(fields: c)
         recent = try c.decode(SliceMetrics.self, forKey: JSONKey("recent"))
@@ -333,6 +339,10 @@ public enum EvalNames {
         guard parts.count >= 4, parts[parts.count - 2] == "checkpoints", parts[parts.count - 4] == "runs" else { return nil }
         return (parts[parts.count - 3], parts[parts.count - 1])
     }
+
+    /// pp-eval's per-shard score cache, "<ckpt file sans .ppc>--<RUN>.psc" (pp-eval's
+    /// ScoreCache.swift has the format; pp-select only deletes these with their checkpoint).
+    public static let scoreCacheExtension = "psc"
 
     public static func relativeCheckpointPath(run: String, file: String) -> String {
         "runs/" + run + "/checkpoints/" + file

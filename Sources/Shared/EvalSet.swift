@@ -22,6 +22,10 @@ public final class EvalSet {
     /// "holdout" or what --data named.
     public let source: String
     public let shards: [Shard]
+    /// Per shard (parallel to `shards`): the SHA-256 (hex) of what it contributes, the digest
+    /// the set's hash is made of: a shard file's bytes, or a raw file's kept examples. pp-eval
+    /// keys its per-shard score cache by it (ScoreCache.swift).
+    public let digests: [String]
     /// The eval set's label table: labels in order of first appearance over the shards.
     public let labels: [String]
     /// For each shard, its label indices mapped into `labels`.
@@ -32,9 +36,11 @@ public final class EvalSet {
     public let newest: Int64
     public let oldest: Int64
 
-    public init(source: String, shards: [Shard], hash: String) {
+    public init(source: String, shards: [Shard], hash: String, digests: [String]? = nil) {
+        precondition(digests == nil || digests!.count == shards.count)
         self.source = source
         self.shards = shards
+        self.digests = digests ?? shards.map { _ in "" }
         self.hash = hash
         var labels: [String] = [], index: [String: UInt32] = [:], maps: [[UInt32]] = []
         var n = 0, newest = Int64.min, oldest = Int64.max
@@ -164,23 +170,24 @@ public final class EvalSet {
                             warn: (String) -> Void = { _ in }) throws -> EvalSet {
         var h = SHA256()
         h.update(data: hashPrefix)
-        var shards: [Shard] = []
+        var shards: [Shard] = [], digests: [String] = []
         for p in paths {
             let digest: String
             if p.hasSuffix("." + Shard.fileExtension) {
                 let bytes = try FileIO.readAll(p)
                 digest = hex(SHA256.hash(data: bytes))
-                do { shards.append(try Shard(path: p, fileBytes: bytes)) } catch let e as PPError where skipCorrupt && e.status == .corrupt {
+                do { shards.append(try Shard(path: p, fileBytes: bytes)); digests.append(digest) } catch let e as PPError where skipCorrupt && e.status == .corrupt {
                     warn("skipping unreadable holdout shard: \(e.message)")
                 }
             } else {
                 let (s, d) = try rawShard(p, warn: warn)
                 shards.append(s)
                 digest = d
+                digests.append(d)
             }
             h.update(data: Array((digest + "\n").utf8))
         }
-        return EvalSet(source: source, shards: shards, hash: hex(h.finalize()))
+        return EvalSet(source: source, shards: shards, hash: hex(h.finalize()), digests: digests)
     }
 
     /// A raw input file parsed through InputParser into an in-memory shard, and the digest

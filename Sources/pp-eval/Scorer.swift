@@ -17,29 +17,31 @@ enum Scorer {
     /// One outcome per example of `set`, in its order. The model's labels are mapped onto the
     /// eval set's table once; a predicted label the set lacks becomes "other" (labels.count).
     static func score(_ set: EvalSet, _ model: Predictor) -> [ExampleOutcome] {
-        let ml = model.labels
-        let other = UInt32(set.labels.count)
-        var evalIndex: [String: Int] = [:]
-        for (i, l) in set.labels.enumerated() { evalIndex[l] = i }
-        let modelToEval: [UInt32] = ml.map { evalIndex[$0].map(UInt32.init) ?? other }
-        var evalToModel = [Int](repeating: -1, count: set.labels.count)
-        for (m, l) in ml.enumerated() { if let e = evalIndex[l] { evalToModel[e] = m } }
+        combine(set, perShard: set.shards.map { scoreShard($0, model) }, modelLabels: model.labels)
+    }
 
-        var out = [ExampleOutcome]()
-        out.reserveCapacity(set.count)
-        var probs = [Float](repeating: 0, count: max(ml.count, 1))
+    /// One shard's outcomes in the model's label table: what the score cache keeps. They do
+    /// not depend on the eval set the shard is part of (a shard's true labels are its own).
+    static func scoreShard(_ shard: Shard, _ model: Predictor) -> [ModelOutcome] {
+        let ml = model.labels
+        let k = ml.count
+        var modelIndex: [String: Int] = [:]
+        for (m, l) in ml.enumerated() { modelIndex[l] = m }
+        let shardToModel: [Int] = shard.header.labels.map { modelIndex[$0] ?? -1 }
+        var out = [ModelOutcome]()
+        out.reserveCapacity(shard.header.examples)
+        var probs = [Float](repeating: 0, count: max(k, 1))
         probs.withUnsafeMutableBufferPointer { pb in
-            let k = ml.count
-            set.forEach { truth, tokens in
+            shard.forEach { li, _, tokens in
                 if k == 0 {
-                    out.append(ExampleOutcome(truth: truth, pred: other, pTrue: 0, pTop: 0, top5: false))
+                    out.append(ModelOutcome(pred: ModelOutcome.noLabel, pTrue: 0, pTop: 0, top5: false))
                     return
                 }
                 model.predict(tokens: tokens, probs: UnsafeMutableBufferPointer(rebasing: pb[0..<k]))
                 var best = 0
                 var bestP = pb[0]
                 for j in 1..<k where pb[j] > bestP { best = j; bestP = pb[j] }
-                let tm = evalToModel[Int(truth)]
+                let tm = li < shardToModel.count ? shardToModel[li] : -1
                 var pTrue: Float = 0
                 var top5 = false
                 if tm >= 0 {
@@ -49,7 +51,32 @@ enum Scorer {
                     for j in 0..<k where pb[j] > pTrue { above += 1; if above >= 5 { break } }
                     top5 = above < 5
                 }
-                out.append(ExampleOutcome(truth: truth, pred: modelToEval[best], pTrue: pTrue, pTop: bestP, top5: top5))
+                out.append(ModelOutcome(pred: UInt32(best), pTrue: pTrue, pTop: bestP, top5: top5))
+            }
+        }
+        return out
+    }
+
+    /// The eval set's outcomes from per-shard ones (`perShard[k]` for `set.shards[k]`, in the
+    /// model's label table `modelLabels`): true labels and predictions mapped onto the set's
+    /// table; a predicted label the set lacks becomes "other" (labels.count).
+    static func combine(_ set: EvalSet, perShard: [[ModelOutcome]], modelLabels ml: [String]) -> [ExampleOutcome] {
+        precondition(perShard.count == set.shards.count)
+        let other = UInt32(set.labels.count)
+        var evalIndex: [String: Int] = [:]
+        for (i, l) in set.labels.enumerated() { evalIndex[l] = i }
+        let modelToEval: [UInt32] = ml.map { evalIndex[$0].map(UInt32.init) ?? other }
+        var out = [ExampleOutcome]()
+        out.reserveCapacity(set.count)
+        for (k, s) in set.shards.enumerated() {
+            let map = set.labelMaps[k], mo = perShard[k]
+            precondition(mo.count == s.header.examples)
+            var i = 0
+            s.forEach { li, _, _ in
+                let o = mo[i]
+                i += 1
+                let pred = o.pred == ModelOutcome.noLabel || Int(o.pred) >= modelToEval.count ? other : modelToEval[Int(o.pred)]
+                out.append(ExampleOutcome(truth: map[li], pred: pred, pTrue: o.pTrue, pTop: o.pTop, top5: o.top5))
             }
         }
         return out
@@ -92,7 +119,14 @@ func evaluate(_ model: Predictor, identity: CheckpointIdentity, set: EvalSet, sl
     -> (EvalResult, ExampleFile) {
     let t0 = Clock.monotonic()
     let outcomes = Scorer.score(set, model)
-    let seconds = Clock.monotonic() - t0
+    return evaluate(outcomes: outcomes, seconds: Clock.monotonic() - t0, scored: outcomes.count,
+                    identity: identity, set: set, slicing: slicing)
+}
+
+/// The result and per-example file of outcomes already computed (`scored` of them went through
+/// the model just now, in `seconds`; the rest came from the score cache).
+func evaluate(outcomes: [ExampleOutcome], seconds: Double, scored: Int, identity: CheckpointIdentity,
+              set: EvalSet, slicing: Slicing) -> (EvalResult, ExampleFile) {
     let bounds: (recentFrom: Int64, oldTo: Int64)
     var recentDays = 0, recentExamples: Int? = nil
     switch slicing {
@@ -108,11 +142,58 @@ func evaluate(_ model: Predictor, identity: CheckpointIdentity, set: EvalSet, sl
         evalset: set.hash, evalsetSource: set.source, evalsetFiles: set.shards.count, recentDays: recentDays,
         recentFrom: Clock.iso(Double(bounds.recentFrom)), oldTo: Clock.iso(Double(bounds.oldTo)),
         seconds: (seconds * 1e6).rounded() / 1e6,
-        examplesPerSecond: seconds > 0 ? (Double(outcomes.count) / seconds).rounded() : 0,
+        examplesPerSecond: seconds > 0 ? (Double(scored) / seconds).rounded() : 0,
         examplesFile: base + "." + ExampleFile.fileExtension,
         all: m.all, recent: m.recent, old: m.old)
     result.recentExamples = recentExamples
+    result.scoredExamples = scored
     return (result, ExampleFile(evalset: set.hash, labels: set.labels, outcomes: outcomes, slices: flags))
+}
+
+/// Scoring through the per-shard score cache (ScoreCache.swift).
+struct CachedScoring {
+    var outcomes: [ExampleOutcome]
+    /// Examples that went through the model (the others came from the cache).
+    var scored: Int
+    var seconds: Double
+    /// The cache to store with the result: exactly the set's shards.
+    var cache: ScoreCache
+    /// Whether the checkpoint had to be loaded.
+    var loaded: Bool
+}
+
+extension Scorer {
+    /// Scores `set` for the checkpoint named `checkpoint` ("RUN/FILE"): each shard from `cache`
+    /// when it holds that shard's digest, the others through the model, which `load` gives
+    /// (called at most once, and not at all when every shard is cached).
+    static func scoreCached(_ set: EvalSet, checkpoint: String, checkpointBytes: Int, cache: ScoreCache?,
+                            load: () throws -> Predictor) throws -> CachedScoring {
+        var per: [[ModelOutcome]?] = set.shards.enumerated().map { k, s in
+            cache?.outcomes(sha256: set.digests[k], examples: s.header.examples)
+        }
+        var labels = cache?.labels ?? []
+        var scored = 0, seconds = 0.0, loaded = false
+        if per.contains(where: { $0 == nil }) {
+            let model = try load()
+            loaded = true
+            if model.labels != labels {
+                // Another model's table (cannot happen for one checkpoint file): trust nothing.
+                per = per.map { _ in nil }
+                labels = model.labels
+            }
+            let t0 = Clock.monotonic()
+            for (k, s) in set.shards.enumerated() where per[k] == nil {
+                per[k] = scoreShard(s, model)
+                scored += s.header.examples
+            }
+            seconds = Clock.monotonic() - t0
+        }
+        let perShard = per.map { $0! }
+        let outcomes = combine(set, perShard: perShard, modelLabels: labels)
+        let kept = set.shards.indices.filter { !set.digests[$0].isEmpty }.map { (sha256: set.digests[$0], outcomes: perShard[$0]) }
+        return CachedScoring(outcomes: outcomes, scored: scored, seconds: seconds,
+                             cache: ScoreCache(checkpoint: checkpoint, checkpointBytes: checkpointBytes, labels: labels, shards: kept), loaded: loaded)
+    }
 }
 
 /// Stores a result: the per-example file first, then the JSON, both atomically, so a JSON

@@ -130,10 +130,16 @@ struct Score: ParsableCommand {
     func scoreOne(_ path: String, root: Root) throws {
         guard FileIO.exists(path) else { throw PPError("\(path): no such checkpoint", status: .noInput) }
         let set = try loadEvalSet(data: data, root: root)
-        let ck = try loadCheckpoint(path)
-        let (result, examples) = evaluate(ck.model, identity: identity(path: path, meta: ck.meta, root: root),
+        let result: EvalResult
+        if !noStore && data.isEmpty {
+            result = try scoreStored(path, set: set, root: root, slicing: slicing)
+        } else {
+            let ck = try loadCheckpoint(path)
+            let examples: ExampleFile
+            (result, examples) = evaluate(ck.model, identity: identity(path: path, meta: ck.meta, root: root),
                                           set: set, slicing: slicing)
-        if !noStore { try store(result, examples, root: root) }
+            if !noStore { try store(result, examples, root: root) }
+        }
         try emit(try result.json())
         if !noStore && data.isEmpty {
             try publishEvalMetrics(root: root, evalset: result.evalset, lastExamplesPerSecond: result.examplesPerSecond)
@@ -188,13 +194,12 @@ struct Score: ParsableCommand {
         }
         for p in todo {
             do {
-                let ck = try loadCheckpoint(p)
-                let id = identity(path: p, meta: ck.meta, root: root)
+                let meta = try Checkpoint.readHead(path: p).meta
+                let id = identity(path: p, meta: meta, root: root)
                 let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: set.hash)
                 if FileIO.exists(root.evals + "/" + base + ".json") { continue }
-                let (result, examples) = evaluate(ck.model, identity: id, set: set, slicing: slicing)
-                try store(result, examples, root: root)
-                lastSpeed = result.examplesPerSecond
+                let result = try scoreStored(p, set: set, root: root, slicing: slicing)
+                if (result.scoredExamples ?? 0) > 0 { lastSpeed = result.examplesPerSecond }
                 try emit(try result.json())
             } catch let e as PPError {
                 // One bad checkpoint must not stop the others: report it, carry on, and say so
@@ -205,6 +210,35 @@ struct Score: ParsableCommand {
             }
         }
         if worst != .ok { throw ExitCode(worst.rawValue) }
+    }
+
+    /// Scores the checkpoint at `path` on the root's holdout set `set` through its per-shard
+    /// score cache (ScoreCache.swift): only shards the checkpoint was never scored on go
+    /// through the model, and the checkpoint is loaded (and fully checked) only then. Stores
+    /// the cache, then the per-example file, then the result, each atomically.
+    func scoreStored(_ path: String, set: EvalSet, root: Root, slicing: Slicing) throws -> EvalResult {
+        let real = FileIO.realPath(path) ?? path
+        let meta = try Checkpoint.readHead(path: real).meta
+        let id = identity(path: real, meta: meta, root: root)
+        let bytes = FileIO.lstatOrNil(real).map { Int($0.st_size) } ?? -1
+        let cachePath = root.evals + "/" + ScoreCache.name(checkpointFile: id.file, run: id.run)
+        let log = Log.make(tool)
+        let cache = ScoreCache.read(path: cachePath, checkpoint: id.id, checkpointBytes: bytes, warn: { log.warning("\($0)") })
+        let sc = try Scorer.scoreCached(set, checkpoint: id.id, checkpointBytes: bytes, cache: cache) {
+            let ck = try loadCheckpoint(real)
+            guard ck.meta.step == meta.step, ck.meta.createdAt == meta.createdAt else {
+                throw PPError.corrupt(real, "changed while it was being scored")
+            }
+            return ck.model
+        }
+        let (result, examples) = evaluate(outcomes: sc.outcomes, seconds: sc.seconds, scored: sc.scored,
+                                          identity: id, set: set, slicing: slicing)
+        try FileIO.makeDirectories(root.evals)
+        if sc.loaded || cache.map({ $0.shards.map(\.sha256) }) != sc.cache.shards.map(\.sha256) {
+            try FileIO.publish(try sc.cache.bytes(), to: cachePath)
+        }
+        try store(result, examples, root: root)
+        return result
     }
 
     /// One JSON line per checkpoint from CKPT back through its parents (Shared Lineage.of,

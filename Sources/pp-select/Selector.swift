@@ -410,8 +410,8 @@ struct Selector {
         return rec
     }
 
-    /// Retention of evals/: the per-example files (`.pex`) of results whose checkpoint no
-    /// longer exists (its weights deleted by retention, or by hand). Selection compares
+    /// Retention of evals/: the per-example files (`.pex`) and score caches (`.psc`) of
+    /// checkpoints that no longer exist (its weights deleted by retention, or by hand). Selection compares
     /// only checkpoints it can verify, so those files are never read again; the result JSON
     /// stays as the score history. Without this, evals/ grew by a per-example file per
     /// checkpoint and eval set forever (23 MB in three simulated days of hourly checkpoints,
@@ -419,22 +419,29 @@ struct Selector {
     @discardableResult
     func pruneExampleFiles() throws -> [String] {
         var gone: [String] = []
-        let ext = "." + ExampleFile.fileExtension
-        for f in try FileIO.list(root.evals) where f.hasSuffix(ext) {
-            // "<ckpt file sans .ppc>--<RUN>--<evalset16>.pex" (EvalNames.base)
-            let parts = f.dropLast(ext.count).components(separatedBy: "--")
-            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else { continue }
+        let ext = "." + ExampleFile.fileExtension, cacheExt = "." + EvalNames.scoreCacheExtension
+        for f in try FileIO.list(root.evals) {
+            // "<ckpt file sans .ppc>--<RUN>--<evalset16>.pex" (EvalNames.base), and pp-eval's
+            // score cache "<ckpt file sans .ppc>--<RUN>.psc"
+            let parts: [String]
+            if f.hasSuffix(ext) {
+                parts = f.dropLast(ext.count).components(separatedBy: "--")
+                guard parts.count == 3 else { continue }
+            } else if f.hasSuffix(cacheExt) {
+                parts = f.dropLast(cacheExt.count).components(separatedBy: "--")
+                guard parts.count == 2 else { continue }
+            } else { continue }
+            guard !parts[0].isEmpty, !parts[1].isEmpty else { continue }
             let ckpt = absolute(EvalNames.relativeCheckpointPath(run: parts[1], file: parts[0] + "." + Checkpoint.fileExtension))
             if FileIO.exists(ckpt) { continue }
             gone.append(f)
         }
         if dryRun || gone.isEmpty { return dryRun ? [] : gone }
         for f in gone { try FileIO.removeDurably(root.evals + "/" + f) }
-        Log.make("pp-select").info("retention: deleted the per-example files of \(gone.count) results whose checkpoint is gone")
+        Log.make("pp-select").info("retention: deleted \(gone.count) per-example files and score caches of checkpoints that are gone")
         return gone
     }
 
-    // MARK: - commit
     // MARK: - commit
 
     /// Prints the decision, appends it to selections.jsonl, then acts on it (moves the link

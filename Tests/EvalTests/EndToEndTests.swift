@@ -45,6 +45,64 @@ final class EvalEndToEndTests: XCTestCase {
         try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line)
     }
 
+    /// Issue 13, bounded evaluation: as the holdout grows and shrinks, `--pending` scores a
+    /// checkpoint's new shards only (result field scored_examples), and the combined result
+    /// equals scoring from scratch (`--no-store` bypasses the cache). A damaged cache is
+    /// reported and scored around; retention's pp-select deletes the cache with the weights.
+    func testPendingScoresEachExampleOnce() throws {
+        let dir = try TestSupport.tempDir("e2e-cache")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        func holdout(_ k: Int, _ n: Int) throws {
+            try Fixture.shard((0..<n).map { i in let (l, t) = example(k * 100 + i); return (l, Int64(1_700_000_000 + k * 86_400 + i), t) },
+                              to: root.holdout + "/2026010\(k)T000000Z-0000000000000000-000.pps")
+        }
+        try holdout(1, 60)
+        let a = try checkpoint(root, batches: 5, stamp: "20261126T000001Z", parent: nil)
+        let cache = root.evals + "/" + FileIO.split(a).name.dropLast(4) + "--main.psc"
+        /// The result's fields that do not depend on when or how fast it was computed.
+        func scores(_ line: String) throws -> String {
+            var o = try json(line)
+            for k in ["evaluated_at", "seconds", "examples_per_second", "scored_examples"] { o[k] = nil }
+            return String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+        }
+        func pending() throws -> [String: Any] {
+            let r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(r.stdoutLines.count, 1, r.stdout)
+            let fresh = try TestSupport.run("pp-eval", ["--root", dir, "--no-store", a])
+            XCTAssertEqual(fresh.status, 0, fresh.stderr)
+            XCTAssertEqual(try scores(r.stdoutLines.first ?? "{}"), try scores(fresh.stdout), "cached result differs from scoring from scratch")
+            var o = try json(r.stdoutLines.first ?? "{}")
+            o["stderr"] = r.stderr
+            return o
+        }
+        var o = try pending()
+        XCTAssertEqual(o["scored_examples"] as? Int, 60)
+        XCTAssertTrue(FileIO.exists(cache))
+        try holdout(2, 30)
+        o = try pending()
+        XCTAssertEqual(o["examples"] as? Int, 90)
+        XCTAssertEqual(o["scored_examples"] as? Int, 30, "only the new shard")
+        // A shard leaves the holdout: everything left is cached, nothing is scored.
+        try FileIO.removeDurably(root.holdout + "/20260101T000000Z-0000000000000000-000.pps")
+        o = try pending()
+        XCTAssertEqual(o["examples"] as? Int, 30)
+        XCTAssertEqual(o["scored_examples"] as? Int, 0)
+        // A damaged cache is reported and not trusted.
+        try FileIO.publish("not a cache", to: cache)
+        try holdout(3, 20)
+        o = try pending()
+        XCTAssertEqual(o["scored_examples"] as? Int, 50)
+        XCTAssertTrue((o["stderr"] as? String ?? "").contains("ignoring score cache"), "\(o["stderr"] ?? "")")
+        // Retention deletes the weights: pp-select deletes the cache (and per-example files) too.
+        _ = try checkpoint(root, batches: 6, stamp: "20261126T000002Z", parent: "main/" + FileIO.split(a).name)
+        try FileIO.removeDurably(a)
+        let r = try TestSupport.run("pp-select", ["--root", dir, "--bootstrap", "50", "--keep-days", "0"])
+        XCTAssertFalse(FileIO.exists(cache), r.stderr)
+    }
+
     func testWholeLoop() throws {
         let dir = try TestSupport.tempDir("e2e")
         defer { try? FileManager.default.removeItem(atPath: dir) }

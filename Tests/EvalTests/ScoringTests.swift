@@ -131,6 +131,112 @@ final class ScoringTests: XCTestCase {
         }
     }
 
+    /// A KeywordModel that counts the examples it was asked about.
+    final class CountingModel: Predictor {
+        let inner: KeywordModel
+        var calls = 0
+        init(labels: [String]) { inner = KeywordModel(labels: labels) }
+        var labels: [String] { inner.labels }
+        func predict(tokens: UnsafeRawBufferPointer, probs: UnsafeMutableBufferPointer<Float>) {
+            calls += 1
+            inner.predict(tokens: tokens, probs: probs)
+        }
+    }
+
+    /// Issue 13: each checkpoint scores each example once. Through the per-shard cache, a set
+    /// that gained a shard costs only that shard's examples, a set whose every shard is cached
+    /// costs no model at all, and the outcomes are exactly those of scoring from scratch, even
+    /// when the label tables of the set and the model differ (a model label the set lacks, a
+    /// set label the model lacks).
+    func testScoreCacheScoresOnlyNewShardsAndCombinesExactly() throws {
+        let dir = try TestSupport.tempDir("cache")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Fixture.shard([("doc", t0, "doc here"), ("fix", t0 + 1, "fix it"), ("new", t0 + 2, "new label doc")], to: dir + "/a-000.pps")
+        try Fixture.shard([("test", t0 + 3, "test fix"), ("fix", t0 + 4, "nothing"), ("doc", t0 + 5, "doc doc")], to: dir + "/b-000.pps")
+        let labels = ["fix", "doc", "test", "extra"]
+        let setA = try EvalSet.load([dir + "/a-000.pps"], source: "t")
+        let setAB = try EvalSet.load([dir + "/a-000.pps", dir + "/b-000.pps"], source: "t")
+        XCTAssertEqual(setAB.digests.count, 2)
+        XCTAssertEqual(setAB.digests[0], setA.digests[0])
+
+        let m1 = CountingModel(labels: labels)
+        let first = try Scorer.scoreCached(setA, checkpoint: "main/c.ppc", checkpointBytes: 10, cache: nil, load: { m1 })
+        XCTAssertEqual(m1.calls, 3)
+        XCTAssertEqual(first.scored, 3)
+        XCTAssertTrue(first.loaded)
+        XCTAssertEqual(first.outcomes, Scorer.score(setA, KeywordModel(labels: labels)))
+
+        // The cache survives its file format, then serves the old shard: only b's 3 examples run.
+        let cache = try ScoreCache(path: "c.psc", fileBytes: try first.cache.bytes())
+        XCTAssertEqual(cache, first.cache)
+        let m2 = CountingModel(labels: labels)
+        let second = try Scorer.scoreCached(setAB, checkpoint: "main/c.ppc", checkpointBytes: 10, cache: cache, load: { m2 })
+        XCTAssertEqual(m2.calls, 3)
+        XCTAssertEqual(second.scored, 3)
+        XCTAssertEqual(second.outcomes, Scorer.score(setAB, KeywordModel(labels: labels)))
+        XCTAssertEqual(second.cache.shards.map(\.sha256), setAB.digests)
+
+        // Every shard cached: the model is never loaded; a shard that left the set leaves the cache.
+        let setB = try EvalSet.load([dir + "/b-000.pps"], source: "t")
+        let third = try Scorer.scoreCached(setB, checkpoint: "main/c.ppc", checkpointBytes: 10, cache: second.cache,
+                                           load: { XCTFail("loaded although every shard was cached"); return m2 })
+        XCTAssertFalse(third.loaded)
+        XCTAssertEqual(third.scored, 0)
+        XCTAssertEqual(third.outcomes, Scorer.score(setB, KeywordModel(labels: labels)))
+        XCTAssertEqual(third.cache.shards.map(\.sha256), setB.digests)
+
+        // A cached shard whose example count does not match is scored again, not trusted.
+        var wrong = second.cache
+        wrong.shards[1].outcomes.removeLast()
+        let m3 = CountingModel(labels: labels)
+        _ = try Scorer.scoreCached(setAB, checkpoint: "main/c.ppc", checkpointBytes: 10, cache: wrong, load: { m3 })
+        XCTAssertEqual(m3.calls, 3)
+    }
+
+    /// The score cache is hostile input like every file: each defect is refused by name, and
+    /// a cache of another checkpoint (or of a file of another size) is not used.
+    func testCorruptScoreCacheRefused() throws {
+        let c = ScoreCache(checkpoint: "main/c.ppc", checkpointBytes: 42, labels: ["a", "b"],
+                           shards: [(String(repeating: "1", count: 64), [ModelOutcome(pred: 1, pTrue: 0.25, pTop: 0.75, top5: true)])])
+        let bytes = try c.bytes()
+        XCTAssertEqual(try ScoreCache(path: "c.psc", fileBytes: bytes), c)
+        func refused(_ raw: [UInt8], _ why: String, line: UInt = #line) {
+            XCTAssertThrowsError(try ScoreCache(path: "c.psc", fileBytes: try Zstd.compress(raw)), line: line) { e in
+                XCTAssertEqual((e as? PPError)?.status, .corrupt, line: line)
+                XCTAssertTrue("\(e)".contains(why), "\(e)", line: line)
+            }
+        }
+        let raw = try Zstd.decompress(bytes)
+        refused(Array(raw.dropLast(3)), "size does not match")
+        refused(Array("PPSHARD1".utf8) + raw.dropFirst(8), "bad magic")
+        // The header's count claims more examples than any cache holds: refused before allocating.
+        let hl = Int(raw[12]) | Int(raw[13]) << 8
+        let h = String(decoding: raw[16..<(16 + hl)], as: UTF8.self)
+        func withHeader(_ nh: String) -> [UInt8] {
+            let hb = Array(nh.utf8)
+            var out = Array(raw[0..<12])
+            withUnsafeBytes(of: UInt32(hb.count).littleEndian) { out.append(contentsOf: $0) }
+            return out + hb + raw[(16 + hl)...]
+        }
+        refused(withHeader(h.replacingOccurrences(of: "\"examples\":1", with: "\"examples\":9223372036854775807")), "out of range")
+        refused(withHeader(h.replacingOccurrences(of: "\"examples\":1", with: "\"examples\":-1")), "out of range")
+        // A prediction outside the label table.
+        var badPred = raw
+        badPred[16 + hl] = 7
+        refused(badPred, "out of range")
+        // Wrong owner or size: ignored with a warning (it is only an optimisation).
+        let dir = try TestSupport.tempDir("cache-owner")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileIO.publish(bytes, to: dir + "/c.psc")
+        var warnings: [String] = []
+        XCTAssertNotNil(ScoreCache.read(path: dir + "/c.psc", checkpoint: "main/c.ppc", checkpointBytes: 42, warn: { warnings.append($0) }))
+        XCTAssertNil(ScoreCache.read(path: dir + "/c.psc", checkpoint: "main/d.ppc", checkpointBytes: 42, warn: { warnings.append($0) }))
+        XCTAssertNil(ScoreCache.read(path: dir + "/c.psc", checkpoint: "main/c.ppc", checkpointBytes: 43, warn: { warnings.append($0) }))
+        try FileIO.publish("garbage", to: dir + "/c.psc")
+        XCTAssertNil(ScoreCache.read(path: dir + "/c.psc", checkpoint: "main/c.ppc", checkpointBytes: 42, warn: { warnings.append($0) }))
+        XCTAssertEqual(warnings.count, 3, "\(warnings)")
+    }
+
     func testPredictStreamsOneLinePerInput() throws {
         let model = KeywordModel(labels: ["fix", "doc", "te\"st"])
         let s = PredictStream(model: model, k: 2)

@@ -387,16 +387,18 @@ final class SelectionTests: XCTestCase {
         try FileIO.publish("kept", to: root.checkpoints(run: "main") + "/" + ck(1))
         let kept = EvalNames.base(checkpointFile: ck(1), run: "main", evalset: String(repeating: "a", count: 64))
         let gone = EvalNames.base(checkpointFile: ck(2), run: "main", evalset: String(repeating: "b", count: 64))
-        for f in [kept + ".pex", kept + ".json", gone + ".pex", gone + ".json", "notes.pex"] {
+        // pp-eval's score caches: "<ckpt sans .ppc>--<RUN>.psc", one per checkpoint.
+        let keptCache = String(ck(1).dropLast(4)) + "--main.psc", goneCache = String(ck(2).dropLast(4)) + "--main.psc"
+        for f in [kept + ".pex", kept + ".json", gone + ".pex", gone + ".json", "notes.pex", keptCache, goneCache, "x--y--z.psc"] {
             try FileIO.publish("x", to: root.evals + "/" + f)
         }
         var s = selector(root)
         s.dryRun = true
         XCTAssertEqual(try s.pruneExampleFiles(), [])
-        XCTAssertEqual(try FileIO.list(root.evals).count, 5)
+        XCTAssertEqual(try FileIO.list(root.evals).count, 8)
         s.dryRun = false
-        XCTAssertEqual(try s.pruneExampleFiles(), [gone + ".pex"])
-        XCTAssertEqual(try FileIO.list(root.evals), [kept + ".json", kept + ".pex", gone + ".json", "notes.pex"].sorted())
+        XCTAssertEqual(try s.pruneExampleFiles().sorted(), [gone + ".pex", goneCache].sorted())
+        XCTAssertEqual(try FileIO.list(root.evals), [kept + ".json", kept + ".pex", gone + ".json", "notes.pex", keptCache, "x--y--z.psc"].sorted())
     }
 
     func testDeployedLinkNeverMissingDuringSwaps() throws {

@@ -1,0 +1,1 @@
+../../../Sources/pp-eval/ScoreCache.swift
