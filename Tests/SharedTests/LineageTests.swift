@@ -124,6 +124,53 @@ final class LineageTests: XCTestCase {
         XCTAssertEqual(again.shards.map(\.name), ["s1", "s2", "s3"])
     }
 
+    /// JSONTop picks top-level members without being fooled by what strings and nested
+    /// values contain, and gives up (nil: the caller decodes everything) on text it does not
+    /// understand.
+    func testJSONTopPicksMembersAndGivesUpOnOddText() throws {
+        func pick(_ t: String, _ keys: Set<String>) -> String? {
+            JSONTop.only(keys, of: Array(t.utf8)[...]).map { String(decoding: $0, as: UTF8.self) }
+        }
+        let meta = #"{"a":1,"cursor":{"shards":[{"x":""parent":"evil"}]"},[1,[2,{"}":"{"}]]]},"lineage":[{"name":"s1"}], "parent" : "main/c1.ppc" ,"z":null}"#
+        let got = try XCTUnwrap(pick(meta, ["parent", "lineage"]))
+        XCTAssertEqual(got, #"{"lineage":[{"name":"s1"}],"parent" : "main/c1.ppc"}"#)
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(got.utf8)) as? [String: Any])
+        XCTAssertEqual(o["parent"] as? String, "main/c1.ppc")
+        XCTAssertEqual(pick(#"{"parent":null,"n":-1.5e3,"t":true}"#, ["parent", "n", "t"]), #"{"parent":null,"n":-1.5e3,"t":true}"#)
+        XCTAssertEqual(pick("{}", ["parent"]), "{}")
+        XCTAssertEqual(pick(#"{"a":1}"#, ["parent"]), "{}")
+        for bad in ["", "[1]", #"{"a":1"#, #"{"a" 1}"#, #"{"a":"unterminated}"#, #"{"a":[1,2}"#, #"{"a":1,}"#, #"{a:1}"#] {
+            XCTAssertNil(pick(bad, ["a"]), bad)
+        }
+    }
+
+    /// A checkpoint whose meta carries a data cursor of thousands of shards (years of a
+    /// stream) still links to exactly what the full meta says, and a head file too.
+    func testLinkSkipsALargeCursor() throws {
+        let dir = try TestSupport.tempDir("lineage-cursor")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        let c1 = try write(root, run: "main", file: "c1.ppc", parent: nil, shards: ["s1"], trainer: t)
+        var meta = try Checkpoint.readHead(path: c1).meta
+        meta.parent = "main/c0.ppc"
+        meta.cursor.shards = (0..<3000).map { i in
+            ShardProgress(shard: ShardRef(name: "20260101T000000Z-\(i)-000.pps", sha256: String(repeating: "a", count: 64)),
+                          examples: i + 1, passes: 1, position: 0)
+        }
+        let big = root.checkpoints(run: "main") + "/c2.ppc"
+        try FileIO.publish(try t.checkpointBytes(meta: meta), to: big)
+        let link = try Lineage.link(big), full = try Checkpoint.readHead(path: big).meta
+        XCTAssertEqual(full.cursor.shards.count, 3000)
+        XCTAssertEqual(link.parent, "main/c0.ppc")
+        XCTAssertEqual(link.lineage, full.lineage)
+        XCTAssertEqual(link.createdAt, full.createdAt)
+        let head = try Checkpoint.keepHead(of: big, root: root)
+        let hl = try Lineage.link(head)
+        XCTAssertEqual(hl.parent, "main/c0.ppc")
+        XCTAssertEqual(hl.lineage, full.lineage)
+    }
+
     /// Issue 13: retention deletes weights but keeps heads, so the lineage stays complete
     /// (it was "incomplete" and pp-select refused every later candidate).
     func testLineageStaysCompleteThroughKeptHeads() throws {
