@@ -81,8 +81,10 @@ final class CheckpointLoadProbe: XCTestCase {
                                 Double(table.rows * table.stride * 4) / 1e6, Double(touched) * 4096 / 1e6, vocab.size, vocab.candidates))
         }
         // The loader as the tools call it.
-        for i in 0..<2 {
-            _ = try time("Checkpoint.load #\(i + 1)", mb) { try Checkpoint.load(path: path) }
+        for mode in Checkpoint.LoadMode.allCases {
+            for i in 0..<2 {
+                _ = try time("Checkpoint.load(\(mode)) #\(i + 1)", mb) { try Checkpoint.load(path: path, mode: mode) }
+            }
         }
         print("ckpt-load-probe: \(path): \(file.count) bytes, \(rawSize) decompressed\n" + lines.joined(separator: "\n"))
     }
