@@ -841,6 +841,24 @@ def c6_checkpoint(D):
         r = tool_run(f"unzstd-{i}", f"zstd -d -q -c '{raw}.zst' > /dev/null")
         return {"seconds": r.seconds, "mb_per_second": raw_bytes / 1e6 / r.seconds}
 
+    pr = Side("pp-eval predict")
+
+    def a_predict(i):
+        """Seconds from starting `pp-eval predict CKPT` to its first answer (load included)."""
+        exe = os.path.join(PP_BIN, "pp-eval")
+        t0 = time.monotonic()
+        p = subprocess.Popen([exe, "predict", base], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        p.stdin.write(b"fix a crash when the index is empty\n")
+        p.stdin.flush()
+        first = p.stdout.readline()
+        secs = time.monotonic() - t0
+        p.stdin.close()
+        p.stdout.read()
+        if p.wait() != 0 or not first.startswith(b"{"):
+            raise Fail(f"pp-eval predict exited {p.returncode}, first line {first[:80]!r}")
+        return {"seconds": secs}
+
     if raw_bytes:
         subprocess.run(["cat", base], stdout=subprocess.DEVNULL)
         for i in range(REPS):
@@ -848,14 +866,26 @@ def c6_checkpoint(D):
             zw.attempt(b_write, i)
             rd.attempt(a_read, i)
             zr.attempt(b_read, i)
+            pr.attempt(a_predict, i)
     for p in (raw, raw + ".zst"):
         if os.path.exists(p):
             os.remove(p)
     size = f"{raw_bytes / 1e6:.0f} MB raw" if raw_bytes else f"{BUCKET / 1e6:g}M x {DIM}"
     rows = [row("6a", f"checkpoint write ({size})", "MB/s", wr, zw, "mb_per_second", 0.8, acc_key=None,
                 note="pp-train's own log timing (serialise + compress + fsync + rename); zstd + sync"),
-            row("6b", "checkpoint read", "MB/s", rd, zr, "mb_per_second", None, acc_key=None,
+            row("6b", "checkpoint read", "MB/s", rd, zr, "mb_per_second", 0.5, acc_key=None,
                 note="pp-eval wall minus its scoring time, one small shard")]
+    # Loads per tool, whole processes (start-up and load included), against zstd -d's process
+    # on the same checkpoint: pp-eval scoring one small shard, and predict's first answer.
+    ev = Side("pp-eval CKPT")
+    ev.status, ev.reason = rd.status, rd.reason
+    ev.runs = [{"seconds": r["process_seconds"]} for r in rd.runs]
+    for cid, what, side, note in (
+            ("6d", "pp-eval CKPT, one small shard", ev, "whole process: start, load, score, JSON"),
+            ("6e", "predict: first answer", pr, "pp-eval predict CKPT: start to the first JSON line")):
+        r = row(cid, what, "seconds", side, zr, "seconds", None, better="lower", acc_key=None, note=note)
+        r["target_text"] = "reported"
+        rows.append(r)
     ov = Side("share of 1 h")
     if wr.runs:
         ov.runs = [{"percent": 100 * r["seconds"] / 3600} for r in wr.runs]

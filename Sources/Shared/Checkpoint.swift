@@ -25,8 +25,9 @@
 //             u64 vocabulary evictions
 //   end     8      end magic "PPCKEND1"
 //
-// `Checkpoint.load` checks everything (frame checksum, magics, version, every length) and
-// throws PPError(status: .corrupt) with one line naming the file and the defect.
+// `Checkpoint.load` (CheckpointLoad.swift) checks everything (frame checksum, magics, version,
+// every length) and throws PPError(status: .corrupt) with one line naming the file and the
+// defect; it decompresses the frame once, straight into the model's arrays.
 
 import CZstd
 import Foundation
@@ -123,20 +124,11 @@ public final class Checkpoint {
 
     public let meta: CheckpointMeta
     public let model: Model
-    let state: TrainerState
+    /// The trainer's state; nil for a checkpoint loaded for inference (CheckpointLoad.swift).
+    let state: TrainerState?
 
-    init(meta: CheckpointMeta, model: Model, state: TrainerState) {
+    init(meta: CheckpointMeta, model: Model, state: TrainerState?) {
         self.meta = meta; self.model = model; self.state = state
-    }
-
-    /// Reads, decompresses and checks magic, version and checksum. Throws PPError(status: .corrupt)
-    /// with a one-line reason ("ckpt-...ppc: checksum mismatch") on any defect.
-    public static func load(path: String) throws -> Checkpoint {
-        let file: [UInt8]
-        do { file = try FileIO.readAll(path, regularOnly: true) } catch let e as PPError {
-            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
-        }
-        return try decode(file, path: path)
     }
 
     /// Verifies the whole file without building a model: a regular file, one zstd frame
@@ -175,24 +167,6 @@ public final class Checkpoint {
         guard tail == endMagic else { throw PPError.corrupt(path, "no end marker (truncated content, \(total) bytes)") }
     }
 
-    /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
-    public static func decode(_ file: [UInt8], path: String) throws -> Checkpoint {
-        let name = path
-        guard file.count >= 4, file.withUnsafeBytes({ Zstd.isFrame($0) }) else {
-            throw PPError.corrupt(name, file.isEmpty ? "empty file" : "bad magic (not a zstd-compressed checkpoint)")
-        }
-        let raw: [UInt8]
-        do { raw = try Zstd.decompress(file) } catch let e as PPError {
-            let m = e.message
-            if m.contains("checksum") { throw PPError.corrupt(name, "checksum mismatch") }
-            if m.contains("truncated") || m.contains("Src size") || m.contains("srcSize") {
-                throw PPError.corrupt(name, "truncated (\(file.count) bytes)")
-            }
-            throw PPError.corrupt(name, "corrupt compressed data (\(m))")
-        }
-        return try raw.withUnsafeBytes { try parse($0, path: name) }
-    }
-
     /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check).
     static func checkStart(_ p: UnsafeRawBufferPointer, path: String) throws {
         guard p.count >= 16 else { throw PPError.corrupt(path, "truncated (\(p.count) bytes)") }
@@ -215,90 +189,6 @@ public final class Checkpoint {
         guard meta.step >= 0, meta.tokens >= 0 else { throw PPError.corrupt(path, "negative step or tokens in meta") }
     }
 
-    static func parse(_ p: UnsafeRawBufferPointer, path: String) throws -> Checkpoint {
-        var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
-        try checkStart(p, path: path)
-        r.pos = 12
-        guard p.count >= 16 + 8, Array(p[(p.count - 8)...]) == endMagic else { throw r.fail("truncated (no end magic)") }
-        r.end = p.count - 8
-        let ml = Int(try r.u32())
-        let metaBytes = try r.bytes(ml)
-        let meta: CheckpointMeta
-        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(metaBytes)) } catch {
-            throw r.fail("unreadable meta JSON (\(error))")
-        }
-        let c = meta.config
-        try checkMeta(meta, path: path)
-        let f = Features(config: c)
-        // The INPT bitmap alone holds ceil(rows / 8) bytes: a config that declares more rows
-        // than the rest of the file can describe is refused before anything is allocated for
-        // it (the vocabulary's recency list is 8 bytes per slot of capacity).
-        guard (f.rows + 7) / 8 <= r.remaining else {
-            throw r.fail("config declares \(f.rows) input rows (vocab_capacity \(c.vocabCapacity) + bucket \(c.bucket)), more than the \(r.remaining) bytes left can hold")
-        }
-
-        var vr = try r.section("VOCB")
-        // Evictions are in TRNR (read below); patch after.
-        let vocab = try Vocabulary.deserialize(&vr, capacity: c.vocabCapacity, minCount: c.minCount, evictions: 0)
-        try vr.expectEnd("VOCB")
-
-        var dr = try r.section("DENS")
-        let dim = Int(try dr.u32()), hid = Int(try dr.u32()), L = Int(try dr.u32())
-        guard dim == c.dim, hid == c.hidden else { throw r.fail("dense layers \(dim)/\(hid) do not match config dim \(c.dim) hidden \(c.hidden)") }
-        guard L == meta.labels.count else { throw r.fail("\(L) output rows for \(meta.labels.count) labels") }
-        guard Set(meta.labels).count == L else { throw r.fail("duplicate labels in meta") }
-        let denseCount = DenseLayers.size(dim: dim, hidden: hid, labels: L)
-        try dr.fits(denseCount, of: 4, "dense weights")
-        var dense = DenseLayers(dim: dim, hidden: hid)
-        dense.flat = try dr.floats(denseCount)
-        try dr.expectEnd("DENS")
-
-        var ir = try r.section("INPT")
-        let rows = try ir.count("input rows"), idim = Int(try ir.u32()), stored = try ir.count("stored rows")
-        guard rows == f.rows, idim == c.dim else { throw r.fail("input table \(rows) x \(idim), config says \(f.rows) x \(c.dim)") }
-        guard stored <= rows else { throw r.fail("\(stored) stored rows of \(rows)") }
-        let bitmap = try ir.bytes((rows + 7) / 8)
-        // Each stored row is dim floats plus one accumulator: the section must hold exactly
-        // that many bytes after the bitmap (checked before the table is mapped).
-        let (rowBytes, o1) = stored.multipliedReportingOverflow(by: (dim + 1) * 4)
-        guard !o1, rowBytes == ir.remaining else {
-            throw r.fail("input table: \(stored) stored rows of \(dim) floats need \(o1 ? "too many" : String(rowBytes)) bytes, the section has \(ir.remaining)")
-        }
-        let table = RowTable(rows: rows, dim: dim)
-        var seen = 0
-        var storedRows = [Int]()
-        storedRows.reserveCapacity(stored)
-        try Checkpoint.forEachSetBit(bitmap) { row in
-            guard row < rows else { throw r.fail("bitmap marks row \(row) past the table") }
-            seen += 1
-            guard seen <= stored else { throw r.fail("bitmap marks more rows than the \(stored) stored") }
-            try ir.floats(dim, into: table.row(row))
-            storedRows.append(row)
-        }
-        guard seen == stored else { throw r.fail("bitmap marks \(seen) rows, \(stored) stored") }
-        for row in storedRows { try ir.floats(1, into: table.state(row)) }
-        try ir.expectEnd("INPT")
-
-        var or = try r.section("OPTM")
-        let nd = try or.count("optimiser state size")
-        guard nd == dense.flat.count else { throw r.fail("optimiser state of \(nd) floats for \(dense.flat.count) dense weights") }
-        let denseState = try or.floats(nd)
-        try or.expectEnd("OPTM")
-
-        var tr = try r.section("TRNR")
-        let rng = RNG(state: [try tr.u64(), try tr.u64(), try tr.u64(), try tr.u64()])
-        let examples = try tr.count("examples trained")
-        let evictions = try tr.count("vocabulary evictions")
-        try tr.expectEnd("TRNR")
-        vocab.setEvictions(evictions)
-        try r.expectEnd("checkpoint")
-
-        let model = Model(config: c, vocabulary: vocab, table: table, dense: dense, labels: meta.labels)
-        return Checkpoint(meta: meta, model: model,
-                          state: TrainerState(rng: rng, examples: examples, denseState: denseState))
-    }
-
-    /// Serialises and compresses (see the layout above).
     /// Calls `body(i)` for every set bit i of the row bitmap (bit k of byte b is row 8b + k),
     /// in increasing order: the stored rows of the INPT section.
     @inline(__always)
@@ -312,7 +202,9 @@ public final class Checkpoint {
         }
     }
 
+    /// Serialises and compresses (see the layout above).
     static func encode(meta: CheckpointMeta, model: Model, state: TrainerState) throws -> [UInt8] {
+        precondition(model.packed == nil, "a model loaded for inference cannot be written")
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = [UInt8](try enc.encode(meta))

@@ -1,6 +1,7 @@
 // The classifier's weights and its inference: the input table (one row per admitted word and
 // per hash bucket), an optional hidden layer and the output layer, and `predict`. Training
-// (gradients, optimiser, threads) is in Trainer.swift; the file format in Checkpoint.swift.
+// (gradients, optimiser, threads) is in Trainer.swift; the file format in Checkpoint.swift,
+// its reader (and the packed rows of a model loaded for inference) in CheckpointLoad.swift.
 //
 //   h  = mean of the input rows of the example's features (Features.swift)   [dim]
 //   a  = relu(W1 h + b1)          when config.hidden > 0                       [hidden]
@@ -124,14 +125,18 @@ public final class Model {
     public private(set) var labels: [String] = []
     private var labelIndex: [String: Int] = [:]
     public let vocabulary: Vocabulary
+    /// The input rows the trainer updates (empty for a model loaded for inference).
     let table: RowTable
+    /// The input rows of a model loaded for inference (Checkpoint.LoadMode), else nil.
+    let packed: PackedRows?
     var dense: DenseLayers
 
-    init(config: ModelConfig, vocabulary: Vocabulary, table: RowTable, dense: DenseLayers, labels: [String]) {
+    init(config: ModelConfig, vocabulary: Vocabulary, table: RowTable, dense: DenseLayers, labels: [String], packed: PackedRows? = nil) {
         self.config = config
         self.features = Features(config: config)
         self.vocabulary = vocabulary
         self.table = table
+        self.packed = packed
         self.dense = dense
         for l in labels { labelIndex[l] = self.labels.count; self.labels.append(l) }
     }
@@ -180,7 +185,11 @@ public final class Model {
         var h = [Float](repeating: 0, count: dim)
         h.withUnsafeMutableBufferPointer { hb in
             let hp = hb.baseAddress!
-            for id in ids { Vec.add(hp, table.row(Int(id)), dim) }
+            if let packed {
+                for id in ids { Vec.add(hp, packed.row(Int(id)), dim) }
+            } else {
+                for id in ids { Vec.add(hp, table.row(Int(id)), dim) }
+            }
             if !ids.isEmpty { Vec.scale(hp, 1 / Float(ids.count), dim) }
         }
         dense.flat.withUnsafeBufferPointer { fb in

@@ -150,12 +150,15 @@ public final class Trainer {
     /// Warm start from a checkpoint: weights, vocabulary, labels, optimiser and RNG state.
     public init(checkpoint: Checkpoint) throws {
         try Trainer.validate(checkpoint.meta.config)
+        guard let state = checkpoint.state, checkpoint.model.packed == nil else {
+            throw PPError("checkpoint of run \(checkpoint.meta.run) at step \(checkpoint.meta.step) was loaded for inference: training needs Checkpoint.load(mode: .full)", status: .software)
+        }
         config = checkpoint.meta.config
         knobs = checkpoint.meta.knobs
         model = checkpoint.model
-        rng = checkpoint.state.rng
-        examples = checkpoint.state.examples
-        denseState = checkpoint.state.denseState
+        rng = state.rng
+        examples = state.examples
+        denseState = state.denseState
         BLASSetup.singleThreaded()
     }
 

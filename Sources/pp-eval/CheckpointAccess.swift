@@ -12,7 +12,9 @@ struct LoadedCheckpoint {
 /// Shared's Model is what pp-eval scores with; tests use stand-in predictors.
 extension Model: Predictor {}
 
+/// Loads for inference (Checkpoint.LoadMode): pp-eval never trains, so the optimiser state is
+/// skipped and the input rows stay packed (no table of every possible row is faulted in).
 func loadCheckpoint(_ path: String) throws -> LoadedCheckpoint {
-    let ck = try Checkpoint.load(path: path)
+    let ck = try Checkpoint.load(path: path, mode: .inference)
     return LoadedCheckpoint(meta: ck.meta, model: ck.model)
 }

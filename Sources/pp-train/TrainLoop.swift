@@ -434,7 +434,7 @@ final class TrainLoop {
         if probationBaseline?.shard != p.shard {
             do {
                 if let target = try revertPoint(before: p.shard) {
-                    probationBaseline = (p.shard, try Checkpoint.load(path: target).model)
+                    probationBaseline = (p.shard, try Checkpoint.load(path: target, mode: .inference).model)
                 } else {
                     probationBaseline = (p.shard, try Trainer(config: config, knobs: knobs).model)
                 }

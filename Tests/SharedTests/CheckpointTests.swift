@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import TestSupport
+import CZstd
 @testable import Shared
 
 /// The checkpoint format: round trip, refusal of damaged files, determinism and exact resume.
@@ -148,5 +149,149 @@ final class CheckpointTests: XCTestCase {
         XCTAssertLessThan(bytes.count, 1 << 20)
         let ck = try Checkpoint.decode(bytes, path: "s.ppc")
         XCTAssertEqual(ck.model.predict(tokens: ["w1a"]), t.model.predict(tokens: ["w1a"]))
+    }
+
+    // MARK: load modes and the streaming reader (CheckpointLoad.swift)
+
+    /// An inference load keeps only the stored rows (packed), no trainer state, and predicts
+    /// bit for bit what the full load and the trainer predict.
+    func testInferenceLoadPredictsExactlyAsTheFullLoad() throws {
+        for hidden in [0, 8] {
+            let c = config(hidden: hidden)
+            let t = try Trainer(config: c, knobs: Knobs(lr: 0.2, dropout: 0.2))
+            for b in batches(3) { _ = try t.train(b) }
+            let bytes = try t.checkpointBytes(meta: meta(c, step: 450))
+            let dir = try tmp()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let path = dir + "/ckpt-x.ppc"
+            try FileIO.publish(bytes, to: path)
+            let full = try Checkpoint.load(path: path, mode: .full)
+            let inf = try Checkpoint.load(path: path, mode: .inference)
+            XCTAssertEqual(inf.meta, full.meta)
+            XCTAssertEqual(inf.model.labels, full.model.labels)
+            XCTAssertEqual(inf.model.vocabulary.size, full.model.vocabulary.size)
+            XCTAssertEqual(inf.model.vocabulary.evictions, full.model.vocabulary.evictions)
+            XCTAssertEqual(inf.model.dense, full.model.dense)
+            XCTAssertNil(inf.state)
+            XCTAssertNil(full.model.packed)
+            let packed = try XCTUnwrap(inf.model.packed)
+            // Every row of the table reads the same through the packed index: stored rows
+            // equal, the others zero.
+            var stored = 0
+            for r in 0..<full.model.table.rows {
+                let a = full.model.table.row(r), b = packed.row(r)
+                if !Vec.isZero(a, c.dim) || full.model.table.state(r).pointee != 0 { stored += 1 }
+                for k in 0..<c.dim where a[k].bitPattern != b[k].bitPattern {
+                    XCTFail("row \(r)[\(k)]: \(a[k]) full, \(b[k]) packed"); return
+                }
+            }
+            XCTAssertEqual(packed.stored, stored)
+            XCTAssertGreaterThan(stored, 50)
+            var rng = RNG(seed: 5)
+            var probes: [[String]] = [["w0a", "n3"], ["w2b", "w1a", "n59"], ["never", "seen"], []]
+            for _ in 0..<200 { probes.append((0..<(1 + Int(rng.next() % 6))).map { _ in ["w\(rng.next() % 4)a", "n\(rng.next() % 70)", "x\(rng.next())"][Int(rng.next() % 3)] }) }
+            for probe in probes {
+                let want = t.model.predict(tokens: probe)
+                XCTAssertEqual(full.model.predict(tokens: probe).map(\.bitPattern), want.map(\.bitPattern), "\(probe)")
+                XCTAssertEqual(inf.model.predict(tokens: probe).map(\.bitPattern), want.map(\.bitPattern), "\(probe)")
+            }
+            // Training needs the full load.
+            XCTAssertThrowsError(try Trainer(checkpoint: inf)) { e in
+                XCTAssertTrue("\(e)".contains("loaded for inference"), "\(e)")
+            }
+            XCTAssertNoThrow(try Trainer(checkpoint: full))
+        }
+    }
+
+    /// The reader pulls the frame through a 1 MiB input buffer: a checkpoint larger than that
+    /// (rows of random floats barely compress) loads the same from a file and from memory.
+    func testCheckpointLargerThanTheReadBufferLoads() throws {
+        var c = config()
+        c.dim = 64; c.bucket = 40_000
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+        var rng = RNG(seed: 3)
+        let table = t.model.table
+        for r in stride(from: 0, to: table.rows, by: 3) {
+            for k in 0..<c.dim { table.row(r)[k] = rng.uniform() - 0.5 }
+        }
+        _ = try t.train(batches(1)[0])
+        let bytes = try t.checkpointBytes(meta: meta(c))
+        XCTAssertGreaterThan(bytes.count, 3 << 20)
+        let dir = try tmp()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/big.ppc"
+        try FileIO.publish(bytes, to: path)
+        for mode in Checkpoint.LoadMode.allCases {
+            let a = try Checkpoint.load(path: path, mode: mode), b = try Checkpoint.decode(bytes, path: path, mode: mode)
+            for probe in [["w0a", "n3"], ["w2b", "zz", "n59"]] {
+                XCTAssertEqual(a.model.predict(tokens: probe), t.model.predict(tokens: probe))
+                XCTAssertEqual(b.model.predict(tokens: probe), t.model.predict(tokens: probe))
+            }
+        }
+        // Cut anywhere, the file is refused as truncated (or, cut inside the checksum, as damaged).
+        for cut in [bytes.count - 1, bytes.count - 3, bytes.count / 2, 5, 1] {
+            try FileIO.publish(Array(bytes.prefix(cut)), to: path)
+            for mode in Checkpoint.LoadMode.allCases {
+                XCTAssertThrowsError(try Checkpoint.load(path: path, mode: mode)) { e in
+                    XCTAssertEqual((e as? PPError)?.status, .corrupt)
+                    XCTAssertTrue("\(e)".contains("truncated") || "\(e)".contains("bad magic"), "cut at \(cut): \(e)")
+                }
+            }
+        }
+    }
+
+    /// What the streaming reader adds to the checks: one frame, nothing after it, a declared
+    /// content size, and a defect found while parsing named as the damage it is when the
+    /// frame's checksum fails too.
+    func testFrameLevelDefectsAreRefused() throws {
+        let c = config()
+        let t = try Trainer(config: c, knobs: Knobs())
+        _ = try t.train(batches(1)[0])
+        let good = try t.checkpointBytes(meta: meta(c))
+        func refused(_ bytes: [UInt8], _ expect: String, file: StaticString = #filePath, line: UInt = #line) {
+            for mode in Checkpoint.LoadMode.allCases {
+                XCTAssertThrowsError(try Checkpoint.decode(bytes, path: "x.ppc", mode: mode), file: file, line: line) { e in
+                    XCTAssertEqual((e as? PPError)?.status, .corrupt, file: file, line: line)
+                    XCTAssertTrue("\(e)".hasPrefix("x.ppc: ") && "\(e)".contains(expect), "\(e) lacks \(expect)", file: file, line: line)
+                }
+            }
+        }
+        refused(good + good, "data after the checkpoint's zstd frame")
+        refused(good + [0], "data after the checkpoint's zstd frame")
+        let raw = try Zstd.decompress(good)
+        // A frame without its content size (as a streaming compressor writes from a pipe).
+        let unsized: [UInt8] = try {
+            guard let cctx = ZSTD_createCCtx() else { throw PPError("zstd") }
+            defer { ZSTD_freeCCtx(cctx) }
+            var out = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count) + 64)
+            var n = 0
+            try raw.withUnsafeBytes { src in
+                try out.withUnsafeMutableBytes { dst in
+                    _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+                    _ = ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0)
+                    var inb = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
+                    var outb = ZSTD_outBuffer(dst: dst.baseAddress, size: dst.count, pos: 0)
+                    while ZSTD_compressStream2(cctx, &outb, &inb, ZSTD_e_end) != 0 {}
+                    n = outb.pos
+                }
+            }
+            return Array(out.prefix(n))
+        }()
+        XCTAssertEqual(try Zstd.decompress(unsized), raw)
+        refused(unsized, "does not declare its content size")
+        // A tiny frame declaring far more than any frame of its size can hold: refused from the
+        // header, before the declared size is used to bound anything.
+        var lying = try Zstd.compress(Array(raw.prefix(16)))
+        XCTAssertEqual(lying[4] & 0xE0, 0x20)   // single segment, 1-byte content size field (FCS flag 0)
+        lying[4] |= 0xC0                        // now an 8-byte field: claim 2^48 + 16 bytes
+        lying.insert(contentsOf: [0, 0, 0, 0, 0, 1, 0], at: 6)
+        refused(lying, "corrupt compressed data")
+        // The content is wrong (version 2) and the checksum fails: the checksum is the cause.
+        var v2 = raw
+        v2[8] = 2
+        var z = try Zstd.compress(v2)
+        refused(z, "version 2")
+        z[z.count - 1] ^= 0x01
+        refused(z, "checksum mismatch")
     }
 }

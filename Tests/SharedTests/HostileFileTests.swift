@@ -61,14 +61,16 @@ final class HostileFileTests: XCTestCase {
     }
 
     /// Compresses `raw` (valid checksum) and asserts that decoding refuses it as corrupt,
-    /// with `expect` in the message.
+    /// with `expect` in the message, in both load modes.
     func refusesCheckpoint(_ raw: [UInt8], _ expect: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let bytes = try Zstd.compress(raw, level: 1)
-        XCTAssertThrowsError(try Checkpoint.decode(bytes, path: "bad.ppc"), file: file, line: line) { e in
+        for mode in Checkpoint.LoadMode.allCases {
+        XCTAssertThrowsError(try Checkpoint.decode(bytes, path: "bad.ppc", mode: mode), file: file, line: line) { e in
             guard let p = e as? PPError else { return XCTFail("not a PPError: \(e)", file: file, line: line) }
             XCTAssertEqual(p.status, .corrupt, p.message, file: file, line: line)
             XCTAssertTrue(p.message.hasPrefix("bad.ppc: "), p.message, file: file, line: line)
-            XCTAssertTrue(p.message.contains(expect), "\(p.message) does not contain \(expect)", file: file, line: line)
+            XCTAssertTrue(p.message.contains(expect), "\(mode): \(p.message) does not contain \(expect)", file: file, line: line)
+        }
         }
     }
 
@@ -187,7 +189,8 @@ final class HostileFileTests: XCTestCase {
     }
 
     /// Byte mutations (deterministic seed), re-compressed so the checksum is valid: each
-    /// file is refused or loads; none may trap. A loaded one is also used (predict).
+    /// file is refused or loads; none may trap. A loaded one is also used (predict). Both load
+    /// modes give the same verdict, and the same predictions.
     func testMutatedCheckpointsNeverCrash() throws {
         let raws = [try rawCheckpoint(), try rawCheckpoint(hidden: 4)]
         // Where the u64/u32 fields sit (section lengths, counts, dimensions): a third of the
@@ -220,11 +223,19 @@ final class HostileFileTests: XCTestCase {
             let bytes = try Zstd.compress(b, level: 1)
             do {
                 let ck = try Checkpoint.decode(bytes, path: "m\(i).ppc")
-                _ = ck.model.predict(tokens: ["w0", "x1", "y2"])
+                let p = ck.model.predict(tokens: ["w0", "x1", "y2"])
                 loaded += 1
+                do {
+                    let q = try Checkpoint.decode(bytes, path: "m\(i).ppc", mode: .inference).model.predict(tokens: ["w0", "x1", "y2"])
+                    XCTAssertEqual(p.map(\.bitPattern), q.map(\.bitPattern), "mutation \(i)")
+                } catch { XCTFail("mutation \(i): the full load accepts, the inference load refuses: \(error)") }
             } catch let e as PPError {
                 XCTAssertEqual(e.status, .corrupt, e.message)
                 refused += 1
+                do {
+                    _ = try Checkpoint.decode(bytes, path: "m\(i).ppc", mode: .inference)
+                    XCTFail("mutation \(i): the full load refuses (\(e.message)), the inference load accepts")
+                } catch let f as PPError { XCTAssertEqual(f.message, e.message) }
             }
         }
         XCTAssertEqual(refused + loaded, 400)

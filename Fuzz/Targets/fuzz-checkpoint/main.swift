@@ -1,4 +1,5 @@
-// libFuzzer target: the checkpoint reader (Checkpoint.decode) on arbitrary bytes. Inputs
+// libFuzzer target: the checkpoint reader (Checkpoint.decode, CheckpointLoad.swift) on arbitrary
+// bytes, in the full load mode for inputs of even size and the inference mode for odd. Inputs
 // that are not a zstd frame are also tried as the decompressed layout (compressed here, so
 // the fuzzer reaches the section parser behind a valid checksum). Built by tools/fuzz.sh
 // with -sanitize=fuzzer,address; the top-level code below starts libFuzzer.
@@ -9,11 +10,12 @@ import Shared
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    if let ck = try? Checkpoint.decode(bytes, path: "fuzz.ppc") {
+    let mode: Checkpoint.LoadMode = size % 2 == 0 ? .full : .inference
+    if let ck = try? Checkpoint.decode(bytes, path: "fuzz.ppc", mode: mode) {
         _ = ck.model.predict(tokens: ["a", "b"])
     }
     if !bytes.starts(with: [0x28, 0xB5, 0x2F, 0xFD]), let z = try? Zstd.compress(bytes, level: 1),
-       let ck = try? Checkpoint.decode(z, path: "fuzz.ppc") {
+       let ck = try? Checkpoint.decode(z, path: "fuzz.ppc", mode: mode) {
         _ = ck.model.predict(tokens: ["a", "b"])
     }
     return 0
