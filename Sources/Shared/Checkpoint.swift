@@ -23,6 +23,8 @@
 //     "OPTM"  dense optimiser state: u64 n, then n floats, same layout as DENS's vector
 //     "TRNR"  trainer state: 4 x u64 RNG state (xoshiro256**), u64 examples trained,
 //             u64 vocabulary evictions
+//     "AVGW"  optional (issue 19): the averaged weights, written when the `average` knob is
+//             on (Average.swift has the layout and its checks); absent in older checkpoints
 //   end     8      end magic "PPCKEND1"
 //
 // `Checkpoint.load` checks everything (frame checksum, magics, version, every length) and
@@ -131,12 +133,16 @@ public final class Checkpoint {
 
     /// Reads, decompresses and checks magic, version and checksum. Throws PPError(status: .corrupt)
     /// with a one-line reason ("ckpt-...ppc: checksum mismatch") on any defect.
-    public static func load(path: String) throws -> Checkpoint {
+    /// `averaged`: the model's weights are replaced by the averaged weights of the AVGW
+    /// section, when the checkpoint has one (what a deployed checkpoint predicts with: pp-eval,
+    /// predict, pp-ingest's canary); otherwise the training weights, and the average is kept
+    /// as trainer state (a resume).
+    public static func load(path: String, averaged: Bool = false) throws -> Checkpoint {
         let file: [UInt8]
         do { file = try FileIO.readAll(path, regularOnly: true) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
-        return try decode(file, path: path)
+        return try decode(file, path: path, averaged: averaged)
     }
 
     /// Verifies the whole file without building a model: a regular file, one zstd frame
@@ -168,7 +174,7 @@ public final class Checkpoint {
     }
 
     /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
-    public static func decode(_ file: [UInt8], path: String) throws -> Checkpoint {
+    public static func decode(_ file: [UInt8], path: String, averaged: Bool = false) throws -> Checkpoint {
         let name = path
         guard file.count >= 4, file.withUnsafeBytes({ Zstd.isFrame($0) }) else {
             throw PPError.corrupt(name, file.isEmpty ? "empty file" : "bad magic (not a zstd-compressed checkpoint)")
@@ -182,7 +188,7 @@ public final class Checkpoint {
             }
             throw PPError.corrupt(name, "corrupt compressed data (\(m))")
         }
-        return try raw.withUnsafeBytes { try parse($0, path: name) }
+        return try raw.withUnsafeBytes { try parse($0, path: name, averaged: averaged) }
     }
 
     /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check).
@@ -207,7 +213,7 @@ public final class Checkpoint {
         guard meta.step >= 0, meta.tokens >= 0 else { throw PPError.corrupt(path, "negative step or tokens in meta") }
     }
 
-    static func parse(_ p: UnsafeRawBufferPointer, path: String) throws -> Checkpoint {
+    static func parse(_ p: UnsafeRawBufferPointer, path: String, averaged: Bool = false) throws -> Checkpoint {
         var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
         try checkStart(p, path: path)
         r.pos = 12
@@ -283,11 +289,20 @@ public final class Checkpoint {
         let evictions = try tr.count("vocabulary evictions")
         try tr.expectEnd("TRNR")
         vocab.setEvictions(evictions)
+        var avg: WeightAverage.Parsed?
+        if r.remaining > 0 {
+            var ar = try r.section(WeightAverage.tag)
+            avg = try WeightAverage.read(&ar, rows: rows, dim: dim, denseCount: denseCount, examples: examples)
+        }
         try r.expectEnd("checkpoint")
 
         let model = Model(config: c, vocabulary: vocab, table: table, dense: dense, labels: meta.labels)
+        var average: WeightAverage?
+        if let a = avg {
+            if averaged { WeightAverage.fold(a, bytes: p, into: model) } else { average = WeightAverage(a, bytes: p, rows: rows, dim: dim) }
+        }
         return Checkpoint(meta: meta, model: model,
-                          state: TrainerState(rng: rng, examples: examples, denseState: denseState))
+                          state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
     }
 
     /// Serialises and compresses (see the layout above).
@@ -347,14 +362,16 @@ public final class Checkpoint {
             s.u64(UInt64(state.examples))
             s.u64(UInt64(model.vocabulary.evictions))
         }
-        tail.bytes(endMagic)
-        let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count
+        let avg = state.average?.section(clock: state.examples)
+        let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count + (avg?.count ?? 0) + endMagic.count
         return try streamCompress(total: total) { feed in
             try head.buf.withUnsafeBytes { try feed($0) }
             try inpt.buf.withUnsafeBytes { try feed($0) }
             try Checkpoint.forEachSetBit(bitmap) { try feed(UnsafeRawBufferPointer(start: t.row($0), count: dim * 4)) }
             try states.withUnsafeBytes { try feed($0) }
             try tail.buf.withUnsafeBytes { try feed($0) }
+            try avg?.produce(feed)
+            try endMagic.withUnsafeBytes { try feed($0) }
         }
     }
 

@@ -12,7 +12,9 @@ struct LoadedCheckpoint {
 /// Shared's Model is what pp-eval scores with; tests use stand-in predictors.
 extension Model: Predictor {}
 
+/// The deployed weights: the averaged ones when the checkpoint has them (its AVGW section,
+/// the `average` knob), else the training weights.
 func loadCheckpoint(_ path: String) throws -> LoadedCheckpoint {
-    let ck = try Checkpoint.load(path: path)
+    let ck = try Checkpoint.load(path: path, averaged: true)
     return LoadedCheckpoint(meta: ck.meta, model: ck.model)
 }
