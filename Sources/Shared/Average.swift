@@ -34,7 +34,9 @@ import Glibc
 final class WeightAverage: @unchecked Sendable {
     // Hogwild, as RowTable: workers update rows' averages without locks, like the rows.
     /// Half-life in trained examples (> 0).
-    var halfLife: Double
+    var halfLife: Double { didSet { rate = Float(1 / halfLife) } }
+    /// 1 / halfLife, for `decay`.
+    private var rate: Float
     /// Per input row: [mark: 2 floats' room for a UInt64][average: dim floats][padding]. mark 0
     /// = the row's average was never started (it equals the row's weights); otherwise the row's
     /// average was last brought up to date at clock mark - 1. Anonymous memory, zero until
@@ -51,6 +53,7 @@ final class WeightAverage: @unchecked Sendable {
 
     init(rows: Int, dim: Int, halfLife: Double, dense: [Float], clock: Int) {
         self.halfLife = halfLife
+        rate = Float(1 / halfLife)
         self.dim = dim
         start = clock + Int(halfLife.rounded(.up))
         // RowTable(dim: dim + 1) has stride >= dim + 2: the mark takes the first two floats.
@@ -60,7 +63,7 @@ final class WeightAverage: @unchecked Sendable {
     }
 
     /// d^n for n examples: 2^(-n/H).
-    @inline(__always) func decay(_ n: Int) -> Float { Float(exp2(-Double(n) / halfLife)) }
+    @inline(__always) func decay(_ n: Int) -> Float { exp2f(-Float(n) * rate) }
 
     @inline(__always) func mark(_ i: Int) -> UInt64 {
         UnsafeRawPointer(table.row(i)).load(as: UInt64.self)

@@ -791,9 +791,14 @@ final class Worker {
             // The row gradient is gb * inv; its mean square feeds each row's accumulator.
             let ms = Vec.sumSquares(gb, dim) * inv * inv / Float(dim)
             var j = s
+            if let a = average { for k in s..<min(t, s + Trainer.prefetchAhead) { a.table.prefetch(Int(ids[k])) } }
             while j < t {
                 let row = table.row(Int(ids[j]))
-                average?.touch(Int(ids[j]), row, clock: clock)
+                if let a = average {
+                    // the average's rows are not in cache (the gather read only the weights)
+                    if j + Trainer.prefetchAhead < t { a.table.prefetch(Int(ids[j + Trainer.prefetchAhead])) }
+                    a.touch(Int(ids[j]), row, clock: clock)
+                }
                 let v = beta * row[dim] + ms    // row[dim] is the row's accumulator
                 row[dim] = v
                 Vec.axpy(row, -lr * inv / (pp_sqrt(v) + eps), gb, dim)
