@@ -35,7 +35,9 @@ as fastText lines from `pp-ingest cat` (the project's tokenizer), which fastText
 Accuracy is top-1 over every test example; the interval is Wilson's 95% score interval.
 
 Environment: PP_BIN (required), ACC_SETS (default debian,wordnet), ACC_PASSES (5),
-ACC_PP_VARIANTS, ACC_NO_REFS=1 (pp-train only), ACC_GRID=small|none, BENCH_WORK.
+ACC_PP_VARIANTS, ACC_NO_REFS=1 (pp-train only), ACC_GRID=small (the 24 settings above) |
+quick (lr 0.5/1.0 x bigrams x 5 epochs x char n-grams none/3..6: 4 settings, for a loaded
+machine) | none, BENCH_WORK.
 Output: the table on stdout; bench/results/accuracy.json (or ACC_OUT).
 Exit status: 0 done (a set that cannot be built is reported and skipped), 1 a tool failed,
 64 usage.
@@ -288,9 +290,10 @@ def fasttext(info, s, train_file, test_file):
 def fasttext_best(info):
     d = info["dir"]
     grid = []
-    for lr in (0.1, 0.5, 1.0):
-        for ng in (1, 2):
-            for ep in (5, 15):
+    quick = GRID == "quick"
+    for lr in ((0.5, 1.0) if quick else (0.1, 0.5, 1.0)):
+        for ng in ((2,) if quick else (1, 2)):
+            for ep in ((5,) if quick else (5, 15)):
                 for mm in ((0, 0), (3, 6)):
                     grid.append({"lr": lr, "ngrams": ng, "epoch": ep, "minn": mm[0], "maxn": mm[1]})
     best, tried = None, []
