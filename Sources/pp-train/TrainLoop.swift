@@ -174,7 +174,10 @@ final class TrainLoop {
         if let v = s.average { target.average = v }
         applyKnobs(target, source: "start")
         var ctl = existingControl ?? Control()
-        ctl.lr = knobs.lr; ctl.dropout = knobs.dropout; ctl.average = knobs.average
+        ctl.lr = knobs.lr; ctl.dropout = knobs.dropout
+        // `average` is written once someone uses it (a file of a run that never did keeps its
+        // three keys); absent means "as it is", which then is the checkpoint's or the default.
+        if ctl.average != nil || knobs.average != Knobs.defaultAverage { ctl.average = knobs.average }
         if ctl.pause == nil { ctl.pause = knobs.pause }
         if ctl != existingControl {
             try ctl.write(controlPath)
