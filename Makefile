@@ -1,5 +1,5 @@
 # Perpetuum. `make demo` and `make test` do all their own set-up on a fresh Debian 12.
-# Targets: deps build test demo bench bench-quick drift drift-quick install clean (see README.md).
+# Targets: deps build test demo bench bench-quick bench-accuracy drift drift-quick install clean (see README.md).
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -26,7 +26,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick production-sim install man clean fuzz fuzz-smoke
+.PHONY: all deps build test test-systemd demo bench bench-quick bench-accuracy drift drift-quick production-sim install man clean fuzz fuzz-smoke
 
 all: build
 
@@ -76,6 +76,14 @@ bench: build
 
 bench-quick: build
 	PP_BIN="$(BIN)" BENCH_QUICK=1 bench/run.sh
+
+# The static accuracy check alone (issue 19; also the last part of `make bench`): pp-train at
+# its defaults against fastText (defaults and the best of a small grid) and VW on two data sets
+# built from Debian's packages, with 95% intervals (bench/accuracy.py; ~15-25 min on 2 cores).
+# ACC_SETS=debian|wordnet, ACC_PP_VARIANTS="name=flags;...", ACC_NO_REFS=1: see the script.
+bench-accuracy: build
+	bench/setup.sh drift
+	PP_BIN="$(BIN)" python3 bench/accuracy.py
 
 # make drift [STREAM=git|util-linux] [PERIOD=2023-2025] [STREAM_DIR=DIR NAME=NAME]: the week-by-
 # week replay of real streams through the tools beside weekly fastText retraining and Vowpal

@@ -26,4 +26,9 @@ elif [ ! -f "$here/venv/.bench-setup" ]; then
     echo "bench/run.sh: quick mode without bench/venv: reference tools will be skipped (bench/setup.sh installs them)" >&2
 fi
 
-exec python3 "$here/bench.py"
+python3 "$here/bench.py"
+# The static accuracy check on two large test sets (bench/accuracy.py, issue 19): full runs
+# only (it builds its data from Debian's package lists and downloads one package).
+if [ "${BENCH_QUICK:-0}" = 0 ] && [ -z "${BENCH_ONLY:-}" ]; then
+    python3 "$here/accuracy.py"
+fi

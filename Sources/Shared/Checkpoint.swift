@@ -23,6 +23,8 @@
 //     "OPTM"  dense optimiser state: u64 n, then n floats, same layout as DENS's vector
 //     "TRNR"  trainer state: 4 x u64 RNG state (xoshiro256**), u64 examples trained,
 //             u64 vocabulary evictions
+//     "AVGW"  optional (issue 19): the averaged weights, written when the `average` knob is
+//             on (Average.swift has the layout and its checks); absent in older checkpoints
 //   end     8      end magic "PPCKEND1"
 //
 // `Checkpoint.load` (CheckpointLoad.swift) checks everything (frame checksum, magics, version,
@@ -247,14 +249,16 @@ public final class Checkpoint {
             s.u64(UInt64(state.examples))
             s.u64(UInt64(model.vocabulary.evictions))
         }
-        tail.bytes(endMagic)
-        let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count
+        let avg = state.average?.section(clock: state.examples)
+        let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count + (avg?.count ?? 0) + endMagic.count
         return try streamCompress(total: total) { feed in
             try head.buf.withUnsafeBytes { try feed($0) }
             try inpt.buf.withUnsafeBytes { try feed($0) }
             try Checkpoint.forEachSetBit(bitmap) { try feed(UnsafeRawBufferPointer(start: t.row($0), count: dim * 4)) }
             try states.withUnsafeBytes { try feed($0) }
             try tail.buf.withUnsafeBytes { try feed($0) }
+            try avg?.produce(feed)
+            try endMagic.withUnsafeBytes { try feed($0) }
         }
     }
 

@@ -35,22 +35,38 @@ extension Checkpoint {
     /// Reads, decompresses and checks a checkpoint file (magic, version, every length, the
     /// frame checksum). Throws PPError(status: .corrupt) with a one-line reason
     /// ("ckpt-...ppc: checksum mismatch") on any defect, .noInput when it cannot be read.
-    public static func load(path: String, mode: LoadMode = .full) throws -> Checkpoint {
+    ///
+    /// `averaged`: the model's weights are replaced by the averaged weights of the AVGW
+    /// section when the checkpoint has one (what a deployed checkpoint predicts with: pp-eval,
+    /// predict, pp-ingest's canary); otherwise the training weights, and in `.full` mode the
+    /// average is kept as trainer state (a resume). The average is folded into a full table,
+    /// so an inference load of a checkpoint with the section is read again in `.full` mode
+    /// (only when the `average` knob is on; off by default).
+    public static func load(path: String, mode: LoadMode = .full, averaged: Bool = false) throws -> Checkpoint {
         let frame: FrameReader
         do { frame = try FrameReader(path: path) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
-        return try read(frame, mode: mode)
+        do { return try read(frame, mode: mode, averaged: averaged) } catch is NeedsFullTable {
+            return try load(path: path, mode: .full, averaged: true)
+        }
     }
 
     /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
-    public static func decode(_ file: [UInt8], path: String, mode: LoadMode = .full) throws -> Checkpoint {
-        try file.withUnsafeBytes { try read(try FrameReader(bytes: $0, path: path), mode: mode) }
+    public static func decode(_ file: [UInt8], path: String, mode: LoadMode = .full, averaged: Bool = false) throws -> Checkpoint {
+        do {
+            return try file.withUnsafeBytes { try read(try FrameReader(bytes: $0, path: path), mode: mode, averaged: averaged) }
+        } catch is NeedsFullTable {
+            return try decode(file, path: path, mode: .full, averaged: true)
+        }
     }
 
-    static func read(_ frame: FrameReader, mode: LoadMode) throws -> Checkpoint {
+    /// An inference load met an AVGW section it must fold into a full table.
+    struct NeedsFullTable: Error {}
+
+    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false) throws -> Checkpoint {
         do {
-            return try parse(frame, mode: mode)
+            return try parse(frame, mode: mode, averaged: averaged)
         } catch let e as PPError where e.status == .corrupt && !frame.failed {
             // A defect in the content: when the frame's checksum fails too, that is the
             // cause (a damaged file), and the message says so.
@@ -61,7 +77,7 @@ extension Checkpoint {
 
     /// The sections in order (Checkpoint.swift's layout), each length checked against what
     /// the frame declares it holds before it is read.
-    static func parse(_ s: FrameReader, mode: LoadMode) throws -> Checkpoint {
+    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false) throws -> Checkpoint {
         let path = s.path
         func fail(_ reason: String) -> PPError { PPError.corrupt(path, reason) }
         // The content ends with the end magic; sections must fit before it.
@@ -177,12 +193,33 @@ extension Checkpoint {
             return (rng, ex, ev)
         }
         vocab.setEvictions(evictions)
+
+        // AVGW (optional, Average.swift): read whole, checked there.
+        var avg: (parsed: WeightAverage.Parsed, payload: [UInt8])? = nil
+        if remaining > 0 {
+            let alen = try section(WeightAverage.tag)
+            let payload = try s.bytes(alen)
+            let a = try payload.withUnsafeBytes { p -> WeightAverage.Parsed in
+                var ar = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
+                return try WeightAverage.read(&ar, rows: rows, dim: dim, denseCount: denseCount, examples: examples)
+            }
+            if mode == .inference && averaged { throw NeedsFullTable() }
+            avg = (a, payload)
+        }
         guard s.pos == end else { throw fail("section checkpoint has \(end - s.pos) unread bytes") }
         guard try s.bytes(8) == endMagic else { throw fail("truncated (no end magic)") }
         try s.finish()
 
         let model = Model(config: c, vocabulary: vocab, table: table, dense: dense, labels: meta.labels, packed: packed)
-        let state = mode == .full ? TrainerState(rng: rng, examples: examples, denseState: denseState) : nil
+        var average: WeightAverage? = nil
+        if let a = avg {
+            if averaged {
+                a.payload.withUnsafeBytes { WeightAverage.fold(a.parsed, bytes: $0, into: model) }
+            } else if mode == .full {
+                average = a.payload.withUnsafeBytes { WeightAverage(a.parsed, bytes: $0, rows: rows, dim: dim) }
+            }
+        }
+        let state = mode == .full ? TrainerState(rng: rng, examples: examples, denseState: denseState, average: average) : nil
         return Checkpoint(meta: meta, model: model, state: state)
     }
 

@@ -36,9 +36,29 @@ public struct Knobs: Codable, Equatable, Sendable {
     public var lr: Double = 0.1
     public var dropout: Double = 0.0
     public var pause = false
+    /// Half-life, in trained examples, of the averaged weights that checkpoints deploy
+    /// (Average.swift); 0 = no average (checkpoints deploy the training weights).
+    public var average: Double = Knobs.defaultAverage
 
-    public init(lr: Double = 0.1, dropout: Double = 0.0, pause: Bool = false) {
-        self.lr = lr; self.dropout = dropout; self.pause = pause
+    public static let defaultAverage: Double = 0
+    /// The largest half-life accepted (an average over more examples than any run trains is
+    /// a frozen model).
+    public static let maxAverage: Double = 1e12
+
+    public init(lr: Double = 0.1, dropout: Double = 0.0, pause: Bool = false, average: Double = Knobs.defaultAverage) {
+        self.lr = lr; self.dropout = dropout; self.pause = pause; self.average = average
+    }
+
+    enum CodingKeys: String, CodingKey { case lr, dropout, pause, average }
+
+    /// `average` is absent from checkpoints and status files written before it existed: those
+    /// had no average (0), whatever today's default.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lr = try c.decode(Double.self, forKey: .lr)
+        dropout = try c.decode(Double.self, forKey: .dropout)
+        pause = try c.decode(Bool.self, forKey: .pause)
+        average = try c.decodeIfPresent(Double.self, forKey: .average) ?? 0
     }
 }
 
@@ -60,7 +80,13 @@ extension Knobs {
 
     /// The first problem of these knobs, or nil (knobs read from a checkpoint are checked
     /// like those from control.json and the command line).
-    public var problem: String? { Knobs.problem(lr: lr) ?? Knobs.problem(dropout: dropout) }
+    public var problem: String? { Knobs.problem(lr: lr) ?? Knobs.problem(dropout: dropout) ?? Knobs.problem(average: average) }
+
+    /// Why `average` cannot be used, or nil: 0 (off) or a half-life in 1...maxAverage examples.
+    public static func problem(average: Double) -> String? {
+        average.isFinite && (average == 0 || (average >= 1 && average <= maxAverage)) ? nil
+            : "average must be 0 (off) or a half-life in examples in 1...\(Int64(maxAverage)), got \(average)"
+    }
 }
 
 /// One change of a knob, as recorded in checkpoints.

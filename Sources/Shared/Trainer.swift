@@ -135,6 +135,8 @@ public final class Trainer {
     /// Optimiser state per dense parameter (same layout as DenseLayers.flat); the input rows'
     /// accumulators live in the table (RowTable.state). See `Optimizer`.
     var denseState: [Float]
+    /// The averaged weights (Average.swift) while the `average` knob is on, else nil.
+    var average: WeightAverage?
 
     /// A fresh trainer, seeded by config.seed.
     public init(config: ModelConfig, knobs: Knobs) throws {
@@ -159,6 +161,7 @@ public final class Trainer {
         rng = state.rng
         examples = state.examples
         denseState = state.denseState
+        average = state.average
         BLASSetup.singleThreaded()
     }
 
@@ -245,6 +248,16 @@ public final class Trainer {
         for id in scratch { Vec.add(row, t.row(Int(id)), dim) }
         if !scratch.isEmpty { Vec.scale(row, 1 / Float(scratch.count), dim) }
         t.state(Int(slot)).pointee = 0
+        average?.reset(Int(slot))
+    }
+
+    /// Starts, retunes or drops the average as the `average` knob says (a half-life of 0
+    /// drops it: checkpoints then deploy the training weights).
+    private func syncAverage() {
+        let h = knobs.average
+        guard h > 0 else { average = nil; return }
+        if let a = average { a.halfLife = h; return }
+        average = WeightAverage(rows: model.table.rows, dim: config.dim, halfLife: h, dense: model.dense.flat, clock: examples)
     }
 
     // MARK: Training
@@ -255,6 +268,7 @@ public final class Trainer {
         let n = batch.count
         if n == 0 { return BatchResult(loss: 0, examples: 0, tokens: 0) }
         initHiddenIfNeeded()
+        syncAverage()
         // 1. Each token's fastText hash, vocabulary key and place, in parallel (pure); then
         //    labels and vocabulary, serially in batch order: each token's slot (-1: not
         //    admitted). The feature rows are built by the workers.
@@ -339,6 +353,7 @@ public final class Trainer {
         let nmb = (n + B - 1) / B
         let perRound = max(1, Trainer.syncEvery / B)
         let lr = Float(knobs.lr), dropout = Float(min(max(knobs.dropout, 0), 0.95))
+        let avg = average, clock0 = examples
         for w in workers.prefix(T) {
             w.rng = RNG(seed: rng.next())
         }
@@ -370,7 +385,8 @@ public final class Trainer {
                                 if m >= end { break }
                                 let r = (m * B)..<min(n, (m + 1) * B)
                                 worker.featurize(range: r, input, f)
-                                worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout)
+                                worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout,
+                                                           average: avg, clock: clock0 + r.upperBound)
                             }
                         }
                         if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
@@ -381,11 +397,13 @@ public final class Trainer {
                         if !lossSum.isFinite {
                             throw PPError("loss is \(lossSum) after \(examples) examples (lr \(knobs.lr)): not finite", status: .software)
                         }
+                        let before = avg != nil ? model.dense.flat : []
                         if active == 1 {
                             workers[0].store(into: &model.dense.flat, state: &denseState)
                         } else {
                             Worker.merge(workers.prefix(active), into: &model.dense.flat, state: &denseState)
                         }
+                        avg?.updateDense(before: before, after: model.dense.flat, clock: clock0 + min(n, end * B))
                         m0 = end
                     }
                   }
@@ -408,7 +426,7 @@ public final class Trainer {
         m.vocabularySize = model.vocabulary.size
         m.config = config
         return try Checkpoint.encode(meta: m, model: model,
-                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState))
+                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
     }
 }
 
@@ -417,6 +435,8 @@ struct TrainerState {
     var rng: RNG
     var examples: Int
     var denseState: [Float]
+    /// The averaged weights, or nil (no AVGW section).
+    var average: WeightAverage?
 }
 
 /// The update rule: "leaky AdaGrad", per coordinate on the dense layers and per row on the
@@ -709,19 +729,23 @@ final class Worker {
     /// One SGD step on a mini-batch: forward, backward, update the private dense copy and
     /// the shared input rows. Returns the summed loss.
     /// One step on the examples `range` of the batch whose features `featurize` built.
-    func step(range: Range<Int>, labels: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float) -> Double {
+    /// `average`/`clock`: the running average (if any) and the trainer's clock after this
+    /// mini-batch; rows are brought up to date in it just before they change.
+    func step(range: Range<Int>, labels: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float,
+              average: WeightAverage? = nil, clock: Int = 0) -> Double {
         step(range: 0..<range.count, ids: ids.p, offsets: offs, labels: labels + range.lowerBound,
-             table: table, lr: lr, dropout: dropout)
+             table: table, lr: lr, dropout: dropout, average: average, clock: clock)
     }
 
     func step(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
-              labels ys: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float) -> Double {
+              labels ys: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float,
+              average: WeightAverage? = nil, clock: Int = 0) -> Double {
         let dim = self.dim
         let loss: Double
         if hidden == 0 && !Optimizer.plainSGD && range.count <= Worker.fusedMaxBatch {
             gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout)
             loss = linearFusedStep(range: range, labels: ys, lr: lr, dropout: dropout)
-            updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr)
+            updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr, average: average, clock: clock)
             return loss
         }
         loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout)
@@ -734,7 +758,10 @@ final class Worker {
                 let a = -lr / Float(t - s)
                 let gb = dH.p + b * dim
                 var j = s
-                while j < t { Vec.axpy(table.row(Int(ids[j])), a, gb, dim); j += 1 }
+                while j < t {
+                    average?.touch(Int(ids[j]), table.row(Int(ids[j])), clock: clock)
+                    Vec.axpy(table.row(Int(ids[j])), a, gb, dim); j += 1
+                }
             }
             return loss
         }
@@ -749,12 +776,13 @@ final class Worker {
         } else {
             Vec.adagradStep(params.p, state.p, grad.p, size, lr: lr, beta: Optimizer.beta, eps: Optimizer.eps)
         }
-        updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr)
+        updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr, average: average, clock: clock)
         return loss
     }
 
     /// The input rows' step (leaky AdaGrad, one accumulator per row) from dH.
-    func updateRows(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, lr: Float) {
+    func updateRows(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, lr: Float,
+                    average: WeightAverage? = nil, clock: Int = 0) {
         let dim = self.dim
         let beta = Optimizer.beta, eps = Optimizer.eps
         for b in 0..<range.count {
@@ -766,8 +794,14 @@ final class Worker {
             // The row gradient is gb * inv; its mean square feeds each row's accumulator.
             let ms = Vec.sumSquares(gb, dim) * inv * inv / Float(dim)
             var j = s
+            if let a = average { for k in s..<min(t, s + Trainer.prefetchAhead) { a.table.prefetch(Int(ids[k])) } }
             while j < t {
                 let row = table.row(Int(ids[j]))
+                if let a = average {
+                    // the average's rows are not in cache (the gather read only the weights)
+                    if j + Trainer.prefetchAhead < t { a.table.prefetch(Int(ids[j + Trainer.prefetchAhead])) }
+                    a.touch(Int(ids[j]), row, clock: clock)
+                }
                 let v = beta * row[dim] + ms    // row[dim] is the row's accumulator
                 row[dim] = v
                 Vec.axpy(row, -lr * inv / (pp_sqrt(v) + eps), gb, dim)

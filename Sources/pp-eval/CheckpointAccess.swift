@@ -14,7 +14,9 @@ extension Model: Predictor {}
 
 /// Loads for inference (Checkpoint.LoadMode): pp-eval never trains, so the optimiser state is
 /// skipped and the input rows stay packed (no table of every possible row is faulted in).
+/// The deployed weights: the averaged ones when the checkpoint has them (its AVGW section,
+/// the `average` knob), else the training weights.
 func loadCheckpoint(_ path: String) throws -> LoadedCheckpoint {
-    let ck = try Checkpoint.load(path: path, mode: .inference)
+    let ck = try Checkpoint.load(path: path, mode: .inference, averaged: true)
     return LoadedCheckpoint(meta: ck.meta, model: ck.model)
 }

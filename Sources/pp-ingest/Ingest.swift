@@ -640,7 +640,7 @@ final class Ingester {
         if FileIO.lstatOrNil(root.deployed) != nil {
             do {
                 let target = realPath(root.deployed) ?? root.deployed
-                let c = try Checkpoint.load(path: target, mode: .inference)
+                let c = try Checkpoint.load(path: target, mode: .inference, averaged: true)   // what it deploys
                 let name = target.hasPrefix(root.path + "/") ? String(target.dropFirst(root.path.count + 1)) : target
                 result = (c.model, name)
                 log.info("canary: deployed model loaded", metadata: ["checkpoint": "\(name)", "labels": "\(c.model.labels.count)"])

@@ -3,6 +3,8 @@
 //   lr       learning rate, a number > 0 that a 32-bit float holds as a normal number
 //   dropout  dropout rate, a number in [0, 1) (also as a 32-bit float)
 //   pause    true stops training (the trainer keeps answering signals and writing status)
+//   average  half-life, in trained examples, of the weight average checkpoints deploy
+//            (0 = off: they deploy the training weights); Average.swift
 // A missing key means "leave as it is". The file is replaced whole (FileIO.publish), never
 // edited in place. This file knows the format and its validation, not when it is read.
 
@@ -13,14 +15,15 @@ struct Control: Equatable {
     var lr: Double?
     var dropout: Double?
     var pause: Bool?
+    var average: Double?
 
-    static let keys = ["lr", "dropout", "pause"]
+    static let keys = ["lr", "dropout", "pause", "average"]
 
-    init(lr: Double? = nil, dropout: Double? = nil, pause: Bool? = nil) {
-        self.lr = lr; self.dropout = dropout; self.pause = pause
+    init(lr: Double? = nil, dropout: Double? = nil, pause: Bool? = nil, average: Double? = nil) {
+        self.lr = lr; self.dropout = dropout; self.pause = pause; self.average = average
     }
 
-    init(knobs: Knobs) { self.init(lr: knobs.lr, dropout: knobs.dropout, pause: knobs.pause) }
+    init(knobs: Knobs) { self.init(lr: knobs.lr, dropout: knobs.dropout, pause: knobs.pause, average: knobs.average) }
 
     /// Checks one value; returns a reason when it is out of range (Knobs.problem: in the
     /// Float precision the trainer uses).
@@ -43,6 +46,10 @@ struct Control: Equatable {
             guard let v = Double(value) else { throw PPError("dropout=\(value): not a number", status: .usage) }
             if let r = Control.check(dropout: v) { throw PPError("dropout=\(value): \(r)", status: .usage) }
             dropout = v
+        case "average":
+            guard let v = Double(value) else { throw PPError("average=\(value): not a number", status: .usage) }
+            if let r = Knobs.problem(average: v) { throw PPError("average=\(value): \(r)", status: .usage) }
+            average = v
         case "pause":
             switch value {
             case "true", "1", "yes", "on": pause = true
@@ -72,7 +79,10 @@ struct Control: Equatable {
                 c.dropout = x
             case ("pause", .bool(let b)):
                 c.pause = b
-            case ("lr", _), ("dropout", _):
+            case ("average", .number(let x)):
+                if let r = Knobs.problem(average: x) { throw PPError("\(path): \(r)", status: .corrupt) }
+                c.average = x
+            case ("lr", _), ("dropout", _), ("average", _):
                 throw PPError("\(path): \(k): expected a number", status: .corrupt)
             case ("pause", _):
                 throw PPError("\(path): pause: expected true or false", status: .corrupt)
@@ -106,6 +116,7 @@ struct Control: Equatable {
         if let v = lr { parts.append("\"lr\":\(JSONText.number(v))") }
         if let v = dropout { parts.append("\"dropout\":\(JSONText.number(v))") }
         if let v = pause { parts.append("\"pause\":\(v)") }
+        if let v = average { parts.append("\"average\":\(JSONText.number(v))") }
         return "{" + parts.joined(separator: ",") + "}\n"
     }
 
@@ -120,6 +131,7 @@ struct Control: Equatable {
         if let v = lr { k.lr = v }
         if let v = dropout { k.dropout = v }
         if let v = pause { k.pause = v }
+        if let v = average { k.average = v }
         return k
     }
 }
@@ -141,6 +153,7 @@ func knobChanges(from old: Knobs, to new: Knobs, step: Int, at: String) -> [Knob
     var out: [KnobChange] = []
     if old.lr != new.lr { out.append(KnobChange(step: step, knob: "lr", old: "\(old.lr)", new: "\(new.lr)", at: at)) }
     if old.dropout != new.dropout { out.append(KnobChange(step: step, knob: "dropout", old: "\(old.dropout)", new: "\(new.dropout)", at: at)) }
+    if old.average != new.average { out.append(KnobChange(step: step, knob: "average", old: "\(old.average)", new: "\(new.average)", at: at)) }
     if old.pause != new.pause { out.append(KnobChange(step: step, knob: "pause", old: "\(old.pause)", new: "\(new.pause)", at: at)) }
     return out
 }

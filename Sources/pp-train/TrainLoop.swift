@@ -54,6 +54,7 @@ struct TrainSettings {
     var flags: ModelFlags
     var lr: Double?
     var dropout: Double?
+    var average: Double? = nil
 }
 
 final class TrainLoop {
@@ -134,6 +135,7 @@ final class TrainLoop {
         var initialKnobs = Knobs()
         if let v = s.lr { initialKnobs.lr = v }
         if let v = s.dropout { initialKnobs.dropout = v }
+        if let v = s.average { initialKnobs.average = v }
         // A fresh run takes its knobs from control.json if someone set them before the start.
         let existingControl: Control?
         do { existingControl = try Control.read(controlPath) } catch let e as PPError {
@@ -143,6 +145,7 @@ final class TrainLoop {
         var freshKnobs = existingControl?.applied(to: initialKnobs) ?? initialKnobs
         if let v = s.lr { freshKnobs.lr = v }
         if let v = s.dropout { freshKnobs.dropout = v }
+        if let v = s.average { freshKnobs.average = v }
 
         policyPath = root.path + "/policy.json"
         policy = try TrainPolicy.load(root: root)
@@ -168,9 +171,13 @@ final class TrainLoop {
         var target = existingControl?.applied(to: knobs) ?? knobs
         if let v = s.lr { target.lr = v }
         if let v = s.dropout { target.dropout = v }
+        if let v = s.average { target.average = v }
         applyKnobs(target, source: "start")
         var ctl = existingControl ?? Control()
         ctl.lr = knobs.lr; ctl.dropout = knobs.dropout
+        // `average` is written once someone uses it (a file of a run that never did keeps its
+        // three keys); absent means "as it is", which then is the checkpoint's or the default.
+        if ctl.average != nil || knobs.average != Knobs.defaultAverage { ctl.average = knobs.average }
         if ctl.pause == nil { ctl.pause = knobs.pause }
         if ctl != existingControl {
             try ctl.write(controlPath)

@@ -69,6 +69,7 @@ struct Train: ParsableCommand {
     // Knobs: like `pp-train set` at start.
     @Option(help: ArgumentHelp("Learning rate (a knob: also `pp-train set lr=...`; default 0.1).", valueName: "x")) var lr: Double?
     @Option(help: ArgumentHelp("Dropout rate in [0, 1) (a knob; default 0).", valueName: "x")) var dropout: Double?
+    @Option(help: ArgumentHelp("Checkpoints deploy an exponential moving average of the weights with this half-life in trained examples; 0 = the training weights (a knob: also `pp-train set average=...`; default \(JSONText.number(Knobs.defaultAverage))). See docs/operations.md.", valueName: "examples")) var average: Double?
 
     // The loop.
     @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Checkpoint interval: 1h, 30m, 90s, 2d, or examples such as 50000ex.", valueName: "every"))
@@ -97,6 +98,7 @@ struct Train: ParsableCommand {
         if mn > mx && !(mx == 0) { throw ValidationError("--minn \(mn) is larger than --maxn \(mx)") }
         if let v = lr, let r = Control.check(lr: v) { throw ValidationError("--lr: \(r)") }
         if let v = dropout, let r = Control.check(dropout: v) { throw ValidationError("--dropout: \(r)") }
+        if let v = average, let r = Knobs.problem(average: v) { throw ValidationError("--average: \(r)") }
     }
 
     func run() throws {
@@ -124,7 +126,7 @@ struct Train: ParsableCommand {
                 replay: replay, maxPasses: maxPasses, cadence: Cadence(parsing: checkpointEvery)!,
                 flags: ModelFlags(dim: dim, wordNgrams: wordNgrams, minn: minn, maxn: maxn, bucket: bucket, minCount: minCount,
                                   vocabCapacity: vocabCapacity, hidden: hidden, threads: threads, seed: seed),
-                lr: lr, dropout: dropout)
+                lr: lr, dropout: dropout, average: average)
             let loop = try TrainLoop(settings: settings, log: log, signals: signals)
             let status = once ? try loop.runOnce() : try loop.runForever()
             if status != .ok { throw ExitCode(status.rawValue) }
@@ -139,12 +141,12 @@ struct SetKnobs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set",
         abstract: "Change a run's knobs: replaces runs/RUN/control.json; a running trainer applies it within 5 s.",
-        discussion: "Keys: lr (> 0), dropout ([0, 1)), pause (true|false). Keys not given keep their value. Prints the new control.json."
+        discussion: "Keys: lr (> 0), dropout ([0, 1)), pause (true|false), average (half-life in examples of the deployed weight average, 0 = off). Keys not given keep their value. Prints the new control.json."
     )
 
     @OptionGroup var rootOptions: RootOptions
     @OptionGroup var runOption: RunOption
-    @Argument(help: ArgumentHelp("lr=X, dropout=X, pause=true|false", valueName: "key=value"))
+    @Argument(help: ArgumentHelp("lr=X, dropout=X, pause=true|false, average=N", valueName: "key=value"))
     var assignments: [String] = []
 
     func run() throws {

@@ -20,7 +20,7 @@ final class DaemonTests: XCTestCase {
         XCTAssertGreaterThan(before, 0, "checkpoints while training and on becoming idle")
 
         // Bad requests are refused and change nothing.
-        for bad in [["lr=abc"], ["lr=-1"], ["dropout=1.5"], ["pause=maybe"], ["speed=3"], ["lr"], []] {
+        for bad in [["lr=abc"], ["lr=-1"], ["dropout=1.5"], ["pause=maybe"], ["speed=3"], ["lr"], [], ["average=0.5"], ["average=-1"], ["average=nan"]] {
             let r = try TestSupport.run("pp-train", ["set", "--root", root] + bad)
             XCTAssertEqual(r.status, 64, "\(bad): \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("<3>pp-train: "), r.stderr)

@@ -25,6 +25,25 @@ final class KnobTests: XCTestCase {
         XCTAssertNil(Knobs(lr: 0.1, dropout: 0.2).problem)
     }
 
+    func testAverageKnob() throws {
+        // 0 (off) or a half-life of 1...10^12 trained examples, from every source.
+        for bad in [0.5, -1, 1e13, .nan, .infinity] {
+            XCTAssertNotNil(Knobs.problem(average: bad), "average \(bad)")
+            var c = Control()
+            XCTAssertThrowsError(try c.set("average=\(bad)")) { XCTAssertEqual(($0 as? PPError)?.status, .usage) }
+            XCTAssertThrowsError(try Control.parse(Array("{\"average\":\(bad.isFinite ? "\(bad)" : "1e999")}".utf8), path: "c.json"))
+        }
+        XCTAssertThrowsError(try Control.parse(Array("{\"average\":true}".utf8), path: "c.json"))
+        for good in [0.0, 1, 500, 1e12] { XCTAssertNil(Knobs.problem(average: good), "average \(good)") }
+        var c = Control()
+        try c.set("average=500")
+        XCTAssertEqual(c.json, "{\"average\":500}\n")
+        XCTAssertEqual(try Control.parse(Array(c.json.utf8), path: "c.json"), c)
+        XCTAssertEqual(c.applied(to: Knobs()).average, 500)
+        XCTAssertEqual(knobChanges(from: Knobs(), to: c.applied(to: Knobs()), step: 3, at: "t").map(\.knob), ["average"])
+        XCTAssertNotNil(Knobs(lr: 0.1, average: 0.2).problem)
+    }
+
     func testFlagsRefuseKnobsAFloatCannotHold() throws {
         let root = try Fix.newRoot("knobflags")
         defer { try? FileManager.default.removeItem(atPath: root) }
