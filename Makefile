@@ -26,7 +26,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-systemd demo bench bench-quick drift drift-quick production-sim install man clean fuzz fuzz-smoke
+.PHONY: all deps build test test-sanitize test-systemd demo bench bench-quick drift drift-quick production-sim install man clean fuzz fuzz-smoke
 
 all: build
 
@@ -61,6 +61,16 @@ fuzz: deps
 
 fuzz-smoke: deps
 	FUZZ_SECONDS=20 SWIFT=$(SWIFT) tools/fuzz.sh
+
+# The XCTest suite under AddressSanitizer, then under ThreadSanitizer (issue 15), each in its
+# own scratch folder (.build-asan, .build-tsan). SANITIZE_FILTER=REGEX limits the tests run.
+# Leak detection is off: the Swift runtime's metadata caches live until exit and read as
+# leaks. tools/tsan.supp holds the Hogwild trainer's intended races, and only those.
+SANITIZE_FILTER ?=
+SAN_TEST = $(SWIFT) test -c release -Xswiftc -enable-testing --disable-swift-testing $(if $(SANITIZE_FILTER),--filter '$(SANITIZE_FILTER)')
+test-sanitize: deps
+	ASAN_OPTIONS=detect_leaks=0 $(SAN_TEST) --scratch-path .build-asan --sanitize=address
+	TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1" $(SAN_TEST) --scratch-path .build-tsan --sanitize=thread
 
 # The systemd units alone: static checks, then a real systemd in a container (as root; see
 # docs/operations.md, "How the units are tested"). PP_SYSTEMD_TEST=static|0 limits it.
@@ -144,4 +154,4 @@ man: $(if $(filter command line,$(origin BIN)),,build)
 	for t in $(TOOLS); do "$$tool" "$(BIN)/$$t" --date "$$date" --output-directory $(MANOUT) || exit 1; done
 
 clean:
-	rm -rf .build .build-test .build-fuzz demo/root bench/work
+	rm -rf .build .build-test .build-fuzz .build-asan .build-tsan demo/root bench/work
