@@ -26,7 +26,7 @@ BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-sanitize test-systemd demo bench bench-quick drift drift-quick production-sim install man clean fuzz fuzz-smoke
+.PHONY: all deps build test test-sanitize crash-soak test-systemd demo bench bench-quick drift drift-quick production-sim install man clean fuzz fuzz-smoke
 
 all: build
 
@@ -51,6 +51,7 @@ test: deps
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
 	python3 tools/production-sim.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" --days 90 --ingest-every 43200 --check \
 	  --work bench/work/production-sim-test
+	python3 tools/crash-soak.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" --kills 20 --work bench/work/crash-soak-test
 
 # libFuzzer targets (Fuzz/, tools/fuzz.sh): checkpoint and shard readers, the input parser,
 # control.json, policy.json, selections.jsonl; each FUZZ_SECONDS (default 600) from the seed
@@ -61,6 +62,14 @@ fuzz: deps
 
 fuzz-smoke: deps
 	FUZZ_SECONDS=20 SWIFT=$(SWIFT) tools/fuzz.sh
+
+# make crash-soak [SOAK_KILLS=200]: the pipeline (pp-train daemon, pp-ingest, pp-eval --pending,
+# pp-select) on a replayed stream with a random tool SIGKILLed every few seconds, then checks
+# that no input was lost or trained twice and every visible file is valid (tools/crash-soak.py).
+# `make test` runs 20 kills (about 2 minutes).
+SOAK_KILLS ?= 200
+crash-soak: build
+	python3 tools/crash-soak.py --bin "$(BIN)" --kills $(SOAK_KILLS)
 
 # The XCTest suite under AddressSanitizer, then under ThreadSanitizer (issue 15), each in its
 # own scratch folder (.build-asan, .build-tsan). SANITIZE_FILTER=REGEX limits the tests run.
