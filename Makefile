@@ -51,6 +51,7 @@ test: deps
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
 	python3 tools/production-sim.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" --days 90 --ingest-every 43200 --check \
 	  --work bench/work/production-sim-test
+	python3 tools/crash-soak.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" --kills 20 --work bench/work/crash-soak-test
 	FUZZ_SECONDS=10 SWIFT=$(SWIFT) tools/fuzz.sh
 
 # libFuzzer targets (Fuzz/, tools/fuzz.sh): checkpoint and shard readers, the input parser,

@@ -180,7 +180,8 @@ class Soak:
             # At rest only once the daemon has seen every shard on disk (a status written
             # before its last rescan says idle too: that race ended an unloaded run early).
             names = sorted(n for n in os.listdir(os.path.join(self.root, "shards")) if n.endswith(".pps") and not n.startswith("."))
-            seen_all = not names or st and st.get("newest_shard") == names[-1]
+            seen_all = not names or (st and st.get("newest_shard") == names[-1]
+                                     and (st.get("shards") or 0) + (st.get("suspects") or 0) >= len(names))
             if st and seen_all and st.get("state") == "idle" and st.get("pending_shards") == 0 and st.get("pid") == self.daemon.pid:
                 ck = st.get("last_checkpoint") or ""
                 if ck.endswith(f"-{st['step']:012d}.ppc"):
