@@ -328,9 +328,14 @@ public enum EvalNames {
 
     /// "<ckpt file sans .ppc>--<RUN>--<first 16 hex of evalset>"; `.json` and `.pex` follow.
     public static func base(checkpointFile: String, run: String, evalset: String) -> String {
+        checkpointStem(checkpointFile, run: run) + "--" + String(evalset.prefix(16))
+    }
+
+    /// "<ckpt file sans .ppc>--<RUN>": the part every file of a checkpoint's in evals/ starts with.
+    static func checkpointStem(_ checkpointFile: String, run: String) -> String {
         var f = checkpointFile
         if f.hasSuffix(".ppc") { f.removeLast(4) }
-        return f + "--" + run + "--" + String(evalset.prefix(16))
+        return f + "--" + run
     }
 
     /// (RUN, FILE) of a checkpoint path ending in "runs/RUN/checkpoints/FILE"; nil otherwise.
@@ -340,9 +345,13 @@ public enum EvalNames {
         return (parts[parts.count - 3], parts[parts.count - 1])
     }
 
-    /// pp-eval's per-shard score cache, "<ckpt file sans .ppc>--<RUN>.psc" (pp-eval's
-    /// ScoreCache.swift has the format; pp-select only deletes these with their checkpoint).
+    /// pp-eval's per-shard score cache, "<ckpt file sans .ppc>--<RUN>.psc", one per checkpoint
+    /// (pp-eval's ScoreCache.swift has the format; pp-select only deletes these with their
+    /// checkpoint).
     public static let scoreCacheExtension = "psc"
+    public static func scoreCache(checkpointFile: String, run: String) -> String {
+        checkpointStem(checkpointFile, run: run) + "." + scoreCacheExtension
+    }
 
     public static func relativeCheckpointPath(run: String, file: String) -> String {
         "runs/" + run + "/checkpoints/" + file

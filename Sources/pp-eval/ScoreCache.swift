@@ -26,7 +26,8 @@
 // the result it served, atomically, and holds only the shards of the eval set just scored, so
 // it stays the size of one eval window. pp-select deletes it with the checkpoint's weights.
 //
-// This file encodes, decodes and names the cache; Scorer.swift fills and combines it.
+// This file encodes and decodes the cache (EvalNames.scoreCache names it); Scorer.swift
+// fills and combines it.
 
 import Foundation
 import Shared
@@ -69,13 +70,6 @@ struct ScoreCache: Equatable {
     static func == (a: ScoreCache, b: ScoreCache) -> Bool {
         a.checkpoint == b.checkpoint && a.checkpointBytes == b.checkpointBytes && a.labels == b.labels && a.shards.count == b.shards.count
             && zip(a.shards, b.shards).allSatisfy { $0.sha256 == $1.sha256 && $0.outcomes == $1.outcomes }
-    }
-
-    /// "<ckpt file sans .ppc>--<RUN>.psc" (no eval-set part: one cache per checkpoint).
-    static func name(checkpointFile: String, run: String) -> String {
-        var f = checkpointFile
-        if f.hasSuffix("." + Checkpoint.fileExtension) { f.removeLast(Checkpoint.fileExtension.count + 1) }
-        return f + "--" + run + "." + fileExtension
     }
 
     /// The outcomes of the shard with this digest, if cached with the expected example count.

@@ -132,7 +132,8 @@ struct Score: ParsableCommand {
         let set = try loadEvalSet(data: data, root: root)
         let result: EvalResult
         if !noStore && data.isEmpty {
-            result = try scoreStored(path, set: set, root: root, slicing: slicing)
+            let real = FileIO.realPath(path) ?? path
+            result = try scoreStored(real, meta: try Checkpoint.readHead(path: real).meta, set: set, root: root, slicing: slicing)
         } else {
             let ck = try loadCheckpoint(path)
             let examples: ExampleFile
@@ -194,11 +195,12 @@ struct Score: ParsableCommand {
         }
         for p in todo {
             do {
-                let meta = try Checkpoint.readHead(path: p).meta
-                let id = identity(path: p, meta: meta, root: root)
+                let real = FileIO.realPath(p) ?? p
+                let meta = try Checkpoint.readHead(path: real).meta
+                let id = identity(path: real, meta: meta, root: root)
                 let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: set.hash)
                 if FileIO.exists(root.evals + "/" + base + ".json") { continue }
-                let result = try scoreStored(p, set: set, root: root, slicing: slicing)
+                let result = try scoreStored(real, meta: meta, set: set, root: root, slicing: slicing)
                 if (result.scoredExamples ?? 0) > 0 { lastSpeed = result.examplesPerSecond }
                 try emit(try result.json())
             } catch let e as PPError {
@@ -212,16 +214,15 @@ struct Score: ParsableCommand {
         if worst != .ok { throw ExitCode(worst.rawValue) }
     }
 
-    /// Scores the checkpoint at `path` on the root's holdout set `set` through its per-shard
-    /// score cache (ScoreCache.swift): only shards the checkpoint was never scored on go
-    /// through the model, and the checkpoint is loaded (and fully checked) only then. Stores
-    /// the cache, then the per-example file, then the result, each atomically.
-    func scoreStored(_ path: String, set: EvalSet, root: Root, slicing: Slicing) throws -> EvalResult {
-        let real = FileIO.realPath(path) ?? path
-        let meta = try Checkpoint.readHead(path: real).meta
+    /// Scores the checkpoint at `real` (a resolved path; `meta` from its head, which the
+    /// caller has read) on the root's holdout set `set` through its per-shard score cache
+    /// (ScoreCache.swift): only shards the checkpoint was never scored on go through the
+    /// model, and the checkpoint is loaded (and fully checked) only then. Stores the cache,
+    /// then the per-example file, then the result, each atomically.
+    func scoreStored(_ real: String, meta: CheckpointMeta, set: EvalSet, root: Root, slicing: Slicing) throws -> EvalResult {
         let id = identity(path: real, meta: meta, root: root)
         let bytes = FileIO.lstatOrNil(real).map { Int($0.st_size) } ?? -1
-        let cachePath = root.evals + "/" + ScoreCache.name(checkpointFile: id.file, run: id.run)
+        let cachePath = root.evals + "/" + EvalNames.scoreCache(checkpointFile: id.file, run: id.run)
         let log = Log.make(tool)
         let cache = ScoreCache.read(path: cachePath, checkpoint: id.id, checkpointBytes: bytes, warn: { log.warning("\($0)") })
         let sc = try Scorer.scoreCached(set, checkpoint: id.id, checkpointBytes: bytes, cache: cache) {
