@@ -10,18 +10,7 @@ import TestSupport
 final class InboxHardeningTests: IngestTestCase {
     /// Starts pp-ingest on the root without waiting for it.
     func start(_ args: [String] = [], env: [String: String]) throws -> (Process, Pipe, Pipe) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.binary("pp-ingest"))
-        p.arguments = ["--root", root] + args
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env { e[k] = v }
-        p.environment = e
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        return (p, out, err)
+        try TestSupport.start("pp-ingest", ["--root", root] + args, env: env)
     }
 
     func waitFor(_ what: String, seconds: Double, _ cond: () -> Bool) -> Bool {

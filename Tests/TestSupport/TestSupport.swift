@@ -32,9 +32,9 @@ public enum TestSupport {
         public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
-    /// Runs a tool to completion with `args`, optional stdin bytes and extra environment.
-    @discardableResult
-    public static func run(_ tool: String, _ args: [String], stdin: [UInt8]? = nil, env: [String: String] = [:]) throws -> Result {
+    /// Starts a tool with `args` and extra environment without waiting for it; stdout and
+    /// stderr are pipes, stdin is `stdin` or /dev/null.
+    public static func start(_ tool: String, _ args: [String], stdin: Pipe? = nil, env: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool.hasPrefix("/") ? tool : binary(tool))
         p.arguments = args
@@ -44,9 +44,16 @@ public enum TestSupport {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
-        let inPipe = Pipe()
-        p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+        p.standardInput = stdin ?? FileHandle.nullDevice
         try p.run()
+        return (p, out, err)
+    }
+
+    /// Runs a tool to completion with `args`, optional stdin bytes and extra environment.
+    @discardableResult
+    public static func run(_ tool: String, _ args: [String], stdin: [UInt8]? = nil, env: [String: String] = [:]) throws -> Result {
+        let inPipe = Pipe()
+        let (p, out, err) = try start(tool, args, stdin: stdin == nil ? nil : inPipe, env: env)
         if let s = stdin {
             inPipe.fileHandleForWriting.write(Data(s))
             try inPipe.fileHandleForWriting.close()
