@@ -144,7 +144,9 @@ def main():
                 if daemon is None and shards:
                     daemon = drift.Daemon(tools)
                 if daemon and shards:
-                    daemon.settle(shards)
+                    # Batches closer together than the hourly cadence: the daemon checkpoints
+                    # the first time a batch arrives an hour after its first unsaved one.
+                    daemon.settle(shards, checkpoint=a.ingest_every >= 3600)
                     before = tools.cpu.get("pp-eval", 0.0)
                     _, out = tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 2))
                     day["eval_cpu"] += tools.cpu.get("pp-eval", 0.0) - before

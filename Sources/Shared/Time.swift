@@ -19,9 +19,9 @@ public enum Clock {
     /// Replays only (`make drift`, compressed-clock tests; docs/operations.md, "Simulated
     /// clock"): $PP_CLOCK_FILE names a file holding Unix seconds as a decimal number, and
     /// every "now" of every tool (checkpoint names and times, selection windows, settle
-    /// times, timestamps in records) is read from it at each call, so a harness can move
-    /// time for a long-running trainer too. Durations (rates, timeouts, the checkpoint
-    /// cadence) stay on the monotonic clock. A file that cannot be read or parsed falls
+    /// times, timestamps in records, and the checkpoint cadence: `cadence()`) is read from
+    /// it at each call, so a harness can move time for a long-running trainer too. Other
+    /// durations (rates, timeouts, rescans) stay on the monotonic clock. A file that cannot be read or parsed falls
     /// back to the wall clock, with one warning on stderr per process.
     static let simulatedPath: String? = getenv("PP_CLOCK_FILE").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
 
@@ -46,6 +46,14 @@ public enum Clock {
             _ = msg.withCString { write(2, $0, strlen($0)) }
         }
         return nil
+    }
+
+    /// Seconds for the checkpoint cadence: the simulated clock when $PP_CLOCK_FILE is set
+    /// (so a compressed-clock replay sees hourly checkpoints in its own hours), otherwise
+    /// the monotonic clock. Only differences of two readings mean anything.
+    public static func cadence() -> Double {
+        if let path = simulatedPath, let t = simulated(path) { return t }
+        return monotonic()
     }
 
     /// Monotonic seconds, for measuring durations.

@@ -46,6 +46,11 @@ struct StatusDoc: Codable, Equatable {
     var probation: String?
     var probationConfirmed = 0
     var probationUndone = 0
+    /// Work not in a checkpoint yet: when its first batch was trained, and when an idle
+    /// trainer checkpoints it (`--checkpoint-every` after that; absent for an example
+    /// cadence, which checkpoints as soon as the trainer is idle). Absent when all is saved.
+    var unsavedSince: String?
+    var checkpointDue: String?
 
     enum CodingKeys: String, CodingKey {
         case schema, run, pid, state, mode, step, tokens, loss, knobs, labels, shards
@@ -67,6 +72,8 @@ struct StatusDoc: Codable, Equatable {
         case judging, probation
         case probationConfirmed = "probation_confirmed"
         case probationUndone = "probation_undone"
+        case unsavedSince = "unsaved_since"
+        case checkpointDue = "checkpoint_due"
     }
 
     func write(_ path: String) throws {

@@ -81,7 +81,9 @@ final class TrainLoop {
     var lastGood: String?
     var lastCheckpointWritten: String?
     var lastCkptStep: Int
-    var lastCkptTime = Clock.monotonic()
+    /// When the first batch not in a checkpoint was trained: `Clock.cadence()` (for the
+    /// cadence) and `Clock.now()` (for status.json); nil while everything is saved.
+    var unsavedSince: (cadence: Double, wall: Double)?
 
     var state = "starting"
     var mode: DataFeed.Mode?
@@ -247,7 +249,8 @@ final class TrainLoop {
                             suspects: suspects.shards.count, guardTrips: guardTrips, lastGuardTrip: lastTrip, guardSpikes: guardSpikes,
                             lastShardLoss: lastShardLoss, guardThreshold: guardian.currentThreshold,
                             judging: guardian.state.judging?.shard, probation: guardian.state.probation?.shard,
-                            probationConfirmed: probationConfirmed, probationUndone: probationUndone)
+                            probationConfirmed: probationConfirmed, probationUndone: probationUndone,
+                            unsavedSince: unsavedStatus.since, checkpointDue: unsavedStatus.due)
         do { try doc.write(statusPath) } catch {
             log.error("cannot write status.json: \(error)")
         }
@@ -301,7 +304,7 @@ final class TrainLoop {
         lastGood = path
         lastCheckpointWritten = path
         lastCkptStep = step
-        lastCkptTime = Clock.monotonic()
+        unsavedSince = nil
         return path
     }
 
@@ -342,11 +345,40 @@ final class TrainLoop {
         }
     }
 
+    /// Notes when unsaved work began (called after every batch).
+    func noteUnsaved() {
+        if !dirty { unsavedSince = nil } else if unsavedSince == nil { unsavedSince = (Clock.cadence(), Clock.now()) }
+    }
+
+    /// The cadence counts from the first unsaved batch, not from the last checkpoint: after
+    /// a long idle time the first new batch does not trigger a checkpoint of its own, and a
+    /// trickle of small shards (an ingest every few minutes) gets one checkpoint per
+    /// interval, not one per shard.
     func cadenceDue() -> Bool {
+        noteUnsaved()
         switch s.cadence {
         case .examples(let n): return step - lastCkptStep >= n
-        case .seconds(let sec): return Clock.monotonic() - lastCkptTime >= sec
+        case .seconds(let sec):
+            guard let since = unsavedSince else { return false }
+            return Clock.cadence() - since.cadence >= sec
         }
+    }
+
+    /// An idle trainer checkpoints its unsaved work once the cadence is due (a duration:
+    /// `--checkpoint-every` after the first unsaved batch) or at once (an example count,
+    /// which cannot come due while no example is trained). Paused: at once.
+    func idleCheckpointDue() -> Bool {
+        guard dirty else { return false }
+        if state == "paused" { return true }
+        if case .examples = s.cadence { return true }
+        return cadenceDue()
+    }
+
+    /// status.json's `unsaved_since` and `checkpoint_due`.
+    var unsavedStatus: (since: String?, due: String?) {
+        guard dirty, let u = unsavedSince else { return (nil, nil) }
+        if case .seconds(let sec) = s.cadence { return (Clock.iso(u.wall), Clock.iso(u.wall + sec)) }
+        return (Clock.iso(u.wall), nil)
     }
 
     // MARK: training
@@ -742,11 +774,13 @@ final class TrainLoop {
                 case .trained, .empty, .tripped: break
                 case .nan: try recoverFromNaN()
                 }
+                noteUnsaved()
                 if dirty && cadenceDue() && !judgingShard { tryCheckpoint(reason: "cadence \(s.cadence)") }
             } else {
-                // Idle, paused or halted: make the work so far durable, then sleep until the
+                // Idle, paused or halted: make the work so far durable (idle: once the cadence
+                // is due, checked at every wake-up, at least every 2 s), then sleep until the
                 // next scan or control check (a signal wakes us early).
-                if dirty && !halted && !judgingShard { tryCheckpoint(reason: state) }
+                if !halted && !judgingShard && idleCheckpointDue() { tryCheckpoint(reason: state); nextStatus = 0 }
                 if Clock.monotonic() >= nextStatus { writeStatus(); nextStatus = Clock.monotonic() + 2 }
                 now = Clock.monotonic()
                 signals.sleep(min(nextScan, nextControl, now + (watchdog.period ?? 2)) - now)

@@ -10,6 +10,64 @@ import XCTest
 final class DaemonTests: XCTestCase {
     func state(_ root: String) -> String? { Fix.status(root)?["state"] as? String }
 
+    /// A trickle of small shards (an ingest every 5 minutes) gets one checkpoint per
+    /// `--checkpoint-every`, counted from the first unsaved batch, not one per shard; an idle
+    /// trainer checkpoints its unsaved work once that interval has passed. On a simulated
+    /// clock, as `make production-sim` runs it.
+    func testTrickleOfShardsIsCheckpointedOncePerInterval() throws {
+        let root = try Fix.newRoot("trickle")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let clock = root + "/clock"
+        var now = 1_780_000_000.0
+        func setClock(_ t: Double) throws { now = t; try FileIO.publish(Array("\(t)\n".utf8), to: clock) }
+        try setClock(now)
+        let t0 = now
+        try Fix.shard(root, Fix.shardName(1), Fix.examples(40, labels: ["a", "b"], seed: 1))
+        let d = try Daemon(["--root", root, "--rescan", "0.2", "--checkpoint-every", "1h", "--batch", "8", "--max-passes", "1"] + Fix.tiny,
+                           tag: "trickle", env: ["PP_CLOCK_FILE": clock])
+        func settled(_ name: String) -> Bool {
+            guard let st = Fix.status(root) else { return false }
+            return st["state"] as? String == "idle" && st["newest_shard"] as? String == name && st["pending_shards"] as? Int == 0
+        }
+        guard Fix.waitFor(30, "first shard trained", { settled(Fix.shardName(1)) }) else { return XCTFail(d.stderr) }
+        var st = Fix.status(root) ?? [:]
+        XCTAssertEqual(d.stdoutLines.count, 0, "no checkpoint on becoming idle before the interval: \(d.stdoutLines)")
+        XCTAssertEqual(st["unsaved_since"] as? String, Clock.iso(t0))
+        XCTAssertEqual(st["checkpoint_due"] as? String, Clock.iso(t0 + 3600))
+        // Eleven more shards, one every 5 simulated minutes: still inside the hour.
+        for k in 2...12 {
+            try setClock(t0 + Double(k - 1) * 300)
+            try Fix.shard(root, Fix.shardName(k), Fix.examples(40, labels: ["a", "b", "c"], seed: UInt64(k)))
+            d.signal(SIGHUP)
+            guard Fix.waitFor(30, "shard \(k) trained", { settled(Fix.shardName(k)) }) else { return XCTFail(d.stderr) }
+        }
+        XCTAssertEqual(d.stdoutLines.count, 0, "12 shards in 55 minutes: no checkpoint yet")
+        // The 13th arrives an hour after the first unsaved batch: one checkpoint.
+        try setClock(t0 + 3600)
+        try Fix.shard(root, Fix.shardName(13), Fix.examples(40, labels: ["a", "b"], seed: 13))
+        d.signal(SIGHUP)
+        guard Fix.waitFor(30, "an hourly checkpoint", { d.stdoutLines.count == 1 && settled(Fix.shardName(13)) }) else { return XCTFail(d.stderr) }
+        // Idle with unsaved work (what followed the checkpoint, if any) or none: nothing more
+        // until the interval has passed; then an idle checkpoint without new data.
+        sleep(3)
+        XCTAssertEqual(d.stdoutLines.count, 1, d.stdoutLines.joined(separator: "\n"))
+        st = Fix.status(root) ?? [:]
+        let step = st["step"] as? Int ?? -1
+        let saved = try Checkpoint.load(path: d.stdoutLines[0]).meta.step
+        if saved < step {
+            XCTAssertNotNil(st["checkpoint_due"] as? String)
+            try setClock(t0 + 2 * 3600 + 1)
+            guard Fix.waitFor(10, "an idle checkpoint once due", { d.stdoutLines.count == 2 }) else { return XCTFail(d.stderr) }
+            XCTAssertEqual(try Checkpoint.load(path: d.stdoutLines[1]).meta.step, step)
+        }
+        guard Fix.waitFor(10, "status: all saved", { Fix.status(root)?["unsaved_since"] == nil && Fix.status(root)?["checkpoint_due"] == nil })
+        else { return XCTFail("\(Fix.status(root) ?? [:])") }
+        let lines = d.stdoutLines.count
+        d.signal(SIGTERM)
+        XCTAssertEqual(d.wait(), 0)
+        XCTAssertEqual(d.stdoutLines.count, lines, "nothing unsaved: no final checkpoint")
+    }
+
     func testSetAppliedToRunningTrainer() throws {
         let root = try Fix.newRoot("set")
         defer { try? FileManager.default.removeItem(atPath: root) }
