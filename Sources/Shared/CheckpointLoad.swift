@@ -107,17 +107,27 @@ extension Checkpoint {
         }
 
         let start = try s.bytes(min(16, s.size))
-        try start.withUnsafeBytes { try checkStart($0, path: path) }
+        let version = try start.withUnsafeBytes { try checkStart($0, path: path) }
         guard s.size >= 16 + 8 else { throw fail("truncated (no end magic)") }
         let ml = Int(start.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
         try need(ml)
         let metaBytes = try s.bytes(ml)
-        let meta: CheckpointMeta
+        var meta: CheckpointMeta
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(metaBytes)) } catch {
             throw fail("unreadable meta JSON (\(error))")
         }
         let c = meta.config
         try checkMeta(meta, path: path)
+        if version >= 2 {
+            // CURS: the data cursor; built for a full load (pp-train resumes from it), only
+            // checked in place otherwise (meta.cursor stays empty: nothing else needs it).
+            let clen = try section(cursorTag)
+            let cursor = try s.bytes(clen).withUnsafeBytes { p in
+                var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
+                return try readCursor(&r, build: mode == .full)
+            }
+            if mode == .full { meta.cursor = cursor }
+        }
         let f = Features(config: c)
         // The INPT bitmap alone holds ceil(rows / 8) bytes: a config that declares more rows
         // than the rest of the file can describe is refused before anything is allocated for
