@@ -130,6 +130,14 @@ public final class Checkpoint {
     public let model: Model
     /// The trainer's state; nil for a checkpoint loaded for inference (CheckpointLoad.swift).
     let state: TrainerState?
+    /// A delta loaded in `.full` mode: the INPT bitmap of its rows (changed since its base);
+    /// nil for a full checkpoint (DeltaCheckpoint.swift).
+    var deltaRows: [UInt8]?
+    /// The base a delta written after this one would complete: a delta's own base, or this
+    /// full checkpoint's "RUN/FILE" when it sits in a run's folder; nil otherwise.
+    var deltaBase: String?
+    /// Rows stored in that base.
+    var baseStoredRows = 0
 
     init(meta: CheckpointMeta, model: Model, state: TrainerState?) {
         self.meta = meta; self.model = model; self.state = state
@@ -204,8 +212,11 @@ public final class Checkpoint {
         }
     }
 
-    /// Serialises and compresses (see the layout above).
-    static func encode(meta: CheckpointMeta, model: Model, state: TrainerState) throws -> [UInt8] {
+    /// Serialises and compresses (see the layout above). With `delta` (a delta checkpoint,
+    /// meta.base set), INPT stores exactly those rows, whatever their values; otherwise the
+    /// rows that are not all zero. Returns the bytes and the number of rows stored.
+    static func encode(meta: CheckpointMeta, model: Model, delta: RowBits? = nil, state: TrainerState) throws -> (bytes: [UInt8], stored: Int) {
+        precondition((delta == nil) == (meta.base == nil), "a delta checkpoint names its base, a full one none")
         precondition(model.packed == nil, "a model loaded for inference cannot be written")
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
@@ -214,11 +225,18 @@ public final class Checkpoint {
         guard cursorFits(meta.cursor) else { throw PPError("checkpoint encoder: a shard name or hash in the cursor is longer than 65535 bytes", status: .software) }
         let t = model.table, dim = t.dim, rows = t.rows
         // Which rows are stored: those whose weights or optimiser state are not exactly zero.
-        var bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
+        var bitmap: [UInt8]
         var stored = 0
-        for i in 0..<rows where t.state(i).pointee != 0 || !Vec.isZero(t.row(i), dim) {
-            bitmap[i >> 3] |= 1 << UInt8(i & 7)
-            stored += 1
+        if let d = delta {
+            precondition(d.rows == rows)
+            bitmap = d.bitmap
+            stored = d.count
+        } else {
+            bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
+            for i in 0..<rows where t.state(i).pointee != 0 || !Vec.isZero(t.row(i), dim) {
+                bitmap[i >> 3] |= 1 << UInt8(i & 7)
+                stored += 1
+            }
         }
         // Small parts are built in memory; the input rows stream from the table straight into
         // the compressor (no raw copy of an ~800 MB table).
@@ -254,7 +272,7 @@ public final class Checkpoint {
         }
         let avg = state.average?.section(clock: state.examples)
         let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count + (avg?.count ?? 0) + endMagic.count
-        return try streamCompress(total: total) { feed in
+        let bytes = try streamCompress(total: total) { feed in
             try head.buf.withUnsafeBytes { try feed($0) }
             try inpt.buf.withUnsafeBytes { try feed($0) }
             try Checkpoint.forEachSetBit(bitmap) { try feed(UnsafeRawBufferPointer(start: t.row($0), count: dim * 4)) }
@@ -263,6 +281,7 @@ public final class Checkpoint {
             try avg?.produce(feed)
             try endMagic.withUnsafeBytes { try feed($0) }
         }
+        return (bytes, stored)
     }
 
     /// Compresses `total` bytes handed over by `produce` (through `feed`, in pieces of any

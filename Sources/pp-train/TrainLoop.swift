@@ -55,6 +55,8 @@ struct TrainSettings {
     var lr: Double?
     var dropout: Double?
     var average: Double? = nil
+    /// Full checkpoints and deltas (Shared/DeltaCheckpoint.swift; `--full-every`).
+    var deltas = DeltaPolicy(fullEvery: DeltaPolicy.defaultFullEvery)
 }
 
 final class TrainLoop {
@@ -282,7 +284,8 @@ final class TrainLoop {
         meta.lineage = lineage
         meta.cursor = feed.cursor
         meta.guardState = guardian.state
-        let bytes = try trainer.checkpointBytes(meta: meta)
+        let bytes = try trainer.checkpointBytes(meta: meta, policy: s.deltas)
+        let kind = trainer.pendingCheckpointIsDelta == true ? "delta of \(trainer.deltaBase ?? "?")" : "full"
         try FileIO.makeDirectories(checkpointDir)
         var name = ""
         while true {
@@ -292,9 +295,10 @@ final class TrainLoop {
         }
         let path = checkpointDir + "/" + name
         try FileIO.publish(bytes, to: path)
+        trainer.checkpointPublished(as: s.run + "/" + name)
         printLine(path)
-        log.info("checkpoint written", metadata: ["path": "\(path)", "step": "\(step)", "bytes": "\(bytes.count)",
-                                                  "seconds": "\(String(format: "%.2f", Clock.monotonic() - t0))", "reason": "\(reason)"])
+        log.info("checkpoint written", metadata: ["path": "\(path)", "step": "\(step)", "bytes": "\(bytes.count)", "kind": "\(kind)",
+                                                  "seconds": "\(String(format: "%.3f", Clock.monotonic() - t0))", "reason": "\(reason)"])
         parent = s.run + "/" + name
         lineage = []; lineageSet = []
         pendingChanges = []
