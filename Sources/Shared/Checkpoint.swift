@@ -20,7 +20,9 @@
 //     "INPT"  input rows, sparse: u64 rows, u32 dim, u64 stored rows R, a bitmap of
 //             ceil(rows/8) bytes (bit i%8 of byte i/8 set = row i stored; all other rows
 //             and their optimiser state are exactly zero), then the R stored rows in
-//             increasing order, dim floats each, then their R optimiser accumulators (floats)
+//             increasing order, dim floats each, then their R optimiser accumulators (floats).
+//             In a delta checkpoint (meta.base set, DeltaCheckpoint.swift) the stored rows
+//             are those changed since the base; the others are the base's
 //     "OPTM"  dense optimiser state: u64 n, then n floats, same layout as DENS's vector
 //     "TRNR"  trainer state: 4 x u64 RNG state (xoshiro256**), u64 examples trained,
 //             u64 vocabulary evictions
