@@ -457,7 +457,10 @@ public final class Trainer {
         m.vocabularySize = model.vocabulary.size
         m.config = config
         for w in workers { if let c = w.changed { changed.absorb(c) } }
-        let delta = policy.fullEvery > 1 && deltaBase != nil && deltasSinceBase + 1 < policy.fullEvery
+        // Only a base of the same run: a run seeded by --init from another run's (or another
+        // root's) checkpoint starts with a full checkpoint of its own.
+        let sameRun = deltaBase.map { $0.prefix { $0 != "/" } == m.run } ?? false
+        let delta = policy.fullEvery > 1 && sameRun && deltasSinceBase + 1 < policy.fullEvery
             && Double(changed.count) <= policy.maxFraction * Double(baseStoredRows)
         m.base = delta ? deltaBase : nil
         m.delta = delta ? deltasSinceBase + 1 : nil

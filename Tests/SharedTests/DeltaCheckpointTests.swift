@@ -134,6 +134,14 @@ final class DeltaCheckpointTests: XCTestCase {
             let fromFull = try Trainer(checkpoint: try Checkpoint.load(path: root.checkpoints(run: "main") + "/ckpt-a.ppc"))
             XCTAssertEqual(fromFull.deltaBase, "main/ckpt-a.ppc")
             XCTAssertEqual(fromFull.deltasSinceBase, 0)
+            // ... but not for another run (a run seeded with --init from it): that one's first
+            // checkpoint is full.
+            var other = meta(c, step: 2)
+            other.run = "other"
+            _ = try fromFull.checkpointBytes(meta: other, policy: policy)
+            XCTAssertEqual(fromFull.pendingCheckpointIsDelta, false)
+            _ = try fromFull.checkpointBytes(meta: meta(c, step: 2), policy: policy)
+            XCTAssertEqual(fromFull.pendingCheckpointIsDelta, true)
         }
     }
 
