@@ -6,10 +6,11 @@
 //
 //   offset  size   field
 //   0       8      magic "PPCKPT01"
-//   8       4      format version u32 = 1
+//   8       4      format version u32 = 2 (1 is still read: the cursor in the meta, no CURS)
 //   12      4      meta length M u32
-//   16      M      meta: CheckpointMeta as UTF-8 JSON, sorted keys
+//   16      M      meta: CheckpointMeta as UTF-8 JSON, sorted keys, without the data cursor
 //   16+M    ...    sections, in this order, each: 4-byte ASCII tag, u64 payload length, payload
+//     "CURS"  (version 2) the data cursor, binary (CheckpointCursor.swift)
 //     "VOCB"  vocabulary: u64 capacity, u64 size; per slot: u16 length + word bytes;
 //             recency order (most recent first): size x u32 slot; u64 candidate count,
 //             then (u64 key, u32 count) per candidate, sorted by key (Vocabulary.swift)
@@ -19,7 +20,9 @@
 //     "INPT"  input rows, sparse: u64 rows, u32 dim, u64 stored rows R, a bitmap of
 //             ceil(rows/8) bytes (bit i%8 of byte i/8 set = row i stored; all other rows
 //             and their optimiser state are exactly zero), then the R stored rows in
-//             increasing order, dim floats each, then their R optimiser accumulators (floats)
+//             increasing order, dim floats each, then their R optimiser accumulators (floats).
+//             In a delta checkpoint (meta.base set, DeltaCheckpoint.swift) the stored rows
+//             are those changed since the base; the others are the base's
 //     "OPTM"  dense optimiser state: u64 n, then n floats, same layout as DENS's vector
 //     "TRNR"  trainer state: 4 x u64 RNG state (xoshiro256**), u64 examples trained,
 //             u64 vocabulary evictions
@@ -121,13 +124,22 @@ struct ByteReader {
 public final class Checkpoint {
     public static let magic: [UInt8] = Array("PPCKPT01".utf8)
     public static let endMagic: [UInt8] = Array("PPCKEND1".utf8)
-    public static let version: UInt32 = 1
+    /// The version written; `checkStart` also accepts 1 (no CURS: the cursor in the meta).
+    public static let version: UInt32 = 2
     public static let fileExtension = "ppc"
 
     public let meta: CheckpointMeta
     public let model: Model
     /// The trainer's state; nil for a checkpoint loaded for inference (CheckpointLoad.swift).
     let state: TrainerState?
+    /// A delta loaded in `.full` mode: the INPT bitmap of its rows (changed since its base);
+    /// nil for a full checkpoint (DeltaCheckpoint.swift).
+    var deltaRows: [UInt8]?
+    /// The base a delta written after this one would complete: a delta's own base, or this
+    /// full checkpoint's "RUN/FILE" when it sits in a run's folder; nil otherwise.
+    var deltaBase: String?
+    /// Rows stored in that base.
+    var baseStoredRows = 0
 
     init(meta: CheckpointMeta, model: Model, state: TrainerState?) {
         self.meta = meta; self.model = model; self.state = state
@@ -169,12 +181,15 @@ public final class Checkpoint {
         guard tail == endMagic else { throw PPError.corrupt(path, "no end marker (truncated content, \(total) bytes)") }
     }
 
-    /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check).
-    static func checkStart(_ p: UnsafeRawBufferPointer, path: String) throws {
+    /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check);
+    /// returns the version (1 or 2).
+    @discardableResult
+    static func checkStart(_ p: UnsafeRawBufferPointer, path: String) throws -> UInt32 {
         guard p.count >= 16 else { throw PPError.corrupt(path, "truncated (\(p.count) bytes)") }
         guard Array(p[0..<8]) == magic else { throw PPError.corrupt(path, "bad magic (not a checkpoint)") }
         let v = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        guard v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads \(version)") }
+        guard v == 1 || v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads 1 and \(version)") }
+        return v
     }
 
     /// The meta's values that other code indexes or allocates with: the config within the
@@ -182,12 +197,7 @@ public final class Checkpoint {
     /// (every position inside its shard, no negative count). Used by `parse` and `readHead`.
     static func checkMeta(_ meta: CheckpointMeta, path: String) throws {
         do { try Trainer.validate(meta.config) } catch let e as PPError { throw PPError.corrupt(path, e.message) }
-        for p in meta.cursor.shards {
-            guard p.examples >= 0, p.passes >= 0, p.position >= 0,
-                  p.position < p.examples || (p.position == 0 && p.examples == 0) else {
-                throw PPError.corrupt(path, "cursor of shard \(p.shard.name): position \(p.position), passes \(p.passes) of \(p.examples) examples")
-            }
-        }
+        try checkCursor(meta.cursor, path: path)
         guard meta.step >= 0, meta.tokens >= 0 else { throw PPError.corrupt(path, "negative step or tokens in meta") }
     }
 
@@ -204,19 +214,31 @@ public final class Checkpoint {
         }
     }
 
-    /// Serialises and compresses (see the layout above).
-    static func encode(meta: CheckpointMeta, model: Model, state: TrainerState) throws -> [UInt8] {
+    /// Serialises and compresses (see the layout above). With `delta` (a delta checkpoint,
+    /// meta.base set), INPT stores exactly those rows, whatever their values; otherwise the
+    /// rows that are not all zero. Returns the bytes and the number of rows stored.
+    static func encode(meta: CheckpointMeta, model: Model, delta: RowBits? = nil, state: TrainerState) throws -> (bytes: [UInt8], stored: Int) {
+        precondition((delta == nil) == (meta.base == nil), "a delta checkpoint names its base, a full one none")
         precondition(model.packed == nil, "a model loaded for inference cannot be written")
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
+        enc.userInfo[CheckpointMeta.omitCursor] = true
         let json = [UInt8](try enc.encode(meta))
+        guard cursorFits(meta.cursor) else { throw PPError("checkpoint encoder: a shard name or hash in the cursor is longer than 65535 bytes", status: .software) }
         let t = model.table, dim = t.dim, rows = t.rows
         // Which rows are stored: those whose weights or optimiser state are not exactly zero.
-        var bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
+        var bitmap: [UInt8]
         var stored = 0
-        for i in 0..<rows where t.state(i).pointee != 0 || !Vec.isZero(t.row(i), dim) {
-            bitmap[i >> 3] |= 1 << UInt8(i & 7)
-            stored += 1
+        if let d = delta {
+            precondition(d.rows == rows)
+            bitmap = d.bitmap
+            stored = d.count
+        } else {
+            bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
+            for i in 0..<rows where t.state(i).pointee != 0 || !Vec.isZero(t.row(i), dim) {
+                bitmap[i >> 3] |= 1 << UInt8(i & 7)
+                stored += 1
+            }
         }
         // Small parts are built in memory; the input rows stream from the table straight into
         // the compressor (no raw copy of an ~800 MB table).
@@ -225,6 +247,7 @@ public final class Checkpoint {
         head.u32(version)
         head.u32(UInt32(json.count))
         head.bytes(json)
+        head.section(cursorTag) { writeCursor(meta.cursor, into: &$0) }
         head.section("VOCB") { model.vocabulary.serialize(into: &$0) }
         head.section("DENS") { s in
             s.u32(UInt32(model.dense.dim)); s.u32(UInt32(model.dense.hidden)); s.u32(UInt32(model.dense.labels))
@@ -251,7 +274,7 @@ public final class Checkpoint {
         }
         let avg = state.average?.section(clock: state.examples)
         let total = head.buf.count + inpt.buf.count + rowBytes + stored * 4 + tail.buf.count + (avg?.count ?? 0) + endMagic.count
-        return try streamCompress(total: total) { feed in
+        let bytes = try streamCompress(total: total) { feed in
             try head.buf.withUnsafeBytes { try feed($0) }
             try inpt.buf.withUnsafeBytes { try feed($0) }
             try Checkpoint.forEachSetBit(bitmap) { try feed(UnsafeRawBufferPointer(start: t.row($0), count: dim * 4)) }
@@ -260,6 +283,7 @@ public final class Checkpoint {
             try avg?.produce(feed)
             try endMagic.withUnsafeBytes { try feed($0) }
         }
+        return (bytes, stored)
     }
 
     /// Compresses `total` bytes handed over by `produce` (through `feed`, in pieces of any

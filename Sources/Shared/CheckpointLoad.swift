@@ -42,13 +42,21 @@ extension Checkpoint {
     /// average is kept as trainer state (a resume). The average is folded into a full table,
     /// so an inference load of a checkpoint with the section is read again in `.full` mode
     /// (only when the `average` knob is on; off by default).
+    ///
+    /// A delta checkpoint (meta.base, DeltaCheckpoint.swift) loads its base first, in the same
+    /// mode, then its own rows over the base's; a base that is missing, unreadable, itself a
+    /// delta or of another model makes the delta corrupt (the message names the base).
     public static func load(path: String, mode: LoadMode = .full, averaged: Bool = false) throws -> Checkpoint {
+        try load(path: path, mode: mode, averaged: averaged, isBase: false)
+    }
+
+    static func load(path: String, mode: LoadMode, averaged: Bool, isBase: Bool) throws -> Checkpoint {
         let frame: FrameReader
         do { frame = try FrameReader(path: path) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
-        do { return try read(frame, mode: mode, averaged: averaged) } catch is NeedsFullTable {
-            return try load(path: path, mode: .full, averaged: true)
+        do { return try read(frame, mode: mode, averaged: averaged, isBase: isBase) } catch is NeedsFullTable {
+            return try load(path: path, mode: .full, averaged: true, isBase: isBase)
         }
     }
 
@@ -64,9 +72,9 @@ extension Checkpoint {
     /// An inference load met an AVGW section it must fold into a full table.
     struct NeedsFullTable: Error {}
 
-    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false) throws -> Checkpoint {
+    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false, isBase: Bool = false) throws -> Checkpoint {
         do {
-            return try parse(frame, mode: mode, averaged: averaged)
+            return try parse(frame, mode: mode, averaged: averaged, isBase: isBase)
         } catch let e as PPError where e.status == .corrupt && !frame.failed {
             // A defect in the content: when the frame's checksum fails too, that is the
             // cause (a damaged file), and the message says so.
@@ -77,7 +85,7 @@ extension Checkpoint {
 
     /// The sections in order (Checkpoint.swift's layout), each length checked against what
     /// the frame declares it holds before it is read.
-    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false) throws -> Checkpoint {
+    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false, isBase: Bool = false) throws -> Checkpoint {
         let path = s.path
         func fail(_ reason: String) -> PPError { PPError.corrupt(path, reason) }
         // The content ends with the end magic; sections must fit before it.
@@ -107,17 +115,35 @@ extension Checkpoint {
         }
 
         let start = try s.bytes(min(16, s.size))
-        try start.withUnsafeBytes { try checkStart($0, path: path) }
+        let version = try start.withUnsafeBytes { try checkStart($0, path: path) }
         guard s.size >= 16 + 8 else { throw fail("truncated (no end magic)") }
         let ml = Int(start.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
         try need(ml)
         let metaBytes = try s.bytes(ml)
-        let meta: CheckpointMeta
+        var meta: CheckpointMeta
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(metaBytes)) } catch {
             throw fail("unreadable meta JSON (\(error))")
         }
         let c = meta.config
         try checkMeta(meta, path: path)
+        if version >= 2 {
+            // CURS: the data cursor; built for a full load (pp-train resumes from it), only
+            // checked in place otherwise (meta.cursor stays empty: nothing else needs it).
+            let clen = try section(cursorTag)
+            let cursor = try s.bytes(clen).withUnsafeBytes { p in
+                var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
+                return try readCursor(&r, build: mode == .full)
+            }
+            if mode == .full { meta.cursor = cursor }
+        }
+        // A delta: its base first (the rows it does not store are the base's).
+        var base: Checkpoint? = nil
+        if let b = meta.base {
+            if isBase { throw fail("a delta checkpoint's base must be a full checkpoint; this one is a delta of \(b)") }
+            base = try loadBase(b, of: path, meta: meta, mode: mode)
+        } else if meta.delta != nil {
+            throw fail("meta has a delta number but no base")
+        }
         let f = Features(config: c)
         // The INPT bitmap alone holds ceil(rows / 8) bytes: a config that declares more rows
         // than the rest of the file can describe is refused before anything is allocated for
@@ -169,10 +195,20 @@ extension Checkpoint {
             let p = PackedRows(rows: rows, dim: dim, bitmap: bitmap, stored: stored)
             try s.read(into: p.data, stored * dim * 4)
             try s.skip(stored * 4)
-            packed = p
+            if let b = base?.model.packed {
+                guard b.rows == rows, b.dim == dim else { throw fail("its base \(meta.base ?? "") has a \(b.rows) x \(b.dim) input table") }
+                packed = PackedRows.overlay(p, on: b)
+            } else {
+                packed = p
+            }
             table = RowTable(rows: 0, dim: dim)
         case .full:
-            table = RowTable(rows: rows, dim: dim)
+            if let b = base?.model.table {
+                guard b.rows == rows, b.dim == dim else { throw fail("its base \(meta.base ?? "") has a \(b.rows) x \(b.dim) input table") }
+                table = b
+            } else {
+                table = RowTable(rows: rows, dim: dim)
+            }
             try readRows(s, into: table, bitmap: bitmap, stored: stored)
         }
 
@@ -220,7 +256,35 @@ extension Checkpoint {
             }
         }
         let state = mode == .full ? TrainerState(rng: rng, examples: examples, denseState: denseState, average: average) : nil
-        return Checkpoint(meta: meta, model: model, state: state)
+        let ck = Checkpoint(meta: meta, model: model, state: state)
+        if let b = base {
+            if mode == .full { ck.deltaRows = bitmap }
+            ck.deltaBase = meta.base
+            ck.baseStoredRows = b.baseStoredRows
+        } else {
+            ck.deltaBase = runName(ofPath: path)
+            ck.baseStoredRows = stored
+        }
+        return ck
+    }
+
+    /// The base "RUN/FILE" of the delta at `path`, loaded in `mode` and checked to be a full
+    /// checkpoint of the same model that this delta can complete.
+    static func loadBase(_ name: String, of path: String, meta: CheckpointMeta, mode: LoadMode) throws -> Checkpoint {
+        guard let k = meta.delta, k >= 1 else { throw PPError.corrupt(path, "delta checkpoint of \(name) without a delta number >= 1") }
+        let (found, tried) = resolveBase(name, from: path)
+        guard let bp = found else {
+            throw PPError.corrupt(path, "its base checkpoint \(name) is missing" + (tried.isEmpty ? " (not a RUN/FILE name)" : " (looked for \(tried.joined(separator: ", ")))"))
+        }
+        let b: Checkpoint
+        do { b = try load(path: bp, mode: mode, averaged: false, isBase: true) } catch let e as PPError {
+            throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
+        }
+        guard b.meta.config == meta.config else { throw PPError.corrupt(path, "its base checkpoint \(name) has another model config") }
+        guard b.meta.run == String(name.prefix { $0 != "/" }), b.meta.step <= meta.step else {
+            throw PPError.corrupt(path, "its base checkpoint \(name) (run \(b.meta.run), step \(b.meta.step)) is not the one this delta (step \(meta.step)) completes")
+        }
+        return b
     }
 
     /// A run of `n` floats that must fill exactly `bytes` (what is left of a section).
@@ -319,6 +383,34 @@ final class PackedRows: @unchecked Sendable {
         munmap(data, dataBytes)
         blocks.deallocate()
         zero.deallocate()
+    }
+
+    @inline(__always) func isStored(_ i: Int) -> Bool { blocks[i >> 6].bits & (UInt64(1) << UInt64(i & 63)) != 0 }
+
+    /// A delta checkpoint's rows (`delta`) over its base's (`base`): every row stored in
+    /// either, the delta's where it has one. Same rows and dim.
+    static func overlay(_ delta: PackedRows, on base: PackedRows) -> PackedRows {
+        precondition(delta.rows == base.rows && delta.dim == base.dim)
+        let rows = base.rows, dim = base.dim
+        var bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
+        var stored = 0
+        for w in 0..<base.blockCount {
+            let u = base.blocks[w].bits | delta.blocks[w].bits
+            stored += u.nonzeroBitCount
+            for k in 0..<8 where w * 8 + k < bitmap.count { bitmap[w * 8 + k] = UInt8(truncatingIfNeeded: u >> UInt64(8 * k)) }
+        }
+        let out = PackedRows(rows: rows, dim: dim, bitmap: bitmap, stored: stored)
+        var at = out.data
+        for w in 0..<base.blockCount {
+            var u = base.blocks[w].bits | delta.blocks[w].bits
+            while u != 0 {
+                let i = w * 64 + u.trailingZeroBitCount
+                at.update(from: delta.isStored(i) ? delta.row(i) : base.row(i), count: dim)
+                at += dim
+                u &= u - 1
+            }
+        }
+        return out
     }
 
     /// Row i's weights (the zero row when it is not stored); i < rows.

@@ -15,23 +15,40 @@ import CZstd
 import Foundation
 
 extension Checkpoint {
-    /// The meta of a checkpoint and, if asked, its vocabulary, from the first bytes of the
-    /// decompressed stream. Throws PPError(.corrupt) naming the file on a bad magic, version
-    /// or length, PPError(.noInput) if it cannot be read.
-    public static func readHead(path: String, vocabulary wantVocabulary: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
+    /// The meta of a checkpoint and, if asked, its data cursor and its vocabulary, from the
+    /// first bytes of the decompressed stream. Without `cursor`, `meta.cursor` is empty for a
+    /// format version 2 checkpoint (its CURS section is not read); a version 1 checkpoint and
+    /// a head carry it in their JSON. Throws PPError(.corrupt) naming the file on a bad magic,
+    /// version or length, PPError(.noInput) if it cannot be read.
+    public static func readHead(path: String, vocabulary wantVocabulary: Bool = false, cursor wantCursor: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
         if path.hasSuffix(Checkpoint.headSuffix) {
             guard !wantVocabulary else { throw PPError.corrupt(path, "a checkpoint head holds no vocabulary (its weights were deleted)") }
             return (try readHeadFile(path), nil)
         }
         var head = try HeadReader(path: path)
         let ml = try head.metaLength()
-        let meta: CheckpointMeta
+        var meta: CheckpointMeta
         do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(head.buf[16..<(16 + ml)])) } catch {
             throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
         }
         try checkMeta(meta, path: path)
+        var at = 16 + ml
+        if head.version >= 2 && (wantCursor || wantVocabulary) {
+            guard try head.fill(at + 12) else { throw PPError.corrupt(path, "truncated before the data cursor") }
+            guard String(decoding: head.buf[at..<(at + 4)], as: UTF8.self) == cursorTag else {
+                throw PPError.corrupt(path, "expected section \(cursorTag) at offset \(at)")
+            }
+            let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
+            guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated data cursor section") }
+            if wantCursor {
+                meta.cursor = try head.buf.withUnsafeBytes { p in
+                    var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
+                    return try readCursor(&r)
+                }
+            }
+            at += 12 + Int(len)
+        }
         guard wantVocabulary else { return (meta, nil) }
-        let at = 16 + ml
         guard try head.fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
         guard String(decoding: head.buf[at..<(at + 4)], as: UTF8.self) == "VOCB" else {
             throw PPError.corrupt(path, "expected section VOCB at offset \(at)")
@@ -54,6 +71,8 @@ struct HeadReader {
     let path: String
     let reader: ChunkReader
     var buf: [UInt8] = []
+    /// The format version, once `metaLength` checked it.
+    var version: UInt32 = 0
 
     init(path: String) throws {
         self.path = path
@@ -75,7 +94,7 @@ struct HeadReader {
     /// Checks the start and reads the whole meta; returns its length (it sits at 16..<16+n).
     mutating func metaLength() throws -> Int {
         _ = try fill(16)
-        try buf.withUnsafeBytes { try Checkpoint.checkStart($0, path: path) }
+        version = try buf.withUnsafeBytes { try Checkpoint.checkStart($0, path: path) }
         let ml = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
         guard try fill(16 + ml) else { throw PPError.corrupt(path, "truncated in the meta (\(ml) bytes announced)") }
         return ml
@@ -107,7 +126,9 @@ extension Checkpoint {
     /// runs/RUN/heads/, durably, before its weights may be deleted. Returns the head's path.
     @discardableResult
     public static func keepHead(of path: String, root: Root) throws -> String {
-        let meta = try readHead(path: path).meta
+        // The head keeps the data cursor in its JSON (as a version 1 meta): `pp-train`'s
+        // revert and suspect checks read which shards a checkpoint trained on from it.
+        let meta = try readHead(path: path, cursor: true).meta
         let (dir, file) = FileIO.split(path)
         let run = FileIO.split(FileIO.split(dir).dir).name
         let heads = root.heads(run: run)

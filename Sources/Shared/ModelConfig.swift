@@ -126,6 +126,7 @@ public struct DataCursor: Codable, Equatable, Sendable {
     public var shards: [ShardProgress] = []
     public var rngState: UInt64 = 0
     public init() {}
+    public init(shards: [ShardProgress], rngState: UInt64 = 0) { self.shards = shards; self.rngState = rngState }
 
     enum CodingKeys: String, CodingKey {
         case shards
@@ -155,6 +156,11 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
     /// pp-train's shard guard (docs/operations.md): recent shard losses and the shard being
     /// judged. Absent in checkpoints written before the guard existed. Opaque to other tools.
     public var guardState: GuardState?
+    /// A delta checkpoint's base, "RUN/FILE": the full checkpoint whose rows this one's INPT
+    /// section completes (Shared/DeltaCheckpoint.swift). nil for a full checkpoint.
+    public var base: String?
+    /// A delta's number after its base (1, 2, ...); nil for a full checkpoint.
+    public var delta: Int?
 
     public init(run: String, createdAt: String, step: Int, tokens: Int, config: ModelConfig, knobs: Knobs) {
         self.run = run; self.createdAt = createdAt; self.step = step; self.tokens = tokens
@@ -162,11 +168,56 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, run, step, tokens, config, knobs, labels, parent, lineage, cursor
+        case schema, run, step, tokens, config, knobs, labels, parent, lineage, cursor, base, delta
         case createdAt = "created_at"
         case knobChanges = "knob_changes"
         case vocabularySize = "vocabulary_size"
         case guardState = "guard"
+    }
+
+    /// Set to true in a JSONEncoder's userInfo to leave the data cursor out of the JSON (a
+    /// checkpoint of format version 2 carries it in its binary CURS section instead).
+    public static let omitCursor = CodingUserInfoKey(rawValue: "pp.omitCursor")!
+
+    public init(from d: Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        schema = try c.decode(Int.self, forKey: .schema)
+        run = try c.decode(String.self, forKey: .run)
+        createdAt = try c.decode(String.self, forKey: .createdAt)
+        step = try c.decode(Int.self, forKey: .step)
+        tokens = try c.decode(Int.self, forKey: .tokens)
+        config = try c.decode(ModelConfig.self, forKey: .config)
+        knobs = try c.decode(Knobs.self, forKey: .knobs)
+        knobChanges = try c.decode([KnobChange].self, forKey: .knobChanges)
+        labels = try c.decode([String].self, forKey: .labels)
+        vocabularySize = try c.decode(Int.self, forKey: .vocabularySize)
+        parent = try c.decodeIfPresent(String.self, forKey: .parent)
+        lineage = try c.decode([ShardRef].self, forKey: .lineage)
+        // In the JSON only in format version 1 checkpoints and in heads (Checkpoint.swift).
+        cursor = try c.decodeIfPresent(DataCursor.self, forKey: .cursor) ?? DataCursor()
+        guardState = try c.decodeIfPresent(GuardState.self, forKey: .guardState)
+        base = try c.decodeIfPresent(String.self, forKey: .base)
+        delta = try c.decodeIfPresent(Int.self, forKey: .delta)
+    }
+
+    public func encode(to e: Encoder) throws {
+        var c = e.container(keyedBy: CodingKeys.self)
+        try c.encode(schema, forKey: .schema)
+        try c.encode(run, forKey: .run)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(step, forKey: .step)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encode(config, forKey: .config)
+        try c.encode(knobs, forKey: .knobs)
+        try c.encode(knobChanges, forKey: .knobChanges)
+        try c.encode(labels, forKey: .labels)
+        try c.encode(vocabularySize, forKey: .vocabularySize)
+        try c.encodeIfPresent(parent, forKey: .parent)
+        try c.encode(lineage, forKey: .lineage)
+        if e.userInfo[CheckpointMeta.omitCursor] as? Bool != true { try c.encode(cursor, forKey: .cursor) }
+        try c.encodeIfPresent(guardState, forKey: .guardState)
+        try c.encodeIfPresent(base, forKey: .base)
+        try c.encodeIfPresent(delta, forKey: .delta)
     }
 }
 

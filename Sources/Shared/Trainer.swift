@@ -138,6 +138,19 @@ public final class Trainer {
     /// The averaged weights (Average.swift) while the `average` knob is on, else nil.
     var average: WeightAverage?
 
+    // Delta checkpoints (DeltaCheckpoint.swift).
+    /// Rows changed since `deltaBase`: the trainer's own marks (word rows it initialises);
+    /// the workers' marks (their updates) are merged in when a checkpoint is encoded.
+    let changed: RowBits
+    /// "RUN/FILE" of the full checkpoint a delta would complete; nil: the next one is full.
+    public private(set) var deltaBase: String?
+    /// Deltas written since `deltaBase`.
+    public private(set) var deltasSinceBase = 0
+    /// Rows stored in `deltaBase` (a delta larger than a share of it is written full).
+    var baseStoredRows = 0
+    /// What the last `checkpointBytes` encoded (a delta? rows stored), until it is published.
+    private var pendingWrite: (delta: Bool, stored: Int)?
+
     /// A fresh trainer, seeded by config.seed.
     public init(config: ModelConfig, knobs: Knobs) throws {
         try Trainer.validate(config)
@@ -146,6 +159,7 @@ public final class Trainer {
         model = Model(config: config)
         rng = RNG(seed: config.seed)
         denseState = [Float](repeating: 0, count: model.dense.flat.count)
+        changed = RowBits(rows: model.table.rows)
         BLASSetup.singleThreaded()
     }
 
@@ -162,6 +176,12 @@ public final class Trainer {
         examples = state.examples
         denseState = state.denseState
         average = state.average
+        // A delta's rows stay changed relative to its base: the next delta stores them too.
+        changed = RowBits(rows: model.table.rows)
+        if let rows = checkpoint.deltaRows { Checkpoint.forEachSetBit(rows) { changed.insert($0) } }
+        deltaBase = checkpoint.deltaBase
+        deltasSinceBase = checkpoint.meta.delta ?? 0
+        baseStoredRows = checkpoint.baseStoredRows
         BLASSetup.singleThreaded()
     }
 
@@ -248,6 +268,7 @@ public final class Trainer {
         for id in scratch { Vec.add(row, t.row(Int(id)), dim) }
         if !scratch.isEmpty { Vec.scale(row, 1 / Float(scratch.count), dim) }
         t.state(Int(slot)).pointee = 0
+        changed.insert(Int(slot))
         average?.reset(Int(slot))
     }
 
@@ -345,6 +366,7 @@ public final class Trainer {
         let table = model.table, f = model.features
 
         while workers.count < T { workers.append(Worker(dim: config.dim, hidden: config.hidden)) }
+        for w in workers where w.changed == nil { w.changed = RowBits(rows: table.rows) }
         let L = model.labels.count
         var idBound = 0
         for e in 0..<n { idBound += f.maxIds(tokens: exTok[e + 1] - exTok[e], bytes: batch.offsets[e + 1] - batch.offsets[e]) }
@@ -420,13 +442,50 @@ public final class Trainer {
     /// Fills meta.labels and meta.vocabularySize, and sets meta.config and meta.knobs to the
     /// trainer's own (a resumed trainer starts with the knobs its checkpoint records).
     public func checkpointBytes(meta: CheckpointMeta) throws -> [UInt8] {
+        try checkpointBytes(meta: meta, policy: .allFull)
+    }
+
+    /// As `checkpointBytes(meta:)`, a delta when `policy` and the state allow it: a base is
+    /// known (the last full checkpoint published, or the one this trainer was loaded from),
+    /// fewer than `fullEvery - 1` deltas were written since, and the rows changed since the
+    /// base are at most `maxFraction` of the base's rows. Sets meta.base and meta.delta.
+    /// Call `checkpointPublished(as:)` once the bytes are on disk.
+    public func checkpointBytes(meta: CheckpointMeta, policy: DeltaPolicy) throws -> [UInt8] {
         var m = meta
         m.knobs = knobs
         m.labels = model.labels
         m.vocabularySize = model.vocabulary.size
         m.config = config
-        return try Checkpoint.encode(meta: m, model: model,
-                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
+        for w in workers { if let c = w.changed { changed.absorb(c) } }
+        // Only a base of the same run: a run seeded by --init from another run's (or another
+        // root's) checkpoint starts with a full checkpoint of its own.
+        let sameRun = deltaBase.map { $0.prefix { $0 != "/" } == m.run } ?? false
+        let delta = policy.fullEvery > 1 && sameRun && deltasSinceBase + 1 < policy.fullEvery
+            && Double(changed.count) <= policy.maxFraction * Double(baseStoredRows)
+        m.base = delta ? deltaBase : nil
+        m.delta = delta ? deltasSinceBase + 1 : nil
+        let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: delta ? changed : nil,
+                                                    state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
+        pendingWrite = (delta, stored)
+        return bytes
+    }
+
+    /// Whether the bytes `checkpointBytes` returned last are a delta (nil: none pending).
+    public var pendingCheckpointIsDelta: Bool? { pendingWrite?.delta }
+
+    /// The bytes `checkpointBytes` returned last are on disk as `name` ("RUN/FILE"): a full
+    /// one becomes the base of the next deltas (and the changed rows start over).
+    public func checkpointPublished(as name: String) {
+        guard let p = pendingWrite else { return }
+        pendingWrite = nil
+        if p.delta {
+            deltasSinceBase += 1
+        } else {
+            deltaBase = name
+            deltasSinceBase = 0
+            baseStoredRows = p.stored
+            changed.removeAll()
+        }
     }
 }
 
@@ -484,6 +543,8 @@ final class Worker {
     let grad = FloatBuf()       // gradient, same layout
     var rng = RNG(seed: 0)
     var loss = 0.0
+    /// Input rows this worker updated since the trainer last took them (delta checkpoints).
+    var changed: RowBits?
     // Mini-batch buffers (B rows each).
     let h = FloatBuf(), mask0 = FloatBuf(), z1 = FloatBuf(), a1 = FloatBuf(), mask1 = FloatBuf()
     let p = FloatBuf(), dIn = FloatBuf(), dZ1 = FloatBuf(), dH = FloatBuf()
@@ -759,6 +820,7 @@ final class Worker {
                 let gb = dH.p + b * dim
                 var j = s
                 while j < t {
+                    changed?.insert(Int(ids[j]))
                     average?.touch(Int(ids[j]), table.row(Int(ids[j])), clock: clock)
                     Vec.axpy(table.row(Int(ids[j])), a, gb, dim); j += 1
                 }
@@ -785,6 +847,7 @@ final class Worker {
                     average: WeightAverage? = nil, clock: Int = 0) {
         let dim = self.dim
         let beta = Optimizer.beta, eps = Optimizer.eps
+        let changed = self.changed
         for b in 0..<range.count {
             let e = range.lowerBound + b
             let s = offsets[e], t = offsets[e + 1]
@@ -802,6 +865,7 @@ final class Worker {
                     if j + Trainer.prefetchAhead < t { a.table.prefetch(Int(ids[j + Trainer.prefetchAhead])) }
                     a.touch(Int(ids[j]), row, clock: clock)
                 }
+                changed?.insert(Int(ids[j]))
                 let v = beta * row[dim] + ms    // row[dim] is the row's accumulator
                 row[dim] = v
                 Vec.axpy(row, -lr * inv / (pp_sqrt(v) + eps), gb, dim)

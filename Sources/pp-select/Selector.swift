@@ -345,6 +345,19 @@ struct Selector {
         return Double(st.st_mtim.tv_sec)
     }
 
+    /// The base "RUN/FILE" a delta checkpoint names (nil: a full checkpoint, or unreadable:
+    /// an unreadable checkpoint protects nothing, as before).
+    static func deltaBase(of path: String) -> String? {
+        (try? Checkpoint.readHead(path: path))?.meta.base
+    }
+
+    /// A base "RUN/FILE" as retention's relative checkpoint path.
+    static func relative(base: String) -> String {
+        let parts = base.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return base }
+        return EvalNames.relativeCheckpointPath(run: String(parts[0]), file: String(parts[1]))
+    }
+
     /// Deployments a byte budget never deletes besides the current one: the last this many
     /// (the targets of `rollback`, newest first).
     static let keepRecentDeployments = 7
@@ -370,12 +383,24 @@ struct Selector {
         var deletable: [(rel: String, time: Double, bytes: Int64)] = []
         var oldDeployments: [(rel: String, time: Double, bytes: Int64)] = []
         var total: Int64 = 0
+        // Delta checkpoints (Shared/DeltaCheckpoint.swift): a base's weights are needed while
+        // any delta of it is kept. deltasOf[base] = the deltas (relative paths) naming it.
+        var deltasOf: [String: [String]] = [:]
         for run in try FileIO.list(root.runs) {
             let files = try FileIO.list(root.checkpoints(run: run)).filter { $0.hasSuffix(".ppc") }.sorted()
+            // Deltas moved to rewound/ (kept, never deleted: `pp-train unrewind` brings them
+            // back) keep their bases too.
+            let rewound = root.rewound(run: run)
+            if FileIO.exists(rewound) {
+                for f in try FileIO.list(rewound) where f.hasSuffix(".ppc") {
+                    if let base = Selector.deltaBase(of: rewound + "/" + f) { deltasOf[Selector.relative(base: base), default: []].append("rewound:" + f) }
+                }
+            }
             for (i, f) in files.enumerated() {
                 let rel = EvalNames.relativeCheckpointPath(run: run, file: f)
                 let bytes = Int64(FileIO.lstatOrNil(absolute(rel))?.st_size ?? 0)
                 total += bytes
+                if let base = Selector.deltaBase(of: absolute(rel)) { deltasOf[Selector.relative(base: base), default: []].append(rel) }
                 // Names sort by time: the last is the run's newest.
                 if i == files.count - 1 || keep.contains(rel) { continue }
                 let entry = (rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes)
@@ -385,25 +410,35 @@ struct Selector {
         deletable.sort { $0.time < $1.time }
         oldDeployments.sort { $0.time < $1.time }
         var doomed: [String] = []
+        var doomedSet = Set<String>()
         var why: [String] = []
+        /// A base can go only once every delta of it goes (or is gone): its bytes count as
+        /// freed then, not before. Passes repeat so that a base follows its last delta.
+        func take(_ list: [(rel: String, time: Double, bytes: Int64)], while want: () -> Bool) -> Bool {
+            var took = false, progress = true
+            while progress {
+                progress = false
+                for d in list where want() && !doomedSet.contains(d.rel) {
+                    if let ds = deltasOf[d.rel], !ds.allSatisfy(doomedSet.contains) { continue }
+                    doomed.append(d.rel); doomedSet.insert(d.rel); total -= d.bytes
+                    took = true; progress = true
+                }
+            }
+            return took
+        }
         if let k = keepDays {
             let limit = now - Double(k) * 86_400
-            for d in deletable where d.time < limit { doomed.append(d.rel); total -= d.bytes }
-            if !doomed.isEmpty { why.append("never deployed, older than \(k) days") }
+            if take(deletable.filter { $0.time < limit }, while: { true }) { why.append("never deployed, older than \(k) days") }
         }
         if let budget = keepBytes, total > budget {
-            let before = doomed.count
-            for d in deletable where total > budget && !doomed.contains(d.rel) { doomed.append(d.rel); total -= d.bytes }
-            if doomed.count > before { why.append("never deployed, over the budget of \(budget) bytes, oldest first") }
-            let before2 = doomed.count
-            for d in oldDeployments where total > budget { doomed.append(d.rel); total -= d.bytes }
-            if doomed.count > before2 {
+            if take(deletable, while: { total > budget }) { why.append("never deployed, over the budget of \(budget) bytes, oldest first") }
+            if take(oldDeployments, while: { total > budget }) {
                 why.append("still over the budget: deployments older than the last \(Selector.keepRecentDeployments), oldest first")
             }
         }
         if doomed.isEmpty { return nil }
         var rec = DecisionRecord(at: stamp(), decision: "retention",
-                                 reason: why.joined(separator: "; ") + "; never the deployed one nor a run's newest; heads kept")
+                                 reason: why.joined(separator: "; ") + "; never the deployed one nor a run's newest nor the base of a kept delta; heads kept")
         rec.deployedPath = currentDeployed()
         rec.deployed = rec.deployedPath.map(Selector.id)
         rec.deleted = doomed

@@ -113,7 +113,7 @@ enum Start {
             // An ancestor is unreadable: judge by what this checkpoint itself records (its own
             // lineage and its cursor, which lists every shard trained on that is still in
             // shards/). Its own head failing is the caller's "unreadable checkpoint".
-            let meta = try Checkpoint.readHead(path: path).meta
+            let meta = try Checkpoint.readHead(path: path, cursor: true).meta
             let names = meta.lineage.map(\.name) + meta.cursor.shards.filter { $0.passes > 0 || $0.position > 0 }.map(\.shard.name)
             return names.first { suspects.contains($0) }
         }

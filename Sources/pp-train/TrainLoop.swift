@@ -55,6 +55,8 @@ struct TrainSettings {
     var lr: Double?
     var dropout: Double?
     var average: Double? = nil
+    /// Full checkpoints and deltas (Shared/DeltaCheckpoint.swift; `--full-every`).
+    var deltas = DeltaPolicy(fullEvery: DeltaPolicy.defaultFullEvery)
 }
 
 final class TrainLoop {
@@ -285,7 +287,8 @@ final class TrainLoop {
         meta.lineage = lineage
         meta.cursor = feed.cursor
         meta.guardState = guardian.state
-        let bytes = try trainer.checkpointBytes(meta: meta)
+        let bytes = try trainer.checkpointBytes(meta: meta, policy: s.deltas)
+        let kind = trainer.pendingCheckpointIsDelta == true ? "delta of \(trainer.deltaBase ?? "?")" : "full"
         try FileIO.makeDirectories(checkpointDir)
         var name = ""
         while true {
@@ -295,9 +298,10 @@ final class TrainLoop {
         }
         let path = checkpointDir + "/" + name
         try FileIO.publish(bytes, to: path)
+        trainer.checkpointPublished(as: s.run + "/" + name)
         printLine(path)
-        log.info("checkpoint written", metadata: ["path": "\(path)", "step": "\(step)", "bytes": "\(bytes.count)",
-                                                  "seconds": "\(String(format: "%.2f", Clock.monotonic() - t0))", "reason": "\(reason)"])
+        log.info("checkpoint written", metadata: ["path": "\(path)", "step": "\(step)", "bytes": "\(bytes.count)", "kind": "\(kind)",
+                                                  "seconds": "\(String(format: "%.3f", Clock.monotonic() - t0))", "reason": "\(reason)"])
         parent = s.run + "/" + name
         lineage = []; lineageSet = []
         pendingChanges = []
@@ -597,7 +601,7 @@ final class TrainLoop {
     func revertPoint(before shard: String) throws -> String? {
         var target = lastGood
         while let p = target {
-            let meta = try Checkpoint.readHead(path: p).meta
+            let meta = try Checkpoint.readHead(path: p, cursor: true).meta
             guard let e = meta.cursor.shards.first(where: { $0.shard.name == shard }), e.passes > 0 || e.position > 0 else { break }
             guard let parentName = meta.parent else { target = nil; break }
             guard let pp = Lineage.resolveParent(parentName, root: s.root) else {

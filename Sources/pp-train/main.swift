@@ -78,6 +78,8 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Share of each batch replayed from older shards, in [0, 1).", valueName: "fraction")) var replay: Double = 0.2
     @Option(name: .customLong("max-passes"), help: ArgumentHelp("Passes over each shard before the trainer idles.", valueName: "n")) var maxPasses = 5
     @Option(help: ArgumentHelp("Examples per training batch.", valueName: "n")) var batch = 256
+    @Option(name: .customLong("full-every"), help: ArgumentHelp("Every Nth checkpoint is full; those between are deltas that store only the rows changed since the last full one (1: every checkpoint full). A delta whose rows would exceed half of its base's is written full.", valueName: "n"))
+    var fullEvery = DeltaPolicy.defaultFullEvery
 
     func validate() throws {
         if passes != nil && !once { throw ValidationError("--passes needs --once") }
@@ -89,6 +91,7 @@ struct Train: ParsableCommand {
         if !(replay >= 0 && replay < 1) { throw ValidationError("--replay must be in [0, 1)") }
         if maxPasses < 1 { throw ValidationError("--max-passes must be at least 1") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
+        if fullEvery < 1 { throw ValidationError("--full-every must be at least 1") }
         for (name, v, lo) in [("dim", dim, 1), ("word-ngrams", wordNgrams, 1), ("minn", minn, 0), ("maxn", maxn, 0),
                               ("bucket", bucket, 1), ("min-count", minCount, 1), ("vocab-capacity", vocabCapacity, 1),
                               ("hidden", hidden, 0), ("threads", threads, 1)] {
@@ -126,7 +129,7 @@ struct Train: ParsableCommand {
                 replay: replay, maxPasses: maxPasses, cadence: Cadence(parsing: checkpointEvery)!,
                 flags: ModelFlags(dim: dim, wordNgrams: wordNgrams, minn: minn, maxn: maxn, bucket: bucket, minCount: minCount,
                                   vocabCapacity: vocabCapacity, hidden: hidden, threads: threads, seed: seed),
-                lr: lr, dropout: dropout, average: average)
+                lr: lr, dropout: dropout, average: average, deltas: DeltaPolicy(fullEvery: fullEvery))
             let loop = try TrainLoop(settings: settings, log: log, signals: signals)
             let status = once ? try loop.runOnce() : try loop.runForever()
             if status != .ok { throw ExitCode(status.rawValue) }

@@ -101,7 +101,7 @@ final class AverageTests: XCTestCase {
         for b in batches(2) { _ = try t.train(b) }
         let bytes = try t.checkpointBytes(meta: meta(c, knobs: t.knobs))
         var raw = try Zstd.decompress(bytes)
-        XCTAssertEqual(Set(sections(raw).keys), ["VOCB", "DENS", "INPT", "OPTM", "TRNR"], "no average: the old layout")
+        XCTAssertEqual(Set(sections(raw).keys), ["CURS", "VOCB", "DENS", "INPT", "OPTM", "TRNR"], "no average: the old layout")
         // A meta written before the knob existed (no "average" key) loads with the average off.
         let ml = Int(u32(raw, 12))
         var json = String(decoding: raw[16..<(16 + ml)], as: UTF8.self)

@@ -78,7 +78,7 @@ final class HostileFileTests: XCTestCase {
 
     func testCheckpointBuildingBlocksRoundTrip() throws {
         let raw = try rawCheckpoint()
-        XCTAssertEqual(Set(sections(raw).keys), ["VOCB", "DENS", "INPT", "OPTM", "TRNR"])
+        XCTAssertEqual(Set(sections(raw).keys), ["CURS", "VOCB", "DENS", "INPT", "OPTM", "TRNR"])
         // Unchanged bytes and an unchanged meta re-encoded both load: the tests below change
         // one value only.
         XCTAssertNoThrow(try Checkpoint.decode(try Zstd.compress(raw, level: 1), path: "ok.ppc"))
@@ -162,10 +162,22 @@ final class HostileFileTests: XCTestCase {
         try refusesCheckpoint(b, "truncated section DENS")
     }
 
+    /// `raw` in the format version 1 layout (the data cursor in the meta JSON, no CURS
+    /// section), as builds before issue 19 part 2 wrote it.
+    func version1(_ raw: [UInt8]) throws -> [UInt8] {
+        let cursor = try Checkpoint.decode(try Zstd.compress(raw, level: 1), path: "v2.ppc").meta.cursor
+        let curs = sections(raw)["CURS"]!
+        var v1 = Array(raw[0..<(curs - 12)]) + raw[(curs + Int(u64(raw, curs - 8)))...]
+        put(&v1, 8, UInt32(1))
+        return try withMeta(v1) { $0.cursor = cursor }
+    }
+
     /// The data cursor is indexed with by pp-train (order[position]): a position outside its
-    /// shard, or a negative count, is refused when the checkpoint is read.
+    /// shard, or a negative count, is refused when the checkpoint is read. In a version 1
+    /// file it is in the meta JSON (the binary CURS section: CheckpointCursorTests).
     func testCursorOutOfRangeIsRefused() throws {
-        let raw = try rawCheckpoint()
+        let raw = try version1(try rawCheckpoint())
+        XCTAssertNoThrow(try Checkpoint.decode(try Zstd.compress(raw, level: 1), path: "ok.ppc"))
         try refusesCheckpoint(try withMeta(raw) { $0.cursor.shards[0].position = 60 }, "cursor of shard s.pps")
         try refusesCheckpoint(try withMeta(raw) { $0.cursor.shards[0].position = -1 }, "cursor of shard s.pps")
         try refusesCheckpoint(try withMeta(raw) { $0.cursor.shards[0].passes = -2 }, "cursor of shard s.pps")

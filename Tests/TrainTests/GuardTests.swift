@@ -45,7 +45,7 @@ final class GuardTests: XCTestCase {
 
     /// Same model, vocabulary, labels, optimiser state and data cursor.
     func assertSameState(_ x: String, _ y: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let a = try Checkpoint.readHead(path: x).meta, b = try Checkpoint.readHead(path: y).meta
+        let a = try Checkpoint.readHead(path: x, cursor: true).meta, b = try Checkpoint.readHead(path: y, cursor: true).meta
         XCTAssertEqual(a.step, b.step, "step", file: file, line: line)
         XCTAssertEqual(a.tokens, b.tokens, "tokens", file: file, line: line)
         XCTAssertEqual(a.labels, b.labels, "labels", file: file, line: line)
@@ -84,7 +84,7 @@ final class GuardTests: XCTestCase {
         let loss = try XCTUnwrap(mark.loss), median = try XCTUnwrap(mark.reference)
         XCTAssertGreaterThan(loss, 2 * median, "a spike far outside the range")
 
-        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0], cursor: true).meta
         XCTAssertEqual(ck.lineage.map(\.name), (1...13).filter { $0 != bad }.map { Fix.shardName($0) },
                        "every good shard trained, also those after the bad one")
         XCTAssertFalse(ck.cursor.shards.contains { $0.shard.name == Fix.shardName(bad) })
@@ -130,7 +130,7 @@ final class GuardTests: XCTestCase {
         try Fix.shard(root, Fix.shardName(14), clean(14))
         let r2 = try once(root)
         XCTAssertEqual(r2.status, 0, r2.stderr)
-        let ck2 = try Checkpoint.readHead(path: r2.stdoutLines[0]).meta
+        let ck2 = try Checkpoint.readHead(path: r2.stdoutLines[0], cursor: true).meta
         XCTAssertFalse(ck2.cursor.shards.contains { $0.shard.name == Fix.shardName(bad) })
         XCTAssertFalse(ck2.lineage.contains { $0.name == Fix.shardName(bad) }, "never replayed")
         XCTAssertEqual(ck2.lineage.filter { $0.name == Fix.shardName(14) }.count, 1)
@@ -161,7 +161,7 @@ final class GuardTests: XCTestCase {
             let lin = try Lineage.of(checkpoint: p, root: Root(root))
             XCTAssertFalse(lin.shards.contains { $0.name == Fix.shardName(11) }, "\(p) trained on the bad shard")
         }
-        let newest = try Checkpoint.readHead(path: try XCTUnwrap(cks.last)).meta
+        let newest = try Checkpoint.readHead(path: try XCTUnwrap(cks.last), cursor: true).meta
         XCTAssertEqual(newest.cursor.shards.first { $0.shard.name == Fix.shardName(12) }?.passes, 2)
         XCTAssertNil(newest.cursor.shards.first { $0.shard.name == Fix.shardName(11) })
 
@@ -213,7 +213,7 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("guard: loss spike on new data, trained on"), r.stderr)
         XCTAssertTrue(r.stderr.contains("shard=\(Fix.shardName(11))"), r.stderr)
         XCTAssertEqual(try suspects(root).shards, [])
-        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0], cursor: true).meta
         XCTAssertEqual(ck.lineage.map(\.name), (1...12).map { Fix.shardName($0) })
         XCTAssertEqual(Fix.status(root)?["guard_spikes"] as? Int, 1)
         // Clean shards after a first one have a label signal well below 1.
@@ -259,7 +259,7 @@ final class GuardTests: XCTestCase {
         let st = try XCTUnwrap(Fix.status(b))
         XCTAssertEqual(st["probation_undone"] as? Int, 1)
         XCTAssertNil(st["probation"] as? String)
-        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0], cursor: true).meta
         XCTAssertFalse(ck.lineage.contains { $0.name == Fix.shardName(11) })
         XCTAssertTrue(Set((12...15).map { Fix.shardName($0) }).isSubset(of: ck.lineage.map(\.name)), "the good shards since, trained again")
         XCTAssertNil(ck.guardState?.probation)
@@ -282,7 +282,7 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(r1.status, 0, r1.stderr)
         XCTAssertTrue(r1.stderr.contains("on probation"), r1.stderr)
         XCTAssertEqual(Fix.status(root)?["probation"] as? String, Fix.shardName(11))
-        let p = try XCTUnwrap(try Checkpoint.readHead(path: r1.stdoutLines[0]).meta.guardState?.probation)
+        let p = try XCTUnwrap(try Checkpoint.readHead(path: r1.stdoutLines[0], cursor: true).meta.guardState?.probation)
         XCTAssertEqual(p.shard, Fix.shardName(11))
         XCTAssertGreaterThan(p.n, 0)
         XCTAssertLessThan(p.n, 60, "pending: not enough following examples yet")
@@ -292,7 +292,7 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(r2.stderr.contains("guard: probation confirmed"), r2.stderr)
         XCTAssertEqual(Fix.status(root)?["probation_confirmed"] as? Int, 1)
         XCTAssertEqual(try suspects(root).shards, [])
-        let ck = try Checkpoint.readHead(path: r2.stdoutLines[0]).meta
+        let ck = try Checkpoint.readHead(path: r2.stdoutLines[0], cursor: true).meta
         XCTAssertNil(ck.guardState?.probation)
         XCTAssertTrue(Set((13...15).map { Fix.shardName($0) }).isSubset(of: ck.lineage.map(\.name)))
     }
@@ -388,7 +388,7 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertEqual(try suspects(root).shards.map(\.reason), ["non-finite loss"])
         XCTAssertEqual(try suspects(root).shards.map(\.name), [Fix.shardName(3)])
-        let ck = try Checkpoint.readHead(path: r.stdoutLines[0]).meta
+        let ck = try Checkpoint.readHead(path: r.stdoutLines[0], cursor: true).meta
         XCTAssertEqual(ck.lineage.map(\.name), [1, 2, 4].map { Fix.shardName($0) })
         let rr = try once(ref)
         XCTAssertEqual(rr.status, 0, rr.stderr)
@@ -500,7 +500,7 @@ final class GuardTests: XCTestCase {
         let cont = try once(b, args + ["--init", moved[1]])
         XCTAssertEqual(cont.status, 0, cont.stderr)
         XCTAssertTrue(cont.stderr.contains("--init ignored"), cont.stderr)
-        let meta = try Checkpoint.readHead(path: cont.stdoutLines[0]).meta
+        let meta = try Checkpoint.readHead(path: cont.stdoutLines[0], cursor: true).meta
         XCTAssertEqual(meta.parent, "main/" + FileIO.split(c1.stdoutLines[0]).name)
         XCTAssertFalse(meta.cursor.shards.contains { $0.shard.name == Fix.shardName(3) })
         try assertSameState(refRun.stdoutLines[0], cont.stdoutLines[0])
@@ -593,7 +593,7 @@ final class GuardTests: XCTestCase {
         try Fix.shard(root, Fix.shardName(2), clean(2, 60))
         let next = try once(root)
         XCTAssertEqual(next.status, 0, next.stderr)
-        let meta = try Checkpoint.readHead(path: next.stdoutLines[0]).meta
+        let meta = try Checkpoint.readHead(path: next.stdoutLines[0], cursor: true).meta
         XCTAssertNil(meta.parent)
         XCTAssertEqual(meta.lineage.map(\.name), [Fix.shardName(2)])
     }
