@@ -90,7 +90,7 @@ struct ReportPage {
         <meta name="viewport" content="width=device-width, initial-scale=1">
         <title>Perpetuum report: \(SVG.escape(data.rootPath))</title>
         <style>
-        body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1580px;padding:12px 20px;color:#222;background:#fff}
+        body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1500px;padding:12px 20px;color:#222;background:#fff}
         h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:22px 0 6px;border-bottom:1px solid #ddd}h3{font-size:15px;margin:12px 0 4px}
         .grid2{display:flex;flex-wrap:wrap;gap:8px}svg.chart{border:1px solid #eee;background:#fff;max-width:100%;height:auto}
         svg .t{font-size:13px;font-weight:600;fill:#222}svg .ax{font-size:10px;fill:#555}svg .empty{font-size:13px;fill:#999}
@@ -361,7 +361,7 @@ struct ReportPage {
                 if let x = c.value { v.append((b.time, x)); if c.tripped { tripped.append((b.time, x)) } }
                 if let x = c.threshold { t.append((b.time, x)) }
             }
-            var chart = LineChart(id: "check-\(n)", title: "check \(n)", width: 520, height: 190)
+            var chart = LineChart(id: "check-\(n)", title: "check \(n)", width: 476, height: 190)
             chart.series = [.init(name: "value", points: Downsample.envelope(v, bins: bins), color: "#1f6fd1"),
                             .init(name: "threshold", points: Downsample.envelope(t, bins: bins), color: "#d1301f", dashed: true)]
             if !tripped.isEmpty { chart.series.append(.init(name: "tripped", points: Downsample.envelope(tripped, bins: bins), color: "#d1301f", style: .dots)) }

@@ -90,13 +90,17 @@ struct Scale: Equatable {
         let span = hi - lo
         guard span > 0, count > 0 else { return [] }
         let raw = span / Double(count)
-        let mag = pow(10, floor(log10(raw)))
-        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? raw
-        var t = (lo / step).rounded(.up) * step
+        let e = floor(log10(raw))
+        let mag = pow(10, e)
+        let m = [1.0, 2, 5, 10].first { $0 * mag >= raw } ?? 10
+        let step = m * mag
+        // k x m / 10^-e rather than a running sum: 0.6, not 0.6000000000000001.
+        func tick(_ k: Double) -> Double { e < 0 ? k * m / pow(10, -e) : k * m * mag }
+        var k = (lo / step).rounded(.up)
         var out: [Double] = []
-        while t <= hi + step * 1e-9 && out.count < 50 {
-            out.append(abs(t) < step * 1e-9 ? 0 : t)
-            t += step
+        while tick(k) <= hi + step * 1e-9 && out.count < 50 {
+            out.append(k == 0 ? 0 : tick(k))
+            k += 1
         }
         return out
     }
@@ -169,7 +173,7 @@ struct LineChart {
     var rules: [Rule] = []
     /// Fixed y domain (e.g. 0...1 for scores); nil: from the data.
     var yDomain: (Double, Double)?
-    var width = 760.0
+    var width = 720.0
     var height = 230.0
 
     var pointCount: Int { series.reduce(0) { $0 + $1.points.filter { $0.x.isFinite && $0.y.isFinite }.count } }
@@ -214,20 +218,34 @@ struct LineChart {
             out += "<line x1=\"\(SVG.px(left))\" x2=\"\(SVG.px(left + pw))\" y1=\"\(SVG.px(y(r.y)))\" y2=\"\(SVG.px(y(r.y)))\" stroke=\"\(SVG.escape(r.color))\" class=\"rule\"><title>\(SVG.escape(r.label))</title></line>"
             out += "<text x=\"\(SVG.px(left + pw - 2))\" y=\"\(SVG.px(y(r.y) - 3))\" text-anchor=\"end\" class=\"ax\" fill=\"\(SVG.escape(r.color))\">\(SVG.escape(r.label))</text>"
         }
-        var seen = Set<String>()
+        // Markers on the same pixel column with the same look are drawn once, their labels
+        // joined (at most 5, then a count).
+        var order: [String] = []
+        var merged: [String: (m: Marker, px: String, labels: [String], more: Int)] = [:]
         for m in markers where m.x.isFinite {
             let px = SVG.px(x(m.x))
-            guard seen.insert(px + m.color + (m.short ? "s" : "")).inserted else { continue }
-            let y1 = m.short ? top + ph - 8 : top
-            out += "<line x1=\"\(px)\" x2=\"\(px)\" y1=\"\(SVG.px(y1))\" y2=\"\(SVG.px(top + ph))\" stroke=\"\(SVG.escape(m.color))\" class=\"mark\">"
-            out += "<title>\(SVG.escape(m.label))</title></line>"
+            let key = px + m.color + (m.short ? "s" : "")
+            if var e = merged[key] {
+                if e.labels.count < 5 { e.labels.append(m.label) } else { e.more += 1 }
+                merged[key] = e
+            } else {
+                order.append(key)
+                merged[key] = (m, px, [m.label], 0)
+            }
+        }
+        for key in order {
+            let e = merged[key]!
+            let y1 = e.m.short ? top + ph - 8 : top
+            let label = e.labels.joined(separator: "\n") + (e.more > 0 ? "\n… and \(e.more) more" : "")
+            out += "<line x1=\"\(e.px)\" x2=\"\(e.px)\" y1=\"\(SVG.px(y1))\" y2=\"\(SVG.px(top + ph))\" stroke=\"\(SVG.escape(e.m.color))\" class=\"mark\">"
+            out += "<title>\(SVG.escape(label))</title></line>"
         }
         for s in series {
             let p = s.points.filter { $0.x.isFinite && $0.y.isFinite }
             guard !p.isEmpty else { continue }
             let name = SVG.escape(s.name)
             if s.style == .dots || p.count == 1 {
-                out += "<g fill=\"\(SVG.escape(s.color))\" class=\"series\" data-name=\"\(name)\" data-points=\"\(p.count)\"><title>\(name)</title>"
+                out += "<g fill=\"\(SVG.escape(s.color))\" class=\"dots\" data-name=\"\(name)\" data-points=\"\(p.count)\"><title>\(name)</title>"
                 for q in p { out += "<circle cx=\"\(SVG.px(x(q.x)))\" cy=\"\(SVG.px(y(q.y)))\" r=\"2\"/>" }
                 out += "</g>"
                 continue
@@ -240,13 +258,12 @@ struct LineChart {
             }
             out += "<path d=\"\(d)\" stroke=\"\(SVG.escape(s.color))\" class=\"series\(s.dashed ? " dash" : "")\" data-name=\"\(name)\" data-points=\"\(p.count)\"><title>\(name)</title></path>"
         }
-        // Legend: the series names along the top right.
-        var lx = left + pw
-        for s in series.reversed() {
-            let w = Double(s.name.count) * 6.2 + 16
-            lx -= w
-            out += "<rect x=\"\(SVG.px(lx))\" y=\"8\" width=\"10\" height=\"4\" fill=\"\(SVG.escape(s.color))\"/>"
-            out += "<text x=\"\(SVG.px(lx + 13))\" y=\"14\" class=\"ax\">\(SVG.escape(s.name))</text>"
+        // Legend: the series names along the bottom left.
+        var lx = left
+        for s in series {
+            out += "<rect x=\"\(SVG.px(lx))\" y=\"\(SVG.px(height - 10))\" width=\"10\" height=\"4\" fill=\"\(SVG.escape(s.color))\"/>"
+            out += "<text x=\"\(SVG.px(lx + 13))\" y=\"\(SVG.px(height - 4))\" class=\"ax\">\(SVG.escape(s.name))</text>"
+            lx += Double(s.name.count) * 6.2 + 22
         }
         return out + "</svg>"
     }
@@ -268,7 +285,7 @@ struct BarChart {
     var values: [[Double]]
     /// A tooltip per bucket (e.g. the reasons of that day's quarantines).
     var notes: [String] = []
-    var width = 760.0
+    var width = 720.0
     var height = 230.0
 
     var pointCount: Int { buckets.indices.filter { b in values.contains { $0.indices.contains(b) && $0[b] > 0 } }.count }
@@ -316,11 +333,11 @@ struct BarChart {
             }
         }
         out += "<text x=\"\(SVG.px(left + pw))\" y=\"\(SVG.px(height - 4))\" text-anchor=\"end\" class=\"ax\">per \(SVG.escape(bucketLabel))</text>"
-        var lx = left + pw
-        for c in categories.reversed() {
-            lx -= Double(c.name.count) * 6.2 + 16
-            out += "<rect x=\"\(SVG.px(lx))\" y=\"8\" width=\"10\" height=\"6\" fill=\"\(SVG.escape(c.color))\"/>"
-            out += "<text x=\"\(SVG.px(lx + 13))\" y=\"14\" class=\"ax\">\(SVG.escape(c.name))</text>"
+        var lx = left
+        for c in categories {
+            out += "<rect x=\"\(SVG.px(lx))\" y=\"\(SVG.px(height - 11))\" width=\"10\" height=\"6\" fill=\"\(SVG.escape(c.color))\"/>"
+            out += "<text x=\"\(SVG.px(lx + 13))\" y=\"\(SVG.px(height - 4))\" class=\"ax\">\(SVG.escape(c.name))</text>"
+            lx += Double(c.name.count) * 6.2 + 22
         }
         return out + "</svg>"
     }

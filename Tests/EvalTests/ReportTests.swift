@@ -86,7 +86,10 @@ final class ReportTests: XCTestCase {
         // Markers on the same pixel and colour are drawn once.
         var c = LineChart(id: "m", title: "m", xIsTime: false, series: [.init(name: "s", points: pts, color: "#000")])
         c.markers = (0..<100).map { _ in .init(x: 10, label: "same", color: "#f00") } + [.init(x: 20, label: "other", color: "#f00")]
-        XCTAssertEqual(c.render().components(separatedBy: "class=\"mark\"").count - 1, 2)
+        let marked = c.render()
+        XCTAssertEqual(marked.components(separatedBy: "class=\"mark\"").count - 1, 2)
+        // Their labels are kept (5, then a count).
+        XCTAssertTrue(marked.contains("<title>same\nsame\nsame\nsame\nsame\n… and 95 more</title>"), marked)
     }
 
     func testBarChartStacksAndCountsBuckets() {
