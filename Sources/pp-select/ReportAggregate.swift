@@ -38,7 +38,8 @@ enum Downsample {
 }
 
 /// Buckets of time for counting events: the smallest of minute, 10 minutes, hour, 6 hours,
-/// day and week that gives at most `maxBuckets` buckets over [lo, hi].
+/// day, week and 4 weeks that gives at most `maxBuckets` (60) buckets over [lo, hi]: days for
+/// up to two months, weeks for a year.
 struct TimeBuckets: Equatable {
     var size: Double
     var name: String
@@ -48,7 +49,7 @@ struct TimeBuckets: Equatable {
     static let sizes: [(Double, String)] = [(60, "minute"), (600, "10 minutes"), (3600, "hour"), (6 * 3600, "6 hours"),
                                             (86_400, "day"), (7 * 86_400, "week"), (28 * 86_400, "4 weeks")]
 
-    init(lo: Double, hi: Double, maxBuckets: Int = 120) {
+    init(lo: Double, hi: Double, maxBuckets: Int = 60) {
         let l = lo.isFinite ? min(lo, hi.isFinite ? hi : lo) : 0
         let h = hi.isFinite ? max(hi, l) : l
         var pick = TimeBuckets.sizes.last!

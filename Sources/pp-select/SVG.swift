@@ -202,7 +202,8 @@ struct LineChart {
             out += "<line x1=\"\(SVG.px(left))\" x2=\"\(SVG.px(left + pw))\" y1=\"\(SVG.px(y(t)))\" y2=\"\(SVG.px(y(t)))\" class=\"grid\"/>"
             out += "<text x=\"\(SVG.px(left - 4))\" y=\"\(SVG.px(y(t) + 4))\" text-anchor=\"end\" class=\"ax\">\(SVG.number(t))</text>"
         }
-        let xt = xIsTime ? TimeAxis.ticks(x) : x.ticks(6)
+        // About one label per 110 px (a date label is ~60 px wide).
+        let xt = xIsTime ? TimeAxis.ticks(x, count: max(2, Int(pw / 110))) : x.ticks(max(2, Int(pw / 110)))
         for t in xt {
             let l = xIsTime ? TimeAxis.label(t, span: x.hi - x.lo) : SVG.number(t)
             out += "<text x=\"\(SVG.px(x(t)))\" y=\"\(SVG.px(top + ph + 14))\" text-anchor=\"middle\" class=\"ax\">\(SVG.escape(l))</text>"

@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import TestSupport
 @testable import Shared
 @testable import pp_select
 
@@ -129,8 +130,8 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(minutes.index(1_000_000 + 600), minutes.count - 1)
         let year = TimeBuckets(lo: 0, hi: 365 * 86_400)
         XCTAssertEqual(year.name, "week")
-        XCTAssertLessThanOrEqual(year.count, 120)
-        let days = TimeBuckets(lo: 0, hi: 90 * 86_400)
+        XCTAssertLessThanOrEqual(year.count, 60)
+        let days = TimeBuckets(lo: 0, hi: 45 * 86_400)
         XCTAssertEqual(days.name, "day")
         XCTAssertEqual(days.index(-1), nil)
         XCTAssertEqual(days.index(86_400 * 1.5), 1)
@@ -201,5 +202,47 @@ final class ReportTests: XCTestCase {
         }
         XCTAssertTrue(page.contains("id=\"check-canary\""))
         XCTAssertTrue(page.contains("l43"))   // a label of the last quarter is listed as new
+    }
+}
+
+/// The built `pp-select report`: exit codes, stdout, atomic output, an unreadable file.
+final class ReportCLITests: XCTestCase {
+    func testExitCodesAndOutput() throws {
+        let dir = try TestSupport.tempDir("report-cli")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // No such root: 66, nothing on stdout.
+        let missing = try TestSupport.run("pp-select", ["report", "--root", dir + "/nope", "--out", dir + "/out"])
+        XCTAssertEqual(missing.status, 66, missing.stderr)
+        XCTAssertEqual(missing.stdout, "")
+        XCTAssertTrue(missing.stderr.contains("no such state folder"), missing.stderr)
+        // Usage: 64.
+        XCTAssertEqual(try TestSupport.run("pp-select", ["report", "--root", dir, "--metric", "nope"]).status, 64)
+        XCTAssertEqual(try TestSupport.run("pp-select", ["report", "--root", dir, "--max-age", "soon"]).status, 64)
+        // An empty root: a page whose charts say "no data"; the path on stdout; default ROOT/report.
+        let root = Root(dir + "/root")
+        try root.ensureLayout()
+        let empty = try TestSupport.run("pp-select", ["report", "--root", root.path])
+        XCTAssertEqual(empty.status, 0, empty.stderr)
+        XCTAssertEqual(empty.stdout, root.path + "/report/index.html\n")
+        let page = String(decoding: try FileIO.readAll(root.path + "/report/index.html"), as: UTF8.self)
+        XCTAssertTrue(page.hasPrefix("<!DOCTYPE html>") && page.hasSuffix("</html>\n"))
+        XCTAssertTrue(page.contains("nothing deployed"))
+        XCTAssertTrue(page.contains("no data"))
+        XCTAssertFalse(page.contains("<script"))
+        // A dead writer's temp is swept, a live one's never; no temp is left by the run.
+        let stale = root.path + "/report/.index.html.tmp.999999"
+        try FileIO.publish("x", to: stale)
+        // An unreadable eval result: still written, named on stderr and in the page, exit 1.
+        try FileIO.publish("{\"schema\":1,\"checkpoint\":", to: root.evals + "/ckpt-20261126T000000Z-000000000001--main--0000000000000000.json")
+        let bad = try TestSupport.run("pp-select", ["report", "--root", root.path, "--out", dir + "/out2"])
+        XCTAssertEqual(bad.status, 1, bad.stderr)
+        XCTAssertEqual(bad.stdout, dir + "/out2/index.html\n")
+        XCTAssertTrue(bad.stderr.contains("ckpt-20261126T000000Z-000000000001--main--0000000000000000.json"), bad.stderr)
+        let badPage = String(decoding: try FileIO.readAll(dir + "/out2/index.html"), as: UTF8.self)
+        XCTAssertTrue(badPage.contains("Files skipped"))
+        XCTAssertEqual(try FileIO.list(dir + "/out2"), ["index.html"])
+        let again = try TestSupport.run("pp-select", ["report", "--root", root.path])
+        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(try FileIO.list(root.path + "/report").filter { $0.hasPrefix(".") }, [], "a dead writer's temp file was left")
     }
 }
