@@ -1,5 +1,5 @@
 # Perpetuum. `make demo` and `make test` do all their own set-up on a fresh Debian 12.
-# Targets: deps build test demo bench bench-quick bench-accuracy drift drift-quick install clean (see README.md).
+# Targets: deps build test report-test demo bench bench-quick bench-accuracy drift drift-quick install clean (see README.md).
 
 SHELL := /bin/bash
 SWIFT ?= swift
