@@ -91,7 +91,10 @@ struct ReportData {
     static func load(root: Root, now: Double, metric: String) throws -> ReportData {
         var d = ReportData(rootPath: root.path, now: now, metric: metric)
         d.loadEvals(root)
-        d.decisions = (try? History.read(root.selections)) ?? []
+        // Lines that do not parse are skipped by History with a warning naming them.
+        do { d.decisions = try History.read(root.selections) } catch let e as PPError { d.skip(root.selections, e.message) } catch {
+            d.skip(root.selections, "\(error)")
+        }
         if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: root.deployed) { d.deployedPath = link }
         d.loadDeployedResult(root)
         for run in ((try? FileIO.list(root.runs)) ?? []).sorted() where !run.hasPrefix(".") {
