@@ -296,7 +296,7 @@ def main():
     # Headless Chromium.
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if not binary:
-        skip("headless browser: chromium is not installed (apt-get install chromium; make deps installs it)")
+        skip("headless browser: chromium is not installed (apt-get install chromium; make test-deps installs it)")
         return finish()
     broken = os.path.join(work, "broken.html")
     with open(broken, "w") as f:
