@@ -1,5 +1,5 @@
 # Perpetuum. `make demo` and `make test` do all their own set-up on a fresh Debian 12.
-# Targets: deps build test demo bench bench-quick bench-accuracy drift drift-quick install clean (see README.md).
+# Targets: deps build test report-test demo bench bench-quick bench-accuracy drift drift-quick install clean (see README.md).
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -24,15 +24,19 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing --scratch-path .build-test
 BIN := $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
 APT_PACKAGES := libopenblas-dev libzstd-dev pkg-config zstd jq python3 python3-venv
+# Only `make test` needs these: Debian's chromium opens pp-select's report headless
+# (tools/report-test.py, issue 17).
+TEST_APT_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-sanitize crash-soak test-systemd demo bench bench-quick bench-accuracy drift drift-quick production-sim install man clean fuzz fuzz-smoke
+.PHONY: all deps test-deps build test report-test test-sanitize crash-soak test-systemd demo bench bench-quick bench-accuracy drift drift-quick production-sim install man clean fuzz fuzz-smoke
 
 all: build
 
 # Installs the Debian packages that are missing (apt's configured sources; no other host).
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# test-deps: those of APT_PACKAGES and TEST_APT_PACKAGES.
+deps test-deps:
+	@missing=""; for p in $(APT_PACKAGES) $(if $(filter test-deps,$@),$(TEST_APT_PACKAGES)); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -42,10 +46,11 @@ deps:
 build: deps
 	$(SWIFT) build $(RELEASE)
 
-test: deps
+test: test-deps
 	$(SWIFT) build $(TEST_FLAGS)
 	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
 	Tests/systemd/run.sh "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
+	python3 tools/report-test.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
 	bench/setup.sh drift
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" bench/venv/bin/python -m unittest -v bench/test_drift.py
 	PP_BIN="$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)" DRIFT_QUICK=1 bench/drift.sh
@@ -87,6 +92,13 @@ test-sanitize: deps
 test-systemd: deps
 	$(SWIFT) build $(TEST_FLAGS)
 	Tests/systemd/run.sh "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
+
+# pp-select report and the Grafana dashboard on a real state folder, the report opened in
+# headless chromium (tools/report-test.py, issue 17; part of `make test`). The page and its
+# screenshot stay in .build-test/report-test/report/.
+report-test: test-deps
+	$(SWIFT) build $(TEST_FLAGS)
+	python3 tools/report-test.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
 
 demo: build
 	PP_BIN="$(BIN)" demo/run.sh

@@ -5,7 +5,8 @@
 # pp-select deploys winners; midway it changes the running trainer's learning rate and
 # dropout; at three quarters it drops a spoiled batch (a real week with its labels shuffled,
 # as a broken export would) into the inbox, which pp-ingest's canary quarantines. Everything
-# it makes stays in demo/root for you to inspect.
+# it makes stays in demo/root for you to inspect; it ends by writing demo/root/report/index.html
+# (pp-select report) and printing its path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PP_BIN:-.build/release}
@@ -94,3 +95,12 @@ pp-select --since 24h >>"$ROOT/select.jsonl" 2>>"$LOG" || true
 echo
 echo "== checkpoints and scores (holdout, all / recent) =="
 demo/report.sh "$ROOT"
+
+# The same story as one page with charts (pp-select report, issue 17): its path on stdout.
+echo
+if page=$(pp-select report --out "$ROOT/report" 2>>"$LOG"); then
+  echo "demo: the report, to open in a browser:"
+  echo "$page"
+else
+  echo "demo: pp-select report failed (see $LOG)"
+fi

@@ -92,7 +92,7 @@ struct PPSelect: ParsableCommand {
         CKPT has a poisoned lineage, 66 no such checkpoint, 69 not built yet, 74 I/O error.
         """,
         version: BuildTarget.versionLine("pp-select"),
-        subcommands: [Rollback.self]
+        subcommands: [Rollback.self, Report.self]
     )
 
     @OptionGroup var rootOptions: RootOptions

@@ -377,6 +377,10 @@ if built pp-select && built pp-eval; then
   if wait_for 60 test -L "$S/deployed" && wait_for 10 test -s "$S/selections.jsonl"; then
     ok "pp-select.timer deployed $(readlink "$S/deployed") ($(wc -l < "$S/selections.jsonl") decisions)"
   else notok "nothing deployed"; dump pp-select.timer pp-select.service; fi
+  # Issue 17: ExecStartPost= writes the report after each selection.
+  if wait_for 30 test -s "$S/report/index.html" && has '<svg' "$S/report/index.html"; then
+    ok "pp-select.service wrote the report (report/index.html, $(wc -c < "$S/report/index.html") bytes)"
+  else notok "no report/index.html after pp-select.service"; journal pp-select.service | tail -20 | diag; fi
 else
   skip "select checks: pp-select or pp-eval is not built yet"
 fi
