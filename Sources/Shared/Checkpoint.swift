@@ -177,7 +177,7 @@ public final class Checkpoint {
             if e.status == .corrupt { throw PPError.corrupt(path, "corrupt compressed data (\(e.message))") }
             throw e
         }
-        try head.withUnsafeBytes { try checkStart($0, path: path) }
+        _ = try head.withUnsafeBytes { try checkStart($0, path: path) }
         guard tail == endMagic else { throw PPError.corrupt(path, "no end marker (truncated content, \(total) bytes)") }
     }
 
