@@ -33,6 +33,18 @@ enum SVG {
         return out
     }
 
+    /// A legend along the bottom left of a chart `height` high: for each (name, colour), a
+    /// swatch `swatch` pixels tall whose top is `above` pixels over the bottom, and the name.
+    static func legend(_ items: [(name: String, color: String)], left: Double, height: Double, above: Double, swatch: Double) -> String {
+        var out = "", lx = left
+        for (name, color) in items {
+            out += "<rect x=\"\(px(lx))\" y=\"\(px(height - above))\" width=\"10\" height=\"\(px(swatch))\" fill=\"\(escape(color))\"/>"
+            out += "<text x=\"\(px(lx + 13))\" y=\"\(px(height - 4))\" class=\"ax\">\(escape(name))</text>"
+            lx += Double(name.count) * 6.2 + 22
+        }
+        return out
+    }
+
     /// A pixel coordinate: at most one decimal, no "-0", no exponent.
     static func px(_ v: Double) -> String {
         guard v.isFinite else { return "0" }
@@ -260,12 +272,7 @@ struct LineChart {
             out += "<path d=\"\(d)\" stroke=\"\(SVG.escape(s.color))\" class=\"series\(s.dashed ? " dash" : "")\" data-name=\"\(name)\" data-points=\"\(p.count)\"><title>\(name)</title></path>"
         }
         // Legend: the series names along the bottom left.
-        var lx = left
-        for s in series {
-            out += "<rect x=\"\(SVG.px(lx))\" y=\"\(SVG.px(height - 10))\" width=\"10\" height=\"4\" fill=\"\(SVG.escape(s.color))\"/>"
-            out += "<text x=\"\(SVG.px(lx + 13))\" y=\"\(SVG.px(height - 4))\" class=\"ax\">\(SVG.escape(s.name))</text>"
-            lx += Double(s.name.count) * 6.2 + 22
-        }
+        out += SVG.legend(series.map { ($0.name, $0.color) }, left: left, height: height, above: 10, swatch: 4)
         return out + "</svg>"
     }
 }
@@ -334,12 +341,7 @@ struct BarChart {
             }
         }
         out += "<text x=\"\(SVG.px(left + pw))\" y=\"\(SVG.px(height - 4))\" text-anchor=\"end\" class=\"ax\">per \(SVG.escape(bucketLabel))</text>"
-        var lx = left
-        for c in categories {
-            out += "<rect x=\"\(SVG.px(lx))\" y=\"\(SVG.px(height - 11))\" width=\"10\" height=\"6\" fill=\"\(SVG.escape(c.color))\"/>"
-            out += "<text x=\"\(SVG.px(lx + 13))\" y=\"\(SVG.px(height - 4))\" class=\"ax\">\(SVG.escape(c.name))</text>"
-            lx += Double(c.name.count) * 6.2 + 22
-        }
+        out += SVG.legend(categories.map { ($0.name, $0.color) }, left: left, height: height, above: 11, swatch: 6)
         return out + "</svg>"
     }
 }
