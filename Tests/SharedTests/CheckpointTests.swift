@@ -36,16 +36,23 @@ final class CheckpointTests: XCTestCase {
 
     func tmp() throws -> String { try TestSupport.tempDir("ckpt") }
 
+    /// A trainer after three batches and its checkpoint (step 450) published as
+    /// DIR/ckpt-x.ppc in a new temporary DIR (the caller removes it).
+    func trainedFile(hidden: Int) throws -> (trainer: Trainer, config: ModelConfig, bytes: [UInt8], dir: String, path: String) {
+        let c = config(hidden: hidden)
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2, dropout: 0.2))
+        for b in batches(3) { _ = try t.train(b) }
+        let bytes = try t.checkpointBytes(meta: meta(c, step: 450))
+        let dir = try tmp()
+        let path = dir + "/ckpt-x.ppc"
+        try FileIO.publish(bytes, to: path)
+        return (t, c, bytes, dir, path)
+    }
+
     func testRoundTripGivesIdenticalPredictions() throws {
         for hidden in [0, 8] {
-            let c = config(hidden: hidden)
-            let t = try Trainer(config: c, knobs: Knobs(lr: 0.2, dropout: 0.2))
-            for b in batches(3) { _ = try t.train(b) }
-            let bytes = try t.checkpointBytes(meta: meta(c, step: 450))
-            let dir = try tmp()
+            let (t, c, bytes, dir, path) = try trainedFile(hidden: hidden)
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let path = dir + "/ckpt-x.ppc"
-            try FileIO.publish(bytes, to: path)
             let ck = try Checkpoint.load(path: path)
             XCTAssertEqual(ck.meta.step, 450)
             XCTAssertEqual(ck.meta.labels, t.model.labels)
@@ -157,14 +164,8 @@ final class CheckpointTests: XCTestCase {
     /// bit for bit what the full load and the trainer predict.
     func testInferenceLoadPredictsExactlyAsTheFullLoad() throws {
         for hidden in [0, 8] {
-            let c = config(hidden: hidden)
-            let t = try Trainer(config: c, knobs: Knobs(lr: 0.2, dropout: 0.2))
-            for b in batches(3) { _ = try t.train(b) }
-            let bytes = try t.checkpointBytes(meta: meta(c, step: 450))
-            let dir = try tmp()
+            let (t, c, _, dir, path) = try trainedFile(hidden: hidden)
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let path = dir + "/ckpt-x.ppc"
-            try FileIO.publish(bytes, to: path)
             let full = try Checkpoint.load(path: path, mode: .full)
             let inf = try Checkpoint.load(path: path, mode: .inference)
             XCTAssertEqual(inf.meta, full.meta)
