@@ -16,7 +16,7 @@ Perpetuum (the real tools, the shipped units' flags, a simulated clock):
     ends (its mtime then), pp-ingest runs (the inbox path unit), the pp-train daemon
     (defaults: rescan, replay share, max passes; it gets SIGHUP, which rescans at once, as
     its own 60 s rescan would within the simulated hour) trains until idle and writes its
-    checkpoint, pp-eval --pending runs (the checkpoints path unit), and pp-select runs once
+    checkpoint, pp-eval --pending --new runs (the checkpoints path unit), and pp-select runs once
     per simulated day at 03:00 (its daily timer), seven times a week, empty weeks included.
     Retention: as the shipped units configure it (systemd/pp-select.service).
   * warm-up: every warm-up week's file lands at once (each with its own week's mtime, so
@@ -472,7 +472,7 @@ class Perpetuum:
         say(f"  warm-up: {len(warm)} weeks ingested ({len(quarantined)} quarantined), training...")
         self.daemon = Daemon(self.tools)
         self.daemon.settle(shards, timeout=3600)
-        self.tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 2))
+        self.tools.run("pp-eval", ["pp-eval", "--pending", "--new"], ok=(0, 2))
         self.selections_at_start = len(self.selections())
         self.days(week_start(first_eval))
         self.warmup_cpu = dict(self.tools.cpu)
@@ -490,7 +490,7 @@ class Perpetuum:
                 self.ingest["quarantined_weeks"].append(week)
             if shards:
                 self.daemon.settle(shards)
-                self.tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 2))
+                self.tools.run("pp-eval", ["pp-eval", "--pending", "--new"], ok=(0, 2))
         self.days(end)
 
     def days(self, monday):
@@ -498,6 +498,9 @@ class Perpetuum:
         next week's delivery time, when that week is scored."""
         for d in range(7):
             self.tools.set_clock(monday + d * DAY + SELECT_AT)
+            # As pp-select.service: its ExecStartPre scores the deployed checkpoint and the
+            # candidates on the current eval set, then pp-select compares them.
+            self.tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 1, 2))
             self.tools.run("pp-select", ["pp-select"] + SELECT_FLAGS, ok=(0, 1, 2))
         self.tools.set_clock(monday + WEEK + DELIVER_AFTER)
 
@@ -974,7 +977,7 @@ def report(name, a, period, warm, period_weeks, files, tally, ages, weekly, perp
         "perpetuum": dict(perp, pipeline_cpu_seconds=round(pipeline, 3),
                           deployed_age_days_mean=sum(valid_ages) / len(valid_ages) if valid_ages else None,
                           clean_weeks_quarantined=perp["ingest"]["quarantined"],
-                          flags=f"pp-train {a.train_flags} (PP_TRAIN_FLAGS); pp-ingest, pp-eval --pending, pp-select as the units run them",
+                          flags=f"pp-train {a.train_flags} (PP_TRAIN_FLAGS); pp-ingest, pp-eval --pending --new, pp-eval --pending + pp-select as the units run them",
                           guards=a.guards),
         "fasttext": tuning, "weekly": weekly, "seconds": round(secs, 1), "machine": machine(),
         "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

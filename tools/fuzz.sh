@@ -8,6 +8,8 @@
 #   tools/fuzz.sh                       every target, FUZZ_SECONDS each
 #   FUZZ_SECONDS=20 tools/fuzz.sh       a smoke (make fuzz-smoke)
 #   tools/fuzz.sh checkpoint shard      some targets
+#   FUZZ_RUNS=10000000 FUZZ_SECONDS=7200 tools/fuzz.sh shard
+#                                       stop at 10 million executions (or the time, first)
 #
 # Build: SwiftPM with PP_FUZZ=1 (Package.swift adds the fuzz-* targets) and swiftc's
 # -sanitize=fuzzer,address, in .build-fuzz (debug: ASan wants it). Each target's top-level code
@@ -16,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
+RUNS=${FUZZ_RUNS:--1}
 ALL=(checkpoint shard input control policy selections scorecache)
 TARGETS=("$@"); [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 SCRATCH=.build-fuzz
@@ -35,7 +38,7 @@ for t in "${TARGETS[@]}"; do
   # goes to the log. Lines of 64 KiB at most; 2 GiB of RSS is a leak or a bomb.
   set +e
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 "$BIN/fuzz-$t" "$work" "Fuzz/corpus/$t" \
-    -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -close_fd_mask=3 \
+    -max_total_time="$SECONDS_EACH" -runs="$RUNS" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -close_fd_mask=3 \
     -artifact_prefix="$SCRATCH/crash-$t-" -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e

@@ -8,8 +8,10 @@ The real tools on one state folder under a simulated clock ($PP_CLOCK_FILE, docs
 run the way the shipped units run them: a batch of the stream lands in inbox/ every
 --ingest-every seconds and pp-ingest runs (the inbox path unit); the pp-train daemon trains
 it and writes its checkpoint (hourly or sooner: the daemon's interval, on the simulated
-clock); pp-eval --pending runs after each checkpoint (the checkpoints path unit); pp-select
---keep-bytes runs once a day at 03:00 (its timer), retention included. The stream's records
+clock); pp-eval --pending --new runs after each batch (the checkpoints path unit and the
+every-minute timer: each checkpoint is scored once, as it appears); pp-select --keep-bytes runs
+once a day at 03:00 (its timer), retention included, after pp-eval --pending (the unit's
+ExecStartPre: the deployed checkpoint and the candidates on the current eval set). The stream's records
 are spread evenly over the simulated days in their own order (a real stream, squeezed).
 
 It records, per simulated day: pp-eval's CPU seconds and runs, the results it wrote and the
@@ -111,6 +113,13 @@ def main():
             sel = start + ((t - start - select_at) // DAY) * DAY + select_at
             if t - a.ingest_every < sel <= t and day is not None:
                 tools.set_clock(sel)
+                # pp-select.service: ExecStartPre=pp-eval --pending (the deployed checkpoint and
+                # the candidates on the current eval set), then pp-select.
+                before = tools.cpu.get("pp-eval", 0.0)
+                _, out = tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 1, 2))
+                day["eval_cpu"] += tools.cpu.get("pp-eval", 0.0) - before
+                day["eval_runs"] += 1
+                count_results(day, out)
                 tools.run("pp-select", ["pp-select", "--keep-bytes", str(budget)], ok=(0, 1, 2))
                 ck_bytes, ck_n = folder_bytes(os.path.join(root, "runs"), (".ppc",))
                 day["checkpoint_bytes"], day["checkpoints"] = ck_bytes, ck_n
@@ -148,14 +157,10 @@ def main():
                     # the first time a batch arrives an hour after its first unsaved one.
                     daemon.settle(shards, checkpoint=a.ingest_every >= 3600)
                     before = tools.cpu.get("pp-eval", 0.0)
-                    _, out = tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 2))
+                    _, out = tools.run("pp-eval", ["pp-eval", "--pending", "--new"], ok=(0, 2))
                     day["eval_cpu"] += tools.cpu.get("pp-eval", 0.0) - before
                     day["eval_runs"] += 1
-                    for line in out.splitlines():
-                        if line.strip():
-                            r = json.loads(line)
-                            day["results"] += 1
-                            day["examples_scored"] += r.get("scored_examples", r.get("examples", 0))
+                    count_results(day, out)
         if day is not None and day["eval_runs"]:
             days.append(day)
     except drift.HarnessError as e:
@@ -180,6 +185,15 @@ def main():
         if not failures:
             drift.say("production-sim: every check held")
     return 1 if failures else 0
+
+
+def count_results(day, out):
+    """Adds pp-eval's JSON lines (one result each) to the day's results and examples scored."""
+    for line in out.splitlines():
+        if line.strip():
+            r = json.loads(line)
+            day["results"] += 1
+            day["examples_scored"] += r.get("scored_examples", r.get("examples", 0))
 
 
 def holdout_examples(root):

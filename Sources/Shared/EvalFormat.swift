@@ -332,7 +332,7 @@ public enum EvalNames {
     }
 
     /// "<ckpt file sans .ppc>--<RUN>": the part every file of a checkpoint's in evals/ starts with.
-    static func checkpointStem(_ checkpointFile: String, run: String) -> String {
+    public static func checkpointStem(_ checkpointFile: String, run: String) -> String {
         var f = checkpointFile
         if f.hasSuffix(".ppc") { f.removeLast(4) }
         return f + "--" + run

@@ -61,7 +61,8 @@ struct PPEval: ParsableCommand {
         (with a per-example .pex file beside it, for pp-select's bootstrap). \
         --pending scores every checkpoint that selection can still choose (created within --since, \
         default 24h, and every run's newest) and the deployed one, that has no result \
-        for the current holdout set, one JSON line each. Formats: docs/formats.md.
+        for the current holdout set, one JSON line each; --pending --new only those that have \
+        no result at all (each checkpoint once, as it appears). Formats: docs/formats.md.
 
         EXIT STATUS: 0 done, 2 nothing to do (no pending checkpoint, no holdout examples), \
         64 usage, 65 corrupt checkpoint or shard (no result written), 66 no such file, \
@@ -102,6 +103,9 @@ struct Score: ParsableCommand {
     @Flag(name: .long, help: "Score every checkpoint that selection can still choose and that has no result for the current holdout set.")
     var pending = false
 
+    @Flag(name: .long, help: "With --pending: only checkpoints that have no result at all, each scored once, on the eval set of the moment it is seen (what the checkpoint path unit and timer run; the other results come when pp-select's unit runs plain --pending).")
+    var new = false
+
     @Option(name: .long, help: ArgumentHelp("With --pending: checkpoints created within this window (s, m, h, d, w; as pp-select --since), each run's newest and the deployed one; `all` for every checkpoint.", valueName: "duration"))
     var since = "24h"
 
@@ -114,6 +118,7 @@ struct Score: ParsableCommand {
         if let d = recentDays, d < 1 { throw ValidationError("--recent-days must be at least 1") }
         if let n = recentExamples, n < 1 { throw ValidationError("--recent-examples must be at least 1") }
         if recentDays != nil && recentExamples != nil { throw ValidationError("give --recent-examples or --recent-days, not both") }
+        if new && !pending { throw ValidationError("--new goes with --pending") }
         if pending && !data.isEmpty { throw ValidationError("--pending scores the holdout set; --data is for one CKPT") }
         if since != "all" && Clock.duration(since) == nil { throw ValidationError("--since: not a duration: \(since)") }
     }
@@ -167,24 +172,53 @@ struct Score: ParsableCommand {
         return out
     }
 
+    /// "<ckpt file sans .ppc>--<RUN>" of every checkpoint that has a stored result on any
+    /// eval set (a result is "<stem>--<evalset16>.json").
+    static func scoredStems(_ root: Root) throws -> Set<String> {
+        guard FileIO.exists(root.evals) else { return [] }
+        var out = Set<String>()
+        for f in try FileIO.list(root.evals) where f.hasSuffix(".json") {
+            let u = Array(f.utf8)
+            guard let i = (0..<max(0, u.count - 1)).reversed().first(where: { u[$0] == 0x2D && u[$0 + 1] == 0x2D }) else { continue }
+            out.insert(String(decoding: u[..<i], as: UTF8.self))
+        }
+        return out
+    }
+
     func scorePending(root: Root) throws {
         try FileIO.makeDirectories(root.locks)
         let lock = try FileLock(path: root.lock("pp-eval"), wait: true)
         defer { lock.release() }
         let log = Log.make(tool)
         Temps.sweep([root.evals, root.metrics], log: log)   // temps of dead writers (Temps.swift)
-        let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
         let from = since == "all" ? nil : Clock.now() - Clock.duration(since)!
-        let todo = try Score.allCheckpoints(root, from: from).filter { p in
-            let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) ?? ("", FileIO.split(p).name)
-            // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.
-            if id.run.isEmpty { return true }
-            let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: hash)
-            return !FileIO.exists(root.evals + "/" + base + ".json")
-        }
-        if todo.isEmpty {
-            log.info("nothing pending", metadata: ["evalset": "\(hash.prefix(16))"])
-            throw ExitCode(ExitStatus.nothingToDo.rawValue)
+        let todo: [String]
+        if new {
+            // Arrivals only: a listing of evals/ says which checkpoints were ever scored; the
+            // eval set is not even hashed when none is new, so the every-minute timer and a
+            // holdout shard every few minutes cost a directory listing (issue 13).
+            let scored = try Score.scoredStems(root)
+            todo = try Score.allCheckpoints(root, from: from).filter { p in
+                guard let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) else { return true }
+                return !scored.contains(EvalNames.checkpointStem(id.file, run: id.run))
+            }
+            if todo.isEmpty {
+                log.info("nothing pending: every checkpoint has a result (--new)")
+                throw ExitCode(ExitStatus.nothingToDo.rawValue)
+            }
+        } else {
+            let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
+            todo = try Score.allCheckpoints(root, from: from).filter { p in
+                let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) ?? ("", FileIO.split(p).name)
+                // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.
+                if id.run.isEmpty { return true }
+                let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: hash)
+                return !FileIO.exists(root.evals + "/" + base + ".json")
+            }
+            if todo.isEmpty {
+                log.info("nothing pending", metadata: ["evalset": "\(hash.prefix(16))"])
+                throw ExitCode(ExitStatus.nothingToDo.rawValue)
+            }
         }
         let set = try loadEvalSet(data: [], root: root)
         var worst = ExitStatus.ok

@@ -103,6 +103,55 @@ final class EvalEndToEndTests: XCTestCase {
         XCTAssertFalse(FileIO.exists(cache), r.stderr)
     }
 
+    /// `--pending --new` (the checkpoint path unit and the every-minute timer): each checkpoint
+    /// is scored once, when it first appears; a new holdout shard alone gives no work (the
+    /// eval set is not even read), and plain `--pending` (pp-select.service's ExecStartPre)
+    /// brings it to the current eval set, scoring only the new shard (issue 13).
+    func testPendingNewScoresEachCheckpointOnceAsItAppears() throws {
+        let dir = try TestSupport.tempDir("e2e-new")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        try root.ensureLayout()
+        func holdout(_ k: Int, _ n: Int) throws {
+            try Fixture.shard((0..<n).map { i in let (l, t) = example(k * 100 + i); return (l, Int64(1_700_000_000 + k * 86_400 + i), t) },
+                              to: root.holdout + "/2026010\(k)T000000Z-0000000000000000-000.pps")
+        }
+        func run(_ args: [String]) throws -> (status: Int32, lines: [[String: Any]], stderr: String) {
+            let r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"] + args)
+            return (r.status, try r.stdoutLines.map { try json($0) }, r.stderr)
+        }
+        try holdout(1, 40)
+        let a = try checkpoint(root, batches: 5, stamp: "20261126T000001Z", parent: nil)
+        var r = try run(["--new"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.lines.map { $0["scored_examples"] as? Int }, [40])
+        r = try run(["--new"])
+        XCTAssertEqual(r.status, 2, "a checkpoint with a result is not pending for --new: \(r.stderr)")
+        // New holdout data: still nothing for --new, though the eval set changed.
+        try holdout(2, 25)
+        r = try run(["--new"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.lines.isEmpty)
+        // A second checkpoint appears: --new scores it alone, on the whole current set.
+        let b = try checkpoint(root, batches: 6, stamp: "20261126T000002Z", parent: "main/" + FileIO.split(a).name)
+        r = try run(["--new"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.lines.count, 1)
+        XCTAssertEqual(r.lines.first?["checkpoint"] as? String, "main/" + FileIO.split(b).name)
+        XCTAssertEqual(r.lines.first?["scored_examples"] as? Int, 65)
+        // Plain --pending (every checkpoint: these are older than its 24-hour window): the first
+        // checkpoint on the current set, only the new shard scored.
+        r = try run(["--since", "all"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.lines.count, 1, "\(r.lines)")
+        XCTAssertEqual(r.lines.first?["checkpoint"] as? String, "main/" + FileIO.split(a).name)
+        XCTAssertEqual(r.lines.first?["examples"] as? Int, 65)
+        XCTAssertEqual(r.lines.first?["scored_examples"] as? Int, 25, "only the shard it had not seen")
+        XCTAssertEqual(try run(["--since", "all"]).status, 2)
+        // --new is a mode of --pending.
+        XCTAssertEqual(try TestSupport.run("pp-eval", ["--root", dir, "--new"]).status, 64)
+    }
+
     func testWholeLoop() throws {
         let dir = try TestSupport.tempDir("e2e")
         defer { try? FileManager.default.removeItem(atPath: dir) }

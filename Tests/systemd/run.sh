@@ -296,7 +296,7 @@ mm=$(show pp-train@main.service MemoryMax); tm=$(show pp-train@main.service Task
 if [ "$mm" = $((8*1024*1024*1024)) ] && [ "$tm" = 64 ]; then ok "pp-train@main: MemoryMax=8G TasksMax=64 (systemctl show)"
 else notok "pp-train@main limits: MemoryMax=$mm TasksMax=$tm"; fi
 mm=$(show pp-select.service MemoryMax); tm=$(show pp-select.service TasksMax)
-if [ "$mm" = $((1024*1024*1024)) ] && [ "$tm" = 32 ]; then ok "pp-select: MemoryMax=1G TasksMax=32 (systemctl show)"
+if [ "$mm" = $((8*1024*1024*1024)) ] && [ "$tm" = 64 ]; then ok "pp-select: MemoryMax=8G TasksMax=64 (systemctl show)"
 else notok "pp-select limits: MemoryMax=$mm TasksMax=$tm"; fi
 
 # --- the sandbox: a probe with the exact hardening block of the installed units ---
