@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets (Fuzz/Targets, issue 15): the checkpoint reader, the
 # shard reader, the input parser (JSON Lines, fastText lines), control.json, policy.json and
-# selections.jsonl, pp-eval's score cache. Each runs for FUZZ_SECONDS (default 60) from its committed seed corpus
+# selections.jsonl, pp-eval's score cache, the holdout index. Each runs for FUZZ_SECONDS (default 60) from its committed seed corpus
 # (Fuzz/corpus/TARGET, read only; new inputs go to .build-fuzz/corpus/TARGET). A crash
 # leaves its input in .build-fuzz/crash-TARGET-* and makes the script exit 1.
 #
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RUNS=${FUZZ_RUNS:--1}
-ALL=(checkpoint shard input control policy selections scorecache)
+ALL=(checkpoint shard input control policy selections scorecache holdoutindex)
 TARGETS=("$@"); [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 SCRATCH=.build-fuzz
 FLAGS=(--scratch-path "$SCRATCH" -Xswiftc -sanitize=fuzzer,address)

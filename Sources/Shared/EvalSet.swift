@@ -146,15 +146,24 @@ public final class EvalSet {
         return out.sorted { (FileIO.split($0).name, $0) < (FileIO.split($1).name, $1) }
     }
 
-    /// The hash of a shard set without decompressing it (what pp-select needs).
-    public static func hashShards(_ paths: [String]) throws -> String {
+    /// The hash of a shard set without decompressing it (what pp-select needs); with an
+    /// `index` (the root's holdout index) a shard's digest is read only when unknown.
+    public static func hashShards(_ paths: [String], index: HoldoutIndex? = nil) throws -> String {
         var h = SHA256()
         h.update(data: hashPrefix)
         for p in paths {
-            let bytes = try FileIO.readAll(p)
-            h.update(data: Array((hex(SHA256.hash(data: bytes)) + "\n").utf8))
+            let digest = try index.map { try $0.sha256(p) } ?? hex(SHA256.hash(data: try FileIO.readAll(p)))
+            h.update(data: Array((digest + "\n").utf8))
         }
         return hex(h.finalize())
+    }
+
+    /// The root's current eval window (`holdoutPaths`) and its hash, through the root's holdout
+    /// index (HoldoutIndex.swift): a run that finds every shard known reads no shard.
+    public static func currentHoldout(_ root: Root, warn: (String) -> Void = { _ in }) throws -> (paths: [String], hash: String) {
+        let index = HoldoutIndex.shared(root, warn: warn)
+        let paths = try holdoutPaths(root, index: index)
+        return (paths, try hashShards(paths, index: index))
     }
 
     /// Reads and checks every file (a defect throws `.corrupt` naming the file) and hashes
@@ -166,7 +175,7 @@ public final class EvalSet {
     /// the hash is still `hashShards` of the folder (`--pending` finds its results) and every
     /// checkpoint scored on this set was scored without it. One bad file in holdout/ must
     /// not stop every evaluation.
-    public static func load(_ paths: [String], source: String, skipCorrupt: Bool = false,
+    public static func load(_ paths: [String], source: String, skipCorrupt: Bool = false, index: HoldoutIndex? = nil,
                             warn: (String) -> Void = { _ in }) throws -> EvalSet {
         var h = SHA256()
         h.update(data: hashPrefix)
@@ -174,9 +183,15 @@ public final class EvalSet {
         for p in paths {
             let digest: String
             if p.hasSuffix("." + Shard.fileExtension) {
+                let st = FileIO.lstatOrNil(p)
                 let bytes = try FileIO.readAll(p)
                 digest = hex(SHA256.hash(data: bytes))
-                do { shards.append(try Shard(path: p, fileBytes: bytes)); digests.append(digest) } catch let e as PPError where skipCorrupt && e.status == .corrupt {
+                if let index, let st { index.record(p, st: st, examples: nil, sha256: digest) }
+                do {
+                    let shard = try Shard(path: p, fileBytes: bytes)
+                    if let index, let st { index.record(p, st: st, examples: shard.header.examples, sha256: digest) }
+                    shards.append(shard); digests.append(digest)
+                } catch let e as PPError where skipCorrupt && e.status == .corrupt {
                     warn("skipping unreadable holdout shard: \(e.message)")
                 }
             } else {
@@ -227,13 +242,14 @@ public final class EvalSet {
     /// (issue 13). Only shard headers are read; a shard whose header cannot be read counts
     /// no examples and stays in the set (pp-eval reports it when it loads the set). Throws
     /// `.nothingToDo` when there are no holdout shards.
-    public static func holdoutPaths(_ root: Root, window: Int = holdoutWindow) throws -> [String] {
+    public static func holdoutPaths(_ root: Root, window: Int = holdoutWindow, index: HoldoutIndex? = nil) throws -> [String] {
         let p = try shardFiles(in: root.holdout)
         if p.isEmpty { throw PPError("\(root.holdout): no holdout shards to score", status: .nothingToDo) }
         var start = p.count, held = 0
         while start > 0 && held < window {
             start -= 1
-            held += max(0, (try? ShardHeader.read(path: p[start]).examples) ?? 0)
+            let n = index.map { $0.examples(p[start]) } ?? (try? ShardHeader.read(path: p[start]).examples)
+            held += max(0, n ?? 0)
         }
         return Array(p[start...])
     }

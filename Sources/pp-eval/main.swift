@@ -38,11 +38,14 @@ func identity(path: String, meta: CheckpointMeta, root: Root) -> CheckpointIdent
 
 /// The eval set --data names (shard files, raw input files, folders of shards), else the
 /// root's holdout shards.
-func loadEvalSet(data: [String], root: Root) throws -> EvalSet {
+func loadEvalSet(data: [String], root: Root, saveIndex: Bool = true) throws -> EvalSet {
     let set: EvalSet
     if data.isEmpty {
-        set = try EvalSet.load(try EvalSet.holdoutPaths(root), source: "holdout", skipCorrupt: true,
+        let index = HoldoutIndex.shared(root, warn: { Log.make(tool).warning("\($0)") })
+        let paths = try EvalSet.holdoutPaths(root, index: index)
+        set = try EvalSet.load(paths, source: "holdout", skipCorrupt: true, index: index,
                                warn: { Log.make(tool).error("\($0)") })
+        if saveIndex { saveHoldoutIndex(index, root: root, window: paths) }
     } else {
         let paths = try EvalSet.shardPaths(data)
         if paths.isEmpty { throw PPError("\(data.joined(separator: " ")): no shard files", status: .nothingToDo) }
@@ -50,6 +53,14 @@ func loadEvalSet(data: [String], root: Root) throws -> EvalSet {
     }
     if set.count == 0 { throw PPError("\(set.source): the eval set has no examples", status: .nothingToDo) }
     return set
+}
+
+/// Stores what this run learnt of the holdout shards (HoldoutIndex.swift); an index that
+/// cannot be written only costs the next run a re-read, so it is a warning.
+func saveHoldoutIndex(_ index: HoldoutIndex, root: Root, window: [String]) {
+    do { try index.save(root, keep: window) } catch let e as PPError {
+        Log.make(tool).warning("holdout index not saved: \(e.message)")
+    } catch {}
 }
 
 struct PPEval: ParsableCommand {
@@ -134,7 +145,7 @@ struct Score: ParsableCommand {
 
     func scoreOne(_ path: String, root: Root) throws {
         guard FileIO.exists(path) else { throw PPError("\(path): no such checkpoint", status: .noInput) }
-        let set = try loadEvalSet(data: data, root: root)
+        let set = try loadEvalSet(data: data, root: root, saveIndex: !noStore)
         let result: EvalResult
         if !noStore && data.isEmpty {
             let real = FileIO.realPath(path) ?? path
@@ -207,7 +218,8 @@ struct Score: ParsableCommand {
                 throw ExitCode(ExitStatus.nothingToDo.rawValue)
             }
         } else {
-            let hash = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
+            let (window, hash) = try EvalSet.currentHoldout(root, warn: { log.warning("\($0)") })
+            saveHoldoutIndex(HoldoutIndex.shared(root), root: root, window: window)
             todo = try Score.allCheckpoints(root, from: from).filter { p in
                 let id = EvalNames.checkpointID(path: FileIO.realPath(p) ?? p) ?? ("", FileIO.split(p).name)
                 // A checkpoint outside runs/ is named by its metadata's run, known only once loaded.

@@ -46,7 +46,7 @@ extension Selector {
 
         // Scores of the deployed checkpoint on the current eval set (pp-eval.prom has each
         // run's newest checkpoint).
-        if let evalset = try? EvalSet.hashShards(try EvalSet.holdoutPaths(root)),
+        if let evalset = try? EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash,
            let r = try results(evalset: evalset).first(where: { $0.path == dep }) {
             if let s = r.metric(config.metric) {
                 m.add("perpetuum_deployed_score", s, help: "The deployed checkpoint's score on the selection metric.",

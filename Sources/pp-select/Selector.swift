@@ -116,7 +116,7 @@ struct Selector {
     /// Chooses among the results of the window on the current eval set; nil = nothing to do.
     /// The status is .corrupt when a candidate had to be refused.
     func select(since: Double) throws -> (DecisionRecord, ExitStatus)? {
-        let evalset = try EvalSet.hashShards(try EvalSet.holdoutPaths(root))
+        let evalset = try EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
         let all = try results(evalset: evalset)
         let dep = currentDeployed()
         let depResult = dep.flatMap { d in all.first { $0.path == d } }
@@ -259,7 +259,7 @@ struct Selector {
             rec.reason = why + "; rolled back to the newest earlier deployment without poison"
             rec.deployed = Selector.id(t); rec.deployedPath = t
         } else {
-            let evalset = try? EvalSet.hashShards(try EvalSet.holdoutPaths(root))
+            let evalset = try? EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
             let pool = try evalset.map { try results(evalset: $0).filter { $0.path != dep } } ?? []
             if let best = ranked(pool).first(where: { usable($0.path) }) {
                 rec.decision = "promote"
