@@ -25,7 +25,10 @@
 # FP_SPOIL=1 also measures the other side: before each week from the 13th on is ingested,
 # its six spoiled versions (tools/spoil.py; `resend` re-sends the week 8 weeks earlier) go
 # through `pp-ingest --dry-run` against the same reference and model, and the share caught
-# per kind is printed (the lines are in $FP_ROOT/spoil.jsonl).
+# per kind is printed (the lines are in $FP_ROOT/spoil.jsonl). FP_SPOIL_TRAIN=1: each spoiled
+# version ingest admitted is also ingested, followed by the next 6 clean weeks, and trained in
+# a copy of the root, and pp-train's guard's verdict on it counted (suspect: stopped or undone
+# on probation; confirmed; probation: pending; trained; $FP_ROOT/spoil-train.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PP_BIN:-.build/release}
@@ -65,6 +68,41 @@ for w in "$DATA"/*.jsonl.zst; do
     for i in "${!weeks[@]}"; do [ "${weeks[$i]}" = "$w" ] && wi=$i; done
     tools/spoil.py resend "${weeks[$((wi - 8))]}" "$sp/resend.jsonl" --seed "$k"
     pp-ingest --root "$ROOT" --dry-run "$@" "$sp"/*.jsonl 2>>"$LOG" | jq -c --arg w "$b" '. + {week: $w}' >>"$ROOT/spoil.jsonl" || true
+    if [ "${FP_SPOIL_TRAIN:-0}" = 1 ] && [ -d "$ROOT/runs/main/checkpoints" ]; then
+      # The second guard: each spoiled version ingest admitted goes in for real in place of
+      # this week, followed by the next FP_TRIAL_WEEKS (6) clean weeks, into a hard-linked
+      # copy of the root (every file there is replaced by rename, never rewritten), and
+      # `pp-train --once` trains them; the verdict is pp-train's guard's on the spoiled shard:
+      # suspect (stopped, or on probation and undone by the weeks after it), probation (still
+      # pending), or trained.
+      for f in "$sp"/*.jsonl; do
+        st=$(jq -r --arg f "$f" 'select(.file == $f) | .status' "$ROOT/spoil.jsonl" | tail -1)
+        case $st in accepted|partial) ;; *) continue ;; esac
+        trial="$ROOT.trial"; rm -rf "$trial"; cp -al "$ROOT" "$trial"
+        sname="${b%.jsonl.zst}-spoiled-$(basename "$f")"
+        cp "$f" "$trial/inbox/.$sname"; touch -d "@$((base + k * 604800))" "$trial/inbox/.$sname"
+        mv "$trial/inbox/.$sname" "$trial/inbox/$sname"
+        for j in $(seq 1 "${FP_TRIAL_WEEKS:-6}"); do
+          nw="${weeks[$((wi + j))]:-}"; [ -n "$nw" ] || break
+          nb=$(basename "$nw")
+          cp "$nw" "$trial/inbox/.$nb"; touch -d "@$((base + (k + j) * 604800))" "$trial/inbox/.$nb"
+          mv "$trial/inbox/.$nb" "$trial/inbox/$nb"
+        done
+        shards=$(pp-ingest --root "$trial" --settle 0 --holdout 0.15 "$@" 2>>"$LOG" \
+                 | jq -r --arg s "$sname" 'select((.file // "") | endswith($s)) | .shards[]? | select(contains("/shards/")) | split("/") | last' || true)
+        pp-train --root "$trial" --once --dim 50 --minn 3 --maxn 5 --bucket 200000 --min-count 2 \
+          --lr 0.2 --threads 1 >/dev/null 2>"$trial.log" || true
+        v=trained
+        [ -n "$shards" ] || v=quarantined-later
+        for s1 in $shards; do
+          if [ -f "$trial/runs/main/suspects.json" ] && jq -e --arg n "$s1" '.shards[] | select(.name == $n)' "$trial/runs/main/suspects.json" >/dev/null; then v=suspect
+          elif [ $v != suspect ] && grep -F "$s1" "$trial.log" | grep -q "probation confirmed"; then v=confirmed
+          elif [ $v != suspect ] && grep -F "$s1" "$trial.log" | grep -q "on probation"; then v=probation; fi
+        done
+        jq -cn --arg f "$f" --arg w "$b" --arg v "$v" '{file: $f, week: $w, guard: $v}' >>"$ROOT/spoil-train.jsonl"
+        rm -rf "$trial" "$trial.log"
+      done
+    fi
   fi
   cp "$w" "$ROOT/inbox/.$b"
   touch -d "@$((base + k * 604800))" "$ROOT/inbox/.$b"
@@ -111,6 +149,11 @@ if [ -n "${FP_EVENTS:-}" ]; then
     if [ "$st" = quarantined ] || [ "$sus" = yes ]; then fail=$((fail + 1)); fi
   done <"$FP_EVENTS"
   echo "drift events stopped: $fail of $nev"
+fi
+if [ "${FP_SPOIL:-0}" = 1 ] && [ -f "$ROOT/spoil-train.jsonl" ]; then
+  jq -rs 'group_by(.file | split("/") | last) | .[]
+    | "spoiled \(.[0].file | split("/") | last | sub(".jsonl$"; "")), admitted by ingest then trained: \(length) weeks; pp-train guard: \(group_by(.guard) | map("\(.[0].guard)=\(length)") | join(" "))"' \
+    "$ROOT/spoil-train.jsonl"
 fi
 if [ "${FP_SPOIL:-0}" = 1 ]; then
   jq -rs 'group_by(.file | split("/") | last) | .[]

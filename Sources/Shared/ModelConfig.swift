@@ -262,8 +262,14 @@ public struct GuardState: Codable, Equatable, Sendable {
         public var afterSum = 0.0
         public var beforeSum = 0.0
         public var diffSquares = 0.0
-        public init(shard: String, sha256: String, loss: Double, threshold: Double) {
+        /// Why it is on probation: nil for a loss spike; for labels that did not follow from
+        /// the texts without a spike (a one-label flood trains down its own loss at once),
+        /// the label signal and the limit it went past (issue 14).
+        public var signal: Double? = nil
+        public var signalLimit: Double? = nil
+        public init(shard: String, sha256: String, loss: Double, threshold: Double, signal: Double? = nil, signalLimit: Double? = nil) {
             self.shard = shard; self.sha256 = sha256; self.loss = loss; self.threshold = threshold
+            self.signal = signal; self.signalLimit = signalLimit
         }
     }
 }

@@ -96,7 +96,11 @@ struct ShardGuard {
     enum Verdict: Equatable {
         /// Accepted; `judged` is false when there was no range yet or too few examples.
         /// `spike`: the loss was above the threshold, a change that was recorded, not stopped.
-        case accepted(loss: Double, judged: Bool, median: Double?, threshold: Double?, spike: Bool, signal: Double?)
+        /// `signalLimit`: set when the label signal went past its limit without a spike (the
+        /// labels do not follow from the texts, yet the loss did not rise: a batch of one
+        /// label, real or a flood, trains its own loss down at once); such a shard goes on
+        /// probation like a spike.
+        case accepted(loss: Double, judged: Bool, median: Double?, threshold: Double?, spike: Bool, signal: Double?, signalLimit: Double? = nil)
         /// Damage: a spike with labels that do not follow from the texts (or, with
         /// guard_spike_alone, any spike). `signalLimit` is nil for the old rule.
         case damaged(loss: Double, median: Double, threshold: Double, signal: Double?, signalLimit: Double?)
@@ -169,7 +173,9 @@ struct ShardGuard {
                 return .damaged(loss: j.loss, median: median, threshold: limit, signal: sig, signalLimit: sl)
             }
             accept(j)
-            return .accepted(loss: j.loss, judged: true, median: median, threshold: limit, spike: spike, signal: j.signal)
+            var doubt: Double? = nil
+            if !spike, let sig = j.signal, let sl = signalLimit(n: m?.n ?? 0), sig > sl { doubt = sl }
+            return .accepted(loss: j.loss, judged: true, median: median, threshold: limit, spike: spike, signal: j.signal, signalLimit: doubt)
         }
         accept(j)
         return .accepted(loss: j.loss, judged: false, median: ref.isEmpty ? nil : TrainPolicy.median(ref), threshold: nil,
@@ -192,11 +198,13 @@ struct ShardGuard {
         case undo(after: Double, before: Double, n: Int, t: Double)
     }
 
-    /// Puts `shard` (whose first pass just spiked without a damage verdict) on probation;
+    /// Puts `shard` (whose first pass just spiked without a damage verdict, or whose labels did
+    /// not follow from its texts without a spike: `signal` > `signalLimit`) on probation;
     /// false when probation is off or another shard is on probation.
-    mutating func startProbation(_ shard: ShardRef, loss: Double, threshold: Double) -> Bool {
+    mutating func startProbation(_ shard: ShardRef, loss: Double, threshold: Double, signal: Double? = nil, signalLimit: Double? = nil) -> Bool {
         guard policy.guardEnabled, policy.guardProbation, state.probation == nil else { return false }
-        state.probation = GuardState.Probation(shard: shard.name, sha256: shard.sha256, loss: loss, threshold: threshold)
+        state.probation = GuardState.Probation(shard: shard.name, sha256: shard.sha256, loss: loss, threshold: threshold,
+                                               signal: signal, signalLimit: signalLimit)
         return true
     }
 

@@ -433,7 +433,7 @@ final class TrainLoop {
             guardian.add(shard: sh.name, batchLoss: perExample, examples: info.newExamples)
             if info.completed, let v = guardian.finish() {
                 switch v {
-                case .accepted(let loss, let judged, let median, let limit, let spike, let signal):
+                case .accepted(let loss, let judged, let median, let limit, let spike, let signal, let signalLimit):
                     lastShardLoss = loss
                     // New shards come in name order: one after the NaN-stopped shard (not
                     // one trained again after the revert) ends the streak.
@@ -448,6 +448,13 @@ final class TrainLoop {
                             log.notice("guard: loss spike on new data, trained on, on probation: the data that follows confirms or undoes it (pp-train rewind --before SHARD undoes it by hand)", metadata: md)
                         } else {
                             log.notice("guard: loss spike on new data, trained on (a change: the labels follow from the texts, or the signal cannot judge)", metadata: md)
+                        }
+                    } else if let sl = signalLimit, let l = limit, let g = signal {
+                        md["signal_limit"] = "\(fmt(sl))"
+                        if guardian.startProbation(sh, loss: loss, threshold: l, signal: g, signalLimit: sl) {
+                            log.notice("guard: labels do not follow from the texts (label signal above its limit, no loss spike: one label given to many texts), trained on, on probation: the data that follows confirms or undoes it", metadata: md)
+                        } else {
+                            log.notice("guard: labels do not follow from the texts (label signal above its limit, no loss spike), trained on (another shard is on probation)", metadata: md)
                         }
                     } else {
                         log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
@@ -519,7 +526,9 @@ final class TrainLoop {
             probationUndone += 1
             probationBaseline = nil
             try trip(ShardRef(name: p.shard, sha256: p.sha256), reason: "probation", loss: p.loss, median: nil, threshold: p.threshold,
-                     detail: "the model that learned it predicts the \(n) following examples worse: loss \(fmt(a)) > \(fmt(b)) before it (paired t \(t) > \(ShardGuard.probationT)); it spiked at loss \(fmt(p.loss)) > threshold \(fmt(p.threshold))")
+                     detail: "the model that learned it predicts the \(n) following examples worse: loss \(fmt(a)) > \(fmt(b)) before it (paired t \(t) > \(ShardGuard.probationT)); "
+                        + (p.signal.map { g in "its labels did not follow from its texts: label signal \(fmt(g)) > \(fmt(p.signalLimit ?? 0))" }
+                           ?? "it spiked at loss \(fmt(p.loss)) > threshold \(fmt(p.threshold))"))
             return true
         }
     }

@@ -266,6 +266,41 @@ final class GuardTests: XCTestCase {
         try assertSameState(ref.stdoutLines[0], r.stdoutLines[0])
     }
 
+    /// A one-label flood (90% of a shard's labels replaced by one label, the texts unchanged)
+    /// trains its own loss down at once, so it may not spike; its label signal is near 1 (the
+    /// labels do not follow from the texts). Without a spike that is doubt, not a verdict: the
+    /// shard goes on probation, and the clean data after it undo it exactly (issue 14). Spikes
+    /// are switched off here (guard_ratio and guard_margin far out of reach) so that the signal
+    /// alone is what the guard sees; on these texts, whose words name their label, the 10% of
+    /// labels left keep the flood's signal at 0.88, so its limit is 0.8 + 0.5 / sqrt(n).
+    func testAOneLabelFloodWithoutASpikeGoesOnProbationAndIsUndone() throws {
+        let a = try Fix.newRoot("floodnever"), b = try Fix.newRoot("floodundo")
+        defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
+        let policy = #"{"train": {"guard_ratio": 1000, "guard_margin": 1000, "guard_signal_max": 0.8, "guard_probation_examples": 60}}"#
+        for r in [a, b] {
+            try FileIO.publish(policy, to: r + "/policy.json")
+            for k in 1...10 { try Fix.shard(r, Fix.shardName(k), clean(k)) }
+            XCTAssertEqual(try once(r).status, 0)
+        }
+        for k in 12...15 { try Fix.shard(a, Fix.shardName(k), clean(k)) }
+        let ref = try once(a)
+        XCTAssertEqual(ref.status, 0, ref.stderr)
+
+        var r = Fix.Rng(s: 99)
+        let flood = clean(11).map { ex in (r.below(10) == 0 ? ex.0 : "b", ex.1) }
+        try Fix.shard(b, Fix.shardName(11), flood)
+        for k in 12...15 { try Fix.shard(b, Fix.shardName(k), clean(k)) }
+        let out = try once(b)
+        XCTAssertEqual(out.status, 1, out.stderr)
+        XCTAssertTrue(out.stderr.contains("guard: labels do not follow from the texts"), out.stderr)
+        XCTAssertFalse(out.stderr.contains("guard: loss spike on new data"), out.stderr)
+        let mark = try XCTUnwrap(try suspects(b).shards.first)
+        XCTAssertEqual(mark.name, Fix.shardName(11))
+        XCTAssertTrue(mark.reason.contains("its labels did not follow from its texts: label signal"), mark.reason)
+        XCTAssertEqual(Fix.status(b)?["probation_undone"] as? Int, 1)
+        try assertSameState(ref.stdoutLines[0], out.stdoutLines[0])
+    }
+
     /// A drift shard (new labels, new words) spikes, goes on probation and stays on it across
     /// runs (checkpointed) until enough of the following data is scored; the drift goes on,
     /// the model that learned the shard predicts it better, and the shard is confirmed.
