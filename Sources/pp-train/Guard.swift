@@ -16,8 +16,10 @@
 //
 // `guard_spike_alone: true` in policy.json restores the old rule (a spike alone is damage).
 //
-// Probation (issue 14, item 2): a spike without a damage verdict only looks unusual, so the
-// shard is trained on with its revert point kept (the newest checkpoint that has not trained
+// Probation (issue 14, item 2): a spike without a damage verdict only looks unusual, and so
+// does a label signal above its limit without a spike (one label given to many texts: a flood
+// trains its own loss down within the shard, so it never spikes, but so does a real one-label
+// week), so the shard is trained on with its revert point kept (the newest checkpoint that has not trained
 // on it: the loop writes none while a shard is judged) and judged by what follows. The first
 // batch of each later new shard is scored, before the model trains on it, by the model that
 // learned the shard ("after") and by the model at the revert point ("before"). Once
