@@ -49,15 +49,18 @@ final class EvalEndToEndTests: XCTestCase {
     /// checkpoint's new shards only (result field scored_examples), and the combined result
     /// equals scoring from scratch (`--no-store` bypasses the cache). A damaged cache is
     /// reported and scored around; retention's pp-select deletes the cache with the weights.
+    /// Holdout shard of day k (2026-01-0k) with n examples.
+    func holdoutDay(_ root: Root, _ k: Int, _ n: Int) throws {
+        try Fixture.shard((0..<n).map { i in let (l, t) = example(k * 100 + i); return (l, Int64(1_700_000_000 + k * 86_400 + i), t) },
+                          to: root.holdout + "/2026010\(k)T000000Z-0000000000000000-000.pps")
+    }
+
     func testPendingScoresEachExampleOnce() throws {
         let dir = try TestSupport.tempDir("e2e-cache")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let root = Root(dir)
         try root.ensureLayout()
-        func holdout(_ k: Int, _ n: Int) throws {
-            try Fixture.shard((0..<n).map { i in let (l, t) = example(k * 100 + i); return (l, Int64(1_700_000_000 + k * 86_400 + i), t) },
-                              to: root.holdout + "/2026010\(k)T000000Z-0000000000000000-000.pps")
-        }
+        func holdout(_ k: Int, _ n: Int) throws { try holdoutDay(root, k, n) }
         try holdout(1, 60)
         let a = try checkpoint(root, batches: 5, stamp: "20261126T000001Z", parent: nil)
         let cache = root.evals + "/" + FileIO.split(a).name.dropLast(4) + "--main.psc"
@@ -112,10 +115,7 @@ final class EvalEndToEndTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let root = Root(dir)
         try root.ensureLayout()
-        func holdout(_ k: Int, _ n: Int) throws {
-            try Fixture.shard((0..<n).map { i in let (l, t) = example(k * 100 + i); return (l, Int64(1_700_000_000 + k * 86_400 + i), t) },
-                              to: root.holdout + "/2026010\(k)T000000Z-0000000000000000-000.pps")
-        }
+        func holdout(_ k: Int, _ n: Int) throws { try holdoutDay(root, k, n) }
         func run(_ args: [String]) throws -> (status: Int32, lines: [[String: Any]], stderr: String) {
             let r = try TestSupport.run("pp-eval", ["--root", dir, "--pending"] + args)
             return (r.status, try r.stdoutLines.map { try json($0) }, r.stderr)

@@ -229,15 +229,10 @@ final class GuardTests: XCTestCase {
 
     // MARK: probation (issue 14, item 2)
 
-    /// The signal is not measured (guard_signal_examples 0), so a label-shuffled shard is a
-    /// spike without a damage verdict: it goes on probation, is trained on, and the clean
-    /// shards that follow show that the model that learned it predicts them worse than the
-    /// model before it: it is undone exactly (the run ends bit-identical to one that never
-    /// had it) and marked suspect with the evidence.
-    func testAShardOnProbationThatTheFollowingDataContradictsIsUndoneExactly() throws {
-        let a = try Fix.newRoot("probnever"), b = try Fix.newRoot("probundo")
-        defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
-        let policy = #"{"train": {"guard_signal_examples": 0, "guard_probation_examples": 60}}"#
+    /// Two roots with `policy`, both trained on clean shards 1-10; `never` then also on clean
+    /// 12-15 (`ref`: the run that never had shard 11). The test gives `undo` shard 11 and 12-15.
+    func neverAndUndo(_ tag: String, policy: String) throws -> (never: String, undo: String, ref: TestSupport.Result) {
+        let a = try Fix.newRoot(tag + "never"), b = try Fix.newRoot(tag + "undo")
         for r in [a, b] {
             try FileIO.publish(policy, to: r + "/policy.json")
             for k in 1...10 { try Fix.shard(r, Fix.shardName(k), clean(k)) }
@@ -246,6 +241,17 @@ final class GuardTests: XCTestCase {
         for k in 12...15 { try Fix.shard(a, Fix.shardName(k), clean(k)) }
         let ref = try once(a)
         XCTAssertEqual(ref.status, 0, ref.stderr)
+        return (a, b, ref)
+    }
+
+    /// The signal is not measured (guard_signal_examples 0), so a label-shuffled shard is a
+    /// spike without a damage verdict: it goes on probation, is trained on, and the clean
+    /// shards that follow show that the model that learned it predicts them worse than the
+    /// model before it: it is undone exactly (the run ends bit-identical to one that never
+    /// had it) and marked suspect with the evidence.
+    func testAShardOnProbationThatTheFollowingDataContradictsIsUndoneExactly() throws {
+        let (a, b, ref) = try neverAndUndo("prob", policy: #"{"train": {"guard_signal_examples": 0, "guard_probation_examples": 60}}"#)
+        defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
 
         try Fix.shard(b, Fix.shardName(11), shuffled(11))
         for k in 12...15 { try Fix.shard(b, Fix.shardName(k), clean(k)) }
@@ -274,17 +280,8 @@ final class GuardTests: XCTestCase {
     /// alone is what the guard sees; on these texts, whose words name their label, the 10% of
     /// labels left keep the flood's signal at 0.88, so its limit is 0.8 + 0.5 / sqrt(n).
     func testAOneLabelFloodWithoutASpikeGoesOnProbationAndIsUndone() throws {
-        let a = try Fix.newRoot("floodnever"), b = try Fix.newRoot("floodundo")
+        let (a, b, ref) = try neverAndUndo("flood", policy: #"{"train": {"guard_ratio": 1000, "guard_margin": 1000, "guard_signal_max": 0.8, "guard_probation_examples": 60}}"#)
         defer { for r in [a, b] { try? FileManager.default.removeItem(atPath: r) } }
-        let policy = #"{"train": {"guard_ratio": 1000, "guard_margin": 1000, "guard_signal_max": 0.8, "guard_probation_examples": 60}}"#
-        for r in [a, b] {
-            try FileIO.publish(policy, to: r + "/policy.json")
-            for k in 1...10 { try Fix.shard(r, Fix.shardName(k), clean(k)) }
-            XCTAssertEqual(try once(r).status, 0)
-        }
-        for k in 12...15 { try Fix.shard(a, Fix.shardName(k), clean(k)) }
-        let ref = try once(a)
-        XCTAssertEqual(ref.status, 0, ref.stderr)
 
         var r = Fix.Rng(s: 99)
         let flood = clean(11).map { ex in (r.below(10) == 0 ? ex.0 : "b", ex.1) }
