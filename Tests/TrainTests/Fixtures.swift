@@ -140,7 +140,9 @@ final class Daemon {
         }
     }
 
-    var stdoutLines: [String] { box.lock.lock(); defer { box.lock.unlock() }; return box.lines }
+    /// A copy made under the lock into a buffer of its own: handing out `box.lines` itself
+    /// would share its storage with the reader thread's next append (a race TSan reports).
+    var stdoutLines: [String] { box.lock.lock(); defer { box.lock.unlock() }; return box.lines.map { $0 } }
     var stderr: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
     var pid: Int32 { process.processIdentifier }
 
