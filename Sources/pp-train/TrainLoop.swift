@@ -483,11 +483,18 @@ final class TrainLoop {
         guard let p = guardian.state.probation else { return false }
         if probationBaseline?.shard != p.shard {
             do {
-                if let target = try revertPoint(before: p.shard) {
-                    probationBaseline = (p.shard, try Checkpoint.load(path: target, mode: .inference).model)
-                } else {
-                    probationBaseline = (p.shard, try Trainer(config: config, knobs: knobs).model)
+                guard let target = try revertPoint(before: p.shard) else {
+                    // No checkpoint before the shard: it came in the same first pass as all the
+                    // data before it (a new run's warm-up), and the start state lacks that data
+                    // too, so comparing with it would confirm anything (measured: the "before"
+                    // loss was the floor, -log 1e-7, in every such case). Nothing fair to
+                    // compare with: the shard stays, as before probation existed.
+                    log.notice("guard: probation cannot be judged, the shard stays: no checkpoint before it to compare with (it was trained in the same pass as the data before it)",
+                               metadata: ["shard": "\(p.shard)"])
+                    guardian.state.probation = nil
+                    return false
                 }
+                probationBaseline = (p.shard, try Checkpoint.load(path: target, mode: .inference).model)
             } catch {
                 // Without the model before it there is nothing to compare with: the shard
                 // stays (as before probation existed), and training goes on.

@@ -213,6 +213,10 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("guard: loss spike on new data, trained on"), r.stderr)
         XCTAssertTrue(r.stderr.contains("shard=\(Fix.shardName(11))"), r.stderr)
         XCTAssertEqual(try suspects(root).shards, [])
+        // All twelve shards in one first pass: no checkpoint before shard 11, so its probation
+        // has nothing fair to compare with (not a blank model, which would confirm anything).
+        XCTAssertTrue(r.stderr.contains("guard: probation cannot be judged, the shard stays: no checkpoint before it"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("guard: probation confirmed"), r.stderr)
         let ck = try Checkpoint.readHead(path: r.stdoutLines[0], cursor: true).meta
         XCTAssertEqual(ck.lineage.map(\.name), (1...12).map { Fix.shardName($0) })
         XCTAssertEqual(Fix.status(root)?["guard_spikes"] as? Int, 1)
