@@ -48,12 +48,22 @@ rm -rf "$ROOT"
 mkdir -p "$ROOT/inbox"
 if [ -n "${FP_POLICY:-}" ]; then cp "$FP_POLICY" "$ROOT/policy.json"; fi
 LOG="$ROOT/log.txt"
-# Week k arrives k weeks after the base (shard names sort by arrival). The base is 2023-01-01
-# for the 130 demo weeks, earlier for longer streams, so that no file's time is in the future
-# (pp-ingest leaves such a file as not settled).
-nweeks=$(ls "$DATA"/*.jsonl.zst | wc -l)
-base=$(( $(date +%s) - (nweeks + 2) * 604800 ))
-if (( base > 1672531200 )); then base=1672531200; fi
+# Week k arrives k weeks after the base (shard names sort by arrival). The base is the Sunday
+# before the first included week (file names are ISO weeks, YYYY-Www): 2023-01-01 for the 130
+# demo weeks. So no file's time is in the future (pp-ingest leaves such a file as not settled:
+# week k lands on or before its real week, weeks without data being absent), and a run gives
+# the same shard names, hence the same training, on any day (before, the base was counted back
+# from today, and the git range stopped 1 clean week on one day and 6 on another).
+first=""
+for w in "$DATA"/*.jsonl.zst; do
+  b=$(basename "$w")
+  if [ -n "$FIRST" ] && [[ "$b" < "$FIRST" ]]; then continue; fi
+  first=$b; break
+done
+base=$(python3 -c 'import datetime, sys
+y, w = sys.argv[1][:8].split("-W")
+d = datetime.datetime.fromisocalendar(int(y), int(w), 1).replace(tzinfo=datetime.timezone.utc)
+print(int(d.timestamp()) - 86400)' "$first")
 k=0
 for w in "$DATA"/*.jsonl.zst; do
   b=$(basename "$w")
