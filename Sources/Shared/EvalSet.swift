@@ -186,7 +186,6 @@ public final class EvalSet {
                 let st = FileIO.lstatOrNil(p)
                 let bytes = try FileIO.readAll(p)
                 digest = hex(SHA256.hash(data: bytes))
-                if let index, let st { index.record(p, st: st, examples: nil, sha256: digest) }
                 do {
                     let shard = try Shard(path: p, fileBytes: bytes)
                     if let index, let st { index.record(p, st: st, examples: shard.header.examples, sha256: digest) }
