@@ -331,6 +331,14 @@ public enum EvalNames {
         checkpointStem(checkpointFile, run: run) + "--" + String(evalset.prefix(16))
     }
 
+    /// The checkpoint stem of a stored result's file name, "<stem>--<evalset16>.json" as
+    /// `base` builds it; nil for any other name.
+    public static func resultStem(_ fileName: String) -> String? {
+        guard fileName.hasSuffix(".json"), let r = fileName.range(of: "--", options: .backwards) else { return nil }
+        let stem = String(fileName[..<r.lowerBound])
+        return stem.isEmpty ? nil : stem
+    }
+
     /// "<ckpt file sans .ppc>--<RUN>": the part every file of a checkpoint's in evals/ starts with.
     public static func checkpointStem(_ checkpointFile: String, run: String) -> String {
         var f = checkpointFile

@@ -187,13 +187,7 @@ struct Score: ParsableCommand {
     /// eval set (a result is "<stem>--<evalset16>.json").
     static func scoredStems(_ root: Root) throws -> Set<String> {
         guard FileIO.exists(root.evals) else { return [] }
-        var out = Set<String>()
-        for f in try FileIO.list(root.evals) where f.hasSuffix(".json") {
-            let u = Array(f.utf8)
-            guard let i = (0..<max(0, u.count - 1)).reversed().first(where: { u[$0] == 0x2D && u[$0 + 1] == 0x2D }) else { continue }
-            out.insert(String(decoding: u[..<i], as: UTF8.self))
-        }
-        return out
+        return Set(try FileIO.list(root.evals).compactMap(EvalNames.resultStem))
     }
 
     func scorePending(root: Root) throws {
