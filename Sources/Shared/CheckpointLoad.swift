@@ -192,15 +192,17 @@ extension Checkpoint {
         var packed: PackedRows? = nil
         switch mode {
         case .inference:
-            let p = PackedRows(rows: rows, dim: dim, bitmap: bitmap, stored: stored)
-            try s.read(into: p.data, stored * dim * 4)
-            try s.skip(stored * 4)
             if let b = base?.model.packed {
+                // A delta's rows go straight over its base's, in place (no third copy).
                 guard b.rows == rows, b.dim == dim else { throw fail("its base \(meta.base ?? "") has a \(b.rows) x \(b.dim) input table") }
-                packed = PackedRows.overlay(p, on: b)
+                try b.readDelta(s, bitmap: bitmap, stored: stored)
+                packed = b
             } else {
+                let p = PackedRows(rows: rows, dim: dim, bitmap: bitmap, stored: stored)
+                try s.read(into: p.data, stored * dim * 4)
                 packed = p
             }
+            try s.skip(stored * 4)
             table = RowTable(rows: 0, dim: dim)
         case .full:
             if let b = base?.model.table {
@@ -342,11 +344,14 @@ extension Checkpoint {
 final class PackedRows: @unchecked Sendable {
     let rows: Int
     let dim: Int
-    let stored: Int
+    /// Rows stored here and in `extra`.
+    private(set) var stored: Int
+    /// A delta's rows that its base does not store (readDelta), else nil.
+    private(set) var extra: PackedRows?
     /// Per 64 rows: which are stored (bit r % 64 for row r), and how many are stored before.
     private let blocks: UnsafeMutablePointer<(bits: UInt64, before: UInt64)>
     private let blockCount: Int
-    /// stored x dim floats.
+    /// This object's own rows (stored minus extra's) x dim floats.
     let data: UnsafeMutablePointer<Float>
     private let dataBytes: Int
     private let zero: UnsafeMutablePointer<Float>
@@ -387,37 +392,47 @@ final class PackedRows: @unchecked Sendable {
 
     @inline(__always) func isStored(_ i: Int) -> Bool { blocks[i >> 6].bits & (UInt64(1) << UInt64(i & 63)) != 0 }
 
-    /// A delta checkpoint's rows (`delta`) over its base's (`base`): every row stored in
-    /// either, the delta's where it has one. Same rows and dim.
-    static func overlay(_ delta: PackedRows, on base: PackedRows) -> PackedRows {
-        precondition(delta.rows == base.rows && delta.dim == base.dim)
-        let rows = base.rows, dim = base.dim
-        var bitmap = [UInt8](repeating: 0, count: (rows + 7) / 8)
-        var stored = 0
-        for w in 0..<base.blockCount {
-            let u = base.blocks[w].bits | delta.blocks[w].bits
-            stored += u.nonzeroBitCount
-            for k in 0..<8 where w * 8 + k < bitmap.count { bitmap[w * 8 + k] = UInt8(truncatingIfNeeded: u >> UInt64(8 * k)) }
+    /// Reads a delta checkpoint's stored rows (its INPT `bitmap` and `stored` rows of dim
+    /// floats in row order, next in `s`) over these, a base's, in place: a row the base
+    /// stores is overwritten, a row it does not goes to `extra`. The result reads every row
+    /// as the full checkpoint of that step would (DeltaCheckpointTests). The base's rows are
+    /// not copied: an inference load of a delta costs the base's memory, not twice it (the
+    /// pages are zeroed by the kernel as they are first touched, which is most of a load's
+    /// CPU on a VM; issue 13).
+    func readDelta(_ s: FrameReader, bitmap: [UInt8], stored: Int) throws {
+        precondition(extra == nil && bitmap.count == (rows + 7) / 8)
+        var adds = [UInt8](repeating: 0, count: bitmap.count)
+        var added = 0
+        for j in 0..<bitmap.count {
+            let mine = UInt8(truncatingIfNeeded: blocks[j >> 3].bits >> UInt64(8 * (j & 7)))
+            adds[j] = bitmap[j] & ~mine
+            added += adds[j].nonzeroBitCount
         }
-        let out = PackedRows(rows: rows, dim: dim, bitmap: bitmap, stored: stored)
-        var at = out.data
-        for w in 0..<base.blockCount {
-            var u = base.blocks[w].bits | delta.blocks[w].bits
-            while u != 0 {
-                let i = w * 64 + u.trailingZeroBitCount
-                at.update(from: delta.isStored(i) ? delta.row(i) : base.row(i), count: dim)
-                at += dim
-                u &= u - 1
+        let e = added > 0 ? PackedRows(rows: rows, dim: dim, bitmap: adds, stored: added) : nil
+        var next = e?.data
+        try Checkpoint.forEachSetBit(bitmap) { i in
+            if isStored(i) {
+                try s.read(into: slot(i), dim * 4)
+            } else if let at = next {
+                try s.read(into: at, dim * 4)
+                next = at + dim
             }
         }
-        return out
+        extra = e
+        self.stored += added
+    }
+
+    /// Where stored row i's floats are.
+    @inline(__always) private func slot(_ i: Int) -> UnsafeMutablePointer<Float> {
+        let b = blocks[i >> 6]
+        return data + (Int(b.before) + (b.bits & ((UInt64(1) << UInt64(i & 63)) &- 1)).nonzeroBitCount) * dim
     }
 
     /// Row i's weights (the zero row when it is not stored); i < rows.
     @inline(__always) func row(_ i: Int) -> UnsafePointer<Float> {
         let b = blocks[i >> 6]
         let bit = UInt64(1) << UInt64(i & 63)
-        if b.bits & bit == 0 { return UnsafePointer(zero) }
+        if b.bits & bit == 0 { return extra?.row(i) ?? UnsafePointer(zero) }
         return UnsafePointer(data + (Int(b.before) + (b.bits & (bit &- 1)).nonzeroBitCount) * dim)
     }
 }

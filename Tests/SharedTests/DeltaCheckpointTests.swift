@@ -87,6 +87,17 @@ final class DeltaCheckpointTests: XCTestCase {
                 for averaged in [false, true] {
                     let inf = try Checkpoint.load(path: dp, mode: .inference, averaged: averaged)
                     let fullInf = try Checkpoint.decode(full, path: "full.ppc", mode: .inference, averaged: averaged)
+                    if !averaged {
+                        // Every row reads as the full checkpoint's, the rows the delta added
+                        // to its base's (PackedRows.readDelta's extra) too.
+                        let packed = try XCTUnwrap(inf.model.packed)
+                        var mismatches = 0
+                        for r in 0..<ref.model.table.rows
+                        where UnsafeBufferPointer(start: ref.model.table.row(r), count: c.dim).map(\.bitPattern)
+                            != UnsafeBufferPointer(start: packed.row(r), count: c.dim).map(\.bitPattern) { mismatches += 1 }
+                        XCTAssertEqual(mismatches, 0, "\(what): rows differ from the full checkpoint's")
+                        XCTAssertGreaterThan(packed.extra?.stored ?? 0, 0, "\(what): the delta adds rows to its base")
+                    }
                     for p in probes {
                         XCTAssertEqual(inf.model.predict(tokens: p).map(\.bitPattern), fullInf.model.predict(tokens: p).map(\.bitPattern), "\(what) averaged \(averaged) \(p)")
                         if !averaged { XCTAssertEqual(inf.model.predict(tokens: p), ref.model.predict(tokens: p), "\(what) \(p)") }
