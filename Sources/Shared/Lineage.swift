@@ -15,6 +15,21 @@ import CZstd
 import Foundation
 
 extension Checkpoint {
+    /// Only the delta base "RUN/FILE" a checkpoint's meta names (nil for a full checkpoint),
+    /// for retention, which asks it of every checkpoint at every run: the meta JSON is
+    /// scanned but only this key is decoded (readHead decodes the guard state and the lineage
+    /// too: two thirds of a daily pp-select run's CPU on a replay of three years of weekly
+    /// checkpoints). Same errors as readHead, without its value checks.
+    public static func readHeadBase(path: String) throws -> String? {
+        if path.hasSuffix(Checkpoint.headSuffix) { return try readHead(path: path).meta.base }
+        struct BaseOnly: Decodable { var base: String? }
+        var head = try HeadReader(path: path)
+        let ml = try head.metaLength()
+        do { return try JSONDecoder().decode(BaseOnly.self, from: Data(head.buf[16..<(16 + ml)])).base } catch {
+            throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
+        }
+    }
+
     /// The meta of a checkpoint and, if asked, its data cursor and its vocabulary, from the
     /// first bytes of the decompressed stream. Without `cursor`, `meta.cursor` is empty for a
     /// format version 2 checkpoint (its CURS section is not read); a version 1 checkpoint and

@@ -348,7 +348,7 @@ struct Selector {
     /// The base "RUN/FILE" a delta checkpoint names (nil: a full checkpoint, or unreadable:
     /// an unreadable checkpoint protects nothing, as before).
     static func deltaBase(of path: String) -> String? {
-        (try? Checkpoint.readHead(path: path))?.meta.base
+        (try? Checkpoint.readHeadBase(path: path)) ?? nil
     }
 
     /// A base "RUN/FILE" as retention's relative checkpoint path.

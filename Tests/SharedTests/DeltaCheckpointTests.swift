@@ -65,7 +65,8 @@ final class DeltaCheckpointTests: XCTestCase {
             for bi in 0..<3 { _ = try t.train(batch(bi)) }
             let fullBytes = try t.checkpointBytes(meta: meta(c, step: 3), policy: policy)
             XCTAssertEqual(t.pendingCheckpointIsDelta, false, "the first checkpoint is full")
-            _ = try publish(t, fullBytes, root, "ckpt-a.ppc")
+            let fp = try publish(t, fullBytes, root, "ckpt-a.ppc")
+            XCTAssertNil(try Checkpoint.readHeadBase(path: fp), "a full checkpoint names no base")
             for round in 1...3 {
                 _ = try t.train(batch(2 + round))
                 let m = meta(c, step: 3 + round)
@@ -77,6 +78,7 @@ final class DeltaCheckpointTests: XCTestCase {
                 let what = "hidden \(hidden) threads \(threads) average \(average) round \(round)"
                 let loaded = try Checkpoint.load(path: dp)
                 XCTAssertEqual(loaded.meta.base, "main/ckpt-a.ppc")
+                XCTAssertEqual(try Checkpoint.readHeadBase(path: dp), "main/ckpt-a.ppc", "retention's cheap read of the base")
                 XCTAssertEqual(loaded.meta.delta, round)
                 XCTAssertEqual(loaded.meta.cursor, m.cursor)
                 var plain = loaded.meta
