@@ -45,12 +45,20 @@ public enum FileIO {
     /// Makes `path` appear complete or not at all: writes `.NAME.tmp.PID` in the same folder,
     /// fsyncs it, renames it over `path` (rename(2)), then fsyncs the folder.
     public static func publish(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644) throws {
+        try publish(to: path, mode: mode) { fd, tmp in try writeAll(fd, bytes, path: tmp) }
+    }
+
+    /// `publish` of what `write` writes to the temp file's descriptor (its path given for
+    /// errors): for content that is copied rather than held in memory (pp-ingest's shard
+    /// parts). The one copy of the tmp + fsync + rename + fsync-folder sequence; a throw
+    /// from `write` removes the temp file and leaves `path` as it was.
+    public static func publish(to path: String, mode: mode_t = 0o644, write: (Int32, String) throws -> Void) throws {
         let (dir, name) = split(path)
         let tmp = dir + "/." + name + ".tmp." + String(getpid())
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         if fd < 0 { throw PPError.io(tmp, "create", errno: errno) }
         do {
-            try writeAll(fd, bytes, path: tmp)
+            try write(fd, tmp)
             try sync(fd, path: tmp)
             close(fd)
         } catch {

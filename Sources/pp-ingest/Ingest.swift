@@ -667,12 +667,7 @@ final class Ingester {
     /// (sendfile(2), read/write where unsupported), fsyncs it, renames it to `path`,
     /// and fsyncs the folder.
     private func publishPart(header: [UInt8], records: String, to path: String) throws {
-        let (dir, name) = FileIO.split(path)
-        let tmp = dir + "/." + name + ".tmp." + String(getpid())
-        let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if out < 0 { throw PPError.io(tmp, "create", errno: errno) }
-        do {
-            defer { close(out) }
+        try FileIO.publish(to: path) { out, tmp in
             try header.withUnsafeBytes { try FileIO.writeAll(out, $0, path: tmp) }
             let src = open(records, O_RDONLY | O_CLOEXEC)
             if src < 0 { throw PPError.io(records, "open", errno: errno) }
@@ -696,17 +691,7 @@ final class Ingester {
                     try buf.withUnsafeBytes { try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: tmp) }
                 }
             }
-            try FileIO.sync(out, path: tmp)
-        } catch {
-            unlink(tmp)
-            throw error
         }
-        if rename(tmp, path) != 0 {
-            let e = errno
-            unlink(tmp)
-            throw PPError.io(path, "rename", errno: e)
-        }
-        try FileIO.syncDirectory(dir)
     }
 
     static func partNumber(_ i: Int) -> String {

@@ -9,10 +9,7 @@ final class EvalEndToEndTests: XCTestCase {
     static let words = ["doc": "readme docs typo manual", "fix": "crash bug null segfault", "test": "unit test assert flaky"]
 
     func config() -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 16; c.bucket = 2000; c.minn = 0; c.maxn = 0; c.wordNgrams = 1; c.minCount = 1
-        c.vocabCapacity = 200; c.threads = 1; c.seed = 7
-        return c
+        .small(dim: 16, bucket: 2000, capacity: 200, minCount: 1, wordNgrams: 1, minn: 0, maxn: 0, seed: 7)
     }
 
     func example(_ i: Int) -> (String, String) {

@@ -11,10 +11,7 @@ final class PoisonTests: XCTestCase {
     let truths: [UInt32] = (0..<400).map { $0 % 4 == 3 ? 1 : 0 }
 
     static func config() -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 4; c.bucket = 64; c.minn = 0; c.maxn = 0; c.wordNgrams = 1; c.minCount = 1
-        c.vocabCapacity = 16; c.threads = 1; c.seed = 3
-        return c
+        .small(dim: 4, bucket: 64, capacity: 16, minCount: 1, wordNgrams: 1, minn: 0, maxn: 0, seed: 3)
     }
 
     /// "ckpt-20261126T0<i>0000Z-<step>.ppc", created at that stamp.

@@ -8,10 +8,7 @@ import TestSupport
 /// refused, and on a noisy fixture the averaged model scores better than the training weights.
 final class AverageTests: XCTestCase {
     func config(hidden: Int = 0, vocab: Int = 40) -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 12; c.hidden = hidden; c.bucket = 5000; c.vocabCapacity = vocab; c.minCount = 2
-        c.minn = 3; c.maxn = 5; c.wordNgrams = 2; c.threads = 1; c.seed = 42
-        return c
+        .small(dim: 12, hidden: hidden, bucket: 5000, capacity: vocab, maxn: 5, seed: 42)
     }
 
     func meta(_ c: ModelConfig, knobs: Knobs = Knobs()) -> CheckpointMeta {

@@ -8,10 +8,7 @@ import TestSupport
 /// is hostile input like the rest of the file.
 final class CheckpointCursorTests: XCTestCase {
     func config() -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 8; c.bucket = 3000; c.vocabCapacity = 40; c.minCount = 2
-        c.minn = 3; c.maxn = 4; c.wordNgrams = 2; c.threads = 1; c.seed = 7
-        return c
+        .small(dim: 8, bucket: 3000, capacity: 40)
     }
 
     /// A cursor of `n` shards (names sorted, as pp-train keeps them).

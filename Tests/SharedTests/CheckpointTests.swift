@@ -7,10 +7,7 @@ import CZstd
 /// The checkpoint format: round trip, refusal of damaged files, determinism and exact resume.
 final class CheckpointTests: XCTestCase {
     func config(hidden: Int = 0) -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 12; c.hidden = hidden; c.bucket = 5000; c.vocabCapacity = 40; c.minCount = 2
-        c.minn = 3; c.maxn = 5; c.wordNgrams = 2; c.threads = 1; c.seed = 42
-        return c
+        .small(dim: 12, hidden: hidden, bucket: 5000, capacity: 40, maxn: 5, seed: 42)
     }
 
     func meta(_ c: ModelConfig, step: Int = 0) -> CheckpointMeta {

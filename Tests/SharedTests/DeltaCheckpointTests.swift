@@ -9,10 +9,7 @@ import TestSupport
 /// is exact; a missing or damaged base is a `.corrupt` error naming it.
 final class DeltaCheckpointTests: XCTestCase {
     func config(hidden: Int = 0, threads: Int = 1, bucket: Int = 20_000) -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 12; c.hidden = hidden; c.bucket = bucket; c.vocabCapacity = 40; c.minCount = 2
-        c.minn = 3; c.maxn = 5; c.wordNgrams = 2; c.threads = threads; c.seed = 42
-        return c
+        .small(dim: 12, hidden: hidden, bucket: bucket, capacity: 40, maxn: 5, threads: threads, seed: 42)
     }
 
     func meta(_ c: ModelConfig, step: Int) -> CheckpointMeta {

@@ -11,10 +11,7 @@ final class HostileFileTests: XCTestCase {
     // MARK: building blocks
 
     func config(hidden: Int = 0) -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 8; c.hidden = hidden; c.bucket = 3000; c.vocabCapacity = 40; c.minCount = 2
-        c.minn = 3; c.maxn = 4; c.wordNgrams = 2; c.threads = 1; c.seed = 7
-        return c
+        .small(dim: 8, hidden: hidden, bucket: 3000, capacity: 40)
     }
 
     /// A small trained checkpoint, decompressed.

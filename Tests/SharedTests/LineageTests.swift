@@ -6,10 +6,7 @@ import TestSupport
 /// Checkpoint heads, lineage walks across runs and rewound/, suspect lists and the poison set.
 final class LineageTests: XCTestCase {
     func config() -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = 8; c.bucket = 2000; c.vocabCapacity = 50; c.minCount = 1
-        c.minn = 3; c.maxn = 4; c.wordNgrams = 1; c.threads = 1; c.seed = 7
-        return c
+        .small(dim: 8, bucket: 2000, capacity: 50, minCount: 1, wordNgrams: 1)
     }
 
     /// Writes a checkpoint under runs/RUN/DIR/FILE with the given parent and lineage.

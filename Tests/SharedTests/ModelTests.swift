@@ -7,10 +7,8 @@ import TestSupport
 final class ModelTests: XCTestCase {
     func small(dim: Int = 16, hidden: Int = 0, bucket: Int = 10_000, capacity: Int = 1000, minCount: Int = 2,
                wordNgrams: Int = 2, minn: Int = 3, maxn: Int = 4, seed: UInt64 = 7) -> ModelConfig {
-        var c = ModelConfig()
-        c.dim = dim; c.hidden = hidden; c.bucket = bucket; c.vocabCapacity = capacity; c.minCount = minCount
-        c.wordNgrams = wordNgrams; c.minn = minn; c.maxn = maxn; c.threads = 1; c.seed = seed
-        return c
+        .small(dim: dim, hidden: hidden, bucket: bucket, capacity: capacity, minCount: minCount,
+               wordNgrams: wordNgrams, minn: minn, maxn: maxn, seed: seed)
     }
 
     // MARK: Features

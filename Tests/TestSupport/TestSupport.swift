@@ -83,3 +83,15 @@ public enum TestSupport {
         fatalError("no Package.swift above \(#filePath)")
     }
 }
+
+extension ModelConfig {
+    /// A small model for the tests (one thread: deterministic), each test naming what it needs
+    /// beyond these values; one helper instead of a `config()` per test file.
+    public static func small(dim: Int = 16, hidden: Int = 0, bucket: Int = 10_000, capacity: Int = 1000, minCount: Int = 2,
+                             wordNgrams: Int = 2, minn: Int = 3, maxn: Int = 4, threads: Int = 1, seed: UInt64 = 7) -> ModelConfig {
+        var c = ModelConfig()
+        c.dim = dim; c.hidden = hidden; c.bucket = bucket; c.vocabCapacity = capacity; c.minCount = minCount
+        c.wordNgrams = wordNgrams; c.minn = minn; c.maxn = maxn; c.threads = threads; c.seed = seed
+        return c
+    }
+}
