@@ -121,18 +121,7 @@ struct IngestPolicy: Equatable {
     }
 
     /// A JSON value, as far as the policy cares (JSONDecoder tells booleans from numbers).
-    enum Value: Decodable {
-        case null, bool(Bool), number(Double), string(String), array([Value]), object([String: Value])
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if c.decodeNil() { self = .null }
-            else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-            else if let d = try? c.decode(Double.self) { self = .number(d) }
-            else if let s = try? c.decode(String.self) { self = .string(s) }
-            else if let a = try? c.decode([Value].self) { self = .array(a) }
-            else { self = .object(try c.decode([String: Value].self)) }
-        }
-    }
+    typealias Value = JSONValue
 
     static func parse(_ bytes: [UInt8], path: String) throws -> IngestPolicy {
         func bad(_ why: String) -> PPError { PPError("\(path): \(why)", status: .corrupt) }

@@ -51,15 +51,5 @@ struct SelectPolicy: Equatable {
 
     /// A JSON value, strictly typed (JSONDecoder tells booleans from numbers); other sections'
     /// contents are not looked at.
-    enum Value: Decodable {
-        case bool(Bool), string(String), object([String: Value]), other
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if let b = try? c.decode(Bool.self) { self = .bool(b) }
-            else if let s = try? c.decode(String.self) { self = .string(s) }
-            else if let o = try? c.decode([String: Value].self) { self = .object(o) }
-            else if c.decodeNil() || (try? c.decode(Double.self)) != nil || (try? c.decode([Value].self)) != nil { self = .other }
-            else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "not JSON") }
-        }
-    }
+    typealias Value = JSONValue
 }

@@ -94,15 +94,7 @@ struct Control: Equatable {
     }
 
     /// One JSON value of control.json, strictly typed (a boolean is not a number).
-    enum Value: Decodable {
-        case number(Double), bool(Bool), other
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if let b = try? c.decode(Bool.self) { self = .bool(b) }
-            else if let x = try? c.decode(Double.self) { self = .number(x) }
-            else { self = .other }
-        }
-    }
+    typealias Value = JSONValue
 
     /// Reads control.json; nil when it does not exist.
     static func read(_ path: String) throws -> Control? {

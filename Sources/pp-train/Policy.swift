@@ -127,14 +127,5 @@ struct TrainPolicy: Equatable {
 
     /// One JSON value, strictly typed (a boolean is not a number); other sections' contents
     /// are not looked at.
-    enum Value: Decodable {
-        case object([String: Value]), number(Double), bool(Bool), other
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if let b = try? c.decode(Bool.self) { self = .bool(b) }
-            else if let x = try? c.decode(Double.self) { self = .number(x) }
-            else if let o = try? c.decode([String: Value].self) { self = .object(o) }
-            else { self = .other }
-        }
-    }
+    typealias Value = JSONValue
 }
