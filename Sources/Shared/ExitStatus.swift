@@ -23,3 +23,16 @@ public enum ExitStatus: Int32, Sendable {
     /// Another instance holds the lock and --no-wait was given.
     case locked = 75         // EX_TEMPFAIL
 }
+
+import ArgumentParser
+
+/// Runs a command's body and returns what it returns; a PPError it throws is printed as the
+/// tool's one-line message on stderr (`pp-tool: path: reason`, Log.fail) and becomes the exit
+/// status `status(e)`, by default the error's own. The one place a command turns an expected
+/// failure into its exit code; other errors pass through to ArgumentParser.
+public func exitingOnFailure<T>(_ tool: String, status: (PPError) -> ExitStatus = { $0.status }, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as PPError {
+        Log.fail(tool, e.message)
+        throw ExitCode(status(e).rawValue)
+    }
+}

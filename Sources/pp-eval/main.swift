@@ -12,14 +12,6 @@ import Glibc
 
 let tool = "pp-eval"
 
-/// Runs `body`, turning a PPError into its one-line message and exit status.
-func guarded(_ body: () throws -> Void) throws {
-    do { try body() } catch let e as PPError {
-        Log.fail(tool, e.message)
-        throw ExitCode(e.status.rawValue)
-    }
-}
-
 /// Writes one line to stdout at once (write(2), no buffering: results appear as they come).
 func emit(_ line: String) throws {
     let bytes = Array((line + "\n").utf8)
@@ -136,7 +128,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         let root = rootOptions.resolved
-        try guarded {
+        try exitingOnFailure(tool) {
             if let c = checkpoint { try scoreOne(c, root: root) }
             else if let c = lineage { try printLineage(c, root: root) }
             else { try scorePending(root: root) }
@@ -321,7 +313,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        try guarded {
+        try exitingOnFailure(tool) {
             guard FileIO.exists(checkpoint) else { throw PPError("\(checkpoint): no such checkpoint", status: .noInput) }
             let ck = try loadCheckpoint(checkpoint)
             let stream = PredictStream(model: ck.model, k: k)

@@ -124,14 +124,15 @@ struct CatCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try exitingOnFailure("pp-ingest") {
             try ShardCat(root: rootOptions.resolved, labelsOnly: labelsOnly).run(paths)
-        } catch let e as PPError {
-            Log.fail("pp-ingest", e.message)
-            throw ExitCode(e.status.rawValue)
         }
     }
 }
+
+/// `quarantine` and `release`: a missing name (66) and a held lock (75) keep their status;
+/// any other failure is the state folder's (74).
+func manualActionStatus(_ e: PPError) -> ExitStatus { e.status == .noInput || e.status == .locked ? e.status : .ioError }
 
 struct QuarantineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -170,12 +171,8 @@ struct QuarantineCommand: ParsableCommand {
     }
 
     func run() throws {
-        let status: Int32
-        do {
-            status = try ShardQuarantine(root: rootOptions.resolved).quarantine(shards, reason: reason, by: by ?? Who.current(), noWait: noWait)
-        } catch let e as PPError {
-            Log.fail("pp-ingest", e.message)
-            throw ExitCode(e.status == .noInput || e.status == .locked ? e.status.rawValue : ExitStatus.ioError.rawValue)
+        let status = try exitingOnFailure("pp-ingest", status: manualActionStatus) {
+            try ShardQuarantine(root: rootOptions.resolved).quarantine(shards, reason: reason, by: by ?? Who.current(), noWait: noWait)
         }
         if status != 0 { throw ExitCode(status) }
     }
@@ -237,12 +234,8 @@ struct ReleaseCommand: ParsableCommand {
         let root = rootOptions.resolved
         let cfg = Ingester.Config(root: root, delete: false, settle: 0, holdout: sharding.holdout, maxBad: 1,
                                   maxTextBytes: sharding.maxTextBytes, shardExamples: sharding.shardExamples, noWait: noWait)
-        let status: Int32
-        do {
-            status = try ShardQuarantine(root: root).release(name, by: by ?? Who.current(), options: cfg)
-        } catch let e as PPError {
-            Log.fail("pp-ingest", e.message)
-            throw ExitCode(e.status == .noInput || e.status == .locked ? e.status.rawValue : ExitStatus.ioError.rawValue)
+        let status = try exitingOnFailure("pp-ingest", status: manualActionStatus) {
+            try ShardQuarantine(root: root).release(name, by: by ?? Who.current(), options: cfg)
         }
         if status != 0 { throw ExitCode(status) }
     }

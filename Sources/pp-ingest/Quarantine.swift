@@ -21,16 +21,6 @@ import Shared
 import Glibc
 #endif
 
-enum Who {
-    /// The person: $SUDO_USER, else $USER / $LOGNAME, else the uid's name, else "uid N".
-    static func current() -> String {
-        for k in ["SUDO_USER", "USER", "LOGNAME"] {
-            if let v = getenv(k), let s = String(validatingCString: v), !s.isEmpty { return s }
-        }
-        if let pw = getpwuid(getuid()), let n = pw.pointee.pw_name { return String(cString: n) }
-        return "uid \(getuid())"
-    }
-}
 
 struct ShardQuarantine {
     let root: Root

@@ -56,18 +56,15 @@ struct Report: ParsableCommand {
         let dir = out ?? root.path + "/report"
         let path = dir + "/index.html"
         let started = Clock.monotonic()
-        let data: ReportData
-        do {
-            data = try ReportData.load(root: root, now: Clock.now(), metric: metric)
+        let data = try exitingOnFailure(tool, status: { $0.status == .noInput ? .noInput : .ioError }) { () -> ReportData in
+            let data = try ReportData.load(root: root, now: Clock.now(), metric: metric)
             let page = ReportPage(data: data, maxAgeSeconds: Clock.duration(maxAge)!, bins: bins).html()
             try FileIO.makeDirectories(dir)
             _ = Temps.sweep([dir], log: Log.make(tool))
             try FileIO.publish(page, to: path)
             Log.make(tool).info("report written", metadata: ["path": "\(path)", "bytes": "\(page.utf8.count)",
                                                               "seconds": "\(SVG.number(Clock.monotonic() - started))"])
-        } catch let e as PPError {
-            Log.fail(tool, e.message)
-            throw ExitCode(e.status == .noInput ? ExitStatus.noInput.rawValue : ExitStatus.ioError.rawValue)
+            return data
         }
         try emit(path)
         if !data.skipped.isEmpty { throw ExitCode(ExitStatus.partial.rawValue) }

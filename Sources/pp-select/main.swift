@@ -45,16 +45,13 @@ func guardFor(_ root: Root) throws -> PoisonGuard? {
 /// Runs `body` under the root's pp-select lock, turning a PPError into its message and status.
 func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
     var status = ExitStatus.ok
-    do {
+    try exitingOnFailure(tool) {
         try FileIO.makeDirectories(root.locks)
         let lock = try FileLock(path: root.lock("pp-select"), wait: true)
         defer { lock.release() }
         // Temps of dead writers (Temps.swift): the link's, metrics', retention's heads.
         Temps.sweep([root.path, root.metrics] + ((try? FileIO.list(root.runs)) ?? []).map { root.heads(run: $0) }, log: Log.make(tool))
         status = try body()
-    } catch let e as PPError {
-        Log.fail(tool, e.message)
-        throw ExitCode(e.status.rawValue)
     }
     if status != .ok { throw ExitCode(status.rawValue) }
 }

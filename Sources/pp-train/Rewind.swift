@@ -53,7 +53,7 @@ struct Rewind: ParsableCommand {
         let root = rootOptions.resolved
         let run = runOption.run
         let shard = FileIO.split(before).name
-        do {
+        try exitingOnFailure("pp-train") {
             let lock = try Rewind.lockStoppedRun(root: root, run: run, command: "rewind")
             defer { lock.release() }
 
@@ -91,7 +91,7 @@ struct Rewind: ParsableCommand {
             let targetName = target.map { FileIO.split($0).name }
             let moved = files.filter { targetName == nil || $0 > targetName! }
 
-            let by = Rewind.who()
+            let by = Who.current()
             if !dryRun {
                 if !suspects.names.contains(shard) || suspects.shards.first(where: { $0.name == shard })?.reason != "rewind" {
                     suspects.mark(SuspectShard(name: shard, sha256: sha, reason: "rewind", at: Clock.iso(Clock.now()), by: by))
@@ -110,9 +110,6 @@ struct Rewind: ParsableCommand {
             }
             let movedJSON = moved.map { JSONText.string(root.rewound(run: run) + "/" + $0) }.joined(separator: ",")
             print("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(shard)),\"target\":\(target.map { JSONText.string($0) } ?? "null"),\"moved\":[\(movedJSON)],\"dry_run\":\(dryRun)}")
-        } catch let e as PPError {
-            Log.fail("pp-train", e.message)
-            throw ExitCode(e.status.rawValue)
         }
     }
 
@@ -132,13 +129,6 @@ struct Rewind: ParsableCommand {
         do { return try FileLock(path: root.lock("train-" + run), wait: false) } catch let e as PPError where e.status == .locked {
             throw PPError("run \(run) is being trained by a running pp-train: stop it first (systemctl stop pp-train@\(run), or kill -TERM its pid), \(command), then start it again", status: .locked)
         }
-    }
-
-    /// Who asked: $SUDO_USER, else the user name of the effective uid, else the uid.
-    static func who() -> String {
-        if let s = ProcessInfo.processInfo.environment["SUDO_USER"], !s.isEmpty { return s }
-        if let pw = getpwuid(geteuid()), let n = pw.pointee.pw_name { return String(cString: n) }
-        return "uid \(geteuid())"
     }
 }
 
@@ -179,11 +169,11 @@ struct Unsuspect: ParsableCommand {
         let root = rootOptions.resolved
         let run = runOption.run
         let name = FileIO.split(shard).name
-        do {
+        try exitingOnFailure("pp-train") {
             let lock = try Rewind.lockStoppedRun(root: root, run: run, command: "unsuspect")
             defer { lock.release() }
             var list = try SuspectList.load(root: root, run: run)
-            let by = Rewind.who()
+            let by = Who.current()
             guard let w = list.withdraw(name, at: Clock.iso(Clock.now()), by: by, why: why) else {
                 throw PPError("\(name) is not a suspect of run \(run) (\(SuspectList.path(root: root, run: run)))", status: .noInput)
             }
@@ -193,9 +183,6 @@ struct Unsuspect: ParsableCommand {
             enc.outputFormatting = [.sortedKeys]
             let mark = String(decoding: try enc.encode(w), as: UTF8.self)
             print("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(name)),\"withdrawn\":\(mark)}")
-        } catch let e as PPError {
-            Log.fail("pp-train", e.message)
-            throw ExitCode(e.status.rawValue)
         }
     }
 }

@@ -17,19 +17,16 @@ enum Cadence: Equatable, CustomStringConvertible {
     case seconds(Double)
     case examples(Int)
 
-    /// "1h", "30m", "90s", "2d", "50000ex".
+    /// "50000ex", or a duration as every tool reads one (Clock.duration: "1h", "30m", "90s",
+    /// "2d", "1w", plain seconds), more than zero.
     init?(parsing s: String) {
-        let units: [(String, Double)] = [("ex", 0), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        for (u, mult) in units where s.hasSuffix(u) {
-            let num = String(s.dropLast(u.count))
-            if u == "ex" {
-                guard let n = Int(num), n > 0 else { return nil }
-                self = .examples(n); return
-            }
-            guard let v = Double(num), v.isFinite, v > 0 else { return nil }
-            self = .seconds(v * mult); return
+        if s.hasSuffix("ex") {
+            guard let n = Int(s.dropLast(2)), n > 0 else { return nil }
+            self = .examples(n)
+        } else {
+            guard let v = Clock.duration(s), v > 0 else { return nil }
+            self = .seconds(v)
         }
-        return nil
     }
 
     var description: String {

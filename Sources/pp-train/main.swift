@@ -113,7 +113,7 @@ struct Train: ParsableCommand {
         if let w = BuildTarget.slowBuildWarning(cpuFlags: BuildTarget.cpuFlags()) { log.warning("\(w)") }
         let root = rootOptions.resolved
         let runName = runOption.run
-        do {
+        try exitingOnFailure("pp-train") {
             try root.ensureLayout()
             try FileIO.makeDirectories(root.checkpoints(run: runName))
             let lock: FileLock
@@ -133,9 +133,6 @@ struct Train: ParsableCommand {
             let loop = try TrainLoop(settings: settings, log: log, signals: signals)
             let status = once ? try loop.runOnce() : try loop.runForever()
             if status != .ok { throw ExitCode(status.rawValue) }
-        } catch let e as PPError {
-            Log.fail("pp-train", e.message)
-            throw ExitCode(e.status.rawValue)
         }
     }
 }
@@ -155,7 +152,7 @@ struct SetKnobs: ParsableCommand {
     func run() throws {
         let root = rootOptions.resolved
         let path = root.control(run: runOption.run)
-        do {
+        try exitingOnFailure("pp-train") {
             if assignments.isEmpty { throw PPError("set: nothing to set (keys: \(Control.keys.joined(separator: ", ")))", status: .usage) }
             var c: Control
             do { c = try Control.read(path) ?? Control() } catch let e as PPError {
@@ -167,9 +164,6 @@ struct SetKnobs: ParsableCommand {
             }
             try c.write(path)
             print(c.json, terminator: "")
-        } catch let e as PPError {
-            Log.fail("pp-train", e.message)
-            throw ExitCode(e.status.rawValue)
         }
     }
 }

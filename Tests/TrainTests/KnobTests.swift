@@ -74,4 +74,19 @@ final class KnobTests: XCTestCase {
             XCTAssertTrue(Fix.checkpoints(root, run: "new\(i)").isEmpty)
         }
     }
+
+    /// --checkpoint-every reads durations as every other tool does (Clock.duration), plus
+    /// example counts; nothing of zero or less, nothing unreadable.
+    func testCheckpointCadenceParsesDurationsAsEveryTool() {
+        XCTAssertEqual(Cadence(parsing: "1h"), .seconds(3600))
+        XCTAssertEqual(Cadence(parsing: "30m"), .seconds(1800))
+        XCTAssertEqual(Cadence(parsing: "2d"), .seconds(172_800))
+        XCTAssertEqual(Cadence(parsing: "1w"), .seconds(604_800))
+        XCTAssertEqual(Cadence(parsing: "90"), .seconds(90))
+        XCTAssertEqual(Cadence(parsing: "0.5s"), .seconds(0.5))
+        XCTAssertEqual(Cadence(parsing: "50000ex"), .examples(50000))
+        for bad in ["", "0s", "0", "-1h", "soon", "1y", "ex", "0ex", "-5ex", "1.5ex", "nanh", "infs"] {
+            XCTAssertNil(Cadence(parsing: bad), bad)
+        }
+    }
 }
