@@ -396,9 +396,8 @@ final class PackedRows: @unchecked Sendable {
     /// floats in row order, next in `s`) over these, a base's, in place: a row the base
     /// stores is overwritten, a row it does not goes to `extra`. The result reads every row
     /// as the full checkpoint of that step would (DeltaCheckpointTests). The base's rows are
-    /// not copied: an inference load of a delta costs the base's memory, not twice it (the
-    /// pages are zeroed by the kernel as they are first touched, which is most of a load's
-    /// CPU on a VM; issue 13).
+    /// not copied: an inference load of a delta costs the base's memory, not twice it
+    /// (issue 13: 187 -> 110 MB resident for the util-linux replay's deployed delta).
     func readDelta(_ s: FrameReader, bitmap: [UInt8], stored: Int) throws {
         precondition(extra == nil && bitmap.count == (rows + 7) / 8)
         var adds = [UInt8](repeating: 0, count: bitmap.count)
@@ -430,10 +429,8 @@ final class PackedRows: @unchecked Sendable {
 
     /// Row i's weights (the zero row when it is not stored); i < rows.
     @inline(__always) func row(_ i: Int) -> UnsafePointer<Float> {
-        let b = blocks[i >> 6]
-        let bit = UInt64(1) << UInt64(i & 63)
-        if b.bits & bit == 0 { return extra?.row(i) ?? UnsafePointer(zero) }
-        return UnsafePointer(data + (Int(b.before) + (b.bits & (bit &- 1)).nonzeroBitCount) * dim)
+        if !isStored(i) { return extra?.row(i) ?? UnsafePointer(zero) }
+        return UnsafePointer(slot(i))
     }
 }
 

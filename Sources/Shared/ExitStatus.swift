@@ -1,6 +1,8 @@
 // Exit codes shared by every Perpetuum tool, documented under EXIT STATUS in each man page
 // and in docs/contract.md. systemd units list the "success" ones in SuccessExitStatus=.
 
+import ArgumentParser
+
 public enum ExitStatus: Int32, Sendable {
     /// Everything asked for was done.
     case ok = 0
@@ -23,8 +25,6 @@ public enum ExitStatus: Int32, Sendable {
     /// Another instance holds the lock and --no-wait was given.
     case locked = 75         // EX_TEMPFAIL
 }
-
-import ArgumentParser
 
 /// Runs a command's body and returns what it returns; a PPError it throws is printed as the
 /// tool's one-line message on stderr (`pp-tool: path: reason`, Log.fail) and becomes the exit

@@ -18,7 +18,7 @@ extension Checkpoint {
     /// Only the delta base "RUN/FILE" a checkpoint's meta names (nil for a full checkpoint),
     /// for retention, which asks it of every checkpoint at every run: the meta JSON is
     /// scanned but only this key is decoded (readHead decodes the guard state and the lineage
-    /// too: two thirds of a daily pp-select run's CPU on a replay of three years of weekly
+    /// too: about a third of a daily pp-select run's CPU on a replay of three years of weekly
     /// checkpoints). Same errors as readHead, without its value checks.
     public static func readHeadBase(path: String) throws -> String? {
         if path.hasSuffix(Checkpoint.headSuffix) { return try readHead(path: path).meta.base }
