@@ -120,13 +120,11 @@ struct IngestPolicy: Equatable {
         return try parse(bytes, path: path)
     }
 
-    /// A JSON value, as far as the policy cares (JSONDecoder tells booleans from numbers).
-    typealias Value = JSONValue
 
     static func parse(_ bytes: [UInt8], path: String) throws -> IngestPolicy {
         func bad(_ why: String) -> PPError { PPError("\(path): \(why)", status: .corrupt) }
-        let top: Value
-        do { top = try JSONDecoder().decode(Value.self, from: Data(bytes)) } catch {
+        let top: JSONValue
+        do { top = try JSONDecoder().decode(JSONValue.self, from: Data(bytes)) } catch {
             throw bad("not valid JSON")
         }
         guard case .object(let sections) = top else { throw bad("not a JSON object") }
@@ -134,11 +132,11 @@ struct IngestPolicy: Equatable {
         guard let secValue = sections["ingest"] else { return p }
         guard case .object(let sec) = secValue else { throw bad("\"ingest\" is not an object") }
 
-        func number(_ v: Value, _ key: String) throws -> Double {
+        func number(_ v: JSONValue, _ key: String) throws -> Double {
             guard case .number(let d) = v, d.isFinite else { throw bad("ingest.\(key): expected a number") }
             return d
         }
-        func count(_ v: Value, _ key: String, min: Int) throws -> Int {
+        func count(_ v: JSONValue, _ key: String, min: Int) throws -> Int {
             let d = try number(v, key)
             guard d == d.rounded(), d >= Double(min), d <= 1e9 else { throw bad("ingest.\(key): expected a whole number >= \(min)") }
             return Int(d)

@@ -27,8 +27,8 @@ struct SelectPolicy: Equatable {
 
     static func parse(_ bytes: [UInt8], path: String) throws -> SelectPolicy {
         func bad(_ why: String) -> PPError { PPError("\(path): \(why)", status: .corrupt) }
-        let top: Value
-        do { top = try JSONDecoder().decode(Value.self, from: Data(bytes)) } catch {
+        let top: JSONValue
+        do { top = try JSONDecoder().decode(JSONValue.self, from: Data(bytes)) } catch {
             throw bad("not valid JSON")
         }
         guard case .object(let doc) = top else {
@@ -49,7 +49,4 @@ struct SelectPolicy: Equatable {
         return p
     }
 
-    /// A JSON value, strictly typed (JSONDecoder tells booleans from numbers); other sections'
-    /// contents are not looked at.
-    typealias Value = JSONValue
 }

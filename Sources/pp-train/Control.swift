@@ -64,8 +64,8 @@ struct Control: Equatable {
     /// Parses control.json. Unknown keys are refused too: a typo ("lrate") must not be
     /// silently ignored while someone waits for it to take effect.
     static func parse(_ bytes: [UInt8], path: String) throws -> Control {
-        let d: [String: Value]
-        do { d = try JSONDecoder().decode([String: Value].self, from: Data(bytes)) } catch {
+        let d: [String: JSONValue]
+        do { d = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes)) } catch {
             throw PPError("\(path): not a JSON object of knobs (\(Control.keys.joined(separator: ", ")))", status: .corrupt)
         }
         var c = Control()
@@ -93,8 +93,6 @@ struct Control: Equatable {
         return c
     }
 
-    /// One JSON value of control.json, strictly typed (a boolean is not a number).
-    typealias Value = JSONValue
 
     /// Reads control.json; nil when it does not exist.
     static func read(_ path: String) throws -> Control? {

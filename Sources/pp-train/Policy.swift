@@ -69,8 +69,8 @@ struct TrainPolicy: Equatable {
 
     static func parse(_ bytes: [UInt8], path: String) throws -> TrainPolicy {
         func bad(_ why: String) -> PPError { PPError("\(path): \(why)", status: .corrupt) }
-        let doc: [String: Value]
-        do { doc = try JSONDecoder().decode([String: Value].self, from: Data(bytes)) } catch {
+        let doc: [String: JSONValue]
+        do { doc = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes)) } catch {
             throw bad("expected a JSON object with one section per tool (\"ingest\", \"train\", \"select\")")
         }
         guard let raw = doc["train"] else { return TrainPolicy() }
@@ -125,7 +125,4 @@ struct TrainPolicy: Equatable {
         return p
     }
 
-    /// One JSON value, strictly typed (a boolean is not a number); other sections' contents
-    /// are not looked at.
-    typealias Value = JSONValue
 }
