@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // Perpetuum: perpetual model training as four small Unix tools that talk only through a
-// state folder (see docs/contract.md). Shared holds what two or more tools use: formats,
-// atomic I/O, the tokenizer, the model and its checkpoint format.
+// state folder (see docs/contract.md), over three libraries: Shared (the contract), TextModel
+// (the model and its files) and Training (pp-train's). docs/design.md opens with the map.
 import Foundation
 import PackageDescription
 
@@ -14,7 +14,7 @@ import PackageDescription
 let fuzzTargets: [Target] = Context.environment["PP_FUZZ"] == "1"
     ? [.systemLibrary(name: "CFuzzer", path: "Fuzz/CFuzzer")]
         + ["checkpoint", "shard", "input", "control", "policy", "selections", "scorecache", "holdoutindex"].map {
-            .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared", "CFuzzer"], path: "Fuzz/Targets/fuzz-\($0)")
+            .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared", "TextModel", "CFuzzer"], path: "Fuzz/Targets/fuzz-\($0)")
         }
     : []
 
@@ -51,6 +51,11 @@ let cpuSettings: [SwiftSetting] = targetCPU().map { cpu in
     [.unsafeFlags(["-target-cpu", cpu, "-Xcc", "-DPP_TARGET_CPU=\(cpu)"])]
 } ?? []
 
+// The trainer's hot loop (Training) runs the model's kernels and row tables (TextModel) across
+// a module boundary; cross-module optimisation lets the optimiser inline them there as it did
+// when both sat in one module (measured: docs/design.md, "Modules").
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 let package = Package(
     name: "Perpetuum",
     platforms: [.macOS(.v13)],
@@ -72,25 +77,50 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // Header only: prefetch and errno-free square roots for the trainer (intrinsics.h).
         .systemLibrary(name: "CIntrinsics"),
+        // The contract every tool shares (docs/design.md, "Map"): the state folder and its file
+        // names, durable file I/O, the shard and eval-result formats, JSON, logging, metrics,
+        // exit statuses. No model code.
         .target(
             name: "Shared",
             dependencies: [
-                "CZstd", "COpenBLAS", "CIntrinsics",
+                "CZstd", "CIntrinsics",  // CIntrinsics: the PP_TARGET_CPU macro (BuildTarget)
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: cpuSettings
         ),
-        .executableTarget(name: "pp-ingest", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
-        .executableTarget(name: "pp-train", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")], swiftSettings: cpuSettings),
-        .executableTarget(name: "pp-eval", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
-        .executableTarget(name: "pp-select", dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
-        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport", swiftSettings: cpuSettings),
+        // The model and what reads it: tokenizer, input parser, features, vocabulary, the model
+        // and its kernels, checkpoints (full, delta, lineage), the eval set. Every tool links it.
+        .target(
+            name: "TextModel",
+            dependencies: [
+                "Shared", "CZstd", "COpenBLAS", "CIntrinsics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: cpuSettings + crossModule
+        ),
+        // Training, pp-train's alone: the trainer, the SGD step and its workers, OpenBLAS's
+        // set-up, sd_notify.
+        .target(
+            name: "Training",
+            dependencies: ["Shared", "TextModel", "COpenBLAS", "CIntrinsics", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: cpuSettings + crossModule
+        ),
+        .executableTarget(name: "pp-ingest", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-train", dependencies: ["Shared", "TextModel", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-eval", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-select", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        // Tests mirror the modules: one target per library (the model's tests train their
+        // fixtures with the trainer), one per tool's command line (EvalTests: pp-eval and pp-select).
+        .target(name: "TestSupport", dependencies: ["Shared", "TextModel"], path: "Tests/TestSupport", swiftSettings: cpuSettings),
         .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"], swiftSettings: cpuSettings),
-        .testTarget(name: "IngestTests", dependencies: ["Shared", "TestSupport", "pp-ingest"], swiftSettings: cpuSettings),
-        .testTarget(name: "TrainTests", dependencies: ["Shared", "TestSupport", "pp-train"], swiftSettings: cpuSettings),
-        .testTarget(name: "EvalTests", dependencies: ["Shared", "TestSupport", "pp-eval", "pp-select"], swiftSettings: cpuSettings),
+        .testTarget(name: "TextModelTests", dependencies: ["Shared", "TextModel", "Training", "TestSupport"], swiftSettings: cpuSettings),
+        .testTarget(name: "TrainingTests", dependencies: ["Shared", "TextModel", "Training", "TestSupport"], swiftSettings: cpuSettings),
+        .testTarget(name: "IngestTests", dependencies: ["Shared", "TextModel", "TestSupport", "pp-ingest"], swiftSettings: cpuSettings),
+        .testTarget(name: "TrainTests", dependencies: ["Shared", "TextModel", "Training", "TestSupport", "pp-train"], swiftSettings: cpuSettings),
+        .testTarget(name: "EvalTests", dependencies: ["Shared", "TextModel", "Training", "TestSupport", "pp-eval", "pp-select"], swiftSettings: cpuSettings),
     ] + fuzzTargets,
     // Swift 5 language mode: the trainer's Hogwild tables are shared across threads on
     // purpose (see Sources/pp-train); strict Sendable checking would force wrappers around

@@ -199,7 +199,7 @@ def _cut(tok):
 
 
 def tokenize(text):
-    """Tokens as Shared/Tokenizer.swift makes them: maximal runs of letters, marks, numbers
+    """Tokens as TextModel/Tokenizer.swift makes them: maximal runs of letters, marks, numbers
     and connector punctuation, lower-cased one scalar at a time, cut to 100 bytes."""
     if text.isascii():
         return [t[:MAX_TOKEN_BYTES] for t in _ASCII_TOKEN.findall(text.lower())]

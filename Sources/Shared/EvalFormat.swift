@@ -342,7 +342,7 @@ public enum EvalNames {
     /// "<ckpt file sans .ppc>--<RUN>": the part every file of a checkpoint's in evals/ starts with.
     public static func checkpointStem(_ checkpointFile: String, run: String) -> String {
         var f = checkpointFile
-        if f.hasSuffix(".ppc") { f.removeLast(4) }
+        if f.hasSuffix("." + CheckpointName.fileExtension) { f.removeLast(CheckpointName.fileExtension.count + 1) }
         return f + "--" + run
     }
 

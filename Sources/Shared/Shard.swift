@@ -157,7 +157,7 @@ public struct Shard: Sendable {
     public static let endMagic: [UInt8] = Array("PPSHEND1".utf8)
     public static let version = 1
     /// File name extension of shard files.
-    public static let fileExtension = "pps"
+    public static let fileExtension = ShardName.fileExtension
 
     public let path: String
     public let header: ShardHeader

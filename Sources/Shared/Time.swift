@@ -111,14 +111,6 @@ public enum Clock {
         return parseISO(iso).map(Double.init)
     }
 
-    /// The creation time in a checkpoint name "ckpt-YYYYMMDDTHHMMSSZ-STEP.ppc" (or "RUN/" + that).
-    public static func checkpointTime(_ name: String) -> Double? {
-        let file = name.split(separator: "/").last.map(String.init) ?? name
-        let b = Array(file.utf8)
-        guard file.hasPrefix("ckpt-"), b.count >= 21 else { return nil }
-        return parseStamp(String(decoding: b[5..<21], as: UTF8.self))
-    }
-
     /// Parses ISO-8601 with a UTC offset or Z ("2016-02-15T16:03:36+07:00", fractions
     /// ignored) into Unix seconds; nil when it is not of that form.
     public static func parseISO(_ s: String) -> Int64? {

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 public enum Zstd {
-    static func check(_ code: Int, _ what: String) throws -> Int {
+    package static func check(_ code: Int, _ what: String) throws -> Int {
         if ZSTD_isError(code) != 0 {
             throw PPError("zstd \(what): \(String(cString: ZSTD_getErrorName(code)))", status: .corrupt)
         }

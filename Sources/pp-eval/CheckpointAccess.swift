@@ -3,6 +3,7 @@
 // nothing; an unreadable one is `.noInput`.
 
 import Shared
+import TextModel
 
 struct LoadedCheckpoint {
     var meta: CheckpointMeta

@@ -7,6 +7,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 final class PredictStream {
     let model: Predictor

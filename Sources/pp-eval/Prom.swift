@@ -3,6 +3,7 @@
 // rebuilt from evals/ each time (no state of its own).
 
 import Shared
+import TextModel
 
 func publishEvalMetrics(root: Root, evalset: String, lastExamplesPerSecond: Double) throws {
     var newest: [String: EvalResult] = [:]

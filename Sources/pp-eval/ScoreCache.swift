@@ -31,6 +31,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 /// One example's outcome in the model's label table (the cacheable part of ExampleOutcome).
 struct ModelOutcome: Equatable {

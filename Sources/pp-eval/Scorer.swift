@@ -4,6 +4,7 @@
 // loaded in CheckpointAccess.swift. This file does not read or write the state folder.
 
 import Shared
+import TextModel
 
 /// What scoring needs from a model: its label table and one example's probabilities.
 protocol Predictor: AnyObject {

@@ -6,17 +6,15 @@
 
 import ArgumentParser
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif
 
 let tool = "pp-eval"
 
-/// Writes one line to stdout at once (write(2), no buffering: results appear as they come).
-func emit(_ line: String) throws {
-    let bytes = Array((line + "\n").utf8)
-    try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
-}
+/// Writes one line to stdout at once (Stdout.line: results appear as they come).
+func emit(_ line: String) throws { try Stdout.line(line) }
 
 /// How the result names a checkpoint: RUN and FILE from its (resolved) path
 /// "runs/RUN/checkpoints/FILE", else the run its metadata names; the path relative to the root.
@@ -164,9 +162,9 @@ struct Score: ParsableCommand {
         var out: [String] = [], seen = Set<String>()
         for run in try FileIO.list(root.runs) {
             let dir = root.checkpoints(run: run)
-            let names = try FileIO.list(dir).filter { $0.hasSuffix(".ppc") }.sorted()
+            let names = try Root.checkpointFiles(in: dir)
             for f in names {
-                if let from, f != names.last, let t = Clock.checkpointTime(f), t < from { continue }
+                if let from, f != names.last, let t = CheckpointName.time(of: f), t < from { continue }
                 let p = dir + "/" + f
                 if seen.insert(FileIO.realPath(p) ?? p).inserted { out.append(p) }
             }

@@ -12,6 +12,7 @@
 // Not here: the reference (Reference.swift), thresholds and verdicts (Checks.swift).
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -4,6 +4,7 @@
 // example). Reads shards only; never writes to the state folder.
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -55,6 +55,7 @@
 // (BatchStats.swift).
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -4,6 +4,7 @@
 
 import ArgumentParser
 import Shared
+import TextModel
 
 struct PPIngest: ParsableCommand {
     static let configuration = CommandConfiguration(

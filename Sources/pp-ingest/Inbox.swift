@@ -7,6 +7,7 @@
 // Not here: reading the content (InputParser through ChunkReader(fd:)).
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -16,11 +16,12 @@
 // A rejected input: its reason file is published first, then the input moves to
 // quarantine/; a crash in between re-rejects it on the next run (same verdict, same name).
 //
-// Not here: the line formats and their checks (Shared/InputParser.swift), the shard layout
+// Not here: the line formats and their checks (TextModel/InputParser.swift), the shard layout
 // (Shared/Shard.swift, ShardFrames.swift), argument parsing (Command.swift).
 
 import Logging
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -235,11 +236,7 @@ final class Ingester {
         emit(j)
     }
 
-    private func emit(_ j: JSONOut) {
-        let line = j.closed + "\n"
-        var bytes = Array(line.utf8)
-        bytes.withUnsafeMutableBytes { try? FileIO.writeAll(1, UnsafeRawBufferPointer($0), path: "stdout") }
-    }
+    private func emit(_ j: JSONOut) { try? Stdout.line(j.closed) }
 
     // MARK: - State folder housekeeping
 
@@ -262,21 +259,15 @@ final class Ingester {
         Temps.sweep([Reference.dir(root), root.quarantine + "/holdout", root.quarantine + "/stats", root.archive, root.metrics], log: log)
     }
 
-    /// Parses `<stamp>-<sha16>-<part>.pps` names in shards/ and holdout/.
+    /// Indexes the shard names (ShardName) in shards/, holdout/ and quarantine/ by input.
     private func buildIndex() throws {
         // Quarantined shards count too: an input whose shards were taken out is not ingested
         // again by sending it again (it is a duplicate until someone releases it).
         for (dir, rel) in [(root.shards, "shards"), (root.holdout, "holdout"), (root.quarantine, "quarantine")] {
-            for name in try FileIO.list(dir) where name.hasSuffix(".pps") {
-                if let sha16 = Ingester.sha16(ofShardName: name) { index[sha16, default: []].insert(rel + "/" + name) }
+            for name in try FileIO.list(dir) {
+                if let s = ShardName(name) { index[s.sha16, default: []].insert(rel + "/" + name) }
             }
         }
-    }
-
-    static func sha16(ofShardName name: String) -> String? {
-        let parts = name.dropLast(4).split(separator: "-")
-        guard parts.count == 3, parts[1].count == 16 else { return nil }
-        return String(parts[1])
     }
 
     /// `name`, or `name.1`, `name.2`, ... : the first that does not exist in `dir`.
@@ -530,7 +521,7 @@ final class Ingester {
         var planned: [Planned] = []
         for (b, rel) in [(hold, "holdout"), (train, "shards")] {
             for i in 0..<b.sealed.count {
-                let name = "\(stamp)-\(sha16)-\(Ingester.partNumber(i)).\(Shard.fileExtension)"
+                let name = ShardName(stamp: stamp, sha16: sha16, part: i).file
                 planned.append(Planned(builder: b, part: i, rel: rel + "/" + name, path: root.path + "/" + rel + "/" + name))
             }
         }
@@ -692,11 +683,6 @@ final class Ingester {
                 }
             }
         }
-    }
-
-    static func partNumber(_ i: Int) -> String {
-        let s = String(i)
-        return s.count >= 3 ? s : String(repeating: "0", count: 3 - s.count) + s
     }
 
     /// True when every existing shard of this input is the part we would write under that

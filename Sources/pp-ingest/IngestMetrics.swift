@@ -4,6 +4,7 @@
 // with the thresholds they were held against. Names and meanings: docs/formats.md.
 
 import Shared
+import TextModel
 
 enum IngestMetrics {
     static func count(_ dir: String, suffix: String) -> Int {
@@ -23,8 +24,8 @@ enum IngestMetrics {
             m.add("perpetuum_ingest_checks_tripped_total", counters.checksTripped[c] ?? 0, kind: .counter,
                   help: "New inputs on which a batch check tripped (a damage check quarantines unless checks are off; a change check only records).", labels: [("check", c)])
         }
-        m.add("perpetuum_ingest_shards", count(root.shards, suffix: ".pps"), help: "Training shards in shards/.")
-        m.add("perpetuum_ingest_holdout_shards", count(root.holdout, suffix: ".pps"), help: "Holdout shards in holdout/.")
+        m.add("perpetuum_ingest_shards", count(root.shards, suffix: "." + ShardName.fileExtension), help: "Training shards in shards/.")
+        m.add("perpetuum_ingest_holdout_shards", count(root.holdout, suffix: "." + ShardName.fileExtension), help: "Holdout shards in holdout/.")
         m.add("perpetuum_ingest_quarantined", count(root.quarantine, suffix: ".reason.json"),
               help: "Reason files in quarantine/: quarantined or rejected inputs and quarantined shards.")
         for s in statuses {

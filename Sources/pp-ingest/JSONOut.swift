@@ -3,6 +3,7 @@
 // RFC 8259. Not a general encoder; nothing here parses JSON.
 
 import Shared
+import TextModel
 
 struct JSONOut {
     private(set) var text = "{"

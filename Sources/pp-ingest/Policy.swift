@@ -7,6 +7,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 struct IngestPolicy: Equatable {
     /// One check's threshold: it trips when value > max + width / sqrt(n) and the count of

@@ -17,6 +17,7 @@
 // with the checks and --max-bad not gating (a person looked), then archives it.
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,17 +31,9 @@ struct ShardQuarantine {
     var qStats: String { root.quarantine + "/stats" }
 
     /// `<stamp>-<sha16>` of a shard name, or nil when it is not one.
-    static func prefix(_ name: String) -> String? {
-        guard name.hasSuffix(".pps"), Ingester.sha16(ofShardName: name) != nil else { return nil }
-        let stem = name.dropLast(4)
-        guard let dash = stem.lastIndex(of: "-") else { return nil }
-        return String(stem[..<dash])
-    }
+    static func prefix(_ name: String) -> String? { ShardName(name)?.input }
 
-    private func emit(_ j: JSONOut) {
-        var bytes = Array((j.closed + "\n").utf8)
-        bytes.withUnsafeMutableBytes { try? FileIO.writeAll(1, UnsafeRawBufferPointer($0), path: "stdout") }
-    }
+    private func emit(_ j: JSONOut) { try? Stdout.line(j.closed) }
 
     private func lock(noWait: Bool) throws -> FileLock {
         try root.ensureLayout()
@@ -86,14 +79,14 @@ struct ShardQuarantine {
             if inShards { try FileIO.moveDurably(src, dst) }
             // Holdout parts and the stats sidecars of the same input.
             var moved: [String] = []
-            for h in try FileIO.list(root.holdout) where h.hasPrefix(prefix + "-") && h.hasSuffix(".pps") {
+            for h in try FileIO.list(root.holdout) where ShardName(h)?.input == prefix {
                 try FileIO.moveDurably(root.holdout + "/" + h, qHoldout + "/" + h)
                 moved.append("holdout/" + h)
             }
             for ext in [".json", ".hashes"] where FileIO.exists(Reference.dir(root) + "/" + prefix + ext) {
                 try FileIO.moveDurably(Reference.dir(root) + "/" + prefix + ext, qStats + "/" + prefix + ext)
             }
-            let siblings = try FileIO.list(root.shards).filter { $0.hasPrefix(prefix + "-") && $0.hasSuffix(".pps") }
+            let siblings = try FileIO.list(root.shards).filter { ShardName($0)?.input == prefix }
             if !siblings.isEmpty {
                 log.notice("\(name): other parts of the same input stay in shards/ (name them to quarantine them too)",
                            metadata: ["parts": "\(siblings.joined(separator: ","))"])
@@ -143,10 +136,10 @@ struct ShardQuarantine {
             // The holdout parts and the sidecars go back once no train part of the input
             // remains quarantined.
             let stillOut = try FileIO.list(root.quarantine).filter {
-                $0 != name && $0.hasPrefix(prefix + "-") && $0.hasSuffix(".pps") && FileIO.exists(root.quarantine + "/" + $0 + ".reason.json")
+                $0 != name && ShardName($0)?.input == prefix && FileIO.exists(root.quarantine + "/" + $0 + ".reason.json")
             }
             if stillOut.isEmpty {
-                for h in ((try? FileIO.list(qHoldout)) ?? []) where h.hasPrefix(prefix + "-") && h.hasSuffix(".pps") {
+                for h in ((try? FileIO.list(qHoldout)) ?? []) where ShardName(h)?.input == prefix {
                     try FileIO.moveDurably(qHoldout + "/" + h, root.holdout + "/" + h)
                     shards.append(root.holdout + "/" + h)
                 }

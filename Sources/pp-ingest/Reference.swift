@@ -17,6 +17,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 struct StatsSidecar: Codable {
     var schema = 1

@@ -3,6 +3,7 @@
 // PPError naming the file; nothing is deployed.
 
 import Shared
+import TextModel
 
 func verifyCheckpoint(_ path: String) throws {
     // The inference load checks exactly what the full one does (CheckpointLoad.swift), without

@@ -7,6 +7,7 @@
 // (exit 65) and selection goes on, so a good new candidate can still replace it.
 
 import Shared
+import TextModel
 
 extension Selector {
     /// nil when nothing is deployed, its target is missing (guardDeployed's case) or it

@@ -8,6 +8,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 /// A checkpoint as a decision names it.
 struct Scored: Codable, Equatable {

@@ -8,6 +8,7 @@
 // it. The link is the truth (it is what is served); the journal catches up with it.
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif

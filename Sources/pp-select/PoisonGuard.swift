@@ -17,6 +17,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 /// What pp-select knows about one checkpoint's data.
 struct LineageVerdict {
@@ -89,7 +90,7 @@ struct PoisonGuard {
         let outside = poison.filter { !known.contains($0.key) }.sorted { $0.key < $1.key }
         if outside.isEmpty { return v }
         // Everything the missing ancestors trained on was ingested before this time.
-        var bound: Double? = lin.missingParent.flatMap { Clock.checkpointTime($0) }
+        var bound: Double? = lin.missingParent.flatMap { CheckpointName.time(of: $0) }
         if refuseIncomplete {
             v.unresolved = outside.map { ($0.key, $0.value) }
             return v

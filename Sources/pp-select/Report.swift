@@ -10,6 +10,7 @@
 import ArgumentParser
 import Foundation
 import Shared
+import TextModel
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -119,7 +120,7 @@ struct ReportPage {
     // MARK: summary
 
     func checkpointTime(_ path: String) -> Double? {
-        Clock.checkpointTime(FileIO.split(path).name)
+        CheckpointName.time(of: FileIO.split(path).name)
     }
 
     func duration(_ s: Double) -> String {

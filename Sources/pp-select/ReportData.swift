@@ -9,6 +9,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 struct ReportData {
     /// One eval result, reduced to what the charts use.
@@ -124,7 +125,7 @@ struct ReportData {
                 var v: [String: Double] = [:]
                 for s in ["all", "recent", "old"] { if let sl = r.slice(s), sl.examples > 0, let x = sl.value(name) { v[s] = x } }
                 scores.append(Score(checkpoint: r.checkpoint, path: r.path, run: r.run, step: r.step,
-                                    created: Clock.parseISO(r.checkpointCreatedAt).map(Double.init) ?? Clock.checkpointTime(r.checkpoint) ?? .nan,
+                                    created: Clock.parseISO(r.checkpointCreatedAt).map(Double.init) ?? CheckpointName.time(of: r.checkpoint) ?? .nan,
                                     evaluated: Clock.parseISO(r.evaluatedAt).map(Double.init) ?? .nan, evalset: r.evalset, values: v))
             } catch let e as PPError { skip(path, e.message) } catch { skip(path, "\(error)") }
         }
@@ -142,21 +143,21 @@ struct ReportData {
     private mutating func loadRun(_ root: Root, _ name: String) -> Run {
         var run = Run(name: name)
         var files: [(String, String)] = []
-        for f in (try? FileIO.list(root.checkpoints(run: name))) ?? [] where f.hasSuffix(".ppc") && !f.hasPrefix(".") {
+        for f in (try? root.checkpointFiles(run: name)) ?? [] {
             files.append((f, root.checkpoints(run: name) + "/" + f))
         }
         let have = Set(files.map(\.0))
-        for f in (try? FileIO.list(root.heads(run: name))) ?? [] where f.hasSuffix(Shared.Checkpoint.headSuffix) && !f.hasPrefix(".") {
-            let ck = String(f.dropLast(Shared.Checkpoint.headSuffix.count))
+        for f in (try? FileIO.list(root.heads(run: name))) ?? [] where f.hasSuffix(TextModel.Checkpoint.headSuffix) && !f.hasPrefix(".") {
+            let ck = String(f.dropLast(TextModel.Checkpoint.headSuffix.count))
             if !have.contains(ck) { files.append((ck, root.heads(run: name) + "/" + f)) }
         }
         var seenShard = Set<String>(), seenKnob = Set<String>()
         for (file, path) in files.sorted(by: { $0.0 < $1.0 }) {
             let meta: CheckpointMeta
-            do { meta = try Shared.Checkpoint.readHead(path: path).meta } catch let e as PPError { skip(path, e.message); continue } catch {
+            do { meta = try TextModel.Checkpoint.readHead(path: path).meta } catch let e as PPError { skip(path, e.message); continue } catch {
                 skip(path, "\(error)"); continue
             }
-            let t = Clock.parseISO(meta.createdAt).map(Double.init) ?? Clock.checkpointTime(file) ?? .nan
+            let t = Clock.parseISO(meta.createdAt).map(Double.init) ?? CheckpointName.time(of: file) ?? .nan
             run.checkpoints.append(Checkpoint(run: name, file: file, time: t, step: meta.step, tokens: meta.tokens,
                                               vocabulary: meta.vocabularySize, labels: meta.labels.count,
                                               lr: meta.knobs.lr, dropout: meta.knobs.dropout))

@@ -9,6 +9,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 enum SVG {
     /// Text and attribute values: & < > " ' escaped; control characters (not allowed in XML

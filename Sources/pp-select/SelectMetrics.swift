@@ -9,6 +9,7 @@
 // stays right between runs, and as the age when the file was written.
 
 import Shared
+import TextModel
 
 extension Selector {
     /// The numbers behind the file; split from `publishMetrics` so tests can read them.
@@ -38,9 +39,7 @@ extension Selector {
         let id = EvalNames.checkpointID(path: dep)
         let run = id?.run ?? "?"
         if let id = id {
-            var f = id.file
-            if f.hasSuffix(".ppc") { f.removeLast(4) }
-            let step = f.split(separator: "-").last.flatMap { Int($0) } ?? -1
+            let step = CheckpointName(id.file)?.step ?? -1
             m.add("perpetuum_deployed_step", step, help: "Step of the deployed checkpoint (from its name).", labels: [("run", run)])
         }
 

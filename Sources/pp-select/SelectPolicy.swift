@@ -7,6 +7,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 struct SelectPolicy: Equatable {
     /// Refuse poisoned lineages and replace a poisoned deployed model. false only to measure

@@ -19,6 +19,7 @@
 // slice may lose more than --tolerance.
 
 import Shared
+import TextModel
 
 enum Gate: String, CaseIterable {
     case noninferior, better

@@ -8,6 +8,7 @@
 // (`guardDeployed`; docs/formats.md, "Never deploy poison").
 
 import Shared
+import TextModel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -340,7 +341,7 @@ struct Selector {
 
     /// The time a checkpoint was written: the stamp in its name, else its mtime.
     static func age(ofCheckpoint path: String) -> Double? {
-        if let t = Clock.checkpointTime(FileIO.split(path).name) { return t }
+        if let t = CheckpointName.time(of: FileIO.split(path).name) { return t }
         guard let st = FileIO.lstatOrNil(path) else { return nil }
         return Double(st.st_mtim.tv_sec)
     }
@@ -383,16 +384,16 @@ struct Selector {
         var deletable: [(rel: String, time: Double, bytes: Int64)] = []
         var oldDeployments: [(rel: String, time: Double, bytes: Int64)] = []
         var total: Int64 = 0
-        // Delta checkpoints (Shared/DeltaCheckpoint.swift): a base's weights are needed while
+        // Delta checkpoints (TextModel/DeltaCheckpoint.swift): a base's weights are needed while
         // any delta of it is kept. deltasOf[base] = the deltas (relative paths) naming it.
         var deltasOf: [String: [String]] = [:]
         for run in try FileIO.list(root.runs) {
-            let files = try FileIO.list(root.checkpoints(run: run)).filter { $0.hasSuffix(".ppc") }.sorted()
+            let files = try root.checkpointFiles(run: run)
             // Deltas moved to rewound/ (kept, never deleted: `pp-train unrewind` brings them
             // back) keep their bases too.
             let rewound = root.rewound(run: run)
             if FileIO.exists(rewound) {
-                for f in try FileIO.list(rewound) where f.hasSuffix(".ppc") {
+                for f in try Root.checkpointFiles(in: rewound) {
                     if let base = Selector.deltaBase(of: rewound + "/" + f) { deltasOf[Selector.relative(base: base), default: []].append("rewound:" + f) }
                 }
             }

@@ -8,13 +8,11 @@
 
 import ArgumentParser
 import Shared
+import TextModel
 
 let tool = "pp-select"
 
-func emit(_ line: String) throws {
-    let bytes = Array((line + "\n").utf8)
-    try bytes.withUnsafeBytes { try FileIO.writeAll(1, $0, path: "stdout") }
-}
+func emit(_ line: String) throws { try Stdout.line(line) }
 
 /// "20G", "500M", "64K", "1T" (powers of 1024) or plain bytes.
 func parseBytes(_ s: String) -> Int64? {

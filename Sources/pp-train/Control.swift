@@ -10,6 +10,8 @@
 
 import Foundation
 import Shared
+import TextModel
+import Training
 
 struct Control: Equatable {
     var lr: Double?

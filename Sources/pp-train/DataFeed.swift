@@ -25,6 +25,8 @@ import Crypto
 import Foundation
 import Logging
 import Shared
+import TextModel
+import Training
 
 /// One shard decompressed in memory with its record offsets and the order of the current pass.
 final class OpenShard {

@@ -44,6 +44,8 @@
 
 import Foundation
 import Shared
+import TextModel
+import Training
 
 /// The label signal of one shard, accumulated example by example: with S[l] the sum over
 /// scored examples of the loss of label l, c[l] the count of label l and T the sum of the

@@ -1,5 +1,5 @@
 // `pp-train rewind --before SHARD [--run RUN]`: undo a shard that got into a run. Finds the
-// run's newest checkpoint whose full lineage (Shared/Lineage: meta.lineage along the
+// run's newest checkpoint whose full lineage (TextModel/Lineage: meta.lineage along the
 // meta.parent chain) contains neither SHARD nor another suspect of the run, adds SHARD to
 // runs/RUN/suspects.json (reason "rewind", who, when), and moves every newer checkpoint to
 // runs/RUN/rewound/ (kept, never deleted). The next start of the trainer resumes from that
@@ -17,6 +17,8 @@
 import ArgumentParser
 import Foundation
 import Shared
+import TextModel
+import Training
 
 struct Rewind: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,7 +60,7 @@ struct Rewind: ParsableCommand {
             defer { lock.release() }
 
             let dir = root.checkpoints(run: run)
-            let files = FileIO.exists(dir) ? try FileIO.list(dir).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".ppc") } : []
+            let files = try Root.checkpointFiles(in: dir)
             if files.isEmpty { throw PPError("run \(run) has no checkpoints in \(dir)", status: .noInput) }
             var suspects = try SuspectList.load(root: root, run: run)
             let poison = suspects.names.union([shard])
@@ -109,7 +111,7 @@ struct Rewind: ParsableCommand {
                 log.notice("run \(run) rewound before \(shard): \(verb) \(moved.count) checkpoint(s) to \(root.rewound(run: run)); the next start resumes from \(targetName ?? "a fresh model") and trains again on the good shards since", metadata: ["by": "\(by)"])
             }
             let movedJSON = moved.map { JSONText.string(root.rewound(run: run) + "/" + $0) }.joined(separator: ",")
-            print("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(shard)),\"target\":\(target.map { JSONText.string($0) } ?? "null"),\"moved\":[\(movedJSON)],\"dry_run\":\(dryRun)}")
+            try Stdout.line("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(shard)),\"target\":\(target.map { JSONText.string($0) } ?? "null"),\"moved\":[\(movedJSON)],\"dry_run\":\(dryRun)}")
         }
     }
 
@@ -182,7 +184,7 @@ struct Unsuspect: ParsableCommand {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
             let mark = String(decoding: try enc.encode(w), as: UTF8.self)
-            print("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(name)),\"withdrawn\":\(mark)}")
+            try Stdout.line("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(name)),\"withdrawn\":\(mark)}")
         }
     }
 }

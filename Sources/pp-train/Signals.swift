@@ -11,6 +11,8 @@
 
 import Foundation
 import Shared
+import TextModel
+import Training
 #if canImport(Glibc)
 import Glibc
 #endif

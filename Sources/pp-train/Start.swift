@@ -6,6 +6,8 @@
 import Foundation
 import Logging
 import Shared
+import TextModel
+import Training
 
 /// The model hyperparameter flags as given on the command line (nil = not given).
 struct ModelFlags {
@@ -130,7 +132,7 @@ enum Start {
             }
         }
         let dir = root.checkpoints(run: run)
-        let files = try FileIO.list(dir).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".ppc") }
+        let files = try Root.checkpointFiles(in: dir)
         // --init seeds a run that has no checkpoint yet. Once the run has its own, a restart
         // resumes them (a unit whose flags carry --init must not go back to it on every
         // restart, nor undo a `pp-train rewind`).

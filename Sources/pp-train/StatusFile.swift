@@ -4,6 +4,8 @@
 
 import Foundation
 import Shared
+import TextModel
+import Training
 
 struct StatusDoc: Codable, Equatable {
     var schema = 1

@@ -11,6 +11,8 @@
 import Foundation
 import Logging
 import Shared
+import TextModel
+import Training
 
 /// How often checkpoints are written: wall time, or examples trained.
 enum Cadence: Equatable, CustomStringConvertible {
@@ -52,7 +54,7 @@ struct TrainSettings {
     var lr: Double?
     var dropout: Double?
     var average: Double? = nil
-    /// Full checkpoints and deltas (Shared/DeltaCheckpoint.swift; `--full-every`).
+    /// Full checkpoints and deltas (TextModel/DeltaCheckpoint.swift; `--full-every`).
     var deltas = DeltaPolicy(fullEvery: DeltaPolicy.defaultFullEvery)
 }
 
@@ -289,7 +291,7 @@ final class TrainLoop {
         try FileIO.makeDirectories(checkpointDir)
         var name = ""
         while true {
-            name = "ckpt-\(Clock.stamp(Clock.now()))-\(pad12(step)).ppc"
+            name = CheckpointName(time: Clock.now(), step: step).file
             if !FileIO.exists(checkpointDir + "/" + name) { break }
             usleep(200_000)  // same second and step as an existing one: never overwrite
         }
@@ -309,26 +311,12 @@ final class TrainLoop {
         return path
     }
 
-    func pad12(_ n: Int) -> String {
-        let d = String(n)
-        return String(repeating: "0", count: max(0, 12 - d.count)) + d
-    }
-
-    /// One line on stdout, unbuffered (write(2)): checkpoint paths are data for pipelines.
+    /// One line on stdout (Stdout.line): checkpoint paths are data for pipelines. A closed
+    /// stdout only costs the line: training goes on.
     func printLine(_ line: String) {
-        var bytes = Array((line + "\n").utf8)
-        bytes.withUnsafeMutableBytes { b in
-            var off = 0
-            while off < b.count {
-                let n = write(1, b.baseAddress! + off, b.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    log.warning("cannot print the checkpoint path on stdout: \(String(cString: strerror(errno)))")
-                    return
-                }
-                off += n
-            }
-        }
+        do { try Stdout.line(line) } catch let e as PPError {
+            log.warning("cannot print the checkpoint path on stdout: \(e.message)")
+        } catch { log.warning("cannot print the checkpoint path on stdout: \(error)") }
     }
 
     /// Trained since the last checkpoint (or since the start).

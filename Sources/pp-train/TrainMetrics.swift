@@ -6,6 +6,8 @@
 
 import Foundation
 import Shared
+import TextModel
+import Training
 
 enum TrainMetrics {
     static let states = ["training", "idle", "paused", "halted", "stopped"]

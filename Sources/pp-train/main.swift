@@ -6,6 +6,8 @@
 import ArgumentParser
 import Foundation
 import Shared
+import TextModel
+import Training
 
 struct PPTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -163,7 +165,7 @@ struct SetKnobs: ParsableCommand {
                 do { try c.set(a) } catch let e as PPError { throw PPError("set: \(e.message)", status: e.status) }
             }
             try c.write(path)
-            print(c.json, terminator: "")
+            try Stdout.line(String(c.json.dropLast()))   // json ends with its newline
         }
     }
 }

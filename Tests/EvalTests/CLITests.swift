@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 
 /// The built tools on temporary roots: usage errors, nothing to do, exit codes.
 final class EvalCLITests: XCTestCase {

@@ -2,6 +2,8 @@ import XCTest
 import Foundation
 import TestSupport
 @testable import Shared
+@testable import TextModel
+@testable import Training
 @testable import pp_select
 
 /// Issue 19, part 2: retention and delta checkpoints. A full checkpoint that is the base of a

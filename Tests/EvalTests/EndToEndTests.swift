@@ -1,6 +1,8 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
+@testable import Training
 
 /// The built pp-eval and pp-select on a root with real (tiny) checkpoints made by the core's
 /// Trainer: scoring, storing, --pending, a corrupt checkpoint, predict, --lineage, --data

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Shared
+@testable import TextModel
 
 /// Metrics against values computed by hand on a five-example set (see the comments).
 final class EvalMetricsTests: XCTestCase {

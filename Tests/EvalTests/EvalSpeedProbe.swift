@@ -1,6 +1,8 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
+@testable import Training
 
 /// A hand-run speed probe of pp-eval and `pp-eval predict` (no timed assertions): skipped
 /// unless PP_PROBE_EVAL names a folder of input files (e.g. demo/data). It ingests them with

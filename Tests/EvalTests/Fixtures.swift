@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 @testable import pp_eval
 
 /// A stand-in model: the label whose name appears among the tokens gets `hit`, the others

@@ -1,4 +1,4 @@
-// The holdout index (Shared/HoldoutIndex.swift, docs/formats.md "Holdout index"): the window and
+// The holdout index (TextModel/HoldoutIndex.swift, docs/formats.md "Holdout index"): the window and
 // its hash are the same with and without it, a changed shard is never taken from it, and a
 // damaged index file is refused as a whole.
 
@@ -6,6 +6,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 
 final class HoldoutIndexTests: XCTestCase {
     func shard(_ root: Root, _ name: String, _ n: Int, seed: Int = 0) throws {

@@ -1,6 +1,8 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
+@testable import Training
 @testable import pp_select
 
 /// Layer 3 of issue 7 on real (tiny, untrained) checkpoints whose metas form a lineage:

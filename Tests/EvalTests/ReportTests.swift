@@ -2,6 +2,8 @@ import XCTest
 import Foundation
 import TestSupport
 @testable import Shared
+@testable import TextModel
+@testable import Training
 @testable import pp_select
 
 /// pp-select report (issue 17): the SVG writer (escaping, scales, empty data, one point), the

@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 @testable import pp_eval
 
 /// The eval set, scoring with a stand-in model, slices, the stored files and their formats.

@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 @testable import pp_select
 
 /// Issue 15, items 4, 5 and 10, on the built pp-select and real (tiny) checkpoints: a torn

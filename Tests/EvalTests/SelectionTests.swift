@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 @testable import pp_select
 
 /// pp-select's rules on hand-made results: better, not better, tie, a regression on one label,

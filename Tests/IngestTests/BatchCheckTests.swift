@@ -7,6 +7,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 @testable import pp_ingest
 
 final class BatchCheckTests: IngestTestCase {

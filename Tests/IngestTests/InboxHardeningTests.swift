@@ -6,6 +6,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 
 final class InboxHardeningTests: IngestTestCase {
     /// Starts pp-ingest on the root without waiting for it.

@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 
 class IngestTestCase: XCTestCase {
     var root = ""

@@ -8,6 +8,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 
 final class IngestCrashTests: IngestTestCase {
     /// Fills `inbox` of `r` with demo weeks, all with the same fixed mtimes (so two roots get

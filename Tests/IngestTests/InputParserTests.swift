@@ -1,8 +1,9 @@
-// Unit tests of Shared/InputParser.swift (both line formats, every refusal reason, the
+// Unit tests of TextModel/InputParser.swift (both line formats, every refusal reason, the
 // streaming line splitter), StableHash and the holdout split, and the two-frame shard form.
 
 import XCTest
 @testable import Shared
+@testable import TextModel
 import TestSupport
 
 final class InputParserTests: XCTestCase {

@@ -11,6 +11,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Shared
+@testable import TextModel
 
 final class SpoilTests: IngestTestCase {
     static var template = ""

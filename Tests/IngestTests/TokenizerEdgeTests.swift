@@ -1,10 +1,11 @@
-// Edge cases of Shared/Tokenizer.swift beyond Tests/SharedTests/TokenizerTests.swift, added
+// Edge cases of TextModel/Tokenizer.swift beyond Tests/TextModelTests/TokenizerTests.swift, added
 // with the pointer-based tokenizer core: the token length cut, lower-case mappings that grow,
 // the output bound, the leading-space rule, and a randomized comparison with a slow
 // reference written with Swift's String and Unicode APIs (docs/tokenizer.md's rules).
 
 import XCTest
 @testable import Shared
+@testable import TextModel
 
 final class TokenizerEdgeTests: XCTestCase {
     /// docs/tokenizer.md, the slow way.

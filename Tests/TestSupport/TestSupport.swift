@@ -3,6 +3,7 @@
 
 import Foundation
 import Shared
+import TextModel
 
 public enum TestSupport {
     /// The folder holding the built executables (the test bundle sits beside them).

@@ -3,6 +3,7 @@
 
 import Foundation
 import Shared
+import TextModel
 import TestSupport
 import XCTest
 

@@ -4,6 +4,7 @@
 
 import Foundation
 import Shared
+import TextModel
 import TestSupport
 import XCTest
 

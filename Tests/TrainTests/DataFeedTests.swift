@@ -5,6 +5,8 @@
 import Foundation
 import Logging
 import Shared
+import TextModel
+import Training
 import TestSupport
 import XCTest
 @testable import pp_train

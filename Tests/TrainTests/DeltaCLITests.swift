@@ -5,6 +5,7 @@
 
 import Foundation
 import Shared
+import TextModel
 import TestSupport
 import XCTest
 

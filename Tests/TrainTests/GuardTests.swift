@@ -8,6 +8,7 @@
 import Foundation
 @testable import pp_train
 import Shared
+import TextModel
 import TestSupport
 import XCTest
 

@@ -4,6 +4,8 @@
 
 import Foundation
 import Shared
+import TextModel
+import Training
 import TestSupport
 import XCTest
 @testable import pp_train

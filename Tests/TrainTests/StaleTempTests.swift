@@ -2,6 +2,7 @@
 
 import Foundation
 import Shared
+import TextModel
 import TestSupport
 import XCTest
 

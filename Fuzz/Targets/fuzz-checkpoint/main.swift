@@ -6,6 +6,7 @@
 import CFuzzer
 import Glibc
 import Shared
+import TextModel
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -5,6 +5,7 @@
 import CFuzzer
 import Glibc
 import Shared
+import TextModel
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

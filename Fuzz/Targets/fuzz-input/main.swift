@@ -4,6 +4,7 @@
 import CFuzzer
 import Glibc
 import Shared
+import TextModel
 
 let parser = InputParser(options: InputOptions(maxTextBytes: 256))
 

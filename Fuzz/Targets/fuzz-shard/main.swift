@@ -4,6 +4,7 @@
 import CFuzzer
 import Glibc
 import Shared
+import TextModel
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzShard(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

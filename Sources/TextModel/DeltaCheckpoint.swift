@@ -1,0 +1,116 @@
+// Delta checkpoints (issue 19, part 2): a checkpoint whose meta names a `base` ("RUN/FILE", a
+// full checkpoint of the same model) stores in its INPT section only the input rows (weights
+// and accumulator) that changed since that base; every other section is whole. Loading it
+// loads the base, then lays the delta's rows over it (CheckpointLoad.swift). A delta's base is
+// always a full checkpoint (a chain is never longer than base + delta), and pp-train writes a
+// full one every `--full-every` checkpoints or when the changed rows would be more than
+// half of the base's. This file holds the pieces: which rows changed (RowBits, set by the
+// trainer's updates), how a base name is found on disk, and the write policy. It is not the
+// file layout (Checkpoint.swift) nor retention's rule that keeps bases (pp-select).
+
+import Shared
+import Foundation
+
+/// A set of input rows, one bit per row (bit i % 64 of word i / 64). Written by one thread at
+/// a time: each training worker has its own, merged by the trainer between batches.
+@usableFromInline package final class RowBits: @unchecked Sendable {
+    @usableFromInline package let rows: Int
+    @usableFromInline package let wordCount: Int
+    @usableFromInline package let words: UnsafeMutablePointer<UInt64>
+
+    package init(rows: Int) {
+        self.rows = rows
+        wordCount = (rows + 63) / 64
+        words = .allocate(capacity: max(wordCount, 1))
+        words.initialize(repeating: 0, count: max(wordCount, 1))
+    }
+
+    deinit { words.deallocate() }
+
+    @inlinable @inline(__always) package func insert(_ i: Int) { words[i >> 6] |= UInt64(1) << UInt64(i & 63) }
+    @inlinable @inline(__always) package func contains(_ i: Int) -> Bool { words[i >> 6] & (UInt64(1) << UInt64(i & 63)) != 0 }
+
+    package func removeAll() { words.update(repeating: 0, count: max(wordCount, 1)) }
+
+    /// Takes in `other`'s rows and empties it.
+    package func absorb(_ other: RowBits) {
+        precondition(other.rows == rows)
+        for w in 0..<wordCount where other.words[w] != 0 {
+            words[w] |= other.words[w]
+            other.words[w] = 0
+        }
+    }
+
+    @usableFromInline package var count: Int {
+        var n = 0
+        for w in 0..<wordCount { n += words[w].nonzeroBitCount }
+        return n
+    }
+
+    /// The INPT section's bitmap form: ceil(rows / 8) bytes, bit i % 8 of byte i / 8.
+    @usableFromInline package var bitmap: [UInt8] {
+        var out = [UInt8](repeating: 0, count: (rows + 7) / 8)
+        for w in 0..<wordCount where words[w] != 0 {
+            var x = words[w].littleEndian
+            withUnsafeBytes(of: &x) { b in
+                for k in 0..<8 where w * 8 + k < out.count { out[w * 8 + k] = b[k] }
+            }
+        }
+        return out
+    }
+
+    /// The rows of an INPT bitmap (checked by Checkpoint.checkBitmap).
+    package convenience init(rows: Int, bitmap: [UInt8]) {
+        self.init(rows: rows)
+        Checkpoint.forEachSetBit(bitmap) { insert($0) }
+    }
+}
+
+/// When pp-train writes a delta rather than a full checkpoint.
+public struct DeltaPolicy: Sendable, Equatable {
+    /// Every this many checkpoints one is full (1: all full, no deltas).
+    public var fullEvery: Int
+    /// A delta is written only while its rows are at most this share of the base's stored rows.
+    public var maxFraction: Double
+    public init(fullEvery: Int, maxFraction: Double = 0.5) { self.fullEvery = fullEvery; self.maxFraction = maxFraction }
+    /// Deltas off: every checkpoint full (what `Trainer.checkpointBytes(meta:)` writes).
+    public static let allFull = DeltaPolicy(fullEvery: 1)
+    /// pp-train's default: a full checkpoint, then up to 23 deltas (a day of hourly ones).
+    public static let defaultFullEvery = 24
+}
+
+extension Checkpoint {
+    /// "RUN/FILE" for a checkpoint at .../runs/RUN/checkpoints/FILE or .../runs/RUN/rewound/FILE
+    /// (symbolic links resolved): the name a delta records as its base. nil elsewhere (a
+    /// checkpoint outside a run's folders cannot be a base: the next checkpoint is full).
+    static func runName(ofPath path: String) -> String? {
+        let real = FileIO.realPath(path) ?? path
+        let (dir, file) = FileIO.split(real)
+        let (runDir, kind) = FileIO.split(dir)
+        guard kind == "checkpoints" || kind == "rewound" else { return nil }
+        let run = FileIO.split(runDir).name
+        guard !run.isEmpty, !file.isEmpty else { return nil }
+        return run + "/" + file
+    }
+
+    /// The file of the base "RUN/FILE" named by the delta at `path`: FILE beside the delta
+    /// (symbolic links resolved), else runs/RUN/checkpoints/FILE, else runs/RUN/rewound/FILE
+    /// under the runs/ folder that holds the delta's run. RUN and FILE must be plain names.
+    /// nil when none is a regular file (the caller reports the base missing). `tried`: the
+    /// paths looked at, for the message.
+    static func resolveBase(_ name: String, from path: String) -> (path: String?, tried: [String]) {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(".") }) else { return (nil, []) }
+        let run = parts[0], file = parts[1]
+        let real = FileIO.realPath(path) ?? path
+        let dir = FileIO.split(real).dir
+        var tried = [dir + "/" + file]
+        let (runDir, kind) = FileIO.split(dir)
+        if kind == "checkpoints" || kind == "rewound" {
+            let runs = FileIO.split(runDir).dir
+            tried += [runs + "/" + run + "/checkpoints/" + file, runs + "/" + run + "/rewound/" + file]
+        }
+        for p in tried where FileIO.isRegularFile(p) { return (p, tried) }
+        return (nil, tried)
+    }
+}

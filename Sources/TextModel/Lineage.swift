@@ -1,0 +1,461 @@
+// What data a checkpoint has seen, and which data must never reach a deployed model.
+//
+// - `Checkpoint.readHead`: the meta (and optionally the vocabulary) of a checkpoint without
+//   decompressing its weights: cheap even for a 2M x 100 model. It checks magic, version and
+//   the lengths it reads, not the frame checksum (only a full `Checkpoint.load` can).
+// - `Lineage.of`: a checkpoint's full lineage, the union of `meta.lineage` along the
+//   `meta.parent` chain ("RUN/FILE" under runs/RUN/checkpoints/ or runs/RUN/rewound/).
+// - `SuspectList`: runs/RUN/suspects.json, the shards pp-train's guard stopped or that
+//   `pp-train rewind` named (writer: pp-train, replaced whole).
+// - `Poison.shards`: every shard name that is quarantined (quarantine/NAME.reason.json
+//   exists, written by pp-ingest) or suspect in any run.
+// It is not the policy of what to do about poison (pp-select, pp-train decide that).
+
+import Shared
+import CZstd
+import Foundation
+
+extension Checkpoint {
+    /// Only the delta base "RUN/FILE" a checkpoint's meta names (nil for a full checkpoint),
+    /// for retention, which asks it of every checkpoint at every run: the meta JSON is
+    /// scanned but only this key is decoded (readHead decodes the guard state and the lineage
+    /// too: about a third of a daily pp-select run's CPU on a replay of three years of weekly
+    /// checkpoints). Same errors as readHead, without its value checks.
+    public static func readHeadBase(path: String) throws -> String? {
+        if path.hasSuffix(Checkpoint.headSuffix) { return try readHead(path: path).meta.base }
+        struct BaseOnly: Decodable { var base: String? }
+        var head = try HeadReader(path: path)
+        let ml = try head.metaLength()
+        do { return try JSONDecoder().decode(BaseOnly.self, from: Data(head.buf[16..<(16 + ml)])).base } catch {
+            throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
+        }
+    }
+
+    /// The meta of a checkpoint and, if asked, its data cursor and its vocabulary, from the
+    /// first bytes of the decompressed stream. Without `cursor`, `meta.cursor` is empty for a
+    /// format version 2 checkpoint (its CURS section is not read); a version 1 checkpoint and
+    /// a head carry it in their JSON. Throws PPError(.corrupt) naming the file on a bad magic,
+    /// version or length, PPError(.noInput) if it cannot be read.
+    public static func readHead(path: String, vocabulary wantVocabulary: Bool = false, cursor wantCursor: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
+        if path.hasSuffix(Checkpoint.headSuffix) {
+            guard !wantVocabulary else { throw PPError.corrupt(path, "a checkpoint head holds no vocabulary (its weights were deleted)") }
+            return (try readHeadFile(path), nil)
+        }
+        var head = try HeadReader(path: path)
+        let ml = try head.metaLength()
+        var meta: CheckpointMeta
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(head.buf[16..<(16 + ml)])) } catch {
+            throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
+        }
+        try checkMeta(meta, path: path)
+        var at = 16 + ml
+        if head.version >= 2 && (wantCursor || wantVocabulary) {
+            guard try head.fill(at + 12) else { throw PPError.corrupt(path, "truncated before the data cursor") }
+            guard String(decoding: head.buf[at..<(at + 4)], as: UTF8.self) == cursorTag else {
+                throw PPError.corrupt(path, "expected section \(cursorTag) at offset \(at)")
+            }
+            let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
+            guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated data cursor section") }
+            if wantCursor {
+                meta.cursor = try head.buf.withUnsafeBytes { p in
+                    var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
+                    return try readCursor(&r)
+                }
+            }
+            at += 12 + Int(len)
+        }
+        guard wantVocabulary else { return (meta, nil) }
+        guard try head.fill(at + 12) else { throw PPError.corrupt(path, "truncated before the vocabulary") }
+        guard String(decoding: head.buf[at..<(at + 4)], as: UTF8.self) == "VOCB" else {
+            throw PPError.corrupt(path, "expected section VOCB at offset \(at)")
+        }
+        let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
+        guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated vocabulary section") }
+        let vocab = try head.buf.withUnsafeBytes { p -> Vocabulary in
+            var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
+            let v = try Vocabulary.deserialize(&r, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount, evictions: 0)
+            try r.expectEnd("VOCB")
+            return v
+        }
+        return (meta, vocab)
+    }
+}
+
+/// The first bytes of a checkpoint's decompressed stream, read chunk by chunk as far as
+/// asked: the start (magic, version) and the meta's length are checked on the way.
+struct HeadReader {
+    let path: String
+    let reader: ChunkReader
+    var buf: [UInt8] = []
+    /// The format version, once `metaLength` checked it.
+    var version: UInt32 = 0
+
+    init(path: String) throws {
+        self.path = path
+        do { reader = try ChunkReader(path: path, chunk: 1 << 16, regularOnly: true) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        guard reader.isCompressed else { throw PPError.corrupt(path, "bad magic (not a zstd-compressed checkpoint)") }
+    }
+
+    /// Reads until `buf` holds at least n bytes; false at the end of the stream.
+    mutating func fill(_ n: Int) throws -> Bool {
+        while buf.count < n {
+            let more = try reader.next { buf.append(contentsOf: $0) }
+            if !more { return false }
+        }
+        return true
+    }
+
+    /// Checks the start and reads the whole meta; returns its length (it sits at 16..<16+n).
+    mutating func metaLength() throws -> Int {
+        _ = try fill(16)
+        version = try buf.withUnsafeBytes { try Checkpoint.checkStart($0, path: path) }
+        let ml = Int(buf.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        guard try fill(16 + ml) else { throw PPError.corrupt(path, "truncated in the meta (\(ml) bytes announced)") }
+        return ml
+    }
+}
+
+extension Checkpoint {
+    /// Heads kept by retention: runs/RUN/heads/FILE.head for runs/RUN/checkpoints/FILE.
+    public static let headSuffix = ".head"
+    /// The most a head file may hold (its meta lists the run's shards in the data cursor).
+    static let maxHeadBytes = 64 << 20
+
+    /// The meta of a head file (JSON, as in the checkpoint), checked like a checkpoint's.
+    static func readHeadFile(_ path: String) throws -> CheckpointMeta {
+        let bytes: [UInt8]
+        do { bytes = try FileIO.readAll(path, regularOnly: true) } catch let e as PPError {
+            throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
+        }
+        guard bytes.count <= maxHeadBytes else { throw PPError.corrupt(path, "head of \(bytes.count) bytes, more than \(maxHeadBytes)") }
+        let meta: CheckpointMeta
+        do { meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(bytes)) } catch {
+            throw PPError.corrupt(path, "unreadable head JSON (\(error))")
+        }
+        try checkMeta(meta, path: path)
+        return meta
+    }
+
+    /// Keeps the head of the checkpoint at `path` (in runs/RUN/checkpoints/) under
+    /// runs/RUN/heads/, durably, before its weights may be deleted. Returns the head's path.
+    @discardableResult
+    public static func keepHead(of path: String, root: Root) throws -> String {
+        // The head keeps the data cursor in its JSON (as a version 1 meta): `pp-train`'s
+        // revert and suspect checks read which shards a checkpoint trained on from it.
+        let meta = try readHead(path: path, cursor: true).meta
+        let (dir, file) = FileIO.split(path)
+        let run = FileIO.split(FileIO.split(dir).dir).name
+        let heads = root.heads(run: run)
+        try FileIO.makeDirectories(heads)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let out = heads + "/" + file + headSuffix
+        try FileIO.publish(Array(try enc.encode(meta)), to: out)
+        return out
+    }
+}
+
+public enum Lineage {
+    public struct Result: Sendable {
+        /// Every shard the checkpoint and its ancestors trained on, oldest ancestor first,
+        /// each once.
+        public var shards: [ShardRef]
+        /// Paths of the checkpoint and its ancestors, newest first.
+        public var chain: [String]
+        /// False when a parent named in a meta could not be found (its shards are unknown).
+        public var complete: Bool
+        /// The first parent that could not be found ("RUN/FILE"), if any.
+        public var missingParent: String?
+    }
+
+    /// The file of a parent named "RUN/FILE": runs/RUN/checkpoints/FILE, else
+    /// runs/RUN/rewound/FILE, else its head runs/RUN/heads/FILE.head (weights deleted by
+    /// retention; only `readHead` reads it), when it is a regular file there (not a symbolic link, a FIFO or
+    /// a folder); nil otherwise. RUN and FILE are plain names (no "/", not "." or "..", no
+    /// dot-file). Any other form (an absolute path, as a run seeded by `--init` from outside
+    /// the root records) is nil too: a lineage walk never leaves the state folder, and the
+    /// ancestor counts as missing (an incomplete lineage, docs/formats.md).
+    public static func resolveParent(_ name: String, root: Root) -> String? {
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        for p in parts where p.isEmpty || p.hasPrefix(".") { return nil }
+        let run = String(parts[0]), file = String(parts[1])
+        for dir in [root.checkpoints(run: run), root.rewound(run: run)] where FileIO.isRegularFile(dir + "/" + file) {
+            return dir + "/" + file
+        }
+        let head = root.heads(run: run) + "/" + file + Checkpoint.headSuffix
+        return FileIO.isRegularFile(head) ? head : nil
+    }
+
+    /// What a lineage walk needs of a checkpoint's meta. Decoding only these keys (not the
+    /// data cursor, the guard state or the knobs, which grow with the run) made a walk of a
+    /// long chain several times cheaper (pp-select, issue 13).
+    public struct Link: Decodable, Sendable {
+        public var parent: String?
+        public var lineage: [ShardRef]
+        public var createdAt: String
+        enum CodingKeys: String, CodingKey {
+            case parent, lineage
+            case createdAt = "created_at"
+        }
+        static let keys: Set<String> = ["parent", "lineage", "created_at"]
+        public init(from d: Decoder) throws {
+            let c = try d.container(keyedBy: CodingKeys.self)
+            parent = try c.decodeIfPresent(String.self, forKey: .parent)
+            lineage = try c.decode([ShardRef].self, forKey: .lineage)
+            createdAt = try c.decode(String.self, forKey: .createdAt)
+        }
+        init(_ m: CheckpointMeta) { parent = m.parent; lineage = m.lineage; createdAt = m.createdAt }
+    }
+
+    /// The links read so far, by canonical path: checkpoints and heads never change once
+    /// written (a name is never reused), so one process reads each at most once however
+    /// many walks pass through it. Not for a long-lived process whose files may be deleted
+    /// and re-created by a rewind (pp-train walks without one).
+    public final class Memo: @unchecked Sendable {
+        var links: [String: Link] = [:]
+        public init() {}
+    }
+
+    /// The link of the checkpoint (or head) at `path`: its meta's parent, lineage and time,
+    /// with the same checks of the file's start as `Checkpoint.readHead`.
+    public static func link(_ path: String) throws -> Link {
+        if path.hasSuffix(Checkpoint.headSuffix) {
+            // A head is the meta JSON alone: take the link's keys out first (JSONTop), as
+            // below; anything odd goes through the full, checked decode.
+            if let bytes = try? FileIO.readAll(path, regularOnly: true), bytes.count <= Checkpoint.maxHeadBytes,
+               let small = JSONTop.only(Link.keys, of: bytes[...]),
+               let l = try? JSONDecoder().decode(Link.self, from: Data(small)) {
+                return l
+            }
+            return Link(try Checkpoint.readHeadFile(path))
+        }
+        var head = try HeadReader(path: path)
+        let ml = try head.metaLength()
+        // The meta's data cursor lists every shard the run ever saw (hundreds of KB after a
+        // few years of weekly shards), and a walk reads every head of a chain: decoding only
+        // the link's keys made pp-select's daily run ~40% cheaper on the git replay. The
+        // full decode stays the fallback, so a malformed meta is reported as before.
+        let meta = head.buf[16..<(16 + ml)]
+        do {
+            if let small = JSONTop.only(Link.keys, of: meta) { return try JSONDecoder().decode(Link.self, from: Data(small)) }
+            return try JSONDecoder().decode(Link.self, from: Data(meta))
+        } catch {
+            throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
+        }
+    }
+
+    /// Walks `meta.parent` from `checkpoint` (reading only the heads) and collects the shards.
+    public static func of(checkpoint: String, root: Root, memo: Memo? = nil) throws -> Result {
+        var links: [Link] = []
+        var chain: [String] = []
+        var seen = Set<String>()
+        var current: String? = checkpoint
+        var missing: String?
+        while let p = current {
+            let key = FileIO.realPath(p) ?? p
+            guard seen.insert(key).inserted else { break }   // a cycle cannot be written, but never loop
+            let l: Link
+            if let m = memo?.links[key] { l = m } else {
+                l = try link(p)
+                memo?.links[key] = l
+            }
+            links.append(l); chain.append(p)
+            current = nil
+            if let parent = l.parent {
+                if let file = resolveParent(parent, root: root) { current = file } else { missing = parent }
+            }
+        }
+        var shards: [ShardRef] = []
+        var have = Set<ShardRef>()
+        for l in links.reversed() {
+            for s in l.lineage where have.insert(s).inserted { shards.append(s) }
+        }
+        return Result(shards: shards, chain: chain, complete: missing == nil, missingParent: missing)
+    }
+}
+
+/// One shard pp-train will not train on again.
+public struct SuspectShard: Codable, Equatable, Sendable {
+    public var name: String
+    public var sha256: String?
+    /// "loss spike", "non-finite loss", "rewind", ...
+    public var reason: String
+    /// The shard's loss and the reference it was compared with, when the guard stopped it.
+    public var loss: Double?
+    public var reference: Double?
+    public var step: Int?
+    /// ISO-8601 UTC time and who (user name) or what ("pp-train guard") marked it.
+    public var at: String
+    public var by: String
+
+    public init(name: String, sha256: String? = nil, reason: String, loss: Double? = nil, reference: Double? = nil,
+                step: Int? = nil, at: String, by: String) {
+        self.name = name; self.sha256 = sha256; self.reason = reason; self.loss = loss
+        self.reference = reference; self.step = step; self.at = at; self.by = by
+    }
+}
+
+/// A suspect mark a person withdrew (`pp-train unsuspect`): the mark as it was, and who
+/// withdrew it, when and why.
+public struct WithdrawnSuspect: Codable, Equatable, Sendable {
+    public var mark: SuspectShard
+    public var at: String
+    public var by: String
+    public var why: String?
+    public init(mark: SuspectShard, at: String, by: String, why: String?) {
+        self.mark = mark; self.at = at; self.by = by; self.why = why
+    }
+}
+
+/// runs/RUN/suspects.json: `{"shards": [SuspectShard...], "withdrawn": [...]}`, replaced
+/// whole by pp-train. Only `shards` are poison; `withdrawn` (absent in older files) is the
+/// history of marks people took back.
+public struct SuspectList: Codable, Equatable, Sendable {
+    public var shards: [SuspectShard] = []
+    public var withdrawn: [WithdrawnSuspect]? = nil
+    public init(shards: [SuspectShard] = []) { self.shards = shards }
+
+    /// Removes the mark of `name` and records who withdrew it; nil when it is not marked.
+    public mutating func withdraw(_ name: String, at: String, by: String, why: String?) -> WithdrawnSuspect? {
+        guard let i = shards.firstIndex(where: { $0.name == name }) else { return nil }
+        let w = WithdrawnSuspect(mark: shards.remove(at: i), at: at, by: by, why: why)
+        withdrawn = (withdrawn ?? []) + [w]
+        return w
+    }
+
+    public var names: Set<String> { Set(shards.map(\.name)) }
+
+    public static func path(root: Root, run: String) -> String { root.run(run) + "/suspects.json" }
+
+    /// The run's list; empty if the file does not exist. A file that exists but does not
+    /// parse is an error (PPError(.corrupt) naming it): silently forgetting suspects
+    /// would let poison back in.
+    public static func load(root: Root, run: String) throws -> SuspectList {
+        let p = path(root: root, run: run)
+        guard FileIO.exists(p) else { return SuspectList() }
+        let bytes = try FileIO.readAll(p)
+        do { return try JSONDecoder().decode(SuspectList.self, from: Data(bytes)) } catch {
+            throw PPError("\(p): unreadable suspect list (\(error))", status: .corrupt)
+        }
+    }
+
+    /// Adds or replaces (by name) an entry.
+    public mutating func mark(_ s: SuspectShard) {
+        if let i = shards.firstIndex(where: { $0.name == s.name }) { shards[i] = s } else { shards.append(s) }
+    }
+
+    public func publish(root: Root, run: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(self)
+        try FileIO.publish(String(decoding: data, as: UTF8.self) + "\n", to: SuspectList.path(root: root, run: run))
+    }
+}
+
+public enum Poison {
+    /// Shard name -> why it must not be in a deployed model: "quarantined" (quarantine/NAME.reason.json
+    /// exists) or "suspect in run RUN: REASON" (runs/RUN/suspects.json).
+    public static func shards(root: Root) throws -> [String: String] {
+        var out: [String: String] = [:]
+        if FileIO.exists(root.quarantine) {
+            for f in try FileIO.list(root.quarantine) where f.hasSuffix(".reason.json") {
+                out[String(f.dropLast(".reason.json".count))] = "quarantined"
+            }
+        }
+        if FileIO.exists(root.runs) {
+            for run in try FileIO.list(root.runs) where FileIO.exists(SuspectList.path(root: root, run: run)) {
+                for s in try SuspectList.load(root: root, run: run).shards where out[s.name] == nil {
+                    out[s.name] = "suspect in run \(run): \(s.reason)"
+                }
+            }
+        }
+        return out
+    }
+
+    /// The poisoned shards in a lineage, in lineage order, with why.
+    public static func find(in lineage: Lineage.Result, poison: [String: String]) -> [(shard: String, why: String)] {
+        lineage.shards.compactMap { s in poison[s.name].map { (s.name, $0) } }
+    }
+}
+
+/// Picks members out of a JSON object without building the rest: `only(keys, of: bytes)` is
+/// the object's members whose key is in `keys`, as the bytes of a new JSON object (values
+/// copied verbatim). It walks the text once, tracking strings (with escapes) and nesting; it
+/// does not validate values, so its output still goes through JSONDecoder, and it returns
+/// nil for anything it does not understand (then the caller decodes the whole text). Keys
+/// with escapes are never matched. Used where a small part of a large object is needed
+/// (checkpoint metas, whose data cursor grows with the run).
+enum JSONTop {
+    static func only(_ keys: Set<String>, of text: ArraySlice<UInt8>) -> [UInt8]? {
+        text.withUnsafeBufferPointer { b -> [UInt8]? in
+            let n = b.count
+            var i = 0
+            func ws() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
+            /// Skips a string starting at b[i] == '"'; false when it does not end.
+            func string() -> Bool {
+                i += 1
+                while i < n {
+                    if b[i] == 0x5C { i += 2; continue }
+                    if b[i] == 0x22 { i += 1; return true }
+                    i += 1
+                }
+                return false
+            }
+            /// Skips one value (any JSON value, not validated); false when the text ends first.
+            func value() -> Bool {
+                guard i < n else { return false }
+                if b[i] == 0x22 { return string() }
+                if b[i] == 0x7B || b[i] == 0x5B {
+                    var depth = 0
+                    while i < n {
+                        switch b[i] {
+                        case 0x22: if !string() { return false }; continue
+                        case 0x7B, 0x5B: depth += 1
+                        case 0x7D, 0x5D:
+                            depth -= 1
+                            if depth == 0 { i += 1; return true }
+                        default: break
+                        }
+                        i += 1
+                    }
+                    return false
+                }
+                // A number, true, false or null: up to the next delimiter.
+                let start = i
+                while i < n, b[i] != 0x2C, b[i] != 0x7D, b[i] != 0x5D, b[i] != 0x20, b[i] != 0x0A, b[i] != 0x0D, b[i] != 0x09 { i += 1 }
+                return i > start
+            }
+            var out: [UInt8] = [0x7B]
+            ws()
+            guard i < n, b[i] == 0x7B else { return nil }
+            i += 1
+            ws()
+            if i < n, b[i] == 0x7D { return [0x7B, 0x7D] }
+            while i < n {
+                ws()
+                guard i < n, b[i] == 0x22 else { return nil }
+                let keyStart = i
+                guard string() else { return nil }
+                let key = keyStart + 1 < i - 1 ? String(decoding: UnsafeBufferPointer(rebasing: b[(keyStart + 1)..<(i - 1)]), as: UTF8.self) : ""
+                ws()
+                guard i < n, b[i] == 0x3A else { return nil }
+                i += 1
+                ws()
+                guard value() else { return nil }
+                if keys.contains(key) {
+                    if out.count > 1 { out.append(0x2C) }
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: b[keyStart..<i]))
+                }
+                ws()
+                guard i < n else { return nil }
+                if b[i] == 0x2C { i += 1; continue }
+                if b[i] == 0x7D { out.append(0x7D); return out }
+                return nil
+            }
+            return nil
+        }
+    }
+}

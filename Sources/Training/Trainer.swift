@@ -1,0 +1,361 @@
+// The training core: turns batches of (label, tokens) into weight updates. It grows the
+// vocabulary and the label set as data brings them, and writes and restores its complete
+// state (checkpoints). It does not choose data, pace itself or touch files: that is
+// pp-train's loop (docs/design.md, "The trainer, split in two").
+//
+// One train(batch):
+//  1. Serially, in batch order: each example's label (a new label gets an output row,
+//     `initLabelRow`), each token counted by the vocabulary (a word reaching minCount gets a
+//     row, initialised as the mean of its n-gram rows), and the example's feature rows.
+//  2. Mini-batches of `miniBatch` examples go through the dense layers as GEMMs (OpenBLAS,
+//     one BLAS thread per worker) and scatter their gradients into the input rows.
+//     `config.threads` workers share the input table without locks (Hogwild) but each keeps
+//     a private copy of the dense layers (they are written by every example: shared, their
+//     cache lines would ping-pong between cores); the copies are averaged every
+//     `syncEvery` examples per worker. With one thread everything runs in batch order and is
+//     bit-reproducible; the dropout masks come from per-batch seeds drawn from the trainer's
+//     RNG, whose state is checkpointed.
+
+import Shared
+import TextModel
+import CIntrinsics
+import COpenBLAS
+import Foundation
+
+public final class Trainer {
+    public let config: ModelConfig
+    /// Applied from the next batch on.
+    public var knobs: Knobs
+    public let model: Model
+    var rng: RNG
+    /// Examples trained on by this trainer and its ancestors (checkpointed).
+    public private(set) var examples = 0
+    /// Largest GEMM mini-batch (examples).
+    static let miniBatch = 64
+    /// The settings experiments vary (Optimizer.swift); the defaults in production.
+    let tuning: TrainerTuning
+    /// Examples per worker between two averagings of the dense copies.
+    static let syncEvery = 1024
+    private var workers: [Worker] = []
+    /// Optimiser state per dense parameter (same layout as DenseLayers.flat); the input rows'
+    /// accumulators live in the table (RowTable.state). See `Optimizer`.
+    var denseState: [Float]
+    /// The averaged weights (Average.swift) while the `average` knob is on, else nil.
+    var average: WeightAverage?
+
+    // Delta checkpoints (DeltaCheckpoint.swift).
+    /// Rows changed since `deltaBase`: the trainer's own marks (word rows it initialises);
+    /// the workers' marks (their updates) are merged in when a checkpoint is encoded.
+    let changed: RowBits
+    /// "RUN/FILE" of the full checkpoint a delta would complete; nil: the next one is full.
+    public private(set) var deltaBase: String?
+    /// Deltas written since `deltaBase`.
+    public private(set) var deltasSinceBase = 0
+    /// Rows stored in `deltaBase` (a delta larger than a share of it is written full).
+    var baseStoredRows = 0
+    /// What the last `checkpointBytes` encoded (a delta? rows stored), until it is published.
+    private var pendingWrite: (delta: Bool, stored: Int)?
+
+    /// A fresh trainer, seeded by config.seed.
+    public init(config: ModelConfig, knobs: Knobs, tuning: TrainerTuning = TrainerTuning()) throws {
+        try config.validate()
+        self.tuning = tuning
+        self.config = config
+        self.knobs = knobs
+        model = Model(config: config)
+        rng = RNG(seed: config.seed)
+        denseState = [Float](repeating: 0, count: model.dense.flat.count)
+        changed = RowBits(rows: model.table.rows)
+        BLASSetup.singleThreaded()
+    }
+
+    /// Warm start from a checkpoint: weights, vocabulary, labels, optimiser and RNG state.
+    public init(checkpoint: Checkpoint, tuning: TrainerTuning = TrainerTuning()) throws {
+        try checkpoint.meta.config.validate()
+        self.tuning = tuning
+        guard let state = checkpoint.state, checkpoint.model.packed == nil else {
+            throw PPError("checkpoint of run \(checkpoint.meta.run) at step \(checkpoint.meta.step) was loaded for inference: training needs Checkpoint.load(mode: .full)", status: .software)
+        }
+        config = checkpoint.meta.config
+        knobs = checkpoint.meta.knobs
+        model = checkpoint.model
+        rng = state.rng
+        examples = state.examples
+        denseState = state.denseState
+        average = state.average
+        // A delta's rows stay changed relative to its base: the next delta stores them too.
+        changed = RowBits(rows: model.table.rows)
+        if let rows = checkpoint.deltaRows { Checkpoint.forEachSetBit(rows) { changed.insert($0) } }
+        deltaBase = checkpoint.deltaBase
+        deltasSinceBase = checkpoint.meta.delta ?? 0
+        baseStoredRows = checkpoint.baseStoredRows
+        BLASSetup.singleThreaded()
+    }
+
+    // MARK: Growth
+
+    /// Output row of a new label: small random weights (so gradients can flow into the input
+    /// rows from the first example) and a bias log(100 L) below the mean bias, so the new
+    /// label takes about 1% / L of the probability mass and the existing predictions barely
+    /// move; learning pulls the bias up as examples of the label arrive.
+    func addLabel(_ l: String) -> Int {
+        let d = model.dense
+        let L = d.labels
+        var meanBias: Float = 0
+        if L > 0 {
+            var s: Double = 0
+            for k in 0..<L { s += Double(d.flat[d.outOffset + k * (d.inDim + 1) + d.inDim]) }
+            meanBias = Float(s / Double(L)) - logf(100 * Float(L))
+        }
+        let a = 0.5 / Float(d.inDim).squareRoot()
+        var row = [Float](repeating: 0, count: d.inDim + 1)
+        for i in 0..<d.inDim { row[i] = (rng.uniform() * 2 - 1) * a }
+        row[d.inDim] = meanBias
+        model.dense.flat.append(contentsOf: row)
+        denseState.append(contentsOf: [Float](repeating: 0, count: row.count))
+        return model.appendLabel(l)
+    }
+
+    /// Hidden layer init (fresh trainer, first batch): He-uniform weights, bias 0.1 so the
+    /// units are active while the input rows are still zero (a zero bias would leave ReLU
+    /// with zero gradient everywhere).
+    private func initHiddenIfNeeded() {
+        let d = model.dense
+        guard d.hidden > 0, examples == 0, d.flat[0..<d.outOffset].allSatisfy({ $0 == 0 }) else { return }
+        let a = (6 / Float(d.dim)).squareRoot()
+        for j in 0..<d.hidden {
+            for i in 0..<d.dim { model.dense.flat[j * (d.dim + 1) + i] = (rng.uniform() * 2 - 1) * a }
+            model.dense.flat[j * (d.dim + 1) + d.dim] = 0.1
+        }
+    }
+
+    /// A newly admitted word's row: the mean of its character n-gram rows (zero without them).
+    private func initWordRow(_ slot: Int32, _ p: UnsafePointer<UInt8>, _ n: Int, scratch: inout [Int32]) {
+        scratch.removeAll(keepingCapacity: true)
+        model.features.appendCharNgrams(p, n, into: &scratch)
+        let t = model.table, dim = config.dim
+        let row = t.row(Int(slot))
+        row.update(repeating: 0, count: dim)
+        for id in scratch { Vec.add(row, t.row(Int(id)), dim) }
+        if !scratch.isEmpty { Vec.scale(row, 1 / Float(scratch.count), dim) }
+        t.state(Int(slot)).pointee = 0
+        changed.insert(Int(slot))
+        average?.reset(Int(slot))
+    }
+
+    /// Starts, retunes or drops the average as the `average` knob says (a half-life of 0
+    /// drops it: checkpoints then deploy the training weights).
+    private func syncAverage() {
+        let h = knobs.average
+        guard h > 0 else { average = nil; return }
+        if let a = average { a.halfLife = h; return }
+        average = WeightAverage(rows: model.table.rows, dim: config.dim, halfLife: h, dense: model.dense.flat, clock: examples)
+    }
+
+    // MARK: Training
+
+    /// Trains on the batch (config.threads workers). Adds new labels and admits new words as
+    /// they come. Throws PPError when a loss is NaN/inf: the caller reloads its last checkpoint.
+    public func train(_ batch: Batch) throws -> BatchResult {
+        let n = batch.count
+        if n == 0 { return BatchResult(loss: 0, examples: 0, tokens: 0) }
+        initHiddenIfNeeded()
+        syncAverage()
+        // 1. Each token's fastText hash, vocabulary key and place, in parallel (pure); then
+        //    labels and vocabulary, serially in batch order: each token's slot (-1: not
+        //    admitted). The feature rows are built by the workers.
+        let T = max(1, config.threads)
+        let parts = (n >= 64 && T > 1) ? T : 1
+        func inParallel(_ body: (Int) -> Void) {
+            if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+        }
+        // Tokens per example (space-separated runs), in parallel; then where each starts.
+        var exTok = [Int](repeating: 0, count: n + 1)
+        batch.bytes.withUnsafeBytes { all in
+            exTok.withUnsafeMutableBufferPointer { ep in
+                let ep = ep.baseAddress!
+                inParallel { w in
+                    for e in (n * w / parts)..<(n * (w + 1) / parts) {
+                        ep[e + 1] = Features.countTokens(UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]]))
+                    }
+                }
+            }
+        }
+        for e in 0..<n { exTok[e + 1] += exTok[e] }
+        let ntok = exTok[n]
+        var tokSlot = [Int32](repeating: -1, count: max(ntok, 1))
+        var tokHash = [UInt32](repeating: 0, count: max(ntok, 1))
+        var tokKey = [UInt64](repeating: 0, count: max(ntok, 1))
+        var tokPos = [Int32](repeating: 0, count: max(ntok, 1))     // start in batch.bytes
+        var tokLen = [Int32](repeating: 0, count: max(ntok, 1))
+        var ys = [Int32](repeating: 0, count: n)
+        var scratch = [Int32]()
+        let vocab = model.vocabulary
+        batch.bytes.withUnsafeBytes { all in
+            tokHash.withUnsafeMutableBufferPointer { hp in
+              tokKey.withUnsafeMutableBufferPointer { kp in
+                tokPos.withUnsafeMutableBufferPointer { pp in
+                  tokLen.withUnsafeMutableBufferPointer { lp in
+                    let hp = hp.baseAddress!, kp = kp.baseAddress!, pp = pp.baseAddress!, lp = lp.baseAddress!
+                    let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    inParallel { w in
+                        for e in (n * w / parts)..<(n * (w + 1) / parts) {
+                            var ti = exTok[e]
+                            let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
+                            Features.forEachToken(toks) { p, len in
+                                (hp[ti], kp[ti]) = FeatureHash.both(p, len)
+                                pp[ti] = Int32(p - base); lp[ti] = Int32(len)
+                                ti += 1
+                            }
+                        }
+                    }
+                  }
+                }
+              }
+            }
+            // Serially: the vocabulary's table is probed a few tokens ahead (its misses overlap).
+            tokSlot.withUnsafeMutableBufferPointer { sp in
+                tokKey.withUnsafeBufferPointer { kp in
+                    let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    for e in 0..<n {
+                        let l = batch.labels[e]
+                        ys[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
+                    }
+                    for ti in 0..<ntok {
+                        if ti + 8 < ntok { vocab.prefetch(key: kp[ti + 8]) }
+                        let p = base + Int(tokPos[ti]), len = Int(tokLen[ti])
+                        switch vocab.observe(p, len, key: kp[ti]) {
+                        case .known(let s): sp[ti] = s
+                        case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); sp[ti] = s
+                        case .candidate: sp[ti] = -1
+                        }
+                    }
+                }
+            }
+        }
+        // 2. Mini-batches through the workers.
+        let table = model.table, f = model.features
+
+        while workers.count < T { workers.append(Worker(dim: config.dim, hidden: config.hidden, tuning: tuning)) }
+        for w in workers where w.changed == nil { w.changed = RowBits(rows: table.rows) }
+        let L = model.labels.count
+        var idBound = 0
+        for e in 0..<n { idBound += f.maxIds(tokens: exTok[e + 1] - exTok[e], bytes: batch.offsets[e + 1] - batch.offsets[e]) }
+        let rowBytes = max(1, idBound / n) * table.stride * 4
+        let B = max(config.hidden > 0 ? tuning.hiddenMinBatch : 1, min(Trainer.miniBatch, tuning.cacheBudget / rowBytes))
+        let nmb = (n + B - 1) / B
+        let perRound = max(1, Trainer.syncEvery / B)
+        let lr = Float(knobs.lr), dropout = Float(min(max(knobs.dropout, 0), 0.95))
+        let avg = average, clock0 = examples
+        for w in workers.prefix(T) {
+            w.rng = RNG(seed: rng.next())
+        }
+        var lossSum = 0.0
+        var m0 = 0
+        let counterMem = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)   // its own cache line
+        defer { counterMem.deallocate() }
+        let counter = counterMem.bindMemory(to: Int.self, capacity: 1)
+        try batch.bytes.withUnsafeBytes { all in
+          try batch.offsets.withUnsafeBufferPointer { bo in
+            try tokSlot.withUnsafeBufferPointer { sp in
+              try tokHash.withUnsafeBufferPointer { hp in
+                try exTok.withUnsafeBufferPointer { ep in
+                  try ys.withUnsafeBufferPointer { yp in
+                    let input = Worker.Input(bytes: all, byteOffsets: bo.baseAddress!, tokSlot: sp.baseAddress!,
+                                             tokHash: hp.baseAddress!, exTok: ep.baseAddress!, labels: yp.baseAddress!)
+                    while m0 < nmb {
+                        let end = min(nmb, m0 + T * perRound)
+                        let active = min(T, end - m0)
+                        for w in 0..<active { workers[w].load(model.dense.flat, state: denseState, labels: L) }
+                        // Mini-batches are handed out one at a time (an atomic counter), so
+                        // a worker that drew short texts does not wait at the end of the
+                        // round for one that drew long ones. One worker takes them in order.
+                        counter.pointee = m0
+                        let run = { (w: Int) in
+                            let worker = self.workers[w]
+                            while true {
+                                let m = pp_fetch_add(counter, 1)
+                                if m >= end { break }
+                                let r = (m * B)..<min(n, (m + 1) * B)
+                                worker.featurize(range: r, input, f)
+                                worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout,
+                                                           average: avg, clock: clock0 + r.upperBound)
+                            }
+                        }
+                        if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
+                        for w in 0..<active {
+                            lossSum += workers[w].loss
+                            workers[w].loss = 0
+                        }
+                        if !lossSum.isFinite {
+                            throw PPError("loss is \(lossSum) after \(examples) examples (lr \(knobs.lr)): not finite", status: .software)
+                        }
+                        let before = avg != nil ? model.dense.flat : []
+                        if active == 1 {
+                            workers[0].store(into: &model.dense.flat, state: &denseState)
+                        } else {
+                            Worker.merge(workers.prefix(active), into: &model.dense.flat, state: &denseState)
+                        }
+                        avg?.updateDense(before: before, after: model.dense.flat, clock: clock0 + min(n, end * B))
+                        m0 = end
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+        examples += n
+        return BatchResult(loss: lossSum / Double(n), examples: n, tokens: ntok)
+    }
+
+    /// The complete checkpoint file (compressed, with checksum), ready for FileIO.publish.
+    /// Fills meta.labels and meta.vocabularySize, and sets meta.config and meta.knobs to the
+    /// trainer's own (a resumed trainer starts with the knobs its checkpoint records).
+    public func checkpointBytes(meta: CheckpointMeta) throws -> [UInt8] {
+        try checkpointBytes(meta: meta, policy: .allFull)
+    }
+
+    /// As `checkpointBytes(meta:)`, a delta when `policy` and the state allow it: a base is
+    /// known (the last full checkpoint published, or the one this trainer was loaded from),
+    /// fewer than `fullEvery - 1` deltas were written since, and the rows changed since the
+    /// base are at most `maxFraction` of the base's rows. Sets meta.base and meta.delta.
+    /// Call `checkpointPublished(as:)` once the bytes are on disk.
+    public func checkpointBytes(meta: CheckpointMeta, policy: DeltaPolicy) throws -> [UInt8] {
+        var m = meta
+        m.knobs = knobs
+        m.labels = model.labels
+        m.vocabularySize = model.vocabulary.size
+        m.config = config
+        for w in workers { if let c = w.changed { changed.absorb(c) } }
+        // Only a base of the same run: a run seeded by --init from another run's (or another
+        // root's) checkpoint starts with a full checkpoint of its own.
+        let sameRun = deltaBase.map { $0.prefix { $0 != "/" } == m.run } ?? false
+        let delta = policy.fullEvery > 1 && sameRun && deltasSinceBase + 1 < policy.fullEvery
+            && Double(changed.count) <= policy.maxFraction * Double(baseStoredRows)
+        m.base = delta ? deltaBase : nil
+        m.delta = delta ? deltasSinceBase + 1 : nil
+        let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: delta ? changed : nil,
+                                                    state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
+        pendingWrite = (delta, stored)
+        return bytes
+    }
+
+    /// Whether the bytes `checkpointBytes` returned last are a delta (nil: none pending).
+    public var pendingCheckpointIsDelta: Bool? { pendingWrite?.delta }
+
+    /// The bytes `checkpointBytes` returned last are on disk as `name` ("RUN/FILE"): a full
+    /// one becomes the base of the next deltas (and the changed rows start over).
+    public func checkpointPublished(as name: String) {
+        guard let p = pendingWrite else { return }
+        pendingWrite = nil
+        if p.delta {
+            deltasSinceBase += 1
+        } else {
+            deltaBase = name
+            deltasSinceBase = 0
+            baseStoredRows = p.stored
+            changed.removeAll()
+        }
+    }
+}

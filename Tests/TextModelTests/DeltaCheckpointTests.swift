@@ -1,0 +1,230 @@
+import XCTest
+import Foundation
+import TestSupport
+@testable import Shared
+@testable import TextModel
+@testable import Training
+
+/// Issue 19, part 2, piece B: delta checkpoints. A delta stores only the rows changed since
+/// its base full checkpoint; loading resolves base + delta, and must give exactly what the
+/// trainer would have written as a full checkpoint, in both load modes; resume from a delta
+/// is exact; a missing or damaged base is a `.corrupt` error naming it.
+final class DeltaCheckpointTests: XCTestCase {
+    func config(hidden: Int = 0, threads: Int = 1, bucket: Int = 20_000) -> ModelConfig {
+        .small(dim: 12, hidden: hidden, bucket: bucket, capacity: 40, maxn: 5, threads: threads, seed: 42)
+    }
+
+    func meta(_ c: ModelConfig, step: Int) -> CheckpointMeta {
+        var m = CheckpointMeta(run: "main", createdAt: "2026-12-06T00:00:00Z", step: step, tokens: 0, config: c, knobs: Knobs())
+        m.cursor.shards = [ShardProgress(shard: ShardRef(name: "s\(step).pps", sha256: String(repeating: "0", count: 64)), examples: 10, passes: 1, position: 0)]
+        return m
+    }
+
+    /// Batch `bi`: a few labels with their own words and noise words drawn from a pool that
+    /// moves with bi (a trickling stream: each batch touches a few new rows, many old ones).
+    func batch(_ bi: Int, size: Int = 120) -> Batch {
+        var rng = RNG(seed: UInt64(1000 + bi))
+        var b = Batch()
+        for i in 0..<size {
+            let k = Int(rng.next() % 4)
+            var toks = ["w\(k)a", "w\(k)b"]
+            for _ in 0..<4 { toks.append("n\(bi * 3 + Int(rng.next() % 50))") }
+            b.append(label: "label\(k)", tokens: i % 13 == 0 ? [] : toks)
+        }
+        return b
+    }
+
+    /// Writes `bytes` as runs/main/checkpoints/NAME and tells the trainer.
+    func publish(_ t: Trainer, _ bytes: [UInt8], _ root: Root, _ name: String) throws -> String {
+        let p = root.checkpoints(run: "main") + "/" + name
+        try FileIO.publish(bytes, to: p)
+        t.checkpointPublished(as: "main/" + name)
+        return p
+    }
+
+    func newRoot() throws -> Root {
+        let root = Root(try TestSupport.tempDir("delta"))
+        try FileIO.makeDirectories(root.checkpoints(run: "main"))
+        return root
+    }
+
+    let probes = [["w0a", "n3"], ["w2b", "w1a", "n59", "n61"], ["never", "seen"], [], ["n100", "w3a"]]
+
+    /// The chain (base + delta) loads to exactly the state the trainer would have written as
+    /// a full checkpoint: re-encoded in full it is the same bytes, and both load modes predict
+    /// bit for bit the same. Linear and hidden models, 1 and 2 threads (each worker marks the
+    /// rows it updates), and with the averaged weights on.
+    func testChainLoadsBitIdenticalToTheFullCheckpoint() throws {
+        for (hidden, threads, average) in [(0, 1, 0.0), (8, 1, 0.0), (0, 2, 0.0), (0, 1, 200.0)] {
+            let root = try newRoot()
+            defer { try? FileManager.default.removeItem(atPath: root.path) }
+            let c = config(hidden: hidden, threads: threads)
+            let t = try Trainer(config: c, knobs: Knobs(lr: 0.2, dropout: 0.1, average: average))
+            let policy = DeltaPolicy(fullEvery: 24, maxFraction: 100)
+            for bi in 0..<3 { _ = try t.train(batch(bi)) }
+            let fullBytes = try t.checkpointBytes(meta: meta(c, step: 3), policy: policy)
+            XCTAssertEqual(t.pendingCheckpointIsDelta, false, "the first checkpoint is full")
+            let fp = try publish(t, fullBytes, root, "ckpt-a.ppc")
+            XCTAssertNil(try Checkpoint.readHeadBase(path: fp), "a full checkpoint names no base")
+            for round in 1...3 {
+                _ = try t.train(batch(2 + round))
+                let m = meta(c, step: 3 + round)
+                let d = try t.checkpointBytes(meta: m, policy: policy)
+                XCTAssertEqual(t.pendingCheckpointIsDelta, true, "round \(round)")
+                let dp = try publish(t, d, root, "ckpt-d\(round).ppc")
+                // What the trainer would have written in full at this point.
+                let full = try t.checkpointBytes(meta: m)
+                let what = "hidden \(hidden) threads \(threads) average \(average) round \(round)"
+                let loaded = try Checkpoint.load(path: dp)
+                XCTAssertEqual(loaded.meta.base, "main/ckpt-a.ppc")
+                XCTAssertEqual(try Checkpoint.readHeadBase(path: dp), "main/ckpt-a.ppc", "retention's cheap read of the base")
+                XCTAssertEqual(loaded.meta.delta, round)
+                XCTAssertEqual(loaded.meta.cursor, m.cursor)
+                var plain = loaded.meta
+                plain.base = nil; plain.delta = nil
+                XCTAssertTrue(try Trainer(checkpoint: loaded).checkpointBytes(meta: plain) == full, "\(what): the chain differs from the full checkpoint")
+                XCTAssertLessThan(d.count, full.count, what)
+                let ref = try Checkpoint.decode(full, path: "full.ppc")
+                for averaged in [false, true] {
+                    let inf = try Checkpoint.load(path: dp, mode: .inference, averaged: averaged)
+                    let fullInf = try Checkpoint.decode(full, path: "full.ppc", mode: .inference, averaged: averaged)
+                    if !averaged {
+                        // Every row reads as the full checkpoint's, the rows the delta added
+                        // to its base's (PackedRows.readDelta's extra) too.
+                        let packed = try XCTUnwrap(inf.model.packed)
+                        var mismatches = 0
+                        for r in 0..<ref.model.table.rows
+                        where UnsafeBufferPointer(start: ref.model.table.row(r), count: c.dim).map(\.bitPattern)
+                            != UnsafeBufferPointer(start: packed.row(r), count: c.dim).map(\.bitPattern) { mismatches += 1 }
+                        XCTAssertEqual(mismatches, 0, "\(what): rows differ from the full checkpoint's")
+                        XCTAssertGreaterThan(packed.extra?.stored ?? 0, 0, "\(what): the delta adds rows to its base")
+                    }
+                    for p in probes {
+                        XCTAssertEqual(inf.model.predict(tokens: p).map(\.bitPattern), fullInf.model.predict(tokens: p).map(\.bitPattern), "\(what) averaged \(averaged) \(p)")
+                        if !averaged { XCTAssertEqual(inf.model.predict(tokens: p), ref.model.predict(tokens: p), "\(what) \(p)") }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resuming from a delta (single thread) continues exactly as if the trainer had never
+    /// stopped, and the resumed trainer's next checkpoint is again a delta of the same base.
+    func testResumeFromADeltaEqualsNeverStopping() throws {
+        for hidden in [0, 8] {
+            let root = try newRoot()
+            defer { try? FileManager.default.removeItem(atPath: root.path) }
+            let c = config(hidden: hidden)
+            let knobs = Knobs(lr: 0.15, dropout: 0.25)
+            let policy = DeltaPolicy(fullEvery: 24, maxFraction: 100)
+            let straight = try Trainer(config: c, knobs: knobs)
+            for bi in 0..<6 { _ = try straight.train(batch(bi)) }
+
+            let a = try Trainer(config: c, knobs: knobs)
+            for bi in 0..<2 { _ = try a.train(batch(bi)) }
+            _ = try publish(a, try a.checkpointBytes(meta: meta(c, step: 2), policy: policy), root, "ckpt-a.ppc")
+            _ = try a.train(batch(2))
+            let dp = try publish(a, try a.checkpointBytes(meta: meta(c, step: 3), policy: policy), root, "ckpt-b.ppc")
+            XCTAssertEqual(try Checkpoint.readHead(path: dp).meta.base, "main/ckpt-a.ppc")
+
+            let resumed = try Trainer(checkpoint: try Checkpoint.load(path: dp))
+            XCTAssertEqual(resumed.deltaBase, "main/ckpt-a.ppc")
+            XCTAssertEqual(resumed.deltasSinceBase, 1)
+            for bi in 3..<6 { _ = try resumed.train(batch(bi)) }
+            let m = meta(c, step: 6)
+            XCTAssertTrue(try resumed.checkpointBytes(meta: m) == straight.checkpointBytes(meta: m), "hidden \(hidden): resumed differs")
+            // Its next delta (of ckpt-a) loads to the same state too.
+            let d2 = try resumed.checkpointBytes(meta: m, policy: policy)
+            XCTAssertEqual(resumed.pendingCheckpointIsDelta, true)
+            let d2p = try publish(resumed, d2, root, "ckpt-c.ppc")
+            let ck = try Checkpoint.load(path: d2p)
+            XCTAssertEqual(ck.meta.delta, 2)
+            var plain = ck.meta
+            plain.base = nil; plain.delta = nil
+            XCTAssertTrue(try Trainer(checkpoint: ck).checkpointBytes(meta: plain) == straight.checkpointBytes(meta: plain))
+            // Resuming from a full checkpoint makes it the base of the next deltas.
+            let fromFull = try Trainer(checkpoint: try Checkpoint.load(path: root.checkpoints(run: "main") + "/ckpt-a.ppc"))
+            XCTAssertEqual(fromFull.deltaBase, "main/ckpt-a.ppc")
+            XCTAssertEqual(fromFull.deltasSinceBase, 0)
+            // ... but not for another run (a run seeded with --init from it): that one's first
+            // checkpoint is full.
+            var other = meta(c, step: 2)
+            other.run = "other"
+            _ = try fromFull.checkpointBytes(meta: other, policy: policy)
+            XCTAssertEqual(fromFull.pendingCheckpointIsDelta, false)
+            _ = try fromFull.checkpointBytes(meta: meta(c, step: 2), policy: policy)
+            XCTAssertEqual(fromFull.pendingCheckpointIsDelta, true)
+        }
+    }
+
+    /// A full checkpoint every `fullEvery`; a delta that would hold more than `maxFraction`
+    /// of its base's rows is written full; deltas are much smaller when little changed.
+    func testPolicyFullEveryKAndWhenTooLarge() throws {
+        let root = try newRoot()
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let c = config(bucket: 200_000)
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+        for bi in 0..<20 { _ = try t.train(batch(bi)) }
+        var kinds: [Bool] = [], sizes: [Int] = []
+        for k in 0..<7 {
+            _ = try t.train(batch(20 + k, size: 10))
+            let b = try t.checkpointBytes(meta: meta(c, step: k), policy: DeltaPolicy(fullEvery: 3, maxFraction: 0.5))
+            kinds.append(try XCTUnwrap(t.pendingCheckpointIsDelta))
+            sizes.append(b.count)
+            _ = try publish(t, b, root, "ckpt-\(k).ppc")
+        }
+        XCTAssertEqual(kinds, [false, true, true, false, true, true, false])
+        XCTAssertLessThan(sizes[1] * 3, sizes[0], "a delta of a small change is a fraction of a full checkpoint: \(sizes)")
+        // Far more changed rows than half of the base's: full.
+        for bi in 0..<40 { _ = try t.train(batch(100 + bi * 7)) }
+        _ = try t.checkpointBytes(meta: meta(c, step: 99), policy: DeltaPolicy(fullEvery: 3, maxFraction: 0.5))
+        XCTAssertEqual(t.pendingCheckpointIsDelta, false)
+        // The default policy of checkpointBytes(meta:) never writes a delta.
+        _ = try t.checkpointBytes(meta: meta(c, step: 100))
+        XCTAssertEqual(t.pendingCheckpointIsDelta, false)
+    }
+
+    /// A delta whose base is missing, damaged, itself a delta or of another run is refused as
+    /// corrupt in both modes, and the message names the base.
+    func testMissingOrBadBaseIsCorruptNamingIt() throws {
+        let root = try newRoot()
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let c = config()
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+        let policy = DeltaPolicy(fullEvery: 24, maxFraction: 100)
+        _ = try t.train(batch(0))
+        let basePath = try publish(t, try t.checkpointBytes(meta: meta(c, step: 1), policy: policy), root, "ckpt-a.ppc")
+        let good = try Data(contentsOf: URL(fileURLWithPath: basePath))
+        _ = try t.train(batch(1))
+        let dp = try publish(t, try t.checkpointBytes(meta: meta(c, step: 2), policy: policy), root, "ckpt-b.ppc")
+        func refused(_ expect: String, line: UInt = #line) {
+            for mode in Checkpoint.LoadMode.allCases {
+                XCTAssertThrowsError(try Checkpoint.load(path: dp, mode: mode), line: line) { e in
+                    let p = e as? PPError
+                    XCTAssertEqual(p?.status, .corrupt, "\(e)", line: line)
+                    XCTAssertTrue(p?.message.hasPrefix(dp + ": its base checkpoint main/ckpt-a.ppc") == true, "\(e)", line: line)
+                    XCTAssertTrue(p?.message.contains(expect) == true, "\(mode): \(e)", line: line)
+                }
+            }
+        }
+        XCTAssertNoThrow(try Checkpoint.load(path: dp))
+        try FileManager.default.removeItem(atPath: basePath)
+        refused("is missing")
+        var bad = [UInt8](good)
+        bad[bad.count - 1] ^= 1
+        try FileIO.publish(bad, to: basePath)
+        refused("checksum mismatch")
+        // The base replaced by a delta (a chain longer than base + delta is never written).
+        try FileIO.publish(try [UInt8](Data(contentsOf: URL(fileURLWithPath: dp))), to: basePath)
+        refused("must be a full checkpoint")
+        // The base found through runs/main/rewound/ (a rewind moved it).
+        try FileIO.makeDirectories(root.rewound(run: "main"))
+        try FileManager.default.removeItem(atPath: basePath)
+        try FileIO.publish([UInt8](good), to: root.rewound(run: "main") + "/ckpt-a.ppc")
+        XCTAssertNoThrow(try Checkpoint.load(path: dp, mode: .inference))
+        // A symbolic link to the delta (as `deployed` is) finds the base beside its target.
+        let link = root.path + "/deployed"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dp)
+        XCTAssertNoThrow(try Checkpoint.load(path: link, mode: .inference))
+    }
+}
