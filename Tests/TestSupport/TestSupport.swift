@@ -33,6 +33,19 @@ public enum TestSupport {
         public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
+    /// A check that failed, thrown by the helpers below (XCTest reports a thrown error as a
+    /// failure of the test that called them).
+    public struct CheckFailed: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The tool answers --help with exit 0 and a usage line naming itself.
+    public static func checkHelp(_ tool: String) throws {
+        let r = try run(tool, ["--help"])
+        guard r.status == 0 else { throw CheckFailed(description: "\(tool) --help: exit \(r.status)\n\(r.stderr)") }
+        guard r.stdout.contains("USAGE: \(tool)") else { throw CheckFailed(description: "\(tool) --help: no usage line\n\(r.stdout)") }
+    }
+
     /// Starts a tool with `args` and extra environment without waiting for it; stdout and
     /// stderr are pipes, stdin is `stdin` or /dev/null.
     public static func start(_ tool: String, _ args: [String], stdin: Pipe? = nil, env: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {

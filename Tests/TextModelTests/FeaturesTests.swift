@@ -6,12 +6,6 @@ import TestSupport
 
 /// Features (fastText's hashes, char and word n-grams) and vocabulary growth.
 final class FeaturesTests: XCTestCase {
-    func small(dim: Int = 16, hidden: Int = 0, bucket: Int = 10_000, capacity: Int = 1000, minCount: Int = 2,
-               wordNgrams: Int = 2, minn: Int = 3, maxn: Int = 4, seed: UInt64 = 7) -> ModelConfig {
-        .small(dim: dim, hidden: hidden, bucket: bucket, capacity: capacity, minCount: minCount,
-               wordNgrams: wordNgrams, minn: minn, maxn: maxn, seed: seed)
-    }
-
     // MARK: Features
 
     func fnv(_ s: String) -> UInt32 {
@@ -31,7 +25,7 @@ final class FeaturesTests: XCTestCase {
     }
 
     func testCharNgramsOfAWord() {
-        let c = small(capacity: 100, wordNgrams: 1, minn: 3, maxn: 6)
+        let c = ModelConfig.small(capacity: 100, wordNgrams: 1, minn: 3, maxn: 6)
         let f = Features(config: c)
         let v = Vocabulary(capacity: 100, minCount: 5)
         // "<abc>": <ab <abc <abc> abc abc> bc>
@@ -40,12 +34,12 @@ final class FeaturesTests: XCTestCase {
         // UTF-8: "é" is one character: "<é>" is a 3-gram.
         XCTAssertEqual(f.ids(tokens: ["é"], vocabulary: v), [Int32(100) + Int32(fnv("<é>") % 10_000)])
         // No char n-grams with maxn 0.
-        let c0 = small(capacity: 100, wordNgrams: 1, minn: 0, maxn: 0)
+        let c0 = ModelConfig.small(capacity: 100, wordNgrams: 1, minn: 0, maxn: 0)
         XCTAssertEqual(Features(config: c0).ids(tokens: ["abc"], vocabulary: v), [])
     }
 
     func testWordNgramsAndAdmittedWords() {
-        let c = small(capacity: 100, minCount: 1, wordNgrams: 3, minn: 0, maxn: 0)
+        let c = ModelConfig.small(capacity: 100, minCount: 1, wordNgrams: 3, minn: 0, maxn: 0)
         let f = Features(config: c)
         let v = Vocabulary(capacity: 100, minCount: 1)
         let words = ["fix", "the", "bug"]

@@ -20,15 +20,8 @@ final class TrainSpeedProbe: XCTestCase {
         var train: [(String, [UInt8])] = [], test: [(String, [UInt8])] = []
         var n = 0
         for name in names {
-            var raw = try FileIO.readAll(dir + "/" + name)
-            if name.hasSuffix(".zst") { raw = try Zstd.decompress(raw) }
-            for line in raw.split(separator: 0x0A) where !line.isEmpty {
-                guard let o = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                      let text = o["text"] as? String, let label = o["label"] as? String else { continue }
-                var toks = [UInt8]()
-                var t = text
-                t.withUTF8 { _ = Tokenizer.tokenize(UnsafeRawBufferPointer($0), into: &toks) }
-                if n % 10 == 0 { test.append((label, toks)) } else { train.append((label, toks)) }
+            for e in try TrainerTests.readExamples(dir + "/" + name) {
+                if n % 10 == 0 { test.append(e) } else { train.append(e) }
                 n += 1
             }
         }

@@ -7,12 +7,6 @@ import TestSupport
 
 /// Gradients, learning and growth of the model under the trainer.
 final class TrainerTests: XCTestCase {
-    func small(dim: Int = 16, hidden: Int = 0, bucket: Int = 10_000, capacity: Int = 1000, minCount: Int = 2,
-               wordNgrams: Int = 2, minn: Int = 3, maxn: Int = 4, seed: UInt64 = 7) -> ModelConfig {
-        .small(dim: dim, hidden: hidden, bucket: bucket, capacity: capacity, minCount: minCount,
-               wordNgrams: wordNgrams, minn: minn, maxn: maxn, seed: seed)
-    }
-
     // MARK: Gradients
 
     /// Analytic gradients of the dense layers and the input rows against central finite
@@ -117,17 +111,22 @@ final class TrainerTests: XCTestCase {
     static func demoExamples() throws -> [(String, [UInt8])] {
         let dir = TestSupport.repoRoot + "/demo/data"
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jsonl.zst") }.sorted()
+        return try names.flatMap { try readExamples(dir + "/" + $0) }
+    }
+
+    /// The (label, tokens) of a JSON Lines file (zstd-compressed when named *.zst), tokenised
+    /// as pp-ingest does.
+    static func readExamples(_ path: String) throws -> [(String, [UInt8])] {
+        var raw = try FileIO.readAll(path)
+        if path.hasSuffix(".zst") { raw = try Zstd.decompress(raw) }
         var out: [(String, [UInt8])] = []
-        for n in names {
-            let raw = try Zstd.decompress(try FileIO.readAll(dir + "/" + n))
-            for line in raw.split(separator: 0x0A) where !line.isEmpty {
-                guard let o = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                      let text = o["text"] as? String, let label = o["label"] as? String else { continue }
-                var toks = [UInt8]()
-                var t = text
-                t.withUTF8 { _ = Tokenizer.tokenize(UnsafeRawBufferPointer($0), into: &toks) }
-                out.append((label, toks))
-            }
+        for line in raw.split(separator: 0x0A) where !line.isEmpty {
+            guard let o = try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                  let text = o["text"] as? String, let label = o["label"] as? String else { continue }
+            var toks = [UInt8]()
+            var t = text
+            t.withUTF8 { _ = Tokenizer.tokenize(UnsafeRawBufferPointer($0), into: &toks) }
+            out.append((label, toks))
         }
         return out
     }
@@ -152,7 +151,7 @@ final class TrainerTests: XCTestCase {
         for (l, _) in test { counts[l, default: 0] += 1 }
         let majority = Double(counts.values.max()!) / Double(test.count)
         for hidden in [0, 64] {
-            var c = small(dim: 32, hidden: hidden, bucket: 100_000, capacity: 20_000, minCount: 2, maxn: 0)
+            var c = ModelConfig.small(dim: 32, hidden: hidden, bucket: 100_000, capacity: 20_000, minCount: 2, maxn: 0)
             c.threads = 2
             let t = try Trainer(config: c, knobs: Knobs(lr: hidden > 0 ? 0.1 : 0.2, dropout: 0.1))
             for _ in 0..<(hidden > 0 ? 8 : 6) {
@@ -172,7 +171,7 @@ final class TrainerTests: XCTestCase {
     // MARK: Growth inside the trainer
 
     func testNewLabelDoesNotDisturbAndIsLearned() throws {
-        let t = try Trainer(config: small(minCount: 1), knobs: Knobs(lr: 0.3))
+        let t = try Trainer(config: ModelConfig.small(minCount: 1), knobs: Knobs(lr: 0.3))
         var b = Batch()
         for i in 0..<200 {
             b.append(label: "red", tokens: ["apple", "cherry", "x\(i % 7)"])
@@ -197,7 +196,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testAdmittedWordRowStartsAsMeanOfItsNgramRows() throws {
-        var c = small(minCount: 3, minn: 3, maxn: 4)
+        var c = ModelConfig.small(minCount: 3, minn: 3, maxn: 4)
         c.wordNgrams = 1
         let t = try Trainer(config: c, knobs: Knobs(lr: 0.5))
         var b = Batch()
@@ -224,7 +223,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func testNonFiniteLossThrows() throws {
-        let t = try Trainer(config: small(), knobs: Knobs(lr: 1e30))
+        let t = try Trainer(config: ModelConfig.small(), knobs: Knobs(lr: 1e30))
         var b = Batch()
         for i in 0..<200 { b.append(label: "l\(i % 3)", tokens: ["a\(i % 11)", "b", "c\(i % 4)"]) }
         XCTAssertThrowsError(try { for _ in 0..<20 { _ = try t.train(b) } }()) { e in
