@@ -376,6 +376,10 @@ final class Ingester {
         runStatuses["quarantined", default: 0] += 1
     }
 
+    /// One input, start to end: `readInput` parses it into parts, `rejection` refuses an input
+    /// without usable content, `check` runs the batch checks, `quarantine` takes it out on
+    /// damage, else `publish` writes its parts and stats sidecar and `dispose` archives or
+    /// deletes it. One JSON line on stdout in every case (`report`).
     private func process(_ input: Input) throws {
         var input = input
         var opened: Int32? = nil
@@ -384,22 +388,102 @@ final class Ingester {
             opened = t.fd
             input = t.input
         }
-        var readerTook = false
-        defer { if let fd = opened, !readerTook { close(fd) } }
         let t0 = Clock.monotonic()
         processed += 1
-        let parser = InputParser(options: InputOptions(maxTextBytes: cfg.maxTextBytes))
         let train = PartBuilder(split: "train", dir: root.shards, maxExamples: cfg.shardExamples, maxBytes: Ingester.shardRecordBytes)
         let hold = PartBuilder(split: "holdout", dir: root.holdout, maxExamples: cfg.shardExamples, maxBytes: Ingester.shardRecordBytes)
         defer { train.discard(); hold.discard() }
+        guard let r = try readInput(input, fd: opened, train: train, hold: hold) else { return }
+        var report = JSONOut()
+        report.add("file", input.display)
+
+        if let reason = rejection(r) {
+            train.discard(); hold.discard()
+            rejected += 1
+            var movedTo: String? = nil
+            if input.inInbox && !cfg.dryRun {
+                movedTo = try quarantineInput(input, reasonJSON(input, r.summary, reason, r.firstBad))
+            }
+            log.error("\(input.display): rejected: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
+            finishReport(&report, "rejected", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
+            report.add("reason", reason)
+            emit(report)
+            record("rejected", [])
+            return
+        }
+
+        let c = check(r)
+        if cfg.dryRun {
+            let would = !c.isNew ? "duplicate" : c.quarantines ? "quarantined" : (r.summary.badLines > 0 ? "partial" : "accepted")
+            finishReport(&report, would, r.summary, train: 0, holdout: 0, shards: [], movedTo: nil, deleted: false, t0: t0)
+            report.add("dry_run", raw: "true")
+            addStats(&report, c.measured, c.outcomes, c.window)
+            emit(report)
+            runStatuses[would, default: 0] += 1
+            results.append((would, []))
+            return
+        }
+        if c.quarantines {
+            train.discard(); hold.discard()
+            quarantined += 1
+            let t = c.tripped[0]
+            let reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(c.window.inputs) inputs, \(c.window.examples) examples)"
+            var movedTo: String? = nil
+            if input.inInbox {
+                movedTo = try quarantineInput(input, quarantineJSON(input, r.summary, tripped: c.tripped, outcomes: c.outcomes,
+                                                                    stats: c.measured, window: c.window, model: c.model))
+            }
+            log.error("\(input.display): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")",
+                      "tripped": "\(c.tripped.map(\.check).joined(separator: ","))"])
+            finishReport(&report, "quarantined", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
+            report.add("reason", reason)
+            addStats(&report, c.measured, c.outcomes, c.window)
+            emit(report)
+            record("quarantined", [])
+            return
+        }
+
+        let (status, published) = try publish(input, r, c, train: train, hold: hold)
+        let (movedTo, deleted) = try dispose(input)
+        let trainN = status == "duplicate" ? 0 : train.total
+        let holdN = status == "duplicate" ? 0 : hold.total
+        let secs = Clock.monotonic() - t0
+        log.info("\(input.display): \(status)", metadata: [
+            "examples": "\(r.summary.examples)", "train": "\(trainN)", "holdout": "\(holdN)", "bad": "\(r.summary.badLines)",
+            "duplicates": "\(r.summary.duplicates)", "shards": "\(published.count)",
+            "MB_per_s": "\(JSONOut.number(Double(r.summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
+        finishReport(&report, status, r.summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
+        addStats(&report, c.measured, c.outcomes, c.window)
+        emit(report)
+        if status != "duplicate" { counters.examples += r.summary.examples; counters.bytes += r.summary.bytes }
+        record(status, published)
+    }
+
+    /// What reading an input gave: its examples went into the part builders as they came.
+    private struct Read {
+        var summary: InputSummary
+        let stats: BatchStats
+        let firstBad: [(error: InputLineError, excerpt: String)]
+        /// Why the input cannot be read as text (corrupt compression, ...), or nil.
+        let unreadable: String?
+        var sha16: String { String(summary.sha256.prefix(16)) }
+    }
+
+    /// Parses the input (the descriptor `fd` when `take` opened it, else its path) into the
+    /// part builders, measuring the batch statistics on the way. nil when it could not be read
+    /// (an I/O error: reported, the input left in place); a corrupt input reads as
+    /// `unreadable`. A failure to write the parts (the state folder) throws.
+    private func readInput(_ input: Input, fd: Int32?, train: PartBuilder, hold: PartBuilder) throws -> Read? {
+        var readerTook = false
+        defer { if let fd, !readerTook { close(fd) } }
+        let parser = InputParser(options: InputOptions(maxTextBytes: cfg.maxTextBytes))
         let stats = BatchStats(sampleSize: deployedModel() != nil ? policy.sampleExamples : 0)
         var firstBad: [(error: InputLineError, excerpt: String)] = []
         var summary = InputSummary()
         var unreadable: String? = nil
-
         do {
             let reader: ChunkReader
-            if let fd = opened { readerTook = true; reader = try ChunkReader(fd: fd, path: input.path) } else { reader = try ChunkReader(path: input.path) }
+            if let fd { readerTook = true; reader = try ChunkReader(fd: fd, path: input.path) } else { reader = try ChunkReader(path: input.path) }
             let fraction = cfg.holdout
             summary = try parser.parse(reader, example: { e in
                 stats.observe(e)
@@ -421,99 +505,78 @@ final class Ingester {
             ioErrors += 1
             log.error("\(input.display): cannot read: \(e.message); left in place")
             emitProblem(input.display, status: "error", "cannot read: \(e.message)")
-            return
+            return nil
         }
         if summary.badLines > Ingester.shownBadLines {
             let counts = summary.bad.sorted { $0.key < $1.key }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " ")
             log.warning("\(input.display): \(summary.badLines - Ingester.shownBadLines) more bad lines not shown (\(counts))")
         }
+        return Read(summary: summary, stats: stats, firstBad: firstBad, unreadable: unreadable)
+    }
 
-        var verdict: String? = nil
-        if let u = unreadable {
-            verdict = "unreadable input: \(u)"
-        } else if summary.contentLines == 0 {
-            verdict = "empty input: no lines"
-        } else if summary.examples == 0 {
-            verdict = "no good line (\(summary.badLines) bad of \(summary.contentLines))"
-        } else if summary.badShare > cfg.maxBad && !cfg.releasing {
-            verdict = "bad-line share \(JSONOut.number(summary.badShare * 100, digits: 2))% exceeds --max-bad \(JSONOut.number(cfg.maxBad * 100, digits: 2))%"
+    /// Why an input is rejected whole (nothing usable, too many bad lines), or nil.
+    private func rejection(_ r: Read) -> String? {
+        let s = r.summary
+        if let u = r.unreadable { return "unreadable input: \(u)" }
+        if s.contentLines == 0 { return "empty input: no lines" }
+        if s.examples == 0 { return "no good line (\(s.badLines) bad of \(s.contentLines))" }
+        if s.badShare > cfg.maxBad && !cfg.releasing {
+            return "bad-line share \(JSONOut.number(s.badShare * 100, digits: 2))% exceeds --max-bad \(JSONOut.number(cfg.maxBad * 100, digits: 2))%"
         }
+        return nil
+    }
 
-        var report = JSONOut()
-        report.add("file", input.display)
-        if let reason = verdict {
-            train.discard(); hold.discard()
-            rejected += 1
-            var movedTo: String? = nil
-            if input.inInbox && !cfg.dryRun {
-                let q = freeName(root.quarantine, input.name)
-                try FileIO.publish(reasonJSON(input, summary, reason, firstBad), to: root.quarantine + "/" + q + ".reason.json")
-                crashPoint("after-reason")
-                try FileIO.moveDurably(input.path, root.quarantine + "/" + q)
-                movedTo = root.quarantine + "/" + q
-            }
-            log.error("\(input.display): rejected: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
-            finishReport(&report, "rejected", summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
-            report.add("reason", reason)
-            emit(report)
-            record("rejected", [])
-            return
-        }
+    /// The batch checks' verdict on one input (Checks.swift).
+    private struct Checked {
+        let isNew: Bool
+        let hashSample: (values: [UInt64], limit: UInt64)
+        let model: ModelView?
+        let outcomes: [CheckOutcome]
+        /// The damage checks that tripped (only damage quarantines; a change check beyond its
+        /// threshold is recorded as "changed").
+        let tripped: [CheckOutcome]
+        let measured: [String: Double]
+        let window: ReferenceWindow
+        /// Quarantine it: new content, damage found, and checks and quarantine switched on.
+        let quarantines: Bool
+    }
 
-        // The batch checks (Checks.swift): always measured and recorded; they gate only new
-        // content (an input already ingested was accepted before, or is being completed).
-        let sha16 = String(summary.sha256.prefix(16))
-        let stamp = Clock.stamp(input.time)
-        let isNew = (index[sha16] ?? []).isEmpty
-        let hashSample = stats.hashes.finish()
+    /// Runs the batch checks: always measured and recorded; they gate only new content (an
+    /// input already ingested was accepted before, or is being completed).
+    private func check(_ r: Read) -> Checked {
+        let isNew = (index[r.sha16] ?? []).isEmpty
+        let hashSample = r.stats.hashes.finish()
         var modelView: ModelView? = nil
         if let d = deployedModel() {
-            modelView = ModelView.measure(d.model, checkpoint: d.checkpoint, labels: stats.labels, sample: stats.finishSample())
+            modelView = ModelView.measure(d.model, checkpoint: d.checkpoint, labels: r.stats.labels, sample: r.stats.finishSample())
         }
         var measured: [String: Double] = [:]
-        let outcomes = Checks.evaluate(stats, hashes: hashSample, model: modelView, reference: reference, policy: policy, stats: &measured)
-        let window = reference.window
-        // Only damage quarantines; a change check beyond its threshold is recorded ("changed").
+        let outcomes = Checks.evaluate(r.stats, hashes: hashSample, model: modelView, reference: reference, policy: policy, stats: &measured)
         let tripped = outcomes.filter(\.quarantines)
         lastOutcomes = outcomes
         lastStats = measured
         if isNew { for t in outcomes where t.tripped { counters.checksTripped[t.check, default: 0] += 1 } }
-        if cfg.dryRun {
-            let would = !isNew ? "duplicate" : (!tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing) ? "quarantined"
-                : (summary.badLines > 0 ? "partial" : "accepted")
-            finishReport(&report, would, summary, train: 0, holdout: 0, shards: [], movedTo: nil, deleted: false, t0: t0)
-            report.add("dry_run", raw: "true")
-            addStats(&report, measured, outcomes, window)
-            emit(report)
-            runStatuses[would, default: 0] += 1
-            results.append((would, []))
-            return
-        }
-        if isNew && !tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing {
-            train.discard(); hold.discard()
-            quarantined += 1
-            let t = tripped[0]
-            let reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(window.inputs) inputs, \(window.examples) examples)"
-            var movedTo: String? = nil
-            if input.inInbox {
-                let q = freeName(root.quarantine, input.name)
-                try FileIO.publish(quarantineJSON(input, summary, tripped: tripped, outcomes: outcomes, stats: measured,
-                                                  window: window, model: modelView),
-                                   to: root.quarantine + "/" + q + ".reason.json")
-                crashPoint("after-reason")
-                try FileIO.moveDurably(input.path, root.quarantine + "/" + q)
-                movedTo = root.quarantine + "/" + q
-            }
-            log.error("\(input.display): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")",
-                      "tripped": "\(tripped.map(\.check).joined(separator: ","))"])
-            finishReport(&report, "quarantined", summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
-            report.add("reason", reason)
-            addStats(&report, measured, outcomes, window)
-            emit(report)
-            record("quarantined", [])
-            return
-        }
+        return Checked(isNew: isNew, hashSample: hashSample, model: modelView, outcomes: outcomes, tripped: tripped,
+                       measured: measured, window: reference.window,
+                       quarantines: isNew && !tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing)
+    }
 
+    /// Moves an inbox input to quarantine/ beside its reason (the reason first: a crash
+    /// between leaves the reason and the input still in inbox/). Returns where it went.
+    private func quarantineInput(_ input: Input, _ reasonJSON: String) throws -> String {
+        let q = freeName(root.quarantine, input.name)
+        try FileIO.publish(reasonJSON, to: root.quarantine + "/" + q + ".reason.json")
+        crashPoint("after-reason")
+        try FileIO.moveDurably(input.path, root.quarantine + "/" + q)
+        return root.quarantine + "/" + q
+    }
+
+    /// Seals and publishes the input's parts under their names (those not there yet: a
+    /// duplicate publishes nothing, an interrupted ingest is completed), then the stats
+    /// sidecar. Returns the status ("accepted", "partial", "duplicate") and the paths written.
+    private func publish(_ input: Input, _ r: Read, _ c: Checked, train: PartBuilder, hold: PartBuilder) throws -> (String, [String]) {
+        let summary = r.summary, sha16 = r.sha16
+        let stamp = Clock.stamp(input.time)
         try train.seal()
         try hold.seal()
         let now = Clock.iso(Clock.now())
@@ -559,7 +622,7 @@ final class Ingester {
             h.part = p.part
             h.parts = p.builder.sealed.count
             h.ingestedAt = now
-            var hs = measured
+            var hs = c.measured
             hs["input_lines"] = Double(summary.lines)
             hs["input_bad_lines"] = Double(summary.badLines)
             hs["input_duplicates"] = Double(summary.duplicates)
@@ -575,46 +638,38 @@ final class Ingester {
 
         // The stats sidecar (the reference of later inputs): for new content, and when
         // completing an interrupted ingest whose sidecar was not written yet.
-        let prefix = "\(stamp)-\(sha16)"
+        let prefix = ShardName(stamp: stamp, sha16: sha16, part: 0).input
         if ownNames && !reference.has(prefix) {
+            let st = r.stats
             let side = StatsSidecar(name: prefix, sourceName: input.name, sourceSHA256: summary.sha256, ingestedAt: now,
-                                    status: cfg.releasing ? "released" : "accepted", examples: stats.examples, tokens: stats.tokens,
-                                    labelCounts: stats.labelCountMap, lengthHist: stats.lengthHist,
-                                    hashCount: hashSample.values.count, hashLimit: String(hashSample.limit, radix: 16),
-                                    stats: measured, checks: outcomes, reference: window)
-            try reference.add(side, hashes: hashSample.values)
+                                    status: cfg.releasing ? "released" : "accepted", examples: st.examples, tokens: st.tokens,
+                                    labelCounts: st.labelCountMap, lengthHist: st.lengthHist,
+                                    hashCount: c.hashSample.values.count, hashLimit: String(c.hashSample.limit, radix: 16),
+                                    stats: c.measured, checks: c.outcomes, reference: c.window)
+            try reference.add(side, hashes: c.hashSample.values)
             crashPoint("after-sidecar")
         }
+        return (status, published)
+    }
 
-        var movedTo: String? = nil
-        var deleted = false
-        if input.inInbox, let id = input.fileID, FileID.of(input.path) != id {
+    /// An ingested inbox input goes to archive/ (or is deleted with --delete). Returns where
+    /// it went and whether it was deleted.
+    private func dispose(_ input: Input) throws -> (movedTo: String?, deleted: Bool) {
+        guard input.inInbox else { return (nil, false) }
+        if let id = input.fileID, FileID.of(input.path) != id {
             // Renamed over while we read it (a producer delivering a new version under the
             // same name): what we ingested is gone from inbox/, the new file is left for the
             // next run, never deleted or archived unread.
             log.notice("\(input.display): replaced by another file while being read; the new one is left for the next run")
-        } else if input.inInbox {
-            if cfg.delete {
-                try FileIO.removeDurably(input.path)
-                deleted = true
-            } else {
-                let a = freeName(root.archive, input.name)
-                try FileIO.moveDurably(input.path, root.archive + "/" + a)
-                movedTo = root.archive + "/" + a
-            }
+            return (nil, false)
         }
-        let trainN = status == "duplicate" ? 0 : train.total
-        let holdN = status == "duplicate" ? 0 : hold.total
-        let secs = Clock.monotonic() - t0
-        log.info("\(input.display): \(status)", metadata: [
-            "examples": "\(summary.examples)", "train": "\(trainN)", "holdout": "\(holdN)", "bad": "\(summary.badLines)",
-            "duplicates": "\(summary.duplicates)", "shards": "\(published.count)",
-            "MB_per_s": "\(JSONOut.number(Double(summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
-        finishReport(&report, status, summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
-        addStats(&report, measured, outcomes, window)
-        emit(report)
-        if status != "duplicate" { counters.examples += summary.examples; counters.bytes += summary.bytes }
-        record(status, published)
+        if cfg.delete {
+            try FileIO.removeDurably(input.path)
+            return (nil, true)
+        }
+        let a = freeName(root.archive, input.name)
+        try FileIO.moveDurably(input.path, root.archive + "/" + a)
+        return (root.archive + "/" + a, false)
     }
 
     private func record(_ status: String, _ shards: [String]) {
