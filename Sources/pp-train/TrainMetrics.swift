@@ -10,14 +10,14 @@ import TextModel
 import Training
 
 enum TrainMetrics {
-    static let states = ["training", "idle", "paused", "halted", "stopped"]
+    static let states = RunState.allCases.filter { $0 != .starting }.map(\.rawValue)
 
     static func fileName(run: String) -> String { "pp-train-" + run }
 
     static func render(status d: StatusDoc, lastCheckpointTime: Double?, now: Double) -> Metrics {
         let run = [("run", d.run)]
         var m = Metrics()
-        m.add("perpetuum_train_up", d.state == "stopped" ? 0 : 1,
+        m.add("perpetuum_train_up", d.state == RunState.stopped.rawValue ? 0 : 1,
               help: "1 while a pp-train process trains or waits for the run, 0 once it stopped.", labels: run)
         for st in states {
             m.add("perpetuum_train_state", d.state == st ? 1 : 0, help: "The trainer's state (1 for the current one).",
