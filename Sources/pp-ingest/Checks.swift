@@ -213,175 +213,23 @@ struct ModelView {
 }
 
 enum Checks {
-    /// Runs every check. `stats` receives the measured values (docs/formats.md, "stats").
+    /// Runs every check, in the order of docs/formats.md (the first damage check that trips
+    /// names the quarantine's reason). `stats` receives the measured values (docs/formats.md,
+    /// "stats").
     static func evaluate(_ b: BatchStats, hashes: (values: [UInt64], limit: UInt64), model: ModelView?,
                          reference r: Reference, policy: IngestPolicy, stats: inout [String: Double]) -> [CheckOutcome] {
-        var out: [CheckOutcome] = []
-        let n = b.examples
-        let window = r.recent
-        let refExamples = window.reduce(0) { $0 + $1.examples }
-        stats["examples"] = Double(n)
-        stats["tokens"] = Double(b.tokens)
-        stats["mean_tokens"] = n > 0 ? Double(b.tokens) / Double(n) : 0
-        stats["ref_inputs"] = Double(window.count)
-        stats["ref_examples"] = Double(refExamples)
-
-        func add(_ name: String, value: Double?, n: Int, count: Int? = nil, skipped: String? = nil) {
-            guard let limit = policy.limit(name) else {
-                out.append(CheckOutcome(check: name, value: value, threshold: nil, n: n, count: count, tripped: false, skipped: skipped ?? "off in policy"))
-                return
-            }
-            let kind = limit.hard ? "damage" : "change"
-            guard let v = value else {
-                out.append(CheckOutcome(check: name, value: nil, threshold: nil, n: n, count: count, tripped: false, skipped: skipped, kind: kind))
-                return
-            }
-            // The check's own values on the reference inputs (stream-derived threshold).
-            let key = IngestPolicy.statKey[name] ?? name
-            let own = window.compactMap { $0.stats[key] }.filter(\.isFinite)
-            let (t, derived) = limit.threshold(n: n, reference: own, minInputs: policy.derivedMinInputs)
-            let tripped = v > t && (count ?? n) >= limit.minCount && n > 0
-            out.append(CheckOutcome(check: name, value: round6(v), threshold: round6(t), n: n, count: count, tripped: tripped, skipped: nil,
-                                    kind: kind, derived: limit.madK == nil ? nil : derived))
-        }
-
-        // Garbage needs no reference.
-        let share = { (k: Int) -> Double in n > 0 ? Double(k) / Double(n) : 0 }
-        stats["garbage_share"] = share(b.junkExamples)
-        stats["control_share"] = share(b.controlExamples)
-        stats["replacement_share"] = share(b.replacementExamples)
-        stats["mojibake_share"] = share(b.mojibakeExamples)
-
-        // Label and length distributions against the pooled reference.
-        let enough = refExamples >= max(policy.referenceMinExamples, 1)
-        let tooSmall = "reference holds \(refExamples) examples, fewer than reference_min_examples \(policy.referenceMinExamples)"
-        var refLabels: [String: Int] = [:]
-        var refLength = [Int](repeating: 0, count: LengthBuckets.count)
-        for s in window {
-            for (l, c) in s.labelCounts { refLabels[l, default: 0] += c }
-            for (i, c) in s.lengthHist.enumerated() where i < refLength.count { refLength[i] += c }
-        }
-        var linf: Double? = nil, ljs: Double? = nil, newShare: Double? = nil, lenJS: Double? = nil
-        var newCount: Int? = nil
-        if enough && n > 0 {
-            let mine = b.labelCountMap
-            let all = Set(mine.keys).union(refLabels.keys)
-            var pb: [Double] = [], pr: [Double] = []
-            for l in all {
-                pb.append(Double(mine[l] ?? 0) / Double(n))
-                pr.append(Double(refLabels[l] ?? 0) / Double(refExamples))
-            }
-            linf = zip(pb, pr).map { abs($0 - $1) }.max() ?? 0
-            ljs = jsDistance(pb, pr)
-            let k = mine.filter { r.labelsEver[$0.key] == nil }.reduce(0) { $0 + $1.value }
-            newCount = k
-            newShare = Double(k) / Double(n)
-            let rl = refLength.map { Double($0) / Double(max(refLength.reduce(0, +), 1)) }
-            let bl = b.lengthHist.map { Double($0) / Double(n) }
-            lenJS = jsDistance(bl, rl)
-        }
-        stats["label_linf"] = linf
-        stats["label_js"] = ljs
-        stats["new_label_share"] = newShare
-        stats["length_js"] = lenJS
-        add("label_linf", value: linf, n: n, skipped: enough ? nil : tooSmall)
-        add("label_js", value: ljs, n: n, skipped: enough ? nil : tooSmall)
-        add("new_labels", value: newShare, n: n, count: newCount, skipped: enough ? nil : tooSmall)
-
-        // OOV and canary: the deployed model on a sample, against the reference's values.
-        if let m = model {
-            stats["sample_examples"] = Double(m.sampled)
-            stats["oov_rate"] = m.oovRate
-            stats["canary_loss"] = m.canaryLoss
-            stats["canary_examples"] = Double(m.canaryExamples)
-            stats["label_signal"] = m.labelSignal
-            stats["label_z"] = m.labelZ
-            stats["label_chance"] = m.labelChance
-        }
-        let oovRef = pooled(window, value: "oov_rate", weight: "sample_examples")
-        let lossRef = pooled(window, value: "canary_loss", weight: "canary_examples")
-        stats["oov_ref"] = oovRef.inputs > 0 ? oovRef.mean : nil
-        stats["canary_ref"] = lossRef.inputs > 0 ? lossRef.mean : nil
-        let noModel = "no deployed model"
-        func fewRef(_ k: Int) -> String { "\(k) reference inputs with a value, fewer than model_min_reference \(policy.modelMinReference)" }
-        if let m = model, let rate = m.oovRate, oovRef.inputs >= policy.modelMinReference {
-            stats["oov_increase"] = rate - oovRef.mean
-            add("oov", value: rate - oovRef.mean, n: m.sampled)
-        } else {
-            add("oov", value: nil, n: model?.sampled ?? 0, skipped: model == nil ? noModel : fewRef(oovRef.inputs))
-        }
-        add("length_js", value: lenJS, n: n, skipped: enough ? nil : tooSmall)
-        // Truncation: examples of at most three tokens (buckets 0-2), against the reference's share.
-        let shortMine = b.lengthHist.prefix(3).reduce(0, +)
-        let refTotal = refLength.reduce(0, +)
-        var shortIncrease: Double? = nil
-        if enough && n > 0 && refTotal > 0 {
-            shortIncrease = Double(shortMine) / Double(n) - Double(refLength.prefix(3).reduce(0, +)) / Double(refTotal)
-        }
-        stats["short_share"] = n > 0 ? Double(shortMine) / Double(n) : nil
-        stats["short_increase"] = shortIncrease
-        add("truncated", value: shortIncrease, n: n, count: shortMine, skipped: enough ? nil : tooSmall)
-
-        // Duplicates: the batch's hash sample against the recent inputs' samples. Only hashes
-        // <= every sample's limit are comparable (all of them for inputs under 16384 examples).
-        var limit = hashes.limit
-        for h in r.hashSets { limit = min(limit, h.limit) }
-        let checkable = hashes.values.filter { $0 <= limit }
-        var dup = 0
-        if !r.hashSets.isEmpty {
-            for h in checkable where r.hashSets.contains(where: { binarySearch($0.values, h) }) { dup += 1 }
-            let v = checkable.isEmpty ? 0 : Double(dup) / Double(checkable.count)
-            stats["duplicate_share"] = v
-            stats["duplicate_checked"] = Double(checkable.count)
-            add("duplicates", value: v, n: checkable.count, count: dup)
-        } else {
-            add("duplicates", value: nil, n: 0, skipped: "no accepted input yet")
-        }
-        add("garbage", value: share(b.junkExamples), n: n, count: b.junkExamples)
-        add("mojibake", value: share(b.mojibakeExamples), n: n, count: b.mojibakeExamples)
-
-        if let m = model, let loss = m.canaryLoss, lossRef.inputs >= policy.modelMinReference, lossRef.mean > 0 {
-            stats["canary_ratio"] = loss / lossRef.mean
-            add("canary", value: loss / lossRef.mean, n: m.canaryExamples)
-        } else {
-            add("canary", value: nil, n: model?.canaryExamples ?? 0,
-                skipped: model == nil ? noModel : (model!.canaryLoss == nil ? "no example with a label the model knows" : fewRef(lossRef.inputs)))
-        }
-        let signalRef = pooled(window, value: "label_signal", weight: "canary_examples")
-        stats["label_signal_ref"] = signalRef.inputs > 0 ? signalRef.mean : nil
-        if let m = model, let sig = m.labelSignal, signalRef.inputs >= policy.modelMinReference,
-           signalRef.mean <= policy.signalReferenceMax {
-            add("label_signal", value: sig, n: m.canaryExamples)
-        } else {
-            let why: String
-            if model == nil { why = noModel }
-            else if model!.labelSignal == nil { why = "fewer than 2 examples with a label the model knows" }
-            else if signalRef.inputs < policy.modelMinReference { why = fewRef(signalRef.inputs) }
-            else {
-                why = "the deployed model barely separates labels on the reference (label_signal \(JSONOut.number(signalRef.mean, digits: 3)) > signal_reference_max \(JSONOut.number(policy.signalReferenceMax)))"
-            }
-            add("label_signal", value: nil, n: model?.canaryExamples ?? 0, skipped: why)
-        }
-        // The same question as a permutation test, under the same gate.
-        if let m = model, let p = m.labelChance, signalRef.inputs >= policy.modelMinReference, signalRef.mean <= policy.signalReferenceMax {
-            add("label_chance", value: p, n: m.canaryExamples)
-        } else {
-            add("label_chance", value: nil, n: model?.canaryExamples ?? 0,
-                skipped: model == nil ? noModel : model!.labelChance == nil ? "fewer than 3 examples with a label the model knows, or no variance"
-                    : "as label_signal: \(out.last?.skipped ?? "not judged")")
-        }
-        // The flood: labels given to texts the model does not see them in.
-        if enough, let m = model, let f = m.labelFlood(refCount: { refLabels[$0] ?? 0 }, refExamples: refExamples,
-                                                       minReference: policy.floodMinReference) {
-            stats["label_flood"] = f.value
-            stats["recognised_examples"] = Double(m.recognised)
-            add("label_flood", value: f.value, n: m.recognised, count: f.count)
-        } else {
-            add("label_flood", value: nil, n: model?.recognised ?? 0,
-                skipped: model == nil ? noModel : !enough ? tooSmall : "no sampled example with a known label and at least half its tokens known")
-        }
+        var run = CheckRun(b, hashes: hashes, model: model, reference: r, policy: policy)
+        run.distributions()     // label_linf, label_js, new_labels
+        run.outOfVocabulary()   // oov
+        run.lengths()           // length_js, truncated
+        run.duplicates()        // duplicates
+        run.textSignatures()    // garbage, mojibake
+        run.canary()            // canary
+        run.labelSignal()       // label_signal, label_chance
+        run.labelFlood()        // label_flood
+        stats.merge(run.stats) { $1 }
         for (k, v) in stats { stats[k] = round6(v) }
-        return out
+        return run.out
     }
 
     /// The example-weighted mean of a recorded value over the window's inputs that have it.
