@@ -107,6 +107,10 @@ struct ShardQuarantine {
 
     // MARK: - release
 
+    /// Releases a quarantined shard or input: the shard goes back to shards/ (its holdout
+    /// parts and sidecars with the last of its input's parts), an input is ingested without
+    /// the batch checks. The reason file becomes NAME.released.json (who, when, what went
+    /// back, the original reason). Returns the exit status.
     func release(_ arg: String, by: String, options: Ingester.Config) throws -> Int32 {
         let name = FileIO.split(arg).name
         let reasonPath = root.quarantine + "/" + name + ".reason.json"
@@ -123,52 +127,16 @@ struct ShardQuarantine {
         }
         let original = String(decoding: try FileIO.readAll(reasonPath), as: UTF8.self).trimmingTrailingNewlines
         let at = Clock.iso(Clock.now())
-        var shards: [String] = []
-        var kind: String
+        let shards: [String]
+        let kind: String
         if let prefix = ShardQuarantine.prefix(name), FileIO.exists(root.quarantine + "/" + name) || FileIO.exists(root.shards + "/" + name) {
             kind = "shard"
-            let l = try lock(noWait: options.noWait)
-            defer { l.release() }
-            if FileIO.exists(root.quarantine + "/" + name) {
-                try FileIO.moveDurably(root.quarantine + "/" + name, root.shards + "/" + name)
-            }
-            shards.append(root.shards + "/" + name)
-            // The holdout parts and the sidecars go back once no train part of the input
-            // remains quarantined.
-            let stillOut = try FileIO.list(root.quarantine).filter {
-                $0 != name && ShardName($0)?.input == prefix && FileIO.exists(root.quarantine + "/" + $0 + ".reason.json")
-            }
-            if stillOut.isEmpty {
-                for h in ((try? FileIO.list(qHoldout)) ?? []) where ShardName(h)?.input == prefix {
-                    try FileIO.moveDurably(qHoldout + "/" + h, root.holdout + "/" + h)
-                    shards.append(root.holdout + "/" + h)
-                }
-                for ext in [".hashes", ".json"] where FileIO.exists(qStats + "/" + prefix + ext) {
-                    try FileIO.moveDurably(qStats + "/" + prefix + ext, Reference.dir(root) + "/" + prefix + ext)
-                }
-            }
+            shards = try releaseShard(name, input: prefix, noWait: options.noWait)
         } else {
             kind = "input"
-            let path = root.quarantine + "/" + name
-            if FileIO.exists(path) {
-                guard let st = FileIO.lstatOrNil(path), (st.st_mode & S_IFMT) == S_IFREG else {
-                    Log.fail(Ingester.tool, "\(path): not a regular file")
-                    return ExitStatus.noInput.rawValue
-                }
-                let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
-                var cfg = options
-                cfg.releasing = true
-                let ing = Ingester(cfg)
-                let input = Ingester.Input(path: path, display: path, name: name, inInbox: true, time: mtime)
-                let rc = ing.run(files: [], prepared: [input])
-                guard let r = ing.results.last, ["accepted", "partial", "duplicate"].contains(r.status) else {
-                    Log.fail(Ingester.tool, "\(name): not released (the input could not be ingested; see above)")
-                    return rc == 0 ? ExitStatus.partial.rawValue : rc
-                }
-                shards = r.shards
-            } else {
-                // Ingested by an earlier release that stopped before its bookkeeping.
-                log.notice("\(name): input already ingested and moved out of quarantine/ by an earlier release; completing")
+            switch try releaseInput(name, options: options) {
+            case .success(let s): shards = s
+            case .failure(let status): return status.code
             }
         }
         var j = JSONOut()
@@ -193,6 +161,60 @@ struct ShardQuarantine {
         o.add("at", at)
         emit(o)
         return ExitStatus.ok.rawValue
+    }
+
+    /// An exit status as an Error, for `releaseInput`'s result.
+    struct Refused: Error { let code: Int32 }
+
+    /// Moves a quarantined shard back to shards/ (under the lock). The holdout parts and the
+    /// sidecars of its input (`input`: `<stamp>-<sha16>`) go back once no train part of the
+    /// input remains quarantined. Returns the shards now back in place.
+    private func releaseShard(_ name: String, input prefix: String, noWait: Bool) throws -> [String] {
+        let l = try lock(noWait: noWait)
+        defer { l.release() }
+        if FileIO.exists(root.quarantine + "/" + name) {
+            try FileIO.moveDurably(root.quarantine + "/" + name, root.shards + "/" + name)
+        }
+        var shards = [root.shards + "/" + name]
+        let stillOut = try FileIO.list(root.quarantine).filter {
+            $0 != name && ShardName($0)?.input == prefix && FileIO.exists(root.quarantine + "/" + $0 + ".reason.json")
+        }
+        guard stillOut.isEmpty else { return shards }
+        for h in ((try? FileIO.list(qHoldout)) ?? []) where ShardName(h)?.input == prefix {
+            try FileIO.moveDurably(qHoldout + "/" + h, root.holdout + "/" + h)
+            shards.append(root.holdout + "/" + h)
+        }
+        for ext in [".hashes", ".json"] where FileIO.exists(qStats + "/" + prefix + ext) {
+            try FileIO.moveDurably(qStats + "/" + prefix + ext, Reference.dir(root) + "/" + prefix + ext)
+        }
+        return shards
+    }
+
+    /// Ingests a quarantined input without the batch checks (an Ingester run with
+    /// `releasing`). Returns the shards it made, or the exit status when it cannot be
+    /// ingested. An input already gone from quarantine/ was ingested by an earlier release
+    /// that stopped before its bookkeeping: nothing to do but complete that.
+    private func releaseInput(_ name: String, options: Ingester.Config) throws -> Result<[String], Refused> {
+        let path = root.quarantine + "/" + name
+        guard FileIO.exists(path) else {
+            log.notice("\(name): input already ingested and moved out of quarantine/ by an earlier release; completing")
+            return .success([])
+        }
+        guard let st = FileIO.lstatOrNil(path), (st.st_mode & S_IFMT) == S_IFREG else {
+            Log.fail(Ingester.tool, "\(path): not a regular file")
+            return .failure(Refused(code: ExitStatus.noInput.rawValue))
+        }
+        let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        var cfg = options
+        cfg.releasing = true
+        let ing = Ingester(cfg)
+        let input = Ingester.Input(path: path, display: path, name: name, inInbox: true, time: mtime)
+        let rc = ing.run(files: [], prepared: [input])
+        guard let r = ing.results.last, ["accepted", "partial", "duplicate"].contains(r.status) else {
+            Log.fail(Ingester.tool, "\(name): not released (the input could not be ingested; see above)")
+            return .failure(Refused(code: rc == 0 ? ExitStatus.partial.rawValue : rc))
+        }
+        return .success(r.shards)
     }
 }
 
