@@ -230,13 +230,44 @@ public struct Shard: Sendable {
         try payload.withUnsafeBytes { p in
             var o = recordRange.lowerBound
             while o < recordRange.upperBound {
-                let li = Int(p.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian)
-                let ts = Int64(bitPattern: p.loadUnaligned(fromByteOffset: o + 4, as: UInt64.self).littleEndian)
-                let len = Int(p.loadUnaligned(fromByteOffset: o + 12, as: UInt32.self).littleEndian)
-                try body(li, ts == Int64.min ? nil : ts, UnsafeRawBufferPointer(rebasing: p[(o + 16)..<(o + 16 + len)]))
-                o += 16 + len
+                let r = Shard.record(p, at: o)
+                try body(r.label, r.ts, r.tokens)
+                o = r.next
             }
         }
+    }
+
+    /// The byte offset in `payload` of each record, in file order (random access for
+    /// `withRecord(at:)`; pp-train visits a shard's records in a shuffled order).
+    public func recordOffsets() -> [Int] {
+        var offs: [Int] = []
+        offs.reserveCapacity(header.examples)
+        payload.withUnsafeBytes { p in
+            var o = recordRange.lowerBound
+            while o < recordRange.upperBound { offs.append(o); o = Shard.record(p, at: o).next }
+        }
+        return offs
+    }
+
+    /// Calls `body(labelIndex, ts, tokenBytes)` for the record at `offset` (one of
+    /// `recordOffsets()`); `tokenBytes` are valid only during the call.
+    @inlinable
+    public func withRecord<R>(at offset: Int, _ body: (Int, Int64?, UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try payload.withUnsafeBytes { p in
+            let r = Shard.record(p, at: offset)
+            return try body(r.label, r.ts, r.tokens)
+        }
+    }
+
+    /// The one decoder of a record's layout (see the top of this file): label index u32, ts
+    /// i64 (Int64.min: none), token byte count u32, then the tokens. Bounds were checked when
+    /// the shard was loaded.
+    @inlinable
+    static func record(_ p: UnsafeRawBufferPointer, at o: Int) -> (label: Int, ts: Int64?, tokens: UnsafeRawBufferPointer, next: Int) {
+        let li = Int(p.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian)
+        let ts = Int64(bitPattern: p.loadUnaligned(fromByteOffset: o + 4, as: UInt64.self).littleEndian)
+        let len = Int(p.loadUnaligned(fromByteOffset: o + 12, as: UInt32.self).littleEndian)
+        return (li, ts == Int64.min ? nil : ts, UnsafeRawBufferPointer(rebasing: p[(o + 16)..<(o + 16 + len)]), o + 16 + len)
     }
 
     /// The examples as (label, tokens) pairs; convenient for tests and small tools.

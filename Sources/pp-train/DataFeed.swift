@@ -40,16 +40,7 @@ final class OpenShard {
 
     init(name: String, sha256: String, shard: Shard) {
         self.name = name; self.sha256 = sha256; self.shard = shard
-        var offs: [Int] = []
-        offs.reserveCapacity(shard.header.examples)
-        shard.payload.withUnsafeBytes { p in
-            var o = shard.recordRange.lowerBound
-            while o < shard.recordRange.upperBound {
-                offs.append(o)
-                o += 16 + Int(p.loadUnaligned(fromByteOffset: o + 12, as: UInt32.self).littleEndian)
-            }
-        }
-        offsets = offs
+        offsets = shard.recordOffsets()
     }
 
     var examples: Int { offsets.count }
@@ -72,12 +63,7 @@ final class OpenShard {
 
     /// Calls `body(label, tokens, tokenCount)` for record `index` (in file order).
     func withRecord<R>(_ index: Int, _ body: (String, UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try shard.payload.withUnsafeBytes { p in
-            let o = offsets[index]
-            let li = Int(p.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian)
-            let len = Int(p.loadUnaligned(fromByteOffset: o + 12, as: UInt32.self).littleEndian)
-            return try body(shard.header.labels[li], UnsafeRawBufferPointer(rebasing: p[(o + 16)..<(o + 16 + len)]))
-        }
+        try shard.withRecord(at: offsets[index]) { li, _, tokens in try body(shard.header.labels[li], tokens) }
     }
 }
 
