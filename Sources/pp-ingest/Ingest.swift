@@ -210,16 +210,7 @@ final class Ingester {
 
         if let reason = rejection(r) {
             train.discard(); hold.discard()
-            rejected += 1
-            var movedTo: String? = nil
-            if input.inInbox && !cfg.dryRun {
-                movedTo = try quarantineInput(input, reasonJSON(input, r.summary, reason, r.firstBad))
-            }
-            log.error("\(input.display): rejected: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
-            finishReport(&report, "rejected", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
-            report.add("reason", reason)
-            emit(report)
-            record("rejected", [])
+            try reject(input, r, reason: reason, report: &report, t0: t0)
             return
         }
 
@@ -236,21 +227,7 @@ final class Ingester {
         }
         if c.quarantines {
             train.discard(); hold.discard()
-            quarantined += 1
-            let t = c.tripped[0]
-            let reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(c.window.inputs) inputs, \(c.window.examples) examples)"
-            var movedTo: String? = nil
-            if input.inInbox {
-                movedTo = try quarantineInput(input, quarantineJSON(input, r.summary, tripped: c.tripped, outcomes: c.outcomes,
-                                                                    stats: c.measured, window: c.window, model: c.model))
-            }
-            log.error("\(input.display): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")",
-                      "tripped": "\(c.tripped.map(\.check).joined(separator: ","))"])
-            finishReport(&report, "quarantined", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
-            report.add("reason", reason)
-            addStats(&report, c.measured, c.outcomes, c.window)
-            emit(report)
-            record("quarantined", [])
+            try quarantine(input, r, c, report: &report, t0: t0)
             return
         }
 
@@ -372,6 +349,40 @@ final class Ingester {
                        quarantines: isNew && !tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing)
     }
 
+    /// Refuses an input whole (`rejection`): to quarantine/ with its reason (not in a dry run).
+    func reject(_ input: Input, _ r: Read, reason: String, report: inout JSONOut, t0: Double) throws {
+        rejected += 1
+        var movedTo: String? = nil
+        if input.inInbox && !cfg.dryRun {
+            movedTo = try quarantineInput(input, reasonJSON(input, r.summary, reason, r.firstBad))
+        }
+        log.error("\(input.display): rejected: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
+        finishReport(&report, "rejected", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
+        report.add("reason", reason)
+        emit(report)
+        record("rejected", [])
+    }
+
+    /// Takes out an input a damage check tripped on: to quarantine/ with the checks' evidence;
+    /// the first tripped check names the reason.
+    func quarantine(_ input: Input, _ r: Read, _ c: Checked, report: inout JSONOut, t0: Double) throws {
+        quarantined += 1
+        let t = c.tripped[0]
+        let reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(c.window.inputs) inputs, \(c.window.examples) examples)"
+        var movedTo: String? = nil
+        if input.inInbox {
+            movedTo = try quarantineInput(input, quarantineJSON(input, r.summary, tripped: c.tripped, outcomes: c.outcomes,
+                                                                stats: c.measured, window: c.window, model: c.model))
+        }
+        log.error("\(input.display): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")",
+                  "tripped": "\(c.tripped.map(\.check).joined(separator: ","))"])
+        finishReport(&report, "quarantined", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
+        report.add("reason", reason)
+        addStats(&report, c.measured, c.outcomes, c.window)
+        emit(report)
+        record("quarantined", [])
+    }
+
     /// Moves an inbox input to quarantine/ beside its reason (the reason first: a crash
     /// between leaves the reason and the input still in inbox/). Returns where it went.
     func quarantineInput(_ input: Input, _ reasonJSON: String) throws -> String {
@@ -382,16 +393,14 @@ final class Ingester {
         return root.quarantine + "/" + q
     }
 
-    /// Seals and publishes the input's parts under their names (those not there yet: a
-    /// duplicate publishes nothing, an interrupted ingest is completed), then the stats
-    /// sidecar. Returns the status ("accepted", "partial", "duplicate") and the paths written.
-    func publish(_ input: Input, _ r: Read, _ c: Checked, train: PartBuilder, hold: PartBuilder) throws -> (String, [String]) {
-        let summary = r.summary, sha16 = r.sha16
-        let stamp = Clock.stamp(input.time)
-        try train.seal()
-        try hold.seal()
-        let now = Clock.iso(Clock.now())
-        struct Planned { let builder: PartBuilder; let part: Int; let rel: String; var path: String }
+    /// A part of the input to publish under its name (relative to the root: "shards/NAME").
+    struct Planned { let builder: PartBuilder; let part: Int; let rel: String; var path: String }
+
+    /// Which sealed parts to publish: all of them for new content, none for a duplicate, the
+    /// missing ones when completing an interrupted ingest. Returns them with the input's
+    /// status and whether its shards carry this input's own names.
+    func plan(_ input: Input, _ summary: InputSummary, stamp: String, train: PartBuilder, hold: PartBuilder) -> ([Planned], String, Bool) {
+        let sha16 = String(summary.sha256.prefix(16))
         var planned: [Planned] = []
         for (b, rel) in [(hold, "holdout"), (train, "shards")] {
             for i in 0..<b.sealed.count {
@@ -421,6 +430,19 @@ final class Ingester {
             log.notice("\(input.display): already ingested (same SHA-256) as other shards; nothing new to publish",
                        metadata: ["sha256": "\(summary.sha256)", "existing": "\(existing.sorted().joined(separator: ","))"])
         }
+        return (toPublish, status, ownNames)
+    }
+
+    /// Seals and publishes the input's parts under their names (those not there yet: a
+    /// duplicate publishes nothing, an interrupted ingest is completed), then the stats
+    /// sidecar. Returns the status ("accepted", "partial", "duplicate") and the paths written.
+    func publish(_ input: Input, _ r: Read, _ c: Checked, train: PartBuilder, hold: PartBuilder) throws -> (String, [String]) {
+        let summary = r.summary, sha16 = r.sha16
+        let stamp = Clock.stamp(input.time)
+        try train.seal()
+        try hold.seal()
+        let now = Clock.iso(Clock.now())
+        let (toPublish, status, ownNames) = plan(input, summary, stamp: stamp, train: train, hold: hold)
 
         crashPoint("before-publish")
         var published: [String] = []
