@@ -127,34 +127,10 @@ struct Selector {
             return Double(t) >= now - since
         }
         if window.isEmpty { return nil }
-        var rec = DecisionRecord(at: stamp(), decision: "keep", reason: "")
-        rec.metric = config.metric
-        rec.evalset = evalset
-        rec.previous = dep.map(Selector.id); rec.previousPath = dep
-        rec.deployed = rec.previous; rec.deployedPath = dep
-        rec.previousScore = depResult?.metric(config.metric)
-        rec.gate = config.gate.rawValue
-        if config.gate == .better { rec.minGain = config.minGain } else { rec.margin = config.margin }
-        rec.tolerance = config.tolerance; rec.bootstrap = config.bootstrap
-        rec.deployedAgeDays = dep.flatMap { ageDays($0, result: depResult) }.map { ($0 * 1000).rounded() / 1000 }
+        var rec = keepRecord(evalset: evalset, deployed: dep, result: depResult)
         let order = candidateOrder(window)
         rec.candidates = order.map { Scored(checkpoint: $0.checkpoint, path: $0.path, step: $0.step, score: $0.metric(config.metric)) }
-
-        var rejected: [[String: String]] = []
-        var winner: EvalResult? = nil
-        var corrupt = false
-        for c in order {
-            if let why = poisonReason(absolute(c.path)) {
-                Log.make("pp-select").warning("\(c.checkpoint): \(why.text) (candidate refused)")
-                rejected.append(["checkpoint": c.checkpoint, "reason": why.text, "kind": why.kind])
-                continue
-            }
-            do { try verify(absolute(c.path)); winner = c; break } catch let e as PPError {
-                Log.fail("pp-select", e.message + " (candidate refused)")
-                rejected.append(["checkpoint": c.checkpoint, "reason": e.message, "kind": "corrupt"])
-                corrupt = true
-            }
-        }
+        let (winner, rejected, corrupt) = try firstDeployable(order)
         if !rejected.isEmpty { rec.rejected = rejected }
         let status: ExitStatus = corrupt ? .corrupt : .ok
         guard let w = winner else {
@@ -188,6 +164,77 @@ struct Selector {
             Log.make("pp-select").warning("\(rec.reason)")
         }
         return (rec, status)
+    }
+
+    /// A "keep" record of today's decision, before the candidates are looked at: the metric,
+    /// the gate and its settings, what is deployed and its score and age.
+    func keepRecord(evalset: String, deployed dep: String?, result depResult: EvalResult?) -> DecisionRecord {
+        var rec = DecisionRecord(at: stamp(), decision: "keep", reason: "")
+        rec.metric = config.metric
+        rec.evalset = evalset
+        rec.previous = dep.map(Selector.id); rec.previousPath = dep
+        rec.deployed = rec.previous; rec.deployedPath = dep
+        rec.previousScore = depResult?.metric(config.metric)
+        rec.gate = config.gate.rawValue
+        if config.gate == .better { rec.minGain = config.minGain } else { rec.margin = config.margin }
+        rec.tolerance = config.tolerance; rec.bootstrap = config.bootstrap
+        rec.deployedAgeDays = dep.flatMap { ageDays($0, result: depResult) }.map { ($0 * 1000).rounded() / 1000 }
+        return rec
+    }
+
+    /// The first candidate in `order` that may be deployed: not poisoned (its lineage readable
+    /// and clean) and a sound file. Returns it (nil: every one was refused), the refused ones
+    /// with why, and whether a refusal was a corrupt file (exit status 65).
+    func firstDeployable(_ order: [EvalResult]) throws -> (EvalResult?, [[String: String]], Bool) {
+        var rejected: [[String: String]] = []
+        var corrupt = false
+        for c in order {
+            if let why = poisonReason(absolute(c.path)) {
+                Log.make("pp-select").warning("\(c.checkpoint): \(why.text) (candidate refused)")
+                rejected.append(["checkpoint": c.checkpoint, "reason": why.text, "kind": why.kind])
+                continue
+            }
+            do { try verify(absolute(c.path)); return (c, rejected, corrupt) } catch let e as PPError {
+                Log.fail("pp-select", e.message + " (candidate refused)")
+                rejected.append(["checkpoint": c.checkpoint, "reason": e.message, "kind": "corrupt"])
+                corrupt = true
+            }
+        }
+        return (nil, rejected, corrupt)
+    }
+
+    /// What retention may delete, oldest first: never-deployed checkpoints and old
+    /// deployments (never `keep`, never a run's newest), the bytes of every checkpoint, and
+    /// the deltas naming each base (TextModel/DeltaCheckpoint.swift: a base's weights are
+    /// needed while any delta of it is kept; deltas moved to rewound/, never deleted since
+    /// `pp-train unrewind` brings them back, keep their bases too).
+    func retentionInventory(keep: Set<String>, everDeployed: Set<String>) throws
+        -> ([(rel: String, time: Double, bytes: Int64)], [(rel: String, time: Double, bytes: Int64)], Int64, [String: [String]]) {
+        var deletable: [(rel: String, time: Double, bytes: Int64)] = []
+        var oldDeployments: [(rel: String, time: Double, bytes: Int64)] = []
+        var total: Int64 = 0
+        var deltasOf: [String: [String]] = [:]
+        for run in try FileIO.list(root.runs) {
+            let files = try root.checkpointFiles(run: run)
+            for f in try Root.checkpointFiles(in: root.rewound(run: run)) {
+                if let base = Selector.deltaBase(of: root.rewound(run: run) + "/" + f) {
+                    deltasOf[Selector.relative(base: base), default: []].append("rewound:" + f)
+                }
+            }
+            for (i, f) in files.enumerated() {
+                let rel = EvalNames.relativeCheckpointPath(run: run, file: f)
+                let bytes = Int64(FileIO.lstatOrNil(absolute(rel))?.st_size ?? 0)
+                total += bytes
+                if let base = Selector.deltaBase(of: absolute(rel)) { deltasOf[Selector.relative(base: base), default: []].append(rel) }
+                // Names sort by time: the last is the run's newest.
+                if i == files.count - 1 || keep.contains(rel) { continue }
+                let entry = (rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes)
+                if everDeployed.contains(rel) { oldDeployments.append(entry) } else { deletable.append(entry) }
+            }
+        }
+        deletable.sort { $0.time < $1.time }
+        oldDeployments.sort { $0.time < $1.time }
+        return (deletable, oldDeployments, total, deltasOf)
     }
 
     // MARK: - poison
@@ -381,35 +428,7 @@ struct Selector {
             if keep.count > Selector.keepRecentDeployments { break }
             if let p = r.deployedPath { keep.insert(p) }
         }
-        var deletable: [(rel: String, time: Double, bytes: Int64)] = []
-        var oldDeployments: [(rel: String, time: Double, bytes: Int64)] = []
-        var total: Int64 = 0
-        // Delta checkpoints (TextModel/DeltaCheckpoint.swift): a base's weights are needed while
-        // any delta of it is kept. deltasOf[base] = the deltas (relative paths) naming it.
-        var deltasOf: [String: [String]] = [:]
-        for run in try FileIO.list(root.runs) {
-            let files = try root.checkpointFiles(run: run)
-            // Deltas moved to rewound/ (kept, never deleted: `pp-train unrewind` brings them
-            // back) keep their bases too.
-            let rewound = root.rewound(run: run)
-            if FileIO.exists(rewound) {
-                for f in try Root.checkpointFiles(in: rewound) {
-                    if let base = Selector.deltaBase(of: rewound + "/" + f) { deltasOf[Selector.relative(base: base), default: []].append("rewound:" + f) }
-                }
-            }
-            for (i, f) in files.enumerated() {
-                let rel = EvalNames.relativeCheckpointPath(run: run, file: f)
-                let bytes = Int64(FileIO.lstatOrNil(absolute(rel))?.st_size ?? 0)
-                total += bytes
-                if let base = Selector.deltaBase(of: absolute(rel)) { deltasOf[Selector.relative(base: base), default: []].append(rel) }
-                // Names sort by time: the last is the run's newest.
-                if i == files.count - 1 || keep.contains(rel) { continue }
-                let entry = (rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes)
-                if everDeployed.contains(rel) { oldDeployments.append(entry) } else { deletable.append(entry) }
-            }
-        }
-        deletable.sort { $0.time < $1.time }
-        oldDeployments.sort { $0.time < $1.time }
+        var (deletable, oldDeployments, total, deltasOf) = try retentionInventory(keep: keep, everDeployed: everDeployed)
         var doomed: [String] = []
         var doomedSet = Set<String>()
         var why: [String] = []
