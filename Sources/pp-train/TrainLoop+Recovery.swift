@@ -1,6 +1,6 @@
-// What the loop does when a shard goes wrong: judging a shard on probation, marking a shard
-// suspect (a guard trip), reverting exactly to the state before it, and recovering from a
-// non-finite loss (docs/operations.md, "pp-train").
+// What the loop does when a shard goes wrong: acting on the guard's verdict, judging a shard
+// on probation, marking a shard suspect (a guard trip), reverting exactly to the state before
+// it, and recovering from a non-finite loss (docs/operations.md, "pp-train").
 import Foundation
 import Logging
 import Shared
@@ -11,6 +11,50 @@ import Glibc
 #endif
 
 extension TrainLoop {
+    /// Acts on the guard's verdict on a new shard it finished reading: accepted (a spike or
+    /// a labels-do-not-follow signal puts it on probation), or damaged (marked suspect and
+    /// reverted: returns true).
+    func act(on v: ShardGuard.Verdict, shard sh: ShardRef) throws -> Bool {
+        switch v {
+        case .accepted(let loss, let judged, let median, let limit, let spike, let signal, let signalLimit):
+            lastShardLoss = loss
+            // New shards come in name order: one after the NaN-stopped shard (not
+            // one trained again after the revert) ends the streak.
+            if let last = nanTrips.last, sh.name > last { nanTrips = [] }
+            var md: Logger.Metadata = ["shard": "\(sh.name)", "loss": "\(fmt(loss))", "step": "\(step)"]
+            if let m = median { md["median"] = "\(fmt(m))" }
+            if let l = limit { md["threshold"] = "\(fmt(l))" }
+            if let g = signal { md["label_signal"] = "\(fmt(g))" }
+            if spike {
+                guardSpikes += 1
+                if let l = limit, guardian.startProbation(sh, loss: loss, threshold: l) {
+                    log.notice("guard: loss spike on new data, trained on, on probation: the data that follows confirms or undoes it (pp-train rewind --before SHARD undoes it by hand)", metadata: md)
+                } else {
+                    log.notice("guard: loss spike on new data, trained on (a change: the labels follow from the texts, or the signal cannot judge)", metadata: md)
+                }
+            } else if let sl = signalLimit, let l = limit, let g = signal {
+                md["signal_limit"] = "\(fmt(sl))"
+                if guardian.startProbation(sh, loss: loss, threshold: l, signal: g, signalLimit: sl) {
+                    log.notice("guard: labels do not follow from the texts (label signal above its limit, no loss spike: one label given to many texts), trained on, on probation: the data that follows confirms or undoes it", metadata: md)
+                } else {
+                    log.notice("guard: labels do not follow from the texts (label signal above its limit, no loss spike), trained on (another shard is on probation)", metadata: md)
+                }
+            } else {
+                log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
+            }
+        case .damaged(let loss, let median, let limit, let signal, let signalLimit):
+            lastShardLoss = loss
+            if let g = signal, let gl = signalLimit {
+                try trip(sh, reason: "labels do not follow from the texts", loss: loss, median: median, threshold: limit,
+                         detail: "label signal \(fmt(g)) > \(fmt(gl)), loss \(fmt(loss)) > threshold \(fmt(limit))")
+            } else {
+                try trip(sh, reason: "loss spike", loss: loss, median: median, threshold: limit)
+            }
+            return true
+        }
+        return false
+    }
+
     /// Scores the new examples at `indices` with the current model and the probation shard's
     /// revert point, and acts on the verdict (Guard.swift). true: the shard was undone (the
     /// loop reverted; this batch must not be trained).

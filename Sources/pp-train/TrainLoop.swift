@@ -251,45 +251,7 @@ final class TrainLoop {
         nanStreak = 0
         if mode == .new, let sh = info.newShard {
             guardian.add(shard: sh.name, batchLoss: perExample, examples: info.newExamples)
-            if info.completed, let v = guardian.finish() {
-                switch v {
-                case .accepted(let loss, let judged, let median, let limit, let spike, let signal, let signalLimit):
-                    lastShardLoss = loss
-                    // New shards come in name order: one after the NaN-stopped shard (not
-                    // one trained again after the revert) ends the streak.
-                    if let last = nanTrips.last, sh.name > last { nanTrips = [] }
-                    var md: Logger.Metadata = ["shard": "\(sh.name)", "loss": "\(fmt(loss))", "step": "\(step)"]
-                    if let m = median { md["median"] = "\(fmt(m))" }
-                    if let l = limit { md["threshold"] = "\(fmt(l))" }
-                    if let g = signal { md["label_signal"] = "\(fmt(g))" }
-                    if spike {
-                        guardSpikes += 1
-                        if let l = limit, guardian.startProbation(sh, loss: loss, threshold: l) {
-                            log.notice("guard: loss spike on new data, trained on, on probation: the data that follows confirms or undoes it (pp-train rewind --before SHARD undoes it by hand)", metadata: md)
-                        } else {
-                            log.notice("guard: loss spike on new data, trained on (a change: the labels follow from the texts, or the signal cannot judge)", metadata: md)
-                        }
-                    } else if let sl = signalLimit, let l = limit, let g = signal {
-                        md["signal_limit"] = "\(fmt(sl))"
-                        if guardian.startProbation(sh, loss: loss, threshold: l, signal: g, signalLimit: sl) {
-                            log.notice("guard: labels do not follow from the texts (label signal above its limit, no loss spike: one label given to many texts), trained on, on probation: the data that follows confirms or undoes it", metadata: md)
-                        } else {
-                            log.notice("guard: labels do not follow from the texts (label signal above its limit, no loss spike), trained on (another shard is on probation)", metadata: md)
-                        }
-                    } else {
-                        log.info(judged ? "guard: shard accepted" : "guard: shard trained (not judged: too little history or too few examples)", metadata: md)
-                    }
-                case .damaged(let loss, let median, let limit, let signal, let signalLimit):
-                    lastShardLoss = loss
-                    if let g = signal, let gl = signalLimit {
-                        try trip(sh, reason: "labels do not follow from the texts", loss: loss, median: median, threshold: limit,
-                                 detail: "label signal \(fmt(g)) > \(fmt(gl)), loss \(fmt(loss)) > threshold \(fmt(limit))")
-                    } else {
-                        try trip(sh, reason: "loss spike", loss: loss, median: median, threshold: limit)
-                    }
-                    return .tripped
-                }
-            }
+            if info.completed, let v = guardian.finish(), try act(on: v, shard: sh) { return .tripped }
         }
         return .trained
     }
@@ -378,6 +340,46 @@ final class TrainLoop {
 
     // MARK: daemon
 
+    /// What to do next: paused (control.json), halted (NaN), training on new shards, replaying
+    /// older ones, or idle.
+    func nextState() -> (RunState, DataFeed.Mode?) {
+        if knobs.pause { return (.paused, nil) }
+        if halted { return (.halted, nil) }
+        if feed.hasNew { return (.training, .new) }
+        if feed.canReplay { return (.training, .replay) }
+        return (.idle, nil)
+    }
+
+    func logState() {
+        let why: String
+        switch state {
+        case .idle: why = "idle: all data read \(s.maxPasses) times, waiting for new shards"
+        case .paused: why = "paused (control.json pause=true)"
+        case .halted: why = "halted after repeated NaN losses"
+        default: why = state.rawValue
+        }
+        log.info("\(why)", metadata: ["step": "\(step)", "mode": "\(mode?.rawValue ?? "-")"])
+    }
+
+    /// SIGTERM/SIGINT: the final checkpoint (when anything was trained since the last), the
+    /// last status, exit 0. A failed final write is logged and thrown (exit 74).
+    func stop(for sig: Int32) throws -> ExitStatus {
+        log.notice("\(Signals.name(sig)) received: final checkpoint, then exit")
+        Notify.stopping(status: "\(Signals.name(sig)): writing the final checkpoint")
+        state = .stopped
+        if dirty {
+            do { try writeCheckpoint(reason: Signals.name(sig)) } catch {
+                log.error("final checkpoint failed: \(error)")
+                writeStatus()
+                throw error
+            }
+        } else {
+            log.info("no training since the last checkpoint: nothing to write")
+        }
+        writeStatus()
+        return .ok
+    }
+
     func runForever() throws -> ExitStatus {
         logStart()
         rescan()
@@ -389,22 +391,7 @@ final class TrainLoop {
         var lastState = ""
         while true {
             watchdog.tick()
-            if let sig = signals.stopRequested {
-                log.notice("\(Signals.name(sig)) received: final checkpoint, then exit")
-                Notify.stopping(status: "\(Signals.name(sig)): writing the final checkpoint")
-                state = .stopped
-                if dirty {
-                    do { try writeCheckpoint(reason: Signals.name(sig)) } catch {
-                        log.error("final checkpoint failed: \(error)")
-                        writeStatus()
-                        throw error
-                    }
-                } else {
-                    log.info("no training since the last checkpoint: nothing to write")
-                }
-                writeStatus()
-                return .ok
-            }
+            if let sig = signals.stopRequested { return try stop(for: sig) }
             var now = Clock.monotonic()
             if signals.takeHangup() {
                 log.info("SIGHUP: re-reading control.json, policy.json and shards/")
@@ -414,20 +401,9 @@ final class TrainLoop {
             if now >= nextControl { readControl(); nextControl = now + 2 }
             if now >= nextScan { rescan(); nextScan = now + s.rescan }
 
-            if knobs.pause { mode = nil; state = .paused }
-            else if halted { mode = nil; state = .halted }
-            else if feed.hasNew { mode = .new; state = .training }
-            else if feed.canReplay { mode = .replay; state = .training }
-            else { mode = nil; state = .idle }
+            (state, mode) = nextState()
             if state.rawValue + (mode?.rawValue ?? "") != lastState {
-                let why: String
-                switch state {
-                case .idle: why = "idle: all data read \(s.maxPasses) times, waiting for new shards"
-                case .paused: why = "paused (control.json pause=true)"
-                case .halted: why = "halted after repeated NaN losses"
-                default: why = state.rawValue
-                }
-                log.info("\(why)", metadata: ["step": "\(step)", "mode": "\(mode?.rawValue ?? "-")"])
+                logState()
                 lastState = state.rawValue + (mode?.rawValue ?? "")
                 nextStatus = 0
             }
