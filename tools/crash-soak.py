@@ -18,9 +18,14 @@ and these are checked:
     step is the number of examples in shards/ (less the shards pp-train marked suspect);
   * every visible file is valid: shards and checkpoints decompress with their checksums and
     carry their magic, every *.json parses, every selections.jsonl line parses;
-  * deployed (if any) resolves to a checkpoint inside the root that exists.
-Exactness of a resume is pinned by Tests/TrainTests/DaemonTests (kill -9, resume, bit-identical
-checkpoints); this soak does not repeat it. Exit status: 0 every check held, 1 a check failed.
+  * deployed (if any) resolves to a checkpoint inside the root that exists;
+  * resume is exact: the rested root's shards are trained again in two fresh roots, once by a
+    daemon left alone and once by one killed with SIGKILL --resume-kills times at random
+    moments (restarted each time); every checkpoint step both wrote must hold the same
+    weights, vocabulary, optimiser and trainer state, cursor and average, byte for byte (the
+    sections after the meta, which holds times and paths). While shards still arrive the
+    batches depend on timing, so this runs on a fixed set of shards.
+Exit status: 0 every check held, 1 a check failed.
 """
 
 import argparse
@@ -151,8 +156,9 @@ class Soak:
         say(f"crash-soak: {total()} kills done in {time.monotonic() - t0:.0f} s; running the pipeline to rest")
         self.rest()
         self.check()
+        self.resume = self.resume_check()
         self.result = {"kills": self.kills, "runs": self.runs, "files_dropped": len(self.dropped),
-                       "seconds": round(time.monotonic() - t0, 1), "failures": self.failures}
+                       "seconds": round(time.monotonic() - t0, 1), "resume": self.resume, "failures": self.failures}
         with open(os.path.join(self.work, "crash-soak.json"), "w") as f:
             json.dump(self.result, f, indent=1)
         return 0 if not self.failures else 1
@@ -193,6 +199,39 @@ class Soak:
         self.daemon.wait()
         self.oneshot("pp-eval", False)
         self.oneshot("pp-select", False)
+
+    def resume_check(self):
+        """Resume exactness (see the top of this file). Returns what was compared."""
+        ref, cut = ResumeCheck(self, "resume-ref"), ResumeCheck(self, "resume-kill")
+        ref.to_rest()
+        kills = 0
+        while kills < self.a.resume_kills:
+            cut.start()
+            time.sleep(self.rng.uniform(0.05, 1.5))
+            st = cut.status()
+            if cut.daemon.poll() is None:
+                cut.daemon.send_signal(signal.SIGKILL)
+                cut.daemon.wait()
+                kills += 1
+            if st and st.get("state") == "idle" and st.get("pending_shards") == 0:
+                break   # nothing left to interrupt
+        cut.to_rest()
+        a, b = ref.checkpoints(), cut.checkpoints()
+        common = sorted(set(a) & set(b))
+        if not a or not b or max(a) != max(b):
+            self.failures.append(f"resume check: final steps differ (uninterrupted {max(a) if a else None}, killed {max(b) if b else None})")
+        for step in sorted(set(b) - set(a)):
+            self.failures.append(f"resume check: the killed run wrote step {step}, the uninterrupted one did not")
+        for step in common:
+            x, y = sections(a[step]), sections(b[step])
+            if x is None or y is None:
+                self.failures.append(f"resume check: step {step}: unreadable checkpoint")
+            elif x != y:
+                diff = sorted(t for t in set(x) | set(y) if x.get(t) != y.get(t))
+                self.failures.append(f"resume check: step {step}: sections {diff} differ after {kills} kill(s)")
+        say(f"crash-soak: resume check: {kills} kill(s) of the daemon, {len(common)} checkpoints compared "
+            f"(steps up to {max(common) if common else 0})")
+        return {"kills": kills, "checkpoints_compared": len(common), "final_step": max(common) if common else 0}
 
     def check(self):
         r = self.root
@@ -293,6 +332,79 @@ class Soak:
             f"deployed {os.readlink(dep) if os.path.lexists(dep) else '-'}")
 
 
+def sections(path):
+    """The sections of a checkpoint after its meta: {tag: payload} (docs/formats.md), or None."""
+    raw = unzstd(path)
+    if raw is None or raw[:8] != b"PPCKPT01" or raw[-8:] != b"PPCKEND1":
+        return None
+    pos = 16 + int.from_bytes(raw[12:16], "little")
+    out = {}
+    while pos < len(raw) - 8:
+        tag, n = raw[pos:pos + 4].decode("ascii", "replace"), int.from_bytes(raw[pos + 4:pos + 12], "little")
+        out[tag] = raw[pos + 12:pos + 12 + n]
+        pos += 12 + n
+    return out
+
+
+class ResumeCheck:
+    """Trains the same shards in a fresh root without kills and in one with SIGKILLs, and
+    compares the checkpoints both wrote at the same step (Soak.resume_check)."""
+
+    # Small batches and a short cadence: many checkpoints to compare and to be killed between.
+    FLAGS = [f for f in TRAIN_FLAGS if f not in ("--checkpoint-every", "3000ex")] + [
+        "--checkpoint-every", "40ex", "--batch", "16", "--full-every", "1"]
+
+    def __init__(self, soak, name):
+        self.soak = soak
+        self.root = os.path.join(soak.work, name)
+        os.makedirs(os.path.join(self.root, "shards"))
+        src = os.path.join(soak.root, "shards")
+        for n in os.listdir(src):
+            if n.endswith(".pps") and not n.startswith("."):
+                os.link(os.path.join(src, n), os.path.join(self.root, "shards", n))
+        self.env = dict(os.environ, PP_ROOT=self.root)
+        self.env.pop("PP_CLOCK_FILE", None)
+        self.daemon = None
+
+    def start(self):
+        self.daemon = subprocess.Popen([os.path.join(self.soak.a.bin, "pp-train"), "--run", "main"] + self.FLAGS,
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=self.soak.log("resume-" + os.path.basename(self.root)), env=self.env)
+
+    def status(self):
+        try:
+            with open(os.path.join(self.root, "runs", "main", "status.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def to_rest(self, deadline_s=600):
+        """Runs the daemon until it has trained every shard and checkpointed it, then SIGTERM."""
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.daemon is None or self.daemon.poll() is not None:
+                self.start()
+            st = self.status()
+            # At rest: idle with nothing pending, and its step checkpointed (by this daemon or,
+            # after a restart with nothing left to train, by the one before).
+            if st and st.get("pid") == self.daemon.pid and st.get("state") == "idle" and st.get("pending_shards") == 0:
+                if max(self.checkpoints(), default=-1) == st["step"]:
+                    break
+            time.sleep(0.3)
+        else:
+            self.soak.failures.append(f"resume check: the daemon in {self.root} did not come to rest")
+        self.daemon.send_signal(signal.SIGTERM)
+        self.daemon.wait()
+
+    def checkpoints(self):
+        d = os.path.join(self.root, "runs", "main", "checkpoints")
+        out = {}
+        for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if n.startswith("ckpt-") and n.endswith(".ppc"):
+                out[int(n[:-4].rsplit("-", 1)[1])] = os.path.join(d, n)
+        return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=os.environ.get("PP_BIN", ""))
@@ -300,6 +412,7 @@ def main():
     ap.add_argument("--stream-dir", default=os.path.join(REPO, "data", "util-linux"))
     ap.add_argument("--work", default=os.path.join(REPO, "bench", "work", "crash-soak"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--resume-kills", type=int, default=5, help="SIGKILLs of the daemon in the resume check")
     a = ap.parse_args()
     if not a.bin:
         ap.error("--bin (or $PP_BIN) is needed")

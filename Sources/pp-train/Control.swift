@@ -11,7 +11,6 @@
 import Foundation
 import Shared
 import TextModel
-import Training
 
 struct Control: Equatable {
     var lr: Double?

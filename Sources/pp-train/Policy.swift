@@ -8,7 +8,6 @@
 import Foundation
 import Shared
 import TextModel
-import Training
 
 struct TrainPolicy: Equatable {
     /// Judge each new shard's loss at all (false: no spike and no NaN verdicts).

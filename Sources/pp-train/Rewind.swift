@@ -18,7 +18,6 @@ import ArgumentParser
 import Foundation
 import Shared
 import TextModel
-import Training
 
 struct Rewind: ParsableCommand {
     static let configuration = CommandConfiguration(

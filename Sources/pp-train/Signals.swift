@@ -12,7 +12,6 @@
 import Foundation
 import Shared
 import TextModel
-import Training
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,7 +5,6 @@
 import Foundation
 import Shared
 import TextModel
-import Training
 
 struct StatusDoc: Codable, Equatable {
     var schema = 1

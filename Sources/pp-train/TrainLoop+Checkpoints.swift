@@ -5,7 +5,6 @@ import Foundation
 import Logging
 import Shared
 import TextModel
-import Training
 #if canImport(Glibc)
 import Glibc
 #endif

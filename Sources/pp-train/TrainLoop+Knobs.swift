@@ -6,7 +6,6 @@ import Foundation
 import Logging
 import Shared
 import TextModel
-import Training
 
 extension TrainLoop {
     // MARK: knobs

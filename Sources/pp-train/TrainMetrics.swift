@@ -7,7 +7,6 @@
 import Foundation
 import Shared
 import TextModel
-import Training
 
 enum TrainMetrics {
     static let states = RunState.allCases.filter { $0 != .starting }.map(\.rawValue)
