@@ -164,11 +164,7 @@ class Soak:
         return 0 if not self.failures else 1
 
     def status(self):
-        try:
-            with open(os.path.join(self.root, "runs", "main", "status.json")) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+        return run_status(self.root)
 
     def rest(self):
         for _ in range(20):
@@ -332,6 +328,15 @@ class Soak:
             f"deployed {os.readlink(dep) if os.path.lexists(dep) else '-'}")
 
 
+def run_status(root):
+    """runs/main/status.json of `root`, or None while there is none (or it is being replaced)."""
+    try:
+        with open(os.path.join(root, "runs", "main", "status.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def sections(path):
     """The sections of a checkpoint after its meta: {tag: payload} (docs/formats.md), or None."""
     raw = unzstd(path)
@@ -372,11 +377,7 @@ class ResumeCheck:
                                        stderr=self.soak.log("resume-" + os.path.basename(self.root)), env=self.env)
 
     def status(self):
-        try:
-            with open(os.path.join(self.root, "runs", "main", "status.json")) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
+        return run_status(self.root)
 
     def to_rest(self, deadline_s=600):
         """Runs the daemon until it has trained every shard and checkpointed it, then SIGTERM."""
