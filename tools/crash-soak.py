@@ -20,10 +20,10 @@ and these are checked:
     carry their magic, every *.json parses, every selections.jsonl line parses;
   * deployed (if any) resolves to a checkpoint inside the root that exists;
   * resume is exact: the rested root's shards are trained again in two fresh roots, once by a
-    daemon left alone and once by one killed with SIGKILL --resume-kills times at random
-    moments (restarted each time); every checkpoint step both wrote must hold the same
-    weights, vocabulary, optimiser and trainer state, cursor and average, byte for byte (the
-    sections after the meta, which holds times and paths). While shards still arrive the
+    daemon left alone and once by one killed with SIGKILL --resume-kills times, each at a
+    random moment after its next checkpoint (restarted each time); every checkpoint step
+    both wrote must hold the same weights, vocabulary, optimiser and trainer state, cursor and
+    average, byte for byte (the sections after the meta, which holds times and paths). While shards still arrive the
     batches depend on timing, so this runs on a fixed set of shards.
 Exit status: 0 every check held, 1 a check failed.
 """
@@ -202,8 +202,14 @@ class Soak:
         ref.to_rest()
         kills = 0
         while kills < self.a.resume_kills:
+            # Kill at a random moment after the daemon's next checkpoint: every kill then lands
+            # mid-training, however fast the build trains.
+            before = len(cut.checkpoints())
             cut.start()
-            time.sleep(self.rng.uniform(0.05, 1.5))
+            until = time.monotonic() + 60
+            while time.monotonic() < until and cut.daemon.poll() is None and len(cut.checkpoints()) <= before:
+                time.sleep(0.005)
+            time.sleep(self.rng.uniform(0, 0.005))
             st = cut.status()
             if cut.daemon.poll() is None:
                 cut.daemon.send_signal(signal.SIGKILL)
