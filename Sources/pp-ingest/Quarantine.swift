@@ -77,15 +77,7 @@ struct ShardQuarantine {
                 try FileIO.publish(j.closed + "\n", to: reasonPath)
             }
             if inShards { try FileIO.moveDurably(src, dst) }
-            // Holdout parts and the stats sidecars of the same input.
-            var moved: [String] = []
-            for h in try FileIO.list(root.holdout) where ShardName(h)?.input == prefix {
-                try FileIO.moveDurably(root.holdout + "/" + h, qHoldout + "/" + h)
-                moved.append("holdout/" + h)
-            }
-            for ext in [".json", ".hashes"] where FileIO.exists(Reference.dir(root) + "/" + prefix + ext) {
-                try FileIO.moveDurably(Reference.dir(root) + "/" + prefix + ext, qStats + "/" + prefix + ext)
-            }
+            let moved = try takeOutCompanions(of: prefix)
             let siblings = try FileIO.list(root.shards).filter { ShardName($0)?.input == prefix }
             if !siblings.isEmpty {
                 log.notice("\(name): other parts of the same input stay in shards/ (name them to quarantine them too)",
@@ -103,6 +95,20 @@ struct ShardQuarantine {
             emit(j)
         }
         return status
+    }
+
+    /// Moves the holdout parts and the stats sidecars of input `prefix` (`<stamp>-<sha16>`)
+    /// into quarantine/ beside its shard. Returns the holdout parts moved ("holdout/NAME").
+    private func takeOutCompanions(of prefix: String) throws -> [String] {
+        var moved: [String] = []
+        for h in try FileIO.list(root.holdout) where ShardName(h)?.input == prefix {
+            try FileIO.moveDurably(root.holdout + "/" + h, qHoldout + "/" + h)
+            moved.append("holdout/" + h)
+        }
+        for ext in [".json", ".hashes"] where FileIO.exists(Reference.dir(root) + "/" + prefix + ext) {
+            try FileIO.moveDurably(Reference.dir(root) + "/" + prefix + ext, qStats + "/" + prefix + ext)
+        }
+        return moved
     }
 
     // MARK: - release

@@ -16,6 +16,7 @@
 
 import ArgumentParser
 import Foundation
+import Logging
 import Shared
 import TextModel
 
@@ -64,28 +65,7 @@ struct Rewind: ParsableCommand {
             var suspects = try SuspectList.load(root: root, run: run)
             let poison = suspects.names.union([shard])
 
-            // Newest first: the first checkpoint whose known, complete lineage is free of poison.
-            var target: String?
-            var sha: String?
-            for f in files.reversed() {
-                let p = dir + "/" + f
-                let lin: Lineage.Result
-                do { lin = try Lineage.of(checkpoint: p, root: root) } catch let e as PPError {
-                    log.warning("not a rewind target: \(e.message)")
-                    continue
-                }
-                if let hit = lin.shards.first(where: { $0.name == shard }) { sha = sha ?? hit.sha256 }
-                if let bad = lin.shards.first(where: { poison.contains($0.name) }) {
-                    log.info("trained on \(bad.name)", metadata: ["checkpoint": "\(f)"])
-                    continue
-                }
-                if !lin.complete {
-                    log.warning("not a rewind target: its lineage is incomplete (parent \(lin.missingParent ?? "?") is gone), so it may hold \(shard)", metadata: ["checkpoint": "\(f)"])
-                    continue
-                }
-                target = p
-                break
-            }
+            let (target, sha) = try Rewind.target(files: files, in: dir, before: shard, poison: poison, root: root, log: log)
             if target == nil && !allowFresh {
                 throw PPError("no checkpoint of run \(run) is free of \(shard) (every one trained on it or on another suspect, or its lineage is incomplete); nothing changed. --allow-fresh moves them all aside so that the run starts over", status: .noInput)
             }
@@ -112,6 +92,33 @@ struct Rewind: ParsableCommand {
             let movedJSON = moved.map { JSONText.string(root.rewound(run: run) + "/" + $0) }.joined(separator: ",")
             try Stdout.line("{\"run\":\(JSONText.string(run)),\"shard\":\(JSONText.string(shard)),\"target\":\(target.map { JSONText.string($0) } ?? "null"),\"moved\":[\(movedJSON)],\"dry_run\":\(dryRun)}")
         }
+    }
+
+    /// The rewind target: newest first, the first checkpoint in `dir` whose known, complete
+    /// lineage is free of `poison` (nil: none). Also the SHA-256 of `shard` as the lineages
+    /// recorded it (for its suspect mark), if any checkpoint trained on it.
+    static func target(files: [String], in dir: String, before shard: String, poison: Set<String>,
+                       root: Root, log: Logger) throws -> (path: String?, sha256: String?) {
+        var sha: String?
+        for f in files.reversed() {
+            let p = dir + "/" + f
+            let lin: Lineage.Result
+            do { lin = try Lineage.of(checkpoint: p, root: root) } catch let e as PPError {
+                log.warning("not a rewind target: \(e.message)")
+                continue
+            }
+            if let hit = lin.shards.first(where: { $0.name == shard }) { sha = sha ?? hit.sha256 }
+            if let bad = lin.shards.first(where: { poison.contains($0.name) }) {
+                log.info("trained on \(bad.name)", metadata: ["checkpoint": "\(f)"])
+                continue
+            }
+            if !lin.complete {
+                log.warning("not a rewind target: its lineage is incomplete (parent \(lin.missingParent ?? "?") is gone), so it may hold \(shard)", metadata: ["checkpoint": "\(f)"])
+                continue
+            }
+            return (p, sha)
+        }
+        return (nil, sha)
     }
 
     /// `arg` names a shard file (NAME.pps, or a path to one); `what` leads the usage error.
