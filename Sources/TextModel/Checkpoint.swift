@@ -213,6 +213,10 @@ public final class Checkpoint {
         do { try meta.config.validate() } catch let e as PPError { throw PPError.corrupt(path, e.message) }
         try checkCursor(meta.cursor, path: path)
         guard meta.step >= 0, meta.tokens >= 0 else { throw PPError.corrupt(path, "negative step or tokens in meta") }
+        if let x = meta.export {
+            guard Checkpoint.exportBits.contains(x.bits) else { throw PPError.corrupt(path, "export bits \(x.bits), expected 32, 16 or 8") }
+            guard meta.base == nil, meta.delta == nil else { throw PPError.corrupt(path, "an export cannot be a delta") }
+        }
     }
 
     /// Calls `body(i)` for every set bit i of the row bitmap (bit k of byte b is row 8b + k),

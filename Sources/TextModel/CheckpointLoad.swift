@@ -174,6 +174,14 @@ extension Checkpoint {
         var dense = DenseLayers(dim: dim, hidden: hid)
         dense.flat = try s.floats(denseCount)
 
+        if let x = meta.export {
+            // A serving export (Export.swift): quantized rows, no training state.
+            guard mode == .inference else {
+                throw fail("a serving export (pp-eval export, \(x.bits)-bit rows) holds no training state; resume from the checkpoint it was made from, \(x.from)")
+            }
+            return try parseExport(s, meta: meta, config: c, vocabulary: vocab, dense: dense, section: section)
+        }
+
         // INPT: u64 rows, u32 dim, u64 stored, the bitmap, the stored rows, their accumulators.
         let ilen = try section("INPT")
         let (rows, idim, stored) = try fields(20, of: ilen) { r in (try r.count("input rows"), Int(try r.u32()), try r.count("stored rows")) }
@@ -392,6 +400,9 @@ extension Checkpoint {
     }
 
     @inline(__always) func isStored(_ i: Int) -> Bool { blocks[i >> 6].bits & (UInt64(1) << UInt64(i & 63)) != 0 }
+
+    /// Whether row i is stored here or in `extra` (a serving export keeps exactly these).
+    func has(_ i: Int) -> Bool { isStored(i) || (extra?.has(i) ?? false) }
 
     /// Reads a delta checkpoint's stored rows (its INPT `bitmap` and `stored` rows of dim
     /// floats in row order, next in `s`) over these, a base's, in place: a row the base

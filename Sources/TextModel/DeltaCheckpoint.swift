@@ -98,7 +98,7 @@ extension Checkpoint {
     /// under the runs/ folder that holds the delta's run. RUN and FILE must be plain names.
     /// nil when none is a regular file (the caller reports the base missing). `tried`: the
     /// paths looked at, for the message.
-    static func resolveBase(_ name: String, from path: String) -> (path: String?, tried: [String]) {
+    package static func resolveBase(_ name: String, from path: String) -> (path: String?, tried: [String]) {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.hasPrefix(".") }) else { return (nil, []) }
         let run = parts[0], file = parts[1]

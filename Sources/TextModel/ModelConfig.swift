@@ -201,6 +201,9 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
     public var base: String?
     /// A delta's number after its base (1, 2, ...); nil for a full checkpoint.
     public var delta: Int?
+    /// Set in a serving export (`pp-eval export`, TextModel/Export.swift): how its input rows
+    /// are stored and which checkpoint it was made from. nil for every checkpoint pp-train writes.
+    public var export: ExportInfo?
 
     public init(run: String, createdAt: String, step: Int, tokens: Int, config: ModelConfig, knobs: Knobs) {
         self.run = run; self.createdAt = createdAt; self.step = step; self.tokens = tokens
@@ -208,7 +211,7 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, run, step, tokens, config, knobs, labels, parent, lineage, cursor, base, delta
+        case schema, run, step, tokens, config, knobs, labels, parent, lineage, cursor, base, delta, export
         case createdAt = "created_at"
         case knobChanges = "knob_changes"
         case vocabularySize = "vocabulary_size"
@@ -238,6 +241,7 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         guardState = try c.decodeIfPresent(GuardState.self, forKey: .guardState)
         base = try c.decodeIfPresent(String.self, forKey: .base)
         delta = try c.decodeIfPresent(Int.self, forKey: .delta)
+        export = try c.decodeIfPresent(ExportInfo.self, forKey: .export)
     }
 
     public func encode(to e: Encoder) throws {
@@ -258,7 +262,17 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         try c.encodeIfPresent(guardState, forKey: .guardState)
         try c.encodeIfPresent(base, forKey: .base)
         try c.encodeIfPresent(delta, forKey: .delta)
+        try c.encodeIfPresent(export, forKey: .export)
     }
+}
+
+/// A serving export's meta key `export` (docs/formats.md "Serving export").
+public struct ExportInfo: Codable, Equatable, Sendable {
+    /// Bits per stored input weight: 32 (as trained), 16 (IEEE binary16) or 8 (int8, a scale per row).
+    public var bits: Int
+    /// The checkpoint it was made from, as given to `pp-eval export` (its file name).
+    public var from: String
+    public init(bits: Int, from: String) { self.bits = bits; self.from = from }
 }
 
 /// The state of pp-train's per-shard loss guard, carried in checkpoints so that a resume

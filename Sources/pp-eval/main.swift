@@ -70,7 +70,7 @@ struct PPEval: ParsableCommand {
         74 I/O error.
         """,
         version: BuildTarget.versionLine("pp-eval"),
-        subcommands: [Score.self, Predict.self],
+        subcommands: [Score.self, Predict.self, Export.self],
         defaultSubcommand: Score.self
     )
 }

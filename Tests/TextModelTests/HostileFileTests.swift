@@ -9,7 +9,7 @@ import TestSupport
 /// out of range. Every file here is built by hand (bytes patched, then compressed again, so
 /// the frame checksum is right) and must be refused with a `.corrupt` error: a trap or an
 /// allocation of gigabytes kills the test process, which is the failure these tests catch.
-final class HostileFileTests: XCTestCase {
+final class HostileFileTests: XCTestCase, RawCheckpointEditing {
     // MARK: building blocks
 
     func config(hidden: Int = 0) -> ModelConfig {
@@ -26,37 +26,6 @@ final class HostileFileTests: XCTestCase {
         var m = CheckpointMeta(run: "main", createdAt: "2026-11-26T00:00:00Z", step: 120, tokens: 480, config: c, knobs: Knobs())
         m.cursor.shards = [ShardProgress(shard: ShardRef(name: "s.pps", sha256: "00"), examples: 60, passes: 1, position: 3)]
         return try Zstd.decompress(try t.checkpointBytes(meta: m))
-    }
-
-    /// Offset of each section's payload (after tag and u64 length) in a raw checkpoint.
-    func sections(_ raw: [UInt8]) -> [String: Int] {
-        var out: [String: Int] = [:]
-        var o = 16 + Int(u32(raw, 12))
-        while o + 12 <= raw.count - 8 {
-            let tag = String(decoding: raw[o..<(o + 4)], as: UTF8.self)
-            let len = Int(u64(raw, o + 4))
-            out[tag] = o + 12
-            o += 12 + len
-        }
-        return out
-    }
-
-    func u32(_ b: [UInt8], _ o: Int) -> UInt32 { b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian } }
-    func u64(_ b: [UInt8], _ o: Int) -> UInt64 { b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian } }
-    func put<T: FixedWidthInteger>(_ b: inout [UInt8], _ o: Int, _ v: T) {
-        withUnsafeBytes(of: v.littleEndian) { for (i, x) in $0.enumerated() { b[o + i] = x } }
-    }
-
-    /// The raw checkpoint with its meta replaced by `edit(meta)` (JSON re-encoded).
-    func withMeta(_ raw: [UInt8], _ edit: (inout CheckpointMeta) -> Void) throws -> [UInt8] {
-        let ml = Int(u32(raw, 12))
-        var meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(raw[16..<(16 + ml)]))
-        edit(&meta)
-        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-        let json = [UInt8](try enc.encode(meta))
-        var out = Array(raw[0..<12])
-        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
-        return out + json + raw[(16 + ml)...]
     }
 
     /// Compresses `raw` (valid checksum) and asserts that decoding refuses it as corrupt,
@@ -366,5 +335,41 @@ final class HostileHoldoutTests: XCTestCase {
         XCTAssertEqual(set.hash, try EvalSet.hashShards(paths))
         XCTAssertEqual(warnings.count, 1)
         XCTAssertTrue(warnings.first?.contains("b-000.pps") ?? false, "\(warnings)")
+    }
+}
+
+/// Editing a decompressed checkpoint's bytes (HostileFileTests, ExportTests).
+protocol RawCheckpointEditing {}
+
+extension RawCheckpointEditing {
+    /// Offset of each section's payload (after tag and u64 length) in a raw checkpoint.
+    func sections(_ raw: [UInt8]) -> [String: Int] {
+        var out: [String: Int] = [:]
+        var o = 16 + Int(u32(raw, 12))
+        while o + 12 <= raw.count - 8 {
+            let tag = String(decoding: raw[o..<(o + 4)], as: UTF8.self)
+            let len = Int(u64(raw, o + 4))
+            out[tag] = o + 12
+            o += 12 + len
+        }
+        return out
+    }
+
+    func u32(_ b: [UInt8], _ o: Int) -> UInt32 { b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian } }
+    func u64(_ b: [UInt8], _ o: Int) -> UInt64 { b.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: o, as: UInt64.self).littleEndian } }
+    func put<T: FixedWidthInteger>(_ b: inout [UInt8], _ o: Int, _ v: T) {
+        withUnsafeBytes(of: v.littleEndian) { for (i, x) in $0.enumerated() { b[o + i] = x } }
+    }
+
+    /// The raw checkpoint with its meta replaced by `edit(meta)` (JSON re-encoded).
+    func withMeta(_ raw: [UInt8], _ edit: (inout CheckpointMeta) -> Void) throws -> [UInt8] {
+        let ml = Int(u32(raw, 12))
+        var meta = try JSONDecoder().decode(CheckpointMeta.self, from: Data(raw[16..<(16 + ml)]))
+        edit(&meta)
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(meta))
+        var out = Array(raw[0..<12])
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { out.append(contentsOf: $0) }
+        return out + json + raw[(16 + ml)...]
     }
 }
