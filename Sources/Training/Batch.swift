@@ -91,3 +91,42 @@ final class FloatBuf {
         count = n
     }
 }
+
+/// A batch read once before training (Trainer.read): where each example's tokens start, and
+/// per token its fastText hash, vocabulary key, place in the batch's bytes, length and
+/// vocabulary slot (-1: not admitted), and each example's label. It owns that memory (freed
+/// with it), so the workers read plain pointers (Worker.Input).
+final class BatchIndex {
+    /// Tokens in the batch.
+    let tokens: Int
+    /// Example e's tokens are tokens exTok[e]..<exTok[e + 1] (examples + 1 entries).
+    let exTok: UnsafeMutablePointer<Int>
+    let tokHash: UnsafeMutablePointer<UInt32>
+    let tokKey: UnsafeMutablePointer<UInt64>
+    /// Where the token starts in the batch's bytes, and its length.
+    let tokPos: UnsafeMutablePointer<Int32>
+    let tokLen: UnsafeMutablePointer<Int32>
+    let tokSlot: UnsafeMutablePointer<Int32>
+    /// Per example: its label's output row.
+    let labels: UnsafeMutablePointer<Int32>
+
+    /// `exTok`: the examples' token starts, exTok[0] = 0, exTok[n] = all the tokens.
+    init(exTok starts: [Int]) {
+        let n = starts.count - 1
+        tokens = starts[n]
+        let m = max(tokens, 1)
+        exTok = .allocate(capacity: n + 1)
+        exTok.initialize(from: starts, count: n + 1)
+        tokHash = .allocate(capacity: m); tokHash.initialize(repeating: 0, count: m)
+        tokKey = .allocate(capacity: m); tokKey.initialize(repeating: 0, count: m)
+        tokPos = .allocate(capacity: m); tokPos.initialize(repeating: 0, count: m)
+        tokLen = .allocate(capacity: m); tokLen.initialize(repeating: 0, count: m)
+        tokSlot = .allocate(capacity: m); tokSlot.initialize(repeating: -1, count: m)
+        labels = .allocate(capacity: max(n, 1)); labels.initialize(repeating: 0, count: max(n, 1))
+    }
+
+    deinit {
+        exTok.deallocate(); tokHash.deallocate(); tokKey.deallocate(); tokPos.deallocate()
+        tokLen.deallocate(); tokSlot.deallocate(); labels.deallocate()
+    }
+}

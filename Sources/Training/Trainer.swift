@@ -161,86 +161,84 @@ public final class Trainer {
         if n == 0 { return BatchResult(loss: 0, examples: 0, tokens: 0) }
         initHiddenIfNeeded()
         syncAverage()
-        // 1. Each token's fastText hash, vocabulary key and place, in parallel (pure); then
-        //    labels and vocabulary, serially in batch order: each token's slot (-1: not
-        //    admitted). The feature rows are built by the workers.
-        let T = max(1, config.threads)
-        let parts = (n >= 64 && T > 1) ? T : 1
+        return try batch.bytes.withUnsafeBytes { all in
+            try batch.offsets.withUnsafeBufferPointer { offsets in
+                let index = read(batch, bytes: all)
+                let input = Worker.Input(bytes: all, byteOffsets: offsets.baseAddress!, tokSlot: index.tokSlot,
+                                         tokHash: index.tokHash, exTok: index.exTok, labels: index.labels)
+                let lossSum = try step(input, examples: n)
+                examples += n
+                return BatchResult(loss: lossSum / Double(n), examples: n, tokens: index.tokens)
+            }
+        }
+    }
+
+    /// Step 1: each token's fastText hash, vocabulary key and place, in parallel (pure); then
+    /// labels and vocabulary, serially in batch order: each token's slot (-1: not admitted). A
+    /// new label gets its output row, a word reaching minCount its input row. The feature
+    /// rows are built by the workers (step 2).
+    private func read(_ batch: Batch, bytes all: UnsafeRawBufferPointer) -> BatchIndex {
+        let n = batch.count
+        let parts = (n >= 64 && config.threads > 1) ? config.threads : 1
         func inParallel(_ body: (Int) -> Void) {
             if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
         }
         // Tokens per example (space-separated runs), in parallel; then where each starts.
-        var exTok = [Int](repeating: 0, count: n + 1)
-        batch.bytes.withUnsafeBytes { all in
-            exTok.withUnsafeMutableBufferPointer { ep in
-                let ep = ep.baseAddress!
-                inParallel { w in
-                    for e in (n * w / parts)..<(n * (w + 1) / parts) {
-                        ep[e + 1] = Features.countTokens(UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]]))
-                    }
+        var counts = [Int](repeating: 0, count: n + 1)
+        counts.withUnsafeMutableBufferPointer { cp in
+            let cp = cp.baseAddress!
+            inParallel { w in
+                for e in (n * w / parts)..<(n * (w + 1) / parts) {
+                    cp[e + 1] = Features.countTokens(UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]]))
                 }
             }
         }
-        for e in 0..<n { exTok[e + 1] += exTok[e] }
-        let ntok = exTok[n]
-        var tokSlot = [Int32](repeating: -1, count: max(ntok, 1))
-        var tokHash = [UInt32](repeating: 0, count: max(ntok, 1))
-        var tokKey = [UInt64](repeating: 0, count: max(ntok, 1))
-        var tokPos = [Int32](repeating: 0, count: max(ntok, 1))     // start in batch.bytes
-        var tokLen = [Int32](repeating: 0, count: max(ntok, 1))
-        var ys = [Int32](repeating: 0, count: n)
-        var scratch = [Int32]()
+        for e in 0..<n { counts[e + 1] += counts[e] }
+        let ix = BatchIndex(exTok: counts)
+        let ntok = ix.tokens
+        let hp = ix.tokHash, kp = ix.tokKey, pp = ix.tokPos, lp = ix.tokLen, ep = ix.exTok
+        let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        inParallel { w in
+            for e in (n * w / parts)..<(n * (w + 1) / parts) {
+                var ti = ep[e]
+                let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
+                Features.forEachToken(toks) { p, len in
+                    (hp[ti], kp[ti]) = FeatureHash.both(p, len)
+                    pp[ti] = Int32(p - base); lp[ti] = Int32(len)
+                    ti += 1
+                }
+            }
+        }
+        // Serially: the vocabulary's table is probed a few tokens ahead (its misses overlap).
+        for e in 0..<n {
+            let l = batch.labels[e]
+            ix.labels[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
+        }
         let vocab = model.vocabulary
-        batch.bytes.withUnsafeBytes { all in
-            tokHash.withUnsafeMutableBufferPointer { hp in
-              tokKey.withUnsafeMutableBufferPointer { kp in
-                tokPos.withUnsafeMutableBufferPointer { pp in
-                  tokLen.withUnsafeMutableBufferPointer { lp in
-                    let hp = hp.baseAddress!, kp = kp.baseAddress!, pp = pp.baseAddress!, lp = lp.baseAddress!
-                    let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                    inParallel { w in
-                        for e in (n * w / parts)..<(n * (w + 1) / parts) {
-                            var ti = exTok[e]
-                            let toks = UnsafeRawBufferPointer(rebasing: all[batch.offsets[e]..<batch.offsets[e + 1]])
-                            Features.forEachToken(toks) { p, len in
-                                (hp[ti], kp[ti]) = FeatureHash.both(p, len)
-                                pp[ti] = Int32(p - base); lp[ti] = Int32(len)
-                                ti += 1
-                            }
-                        }
-                    }
-                  }
-                }
-              }
-            }
-            // Serially: the vocabulary's table is probed a few tokens ahead (its misses overlap).
-            tokSlot.withUnsafeMutableBufferPointer { sp in
-                tokKey.withUnsafeBufferPointer { kp in
-                    let base = all.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                    for e in 0..<n {
-                        let l = batch.labels[e]
-                        ys[e] = Int32(model.index(ofLabel: l) ?? addLabel(l))
-                    }
-                    for ti in 0..<ntok {
-                        if ti + 8 < ntok { vocab.prefetch(key: kp[ti + 8]) }
-                        let p = base + Int(tokPos[ti]), len = Int(tokLen[ti])
-                        switch vocab.observe(p, len, key: kp[ti]) {
-                        case .known(let s): sp[ti] = s
-                        case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); sp[ti] = s
-                        case .candidate: sp[ti] = -1
-                        }
-                    }
-                }
+        var scratch = [Int32]()
+        for ti in 0..<ntok {
+            if ti + 8 < ntok { vocab.prefetch(key: kp[ti + 8]) }
+            let p = base + Int(pp[ti]), len = Int(lp[ti])
+            switch vocab.observe(p, len, key: kp[ti]) {
+            case .known(let s): ix.tokSlot[ti] = s
+            case .admitted(let s): initWordRow(s, p, len, scratch: &scratch); ix.tokSlot[ti] = s
+            case .candidate: ix.tokSlot[ti] = -1
             }
         }
-        // 2. Mini-batches through the workers.
-        let table = model.table, f = model.features
+        return ix
+    }
 
+    /// Step 2: the batch's mini-batches through the workers (Worker.swift: features, forward,
+    /// backward, the SGD step), rounds of `syncEvery` examples per worker, the dense copies
+    /// merged after each round. Returns the summed loss.
+    private func step(_ input: Worker.Input, examples n: Int) throws -> Double {
+        let T = max(1, config.threads)
+        let table = model.table, f = model.features
         while workers.count < T { workers.append(Worker(dim: config.dim, hidden: config.hidden, tuning: tuning)) }
         for w in workers where w.changed == nil { w.changed = RowBits(rows: table.rows) }
         let L = model.labels.count
         var idBound = 0
-        for e in 0..<n { idBound += f.maxIds(tokens: exTok[e + 1] - exTok[e], bytes: batch.offsets[e + 1] - batch.offsets[e]) }
+        for e in 0..<n { idBound += f.maxIds(tokens: input.exTok[e + 1] - input.exTok[e], bytes: input.byteOffsets[e + 1] - input.byteOffsets[e]) }
         let rowBytes = max(1, idBound / n) * table.stride * 4
         let B = max(config.hidden > 0 ? tuning.hiddenMinBatch : 1, min(Trainer.miniBatch, tuning.cacheBudget / rowBytes))
         let nmb = (n + B - 1) / B
@@ -255,58 +253,43 @@ public final class Trainer {
         let counterMem = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)   // its own cache line
         defer { counterMem.deallocate() }
         let counter = counterMem.bindMemory(to: Int.self, capacity: 1)
-        try batch.bytes.withUnsafeBytes { all in
-          try batch.offsets.withUnsafeBufferPointer { bo in
-            try tokSlot.withUnsafeBufferPointer { sp in
-              try tokHash.withUnsafeBufferPointer { hp in
-                try exTok.withUnsafeBufferPointer { ep in
-                  try ys.withUnsafeBufferPointer { yp in
-                    let input = Worker.Input(bytes: all, byteOffsets: bo.baseAddress!, tokSlot: sp.baseAddress!,
-                                             tokHash: hp.baseAddress!, exTok: ep.baseAddress!, labels: yp.baseAddress!)
-                    while m0 < nmb {
-                        let end = min(nmb, m0 + T * perRound)
-                        let active = min(T, end - m0)
-                        for w in 0..<active { workers[w].load(model.dense.flat, state: denseState, labels: L) }
-                        // Mini-batches are handed out one at a time (an atomic counter), so
-                        // a worker that drew short texts does not wait at the end of the
-                        // round for one that drew long ones. One worker takes them in order.
-                        counter.pointee = m0
-                        let run = { (w: Int) in
-                            let worker = self.workers[w]
-                            while true {
-                                let m = pp_fetch_add(counter, 1)
-                                if m >= end { break }
-                                let r = (m * B)..<min(n, (m + 1) * B)
-                                worker.featurize(range: r, input, f)
-                                worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout,
-                                                           average: avg, clock: clock0 + r.upperBound)
-                            }
-                        }
-                        if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
-                        for w in 0..<active {
-                            lossSum += workers[w].loss
-                            workers[w].loss = 0
-                        }
-                        if !lossSum.isFinite {
-                            throw PPError("loss is \(lossSum) after \(examples) examples (lr \(knobs.lr)): not finite", status: .software)
-                        }
-                        let before = avg != nil ? model.dense.flat : []
-                        if active == 1 {
-                            workers[0].store(into: &model.dense.flat, state: &denseState)
-                        } else {
-                            Worker.merge(workers.prefix(active), into: &model.dense.flat, state: &denseState)
-                        }
-                        avg?.updateDense(before: before, after: model.dense.flat, clock: clock0 + min(n, end * B))
-                        m0 = end
-                    }
-                  }
+        while m0 < nmb {
+            let end = min(nmb, m0 + T * perRound)
+            let active = min(T, end - m0)
+            for w in 0..<active { workers[w].load(model.dense.flat, state: denseState, labels: L) }
+            // Mini-batches are handed out one at a time (an atomic counter), so a worker that
+            // drew short texts does not wait at the end of the round for one that drew long
+            // ones. One worker takes them in order.
+            counter.pointee = m0
+            let run = { (w: Int) in
+                let worker = self.workers[w]
+                while true {
+                    let m = pp_fetch_add(counter, 1)
+                    if m >= end { break }
+                    let r = (m * B)..<min(n, (m + 1) * B)
+                    worker.featurize(range: r, input, f)
+                    worker.loss += worker.step(range: r, labels: input.labels, table: table, lr: lr, dropout: dropout,
+                                               average: avg, clock: clock0 + r.upperBound)
                 }
-              }
             }
-          }
+            if active == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: active, execute: run) }
+            for w in 0..<active {
+                lossSum += workers[w].loss
+                workers[w].loss = 0
+            }
+            if !lossSum.isFinite {
+                throw PPError("loss is \(lossSum) after \(examples) examples (lr \(knobs.lr)): not finite", status: .software)
+            }
+            let before = avg != nil ? model.dense.flat : []
+            if active == 1 {
+                workers[0].store(into: &model.dense.flat, state: &denseState)
+            } else {
+                Worker.merge(workers.prefix(active), into: &model.dense.flat, state: &denseState)
+            }
+            avg?.updateDense(before: before, after: model.dense.flat, clock: clock0 + min(n, end * B))
+            m0 = end
         }
-        examples += n
-        return BatchResult(loss: lossSum / Double(n), examples: n, tokens: ntok)
+        return lossSum
     }
 
     /// The complete checkpoint file (compressed, with checksum), ready for FileIO.publish.
