@@ -759,6 +759,7 @@ def main():
     ap.add_argument("--guards", choices=("on", "off"), default="on",
                     help="off: policy.json turns every guard off (pp-ingest quarantines nothing, pp-train's guard and "
                          "pp-select's lineage guard off), to measure what the guards cost on clean data (issue 14)")
+    ap.add_argument("--predictions", help="also write each scored week's labels and P-dep/P-new predictions here (JSON Lines; tools/knob-study.py)")
     ap.add_argument("--no-refs", action="store_true",
                     help="Perpetuum only (a probe of PP_TRAIN_FLAGS, issue 16): no references, no result files; P-dep and P-new on stdout")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
@@ -827,6 +828,7 @@ def main():
         with open(os.path.join(pp.root, "policy.json"), "w") as f:
             json.dump(GUARDS_OFF, f)
     tally = {s: Tally() for s in STRATEGIES}
+    pred_out = open(a.predictions, "w") if a.predictions else None
     ages = []
     weekly = []
     rc = 0
@@ -846,6 +848,9 @@ def main():
                     for r, x, y in zip(recs, pd, pn):
                         tally["P-dep"].add(w, r["label"], x)
                         tally["P-new"].add(w, r["label"], y)
+                    if pred_out:
+                        pred_out.write(json.dumps({"week": w, "gold": [r["label"] for r in recs], "P-dep": pd, "P-new": pn}) + "\n")
+                        pred_out.flush()
                     ages.append(age)
                     weekly.append({"week": w, "examples": len(recs), "deployed": os.path.basename(dep) if dep else None,
                                    "newest": os.path.basename(new) if new else None,
