@@ -176,10 +176,8 @@ final class Ingester {
         j.add("file", path)
         j.add("status", status)
         j.add("error", why)
-        emit(j)
+        j.emit()
     }
-
-    func emit(_ j: JSONOut) { try? Stdout.line(j.closed) }
 
     // MARK: - One input
 
@@ -220,7 +218,7 @@ final class Ingester {
             finishReport(&report, would, r.summary, train: 0, holdout: 0, shards: [], movedTo: nil, deleted: false, t0: t0)
             report.add("dry_run", raw: "true")
             addStats(&report, c.measured, c.outcomes, c.window)
-            emit(report)
+            report.emit()
             runStatuses[would, default: 0] += 1
             results.append((would, []))
             return
@@ -242,7 +240,7 @@ final class Ingester {
             "MB_per_s": "\(JSONOut.number(Double(r.summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
         finishReport(&report, status, r.summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
         addStats(&report, c.measured, c.outcomes, c.window)
-        emit(report)
+        report.emit()
         if status != "duplicate" { counters.examples += r.summary.examples; counters.bytes += r.summary.bytes }
         record(status, published)
     }
@@ -359,7 +357,7 @@ final class Ingester {
         log.error("\(input.display): rejected: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")"])
         finishReport(&report, "rejected", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
         report.add("reason", reason)
-        emit(report)
+        report.emit()
         record("rejected", [])
     }
 
@@ -379,7 +377,7 @@ final class Ingester {
         finishReport(&report, "quarantined", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
         report.add("reason", reason)
         addStats(&report, c.measured, c.outcomes, c.window)
-        emit(report)
+        report.emit()
         record("quarantined", [])
     }
 

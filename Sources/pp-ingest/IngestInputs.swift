@@ -142,7 +142,7 @@ extension Ingester {
         j.add("reason", reason)
         j.add("moved_to", movedTo)
         if cfg.dryRun { j.add("dry_run", raw: "true") }
-        emit(j)
+        j.emit()
         counters.inputs["quarantined", default: 0] += 1
         runStatuses["quarantined", default: 0] += 1
     }

@@ -72,4 +72,8 @@ struct JSONOut {
     }
 
     var closed: String { text + "}" }
+
+    /// Prints the object as one line on stdout (a closed pipe is the reader's choice: the
+    /// run goes on, its work is on disk and in the log).
+    func emit() { try? Stdout.line(closed) }
 }

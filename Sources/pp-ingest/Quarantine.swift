@@ -33,8 +33,6 @@ struct ShardQuarantine {
     /// `<stamp>-<sha16>` of a shard name, or nil when it is not one.
     static func prefix(_ name: String) -> String? { ShardName(name)?.input }
 
-    private func emit(_ j: JSONOut) { try? Stdout.line(j.closed) }
-
     private func lock(noWait: Bool) throws -> FileLock {
         try root.ensureLayout()
         return try FileLock(path: root.lock("ingest"), wait: !noWait)
@@ -92,7 +90,7 @@ struct ShardQuarantine {
             j.add("reason_file", reasonPath)
             j.add("by", by)
             j.add("at", at)
-            emit(j)
+            j.emit()
         }
         return status
     }
@@ -125,7 +123,7 @@ struct ShardQuarantine {
             if FileIO.exists(releasedPath) {
                 log.notice("\(name): already released", metadata: ["record": "\(releasedPath)"])
                 var j = JSONOut(); j.add("name", name); j.add("status", "already_released"); j.add("record", releasedPath)
-                emit(j)
+                j.emit()
                 return ExitStatus.ok.rawValue
             }
             Log.fail(Ingester.tool, "\(reasonPath): no such reason file (\(name) is not quarantined)")
@@ -165,7 +163,7 @@ struct ShardQuarantine {
         o.add("record", releasedPath)
         o.add("by", by)
         o.add("at", at)
-        emit(o)
+        o.emit()
         return ExitStatus.ok.rawValue
     }
 
