@@ -859,6 +859,60 @@ def c6_checkpoint(D):
             raise Fail(f"pp-eval predict exited {p.returncode}, first line {first[:80]!r}")
         return {"seconds": secs}
 
+    dw, ex = Side("pp delta write"), Side("pp-eval export")
+    weeks = sorted(glob.glob(os.path.join(DATA, "*.jsonl")) + glob.glob(os.path.join(DATA, "*.jsonl.zst")))
+
+    def a_delta(i):
+        """A trickle's checkpoint: the run of `a_write` (a full checkpoint of the 1a model in a
+        run's folder), then one more small week ingested and `pp-train --once`: a delta of it."""
+        if not weeks:
+            raise Skip(f"no *.jsonl[.zst] in {DATA}")
+        root = os.path.join(WORK, "root-delta")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(os.path.join(root, "inbox"))
+        shutil.copytree(os.path.join(D.root_tiny, "shards"), os.path.join(root, "shards"), copy_function=os.link)
+        flags = train_flags()
+        flags[flags.index("--passes") + 1] = 1
+        pp_train(root, "delta", flags, f"delta-full-{i}", init=base)
+        week = weeks[-1]
+        shutil.copyfile(week, os.path.join(root, "inbox", os.path.basename(week)))
+        os.utime(os.path.join(root, "inbox", os.path.basename(week)), (time.time() - 3600,) * 2)
+        pp("pp-ingest", ["--root", root, "--holdout", "0", "--no-checks"], f"delta-ingest-{i}", ok=(0, 1))
+        once = [f for j, f in enumerate(flags) if f != "--passes" and (j == 0 or flags[j - 1] != "--passes")]
+        args = ["--root", root, "--run", "delta", "--once"] + once
+        r = pp("pp-train", args, f"delta-{i}")
+        got = ckpt_write_log(r.err_path)
+        kind = ""
+        with open(r.err_path, errors="replace") as f:
+            kind = "delta" if any("checkpoint written" in l and "kind=\"delta" in l for l in f) else "full"
+        shutil.rmtree(root, ignore_errors=True)
+        if not got:
+            raise Skip("pp-train logs no 'checkpoint written ... seconds=S' line")
+        if kind != "delta":
+            raise Fail("the checkpoint after one more week was not a delta")
+        return {"seconds": got[0], "bytes": got[1], "week": os.path.basename(week)}
+
+    def a_export(i):
+        """`pp-eval export` of the 1a checkpoint at 16 bits: its size, and predict's first
+        answer from it (as 6e from the checkpoint)."""
+        out = os.path.join(WORK, "export-16.ppm")
+        r = pp("pp-eval", ["export", base, out], f"export-{i}")
+        size = os.path.getsize(out)
+        exe = os.path.join(PP_BIN, "pp-eval")
+        t0 = time.monotonic()
+        p = subprocess.Popen([exe, "predict", out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        p.stdin.write(b"fix a crash when the index is empty\n")
+        p.stdin.flush()
+        first = p.stdout.readline()
+        secs = time.monotonic() - t0
+        p.stdin.close()
+        p.stdout.read()
+        os.remove(out)
+        if p.wait() != 0 or not first.startswith(b"{"):
+            raise Fail(f"pp-eval predict (export) exited {p.returncode}, first line {first[:80]!r}")
+        return {"mb": size / 1e6, "checkpoint_mb": os.path.getsize(base) / 1e6, "export_seconds": r.seconds,
+                "predict_first_seconds": secs}
+
     if raw_bytes:
         subprocess.run(["cat", base], stdout=subprocess.DEVNULL)
         for i in range(REPS):
@@ -867,6 +921,8 @@ def c6_checkpoint(D):
             rd.attempt(a_read, i)
             zr.attempt(b_read, i)
             pr.attempt(a_predict, i)
+            dw.attempt(a_delta, i)
+            ex.attempt(a_export, i)
     for p in (raw, raw + ".zst"):
         if os.path.exists(p):
             os.remove(p)
@@ -886,6 +942,20 @@ def c6_checkpoint(D):
         r = row(cid, what, "seconds", side, zr, "seconds", None, better="lower", acc_key=None, note=note)
         r["target_text"] = "reported"
         rows.append(r)
+    # A trickle's hourly checkpoint (a delta) against the full write of 6a, in the same round.
+    r = row("6f", "delta checkpoint, one more week", "seconds", dw, wr, "seconds", None, better="lower", acc_key=None,
+            note="pp-train --once after one small week: a delta of the run's full checkpoint (its log timing) vs 6a's full write")
+    r["target_text"] = "reported"
+    r["delta_bytes"] = dw.med("bytes")
+    rows.append(r)
+    ckb = Side("checkpoint file")
+    ckb.status, ckb.reason = ex.status, ex.reason
+    ckb.runs = [{"mb": x["checkpoint_mb"]} for x in ex.runs]
+    r = row("6g", "serving export, 16 bits", "MB", ex, ckb, "mb", None, better="lower", acc_key=None,
+            note="pp-eval export CKPT (16-bit rows, no optimiser state) vs the checkpoint file; predict's first answer from it in the runs")
+    r["target_text"] = "reported"
+    r["export_predict_first_seconds"] = ex.med("predict_first_seconds")
+    rows.append(r)
     ov = Side("share of 1 h")
     if wr.runs:
         ov.runs = [{"percent": 100 * r["seconds"] / 3600} for r in wr.runs]
