@@ -138,6 +138,46 @@ def run_point(a, stream, name, flags, work):
             "seconds": round(time.monotonic() - t, 1)}
 
 
+def plot(points, path):
+    """P-new, P-dep, adaptation and disagreement against lr, one panel per measure, a line
+    per stream and model (linear; hidden 64 with dropout 0.2)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def lr_of(r):
+        for part in r["point"].split():
+            if part.startswith("lr="):
+                return float(part[3:])
+        return None
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    measures = [("P-new", "P-new accuracy"), ("P-dep", "P-dep accuracy"),
+                ("adaptation_accuracy", "adaptation (newly frequent labels)"),
+                ("consecutive_disagreement", "consecutive checkpoints disagree")]
+    series = {}
+    for r in points:
+        if r.get("quick") or lr_of(r) is None:
+            continue
+        kind = "hidden" if "hidden" in r["point"] else "linear"
+        series.setdefault((r["stream"], kind), []).append(r)
+    for (stream, kind), rows in sorted(series.items()):
+        rows.sort(key=lr_of)
+        for ax, (key, title) in zip(axes, measures):
+            xs = [lr_of(r) for r in rows if r.get(key) is not None]
+            ys = [r[key] for r in rows if r.get(key) is not None]
+            ax.plot(xs, ys, marker="o", linestyle="-" if kind == "linear" else "--", label=f"{stream} {kind}")
+    for ax, (_, title) in zip(axes, measures):
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (fixed)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    say(f"knob-study: wrote {path}")
+
+
 def fmt(x, d=3):
     return "-" if x is None else f"{x:.{d}f}"
 
@@ -151,12 +191,18 @@ def main():
     ap.add_argument("--quick", action="store_true", help="drift.py --quick (the shape, not the numbers)")
     ap.add_argument("--work", default=os.path.join(REPO, "bench", "work", "knob-study"))
     ap.add_argument("--out", default=os.path.join(REPO, "docs", "research", "knobs.json"))
+    ap.add_argument("--also", action="append", default=[], help="more result files to include in the table and plot")
+    ap.add_argument("--plot", help="an SVG or PNG of the lr grids (needs matplotlib: bench/venv/bin/python)")
+    ap.add_argument("--no-run", action="store_true", help="only print the table (and --plot) of what is recorded")
     a = ap.parse_args()
     done = []
     if os.path.exists(a.out):
         done = json.load(open(a.out))["points"]
+    if a.no_run:
+        a.grid = ""
+    extra = [r for f in a.also for r in json.load(open(f))["points"]]
     have = {(r["stream"], r["point"], r["period"], r["quick"]) for r in done}
-    for grid in a.grid.split(","):
+    for grid in [g for g in a.grid.split(",") if g]:
         for name, flags in GRIDS[grid]:
             for stream in a.streams.split(","):
                 if (stream, name, a.period, a.quick) in have:
@@ -173,6 +219,9 @@ def main():
                     json.dump({"points": done}, f, indent=1)
                     f.write("\n")
                 os.replace(a.out + ".tmp", a.out)
+    done = done + [r for r in extra if (r["stream"], r["point"], r["period"], r["quick"]) not in have]
+    if a.plot:
+        plot(done, a.plot)
     print("| stream | point | P-new | P-dep | adaptation (examples) | consecutive disagreement | accuracy spread | pairs |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(done, key=lambda r: (r["stream"], r["point"])):
