@@ -133,66 +133,59 @@ struct IngestPolicy: Equatable {
         guard let secValue = sections["ingest"] else { return p }
         guard case .object(let sec) = secValue else { throw bad("\"ingest\" is not an object") }
 
-        func number(_ v: JSONValue, _ key: String) throws -> Double {
-            guard case .number(let d) = v, d.isFinite else { throw bad("ingest.\(key): expected a number") }
-            return d
-        }
-        func count(_ v: JSONValue, _ key: String, min: Int) throws -> Int {
-            let d = try number(v, key)
-            guard d == d.rounded(), d >= Double(min), d <= 1e9 else { throw bad("ingest.\(key): expected a whole number >= \(min)") }
-            return Int(d)
-        }
-
         for (key, v) in sec {
+            let f = JSONField(path: path, key: "ingest." + key, value: v)
             switch key {
-            case "quarantine":
-                guard case .bool(let b) = v else { throw bad("ingest.quarantine: expected true or false") }
-                p.quarantine = b
-            case "reference_inputs": p.referenceInputs = try count(v, key, min: 1)
-            case "reference_min_examples": p.referenceMinExamples = try count(v, key, min: 0)
-            case "duplicate_inputs": p.duplicateInputs = try count(v, key, min: 0)
-            case "sample_examples": p.sampleExamples = try count(v, key, min: 1)
-            case "model_min_reference": p.modelMinReference = try count(v, key, min: 1)
-            case "signal_reference_max": p.signalReferenceMax = try number(v, key)
-            case "derived_min_inputs": p.derivedMinInputs = try count(v, key, min: 1)
-            case "flood_min_reference": p.floodMinReference = try count(v, key, min: 0)
+            case "quarantine": p.quarantine = try f.bool()
+            case "reference_inputs": p.referenceInputs = try f.count(min: 1)
+            case "reference_min_examples": p.referenceMinExamples = try f.count(min: 0)
+            case "duplicate_inputs": p.duplicateInputs = try f.count(min: 0)
+            case "sample_examples": p.sampleExamples = try f.count(min: 1)
+            case "model_min_reference": p.modelMinReference = try f.count(min: 1)
+            case "signal_reference_max": p.signalReferenceMax = try f.number()
+            case "derived_min_inputs": p.derivedMinInputs = try f.count(min: 1)
+            case "flood_min_reference": p.floodMinReference = try f.count(min: 0)
             case "checks":
-                guard case .object(let cs) = v else { throw bad("ingest.checks: expected an object") }
+                guard case .object(let cs) = v else { throw f.fail("expected an object") }
                 for (name, cv) in cs {
                     guard checkNames.contains(name) else {
                         throw bad("unknown key ingest.checks.\(name) (checks: \(checkNames.joined(separator: ", ")))")
                     }
                     if case .null = cv { p.checks[name] = .some(nil); continue }
                     guard case .object(let o) = cv else { throw bad("ingest.checks.\(name): expected an object or null") }
-                    var l = (p.checks[name] ?? nil) ?? (defaultChecks[name] ?? nil) ?? Limit(max: 0, width: 0)
-                    for (k, x) in o {
-                        let full = "checks.\(name).\(k)"
-                        switch k {
-                        case "max": l.max = try number(x, full)
-                        case "width":
-                            l.width = try number(x, full)
-                            guard l.width >= 0 else { throw bad("ingest.\(full): must be >= 0") }
-                        case "min_count": l.minCount = try count(x, full, min: 0)
-                        case "hard":
-                            guard case .bool(let b) = x else { throw bad("ingest.\(full): expected true or false") }
-                            l.hard = b
-                        case "mad_k":
-                            if case .null = x { l.madK = nil; break }
-                            let k = try number(x, full)
-                            guard k >= 0 else { throw bad("ingest.\(full): must be >= 0 or null") }
-                            l.madK = k
-                        case "cap":
-                            if case .null = x { l.cap = nil; break }
-                            l.cap = try number(x, full)
-                        default: throw bad("unknown key ingest.\(full) (keys: max, width, min_count, hard, mad_k, cap)")
-                        }
-                    }
-                    p.checks[name] = .some(l)
+                    let start = (p.checks[name] ?? nil) ?? (defaultChecks[name] ?? nil) ?? Limit(max: 0, width: 0)
+                    p.checks[name] = .some(try limit(name, o, from: start, path: path))
                 }
             default:
                 throw bad("unknown key ingest.\(key) (keys: quarantine, reference_inputs, reference_min_examples, duplicate_inputs, sample_examples, model_min_reference, signal_reference_max, derived_min_inputs, flood_min_reference, checks)")
             }
         }
         return p
+    }
+
+    /// One check's `ingest.checks.NAME` object over `start` (its current or default limit).
+    static func limit(_ name: String, _ o: [String: JSONValue], from start: Limit, path: String) throws -> Limit {
+        var l = start
+        for (k, x) in o {
+            let f = JSONField(path: path, key: "ingest.checks.\(name).\(k)", value: x)
+            switch k {
+            case "max": l.max = try f.number()
+            case "width":
+                l.width = try f.number()
+                guard l.width >= 0 else { throw f.fail("must be >= 0") }
+            case "min_count": l.minCount = try f.count(min: 0)
+            case "hard": l.hard = try f.bool()
+            case "mad_k":
+                if case .null = x { l.madK = nil; break }
+                let k = try f.number()
+                guard k >= 0 else { throw f.fail("must be >= 0 or null") }
+                l.madK = k
+            case "cap":
+                if case .null = x { l.cap = nil; break }
+                l.cap = try f.number()
+            default: throw PPError("\(path): unknown key ingest.checks.\(name).\(k) (keys: max, width, min_count, hard, mad_k, cap)", status: .corrupt)
+            }
+        }
+        return l
     }
 }

@@ -78,29 +78,19 @@ struct TrainPolicy: Equatable {
         guard case .object(let sec) = raw else { throw bad("train: expected an object") }
         var p = TrainPolicy()
         for (k, v) in sec.sorted(by: { $0.key < $1.key }) {
-            func number() throws -> Double {
-                guard case .number(let x) = v, x.isFinite else { throw bad("train.\(k): expected a number") }
-                return x
-            }
-            func integer(min: Int) throws -> Int {
-                let x = try number()
-                guard x == x.rounded(), x >= Double(min), x <= 1e9 else { throw bad("train.\(k): expected a whole number >= \(min)") }
-                return Int(x)
-            }
+            let f = JSONField(path: path, key: "train." + k, value: v)
             switch k {
-            case "guard":
-                guard case .bool(let b) = v else { throw bad("train.guard: expected true or false") }
-                p.guardEnabled = b
-            case "guard_window": p.guardWindow = try integer(min: 1)
-            case "guard_min_history": p.guardMinHistory = try integer(min: 1)
-            case "guard_min_examples": p.guardMinExamples = try integer(min: 1)
+            case "guard": p.guardEnabled = try f.bool()
+            case "guard_window": p.guardWindow = try f.count(min: 1)
+            case "guard_min_history": p.guardMinHistory = try f.count(min: 1)
+            case "guard_min_examples": p.guardMinExamples = try f.count(min: 1)
             case "guard_ratio":
-                let x = try number()
-                guard x >= 1 else { throw bad("train.guard_ratio: expected a number >= 1") }
+                let x = try f.number()
+                guard x >= 1 else { throw f.fail("expected a number >= 1") }
                 p.guardRatio = x
             case "guard_margin", "guard_mad_k", "guard_signal_max", "guard_signal_width", "guard_signal_reference_max":
-                let x = try number()
-                guard x >= 0 else { throw bad("train.\(k): expected a number >= 0") }
+                let x = try f.number()
+                guard x >= 0 else { throw f.fail("expected a number >= 0") }
                 switch k {
                 case "guard_margin": p.guardMargin = x
                 case "guard_mad_k": p.guardMadK = x
@@ -108,14 +98,10 @@ struct TrainPolicy: Equatable {
                 case "guard_signal_width": p.guardSignalWidth = x
                 default: p.guardSignalReferenceMax = x
                 }
-            case "guard_signal_examples": p.guardSignalExamples = try integer(min: 0)
-            case "guard_spike_alone":
-                guard case .bool(let b) = v else { throw bad("train.guard_spike_alone: expected true or false") }
-                p.guardSpikeAlone = b
-            case "guard_probation":
-                guard case .bool(let b) = v else { throw bad("train.guard_probation: expected true or false") }
-                p.guardProbation = b
-            case "guard_probation_examples": p.guardProbationExamples = try integer(min: 1)
+            case "guard_signal_examples": p.guardSignalExamples = try f.count(min: 0)
+            case "guard_spike_alone": p.guardSpikeAlone = try f.bool()
+            case "guard_probation": p.guardProbation = try f.bool()
+            case "guard_probation_examples": p.guardProbationExamples = try f.count(min: 1)
             default:
                 throw bad("train.\(k): unknown key (known: \(keys.joined(separator: ", ")))")
             }
