@@ -112,7 +112,7 @@ let package = Package(
         ),
         .executableTarget(name: "pp-ingest", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
         .executableTarget(name: "pp-train", dependencies: ["Shared", "TextModel", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")], swiftSettings: cpuSettings),
-        .executableTarget(name: "pp-eval", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
+        .executableTarget(name: "pp-eval", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")], swiftSettings: cpuSettings),
         .executableTarget(name: "pp-select", dependencies: ["Shared", "TextModel", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: cpuSettings),
         // Tests mirror the modules: one target per library (the model's tests train their
         // fixtures with the trainer), one per tool's command line (EvalTests: pp-eval and pp-select).

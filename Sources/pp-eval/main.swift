@@ -5,6 +5,7 @@
 // It never writes anything but evals/ files, and never a result for a corrupt checkpoint.
 
 import ArgumentParser
+import Logging
 import Shared
 import TextModel
 #if canImport(Glibc)
@@ -186,6 +187,39 @@ struct Score: ParsableCommand {
         defer { lock.release() }
         let log = Log.make(tool)
         Temps.sweep([root.evals, root.metrics], log: log)   // temps of dead writers (Temps.swift)
+        let todo = try pendingCheckpoints(root: root, log: log)
+        let set = try loadEvalSet(data: [], root: root)
+        var worst = ExitStatus.ok
+        var lastSpeed: Double? = nil
+        defer {
+            // Metrics describe what is stored, even when one checkpoint failed.
+            if let v = lastSpeed { try? publishEvalMetrics(root: root, evalset: set.hash, lastExamplesPerSecond: v) }
+        }
+        for p in todo {
+            do {
+                let real = FileIO.realPath(p) ?? p
+                let meta = try Checkpoint.readHead(path: real).meta
+                let id = identity(path: real, meta: meta, root: root)
+                let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: set.hash)
+                if FileIO.exists(root.evals + "/" + base + ".json") { continue }
+                let result = try scoreStored(real, meta: meta, set: set, root: root, slicing: slicing)
+                if (result.scoredExamples ?? 0) > 0 { lastSpeed = result.examplesPerSecond }
+                try emit(try result.json())
+            } catch let e as PPError {
+                // One bad checkpoint must not stop the others: report it, carry on, and say so
+                // in the exit status.
+                Log.fail(tool, e.message)
+                if e.status == .unavailable { throw e }
+                if worst == .ok || e.status == .corrupt { worst = e.status }
+            }
+        }
+        if worst != .ok { throw ExitCode(worst.rawValue) }
+    }
+
+    /// What `--pending` scores: with --new, the checkpoints of the window that have no result
+    /// at all; otherwise those without a result for the current holdout set. Throws exit 2
+    /// (nothing to do) when there is none.
+    func pendingCheckpoints(root: Root, log: Logger) throws -> [String] {
         let from = since == "all" ? nil : Clock.now() - Clock.duration(since)!
         let todo: [String]
         if new {
@@ -216,32 +250,7 @@ struct Score: ParsableCommand {
                 throw ExitCode(ExitStatus.nothingToDo.rawValue)
             }
         }
-        let set = try loadEvalSet(data: [], root: root)
-        var worst = ExitStatus.ok
-        var lastSpeed: Double? = nil
-        defer {
-            // Metrics describe what is stored, even when one checkpoint failed.
-            if let v = lastSpeed { try? publishEvalMetrics(root: root, evalset: set.hash, lastExamplesPerSecond: v) }
-        }
-        for p in todo {
-            do {
-                let real = FileIO.realPath(p) ?? p
-                let meta = try Checkpoint.readHead(path: real).meta
-                let id = identity(path: real, meta: meta, root: root)
-                let base = EvalNames.base(checkpointFile: id.file, run: id.run, evalset: set.hash)
-                if FileIO.exists(root.evals + "/" + base + ".json") { continue }
-                let result = try scoreStored(real, meta: meta, set: set, root: root, slicing: slicing)
-                if (result.scoredExamples ?? 0) > 0 { lastSpeed = result.examplesPerSecond }
-                try emit(try result.json())
-            } catch let e as PPError {
-                // One bad checkpoint must not stop the others: report it, carry on, and say so
-                // in the exit status.
-                Log.fail(tool, e.message)
-                if e.status == .unavailable { throw e }
-                if worst == .ok || e.status == .corrupt { worst = e.status }
-            }
-        }
-        if worst != .ok { throw ExitCode(worst.rawValue) }
+        return todo
     }
 
     /// Scores the checkpoint at `real` (a resolved path; `meta` from its head, which the

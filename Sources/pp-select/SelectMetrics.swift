@@ -17,19 +17,7 @@ extension Selector {
         var m = Metrics()
         m.add("perpetuum_select_last_run_timestamp_seconds", now.rounded(), help: "When pp-select last ran (not a dry run).")
         let history = try History.read(root.selections).filter { !$0.dryRun && $0.decision != "retention" }
-        if let r = history.last {
-            if let t = Clock.parseISO(r.at) {
-                m.add("perpetuum_select_last_decision_timestamp_seconds", Double(t), help: "When pp-select last recorded a decision.")
-            }
-            for d in ["promote", "keep", "deploy", "rollback"] {
-                m.add("perpetuum_select_last_decision", d == r.decision ? 1 : 0, help: "1 for the kind of the last decision.",
-                      labels: [("decision", d)])
-            }
-            for kind in ["corrupt", "poison", "lineage", "missing"] {
-                m.add("perpetuum_select_rejected", r.rejected?.filter { $0["kind"] == kind }.count ?? 0,
-                      help: "Checkpoints the last decision refused, by why (docs/formats.md).", labels: [("kind", kind)])
-            }
-        }
+        if let r = history.last { lastDecision(r, into: &m) }
         let guardian = try poisonGuard ?? PoisonGuard(root: root)
         // Only shard names: quarantine/ also holds reason files of inputs refused at ingest,
         // which never became shards.
@@ -43,8 +31,29 @@ extension Selector {
             m.add("perpetuum_deployed_step", step, help: "Step of the deployed checkpoint (from its name).", labels: [("run", run)])
         }
 
-        // Scores of the deployed checkpoint on the current eval set (pp-eval.prom has each
-        // run's newest checkpoint).
+        try deployedScores(dep, into: &m)
+        deployedLineage(dep, guardian, into: &m)
+        return m
+    }
+
+    /// The last decision: when, which kind, what it refused.
+    func lastDecision(_ r: DecisionRecord, into m: inout Metrics) {
+        if let t = Clock.parseISO(r.at) {
+            m.add("perpetuum_select_last_decision_timestamp_seconds", Double(t), help: "When pp-select last recorded a decision.")
+        }
+        for d in ["promote", "keep", "deploy", "rollback"] {
+            m.add("perpetuum_select_last_decision", d == r.decision ? 1 : 0, help: "1 for the kind of the last decision.",
+                  labels: [("decision", d)])
+        }
+        for kind in ["corrupt", "poison", "lineage", "missing"] {
+            m.add("perpetuum_select_rejected", r.rejected?.filter { $0["kind"] == kind }.count ?? 0,
+                  help: "Checkpoints the last decision refused, by why (docs/formats.md).", labels: [("kind", kind)])
+        }
+    }
+
+    /// The deployed checkpoint's scores on the current eval set (pp-eval.prom has each run's
+    /// newest checkpoint).
+    func deployedScores(_ dep: String, into m: inout Metrics) throws {
         if let evalset = try? EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash,
            let r = try results(evalset: evalset).first(where: { $0.path == dep }) {
             if let s = r.metric(config.metric) {
@@ -60,11 +69,13 @@ extension Selector {
                 }
             }
         }
+    }
 
-        // Lineage: how many shards, whether it is whole, poison in it, freshness.
+    /// The deployed model's lineage: how many shards, whether it is whole, poison in it, freshness.
+    func deployedLineage(_ dep: String, _ guardian: PoisonGuard, into m: inout Metrics) {
         guard let v = try? guardian.check(absolute(dep)) else {
             Log.make("pp-select").warning("deployed \(Selector.id(dep)): lineage unreadable; no freshness metric")
-            return m
+            return
         }
         m.add("perpetuum_deployed_lineage_shards", v.shards.count, help: "Shards in the deployed checkpoint's full lineage (as far as known).")
         m.add("perpetuum_deployed_lineage_complete", v.complete ? 1 : 0,
@@ -81,7 +92,6 @@ extension Selector {
                       help: "Newest example time (ts_max) in that newest shard.")
             }
         }
-        return m
     }
 
     /// The shard of a lineage with the latest name stamp ("<stamp>-<sha16>-<part>.pps").

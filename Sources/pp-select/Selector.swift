@@ -253,6 +253,25 @@ struct Selector {
         }
     }
 
+    /// What is wrong with the deployed checkpoint `dep` for the poison guard: poisoned, or
+    /// gone (moved, with the moved file's verdict); nil when it is clean or its lineage cannot
+    /// be read (not a poison finding: pp-eval and the verification report that).
+    func deployedProblem(_ dep: String, _ g: PoisonGuard) throws -> (problem: String, poisoned: [PoisonedShard]?)? {
+        if FileIO.exists(absolute(dep)) {
+            let verdict: LineageVerdict
+            do { verdict = try g.check(absolute(dep)) } catch let e as PPError {
+                Log.fail("pp-select", "deployed \(Selector.id(dep)): lineage unreadable (\(e.message))")
+                return nil
+            }
+            return verdict.clean ? nil : ("is poisoned: " + verdict.reason, verdict.records)
+        }
+        guard let moved = Lineage.resolveParent(Selector.id(dep), root: root) else { return ("no longer exists", nil) }
+        let verdict = try? g.check(moved)
+        var poisoned = verdict?.records
+        if poisoned?.isEmpty == true { poisoned = nil }
+        return ("no longer exists at \(dep) (moved to \(relativize(moved)))" + (verdict.map { $0.clean ? "" : "; " + $0.reason } ?? ""), poisoned)
+    }
+
     /// Layer 3's second half: when the deployed checkpoint's lineage is poisoned, replace it by
     /// the newest earlier deployment (selections.jsonl) that exists, verifies and is clean; if
     /// there is none, by the best clean verified candidate on the current eval set (any age);
@@ -263,27 +282,7 @@ struct Selector {
     /// it was deleted by hand) is replaced the same way: a reader of `deployed` would find
     /// nothing.
     func guardDeployed() throws -> (DecisionRecord, ExitStatus)? {
-        guard let g = poisonGuard, let dep = currentDeployed() else { return nil }
-        let problem: String
-        var poisoned: [PoisonedShard]? = nil
-        if FileIO.exists(absolute(dep)) {
-            let verdict: LineageVerdict
-            do { verdict = try g.check(absolute(dep)) } catch let e as PPError {
-                // An ancestor is unreadable: not a poison finding; pp-eval/verify report it.
-                Log.fail("pp-select", "deployed \(Selector.id(dep)): lineage unreadable (\(e.message))")
-                return nil
-            }
-            if verdict.clean { return nil }
-            problem = "is poisoned: " + verdict.reason
-            poisoned = verdict.records
-        } else if let moved = Lineage.resolveParent(Selector.id(dep), root: root) {
-            let verdict = try? g.check(moved)
-            problem = "no longer exists at \(dep) (moved to \(relativize(moved)))" + (verdict.map { $0.clean ? "" : "; " + $0.reason } ?? "")
-            poisoned = verdict?.records
-            if poisoned?.isEmpty == true { poisoned = nil }
-        } else {
-            problem = "no longer exists"
-        }
+        guard let g = poisonGuard, let dep = currentDeployed(), let (problem, poisoned) = try deployedProblem(dep, g) else { return nil }
         Log.fail("pp-select", "deployed \(Selector.id(dep)) \(problem)")
         var rec = DecisionRecord(at: stamp(), decision: "rollback", reason: "")
         rec.previous = Selector.id(dep); rec.previousPath = dep
