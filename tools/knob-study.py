@@ -31,7 +31,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_FLAGS = "--bucket 200000"
-LRS = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+LRS = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
 GRIDS = {
     "lr": [(f"lr={lr}", f"--lr {lr}") for lr in LRS],
     "lr-hidden": [(f"hidden64 dropout0.2 lr={lr}", f"--hidden 64 --dropout 0.2 --lr {lr}") for lr in LRS],
