@@ -843,11 +843,11 @@ def c6_checkpoint(D):
 
     pr = Side("pp-eval predict")
 
-    def a_predict(i):
-        """Seconds from starting `pp-eval predict CKPT` to its first answer (load included)."""
+    def first_answer(model):
+        """Seconds from starting `pp-eval predict MODEL` to its first answer (load included)."""
         exe = os.path.join(PP_BIN, "pp-eval")
         t0 = time.monotonic()
-        p = subprocess.Popen([exe, "predict", base], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        p = subprocess.Popen([exe, "predict", model], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL)
         p.stdin.write(b"fix a crash when the index is empty\n")
         p.stdin.flush()
@@ -856,8 +856,11 @@ def c6_checkpoint(D):
         p.stdin.close()
         p.stdout.read()
         if p.wait() != 0 or not first.startswith(b"{"):
-            raise Fail(f"pp-eval predict exited {p.returncode}, first line {first[:80]!r}")
-        return {"seconds": secs}
+            raise Fail(f"pp-eval predict {os.path.basename(model)} exited {p.returncode}, first line {first[:80]!r}")
+        return secs
+
+    def a_predict(i):
+        return {"seconds": first_answer(base)}
 
     dw, ex = Side("pp delta write"), Side("pp-eval export")
     weeks = sorted(glob.glob(os.path.join(DATA, "*.jsonl")) + glob.glob(os.path.join(DATA, "*.jsonl.zst")))
@@ -898,18 +901,10 @@ def c6_checkpoint(D):
         out = os.path.join(WORK, "export-16.ppm")
         r = pp("pp-eval", ["export", base, out], f"export-{i}")
         size = os.path.getsize(out)
-        exe = os.path.join(PP_BIN, "pp-eval")
-        t0 = time.monotonic()
-        p = subprocess.Popen([exe, "predict", out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        p.stdin.write(b"fix a crash when the index is empty\n")
-        p.stdin.flush()
-        first = p.stdout.readline()
-        secs = time.monotonic() - t0
-        p.stdin.close()
-        p.stdout.read()
-        os.remove(out)
-        if p.wait() != 0 or not first.startswith(b"{"):
-            raise Fail(f"pp-eval predict (export) exited {p.returncode}, first line {first[:80]!r}")
+        try:
+            secs = first_answer(out)
+        finally:
+            os.remove(out)
         return {"mb": size / 1e6, "checkpoint_mb": os.path.getsize(base) / 1e6, "export_seconds": r.seconds,
                 "predict_first_seconds": secs}
 
