@@ -147,9 +147,9 @@ extension Checkpoint {
         guard qbits == bits else { throw fail("\(exportTag) holds \(qbits)-bit rows, the meta says \(bits)") }
         guard stored <= rows else { throw fail("\(stored) stored rows of \(rows)") }
         let bitmapBytes = (rows + 7) / 8
-        let (perRow, o1) = (bits == 8 ? 4 + dim : dim * bits / 8).multipliedReportingOverflow(by: 1)
-        let (payload, o2) = stored.multipliedReportingOverflow(by: perRow)
-        guard !o1, !o2, bitmapBytes <= qlen - 24, payload == qlen - 24 - bitmapBytes else {
+        // One row's bytes (dim is the config's, within its limits); the count is the file's.
+        let (payload, overflow) = stored.multipliedReportingOverflow(by: exportPayloadBytes(stored: 1, dim: dim, bits: bits))
+        guard !overflow, bitmapBytes <= qlen - 24, payload == qlen - 24 - bitmapBytes else {
             throw fail("\(exportTag): \(stored) stored rows of \(dim) \(bits)-bit weights and a \(bitmapBytes)-byte bitmap do not fill its \(qlen) bytes")
         }
         let bitmap = try s.bytes(bitmapBytes)
