@@ -21,7 +21,8 @@ and how many checkpoints exist. `--check` asserts what issue 13 asks of a long r
     (retention runs daily);
   * flat evaluation work: once the holdout holds the eval window (EvalSet.holdoutWindow
     examples, or the whole holdout), the examples pp-eval scores per day in the last tenth
-    of the run are at most 1.5x those of the tenth after the window filled (or after day 10);
+    of the run are at most 1.5x those of the tenth after the window filled (or after day 10),
+    and pp-eval's CPU a day at most 2x;
   * the per-example files in evals/ (retention deletes those of deleted checkpoints) take at
     most twice as many bytes at the end as in that tenth;
   * the deployed model is never older than pp-select's --max-age (7 days) after the first week.
@@ -240,6 +241,13 @@ def check(r, budget, a):
         b, t = sum(base) / len(base), sum(tail) / len(tail)
         if t > 1.5 * b:
             fails.append(f"evaluation work grew: {t:.0f} examples scored a day at the end vs {b:.0f} from day {base_from + 1}")
+        # CPU too: the examples can stay flat while the cost of a run grows with the history
+        # (each scoring run once decoded every stored result for the metrics file). 2x, not
+        # 1.5x: CPU time moves with what else the machine runs.
+        cb = [d["eval_cpu"] for d in days if base_from <= d["day"] < base_from + tenth]
+        ct = [d["eval_cpu"] for d in days[-tenth:]]
+        if sum(ct) / len(ct) > 2 * max(0.01, sum(cb) / len(cb)):
+            fails.append(f"evaluation CPU grew: {sum(ct) / len(ct):.1f} s a day at the end vs {sum(cb) / len(cb):.1f} s from day {base_from + 1}")
         pb = [d["pex_bytes"] for d in days if base_from <= d["day"] < base_from + tenth]
         pt = [d["pex_bytes"] for d in days[-tenth:]]
         if sum(pt) / len(pt) > 2 * max(1, sum(pb) / len(pb)):
