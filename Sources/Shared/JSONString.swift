@@ -25,3 +25,16 @@ public enum JSONString {
         return out + "\""
     }
 }
+
+/// JSON text for the hand-written lines and files: numbers and strings.
+public enum JSONText {
+    /// A number as JSON: shortest round-trip form, integers without ".0"; null when not finite.
+    public static func number(_ v: Double) -> String {
+        if !v.isFinite { return "null" }
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return "\(v)"
+    }
+
+    /// A JSON string literal.
+    public static func string(_ s: String) -> String { JSONString.quote(s) }
+}

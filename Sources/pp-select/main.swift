@@ -87,7 +87,7 @@ struct PPSelect: ParsableCommand {
         CKPT has a poisoned lineage, 66 no such checkpoint, 69 not built yet, 74 I/O error.
         """,
         version: BuildTarget.versionLine("pp-select"),
-        subcommands: [Rollback.self, Report.self]
+        subcommands: [Rollback.self, Report.self, PopulationStep.self]
     )
 
     @OptionGroup var rootOptions: RootOptions
@@ -216,6 +216,64 @@ struct Rollback: ParsableCommand {
             try sel.commit(try sel.rollback())
             if !dryRun { try sel.publishMetrics() }
             return .ok
+        }
+    }
+}
+
+struct PopulationStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "population",
+        abstract: "The daily exploit/explore step of a population of runs (ROOT/population.json).",
+        discussion: """
+        Runs once a day after pp-select (pp-select.service's ExecStartPost). Journals every step \
+        in ROOT/population.jsonl before it acts: an `init` line gives a new run of the population \
+        its knobs; then the runs are ranked by population.json's metric (default recent.accuracy) \
+        on the current eval set, each by its newest evaluated checkpoint whose lineage is clean; \
+        when the best beats the weakest by more than the margin, an `exploit` line restarts the \
+        weakest from the best's checkpoint with each knob multiplied by a factor drawn from \
+        `perturb` (seeded: the same journal and scores give the same choices), else a `keep` line \
+        says why. It acts by writing the run's control.json (lr, dropout, adopt: the trainer \
+        continues that checkpoint), and makes every run's control.json agree with the journal at \
+        each run, so a step interrupted after its journal line is finished by the next. \
+        Formats: docs/formats.md, "Population".
+
+        EXIT STATUS: 0 a line was journaled, 2 nothing to do (no population.json, or the last \
+        decision is younger than min_interval; --force decides anyway), 64 usage, 65 a corrupt \
+        population.json or population.jsonl, 74 I/O error.
+        """
+    )
+
+    @OptionGroup var rootOptions: RootOptions
+
+    @Flag(name: .customLong("dry-run"), help: "Print what would be journaled, change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Decide now even if the last decision is younger than min_interval.")
+    var force = false
+
+    @Flag(help: "Print the population's run names, one per line, and exit (for starting the pp-train@RUN units).")
+    var runs = false
+
+    func run() throws {
+        let root = rootOptions.resolved
+        if runs {
+            try exitingOnFailure(tool) {
+                guard let c = try PopulationConfig.load(root: root) else { throw PPError("no \(root.path)/population.json", status: .nothingToDo) }
+                for r in c.runs { try emit(r) }
+            }
+            return
+        }
+        try locked(root) {
+            guard let config = try PopulationConfig.load(root: root) else {
+                Log.make(tool).info("no \(root.path)/population.json: no population")
+                return .nothingToDo
+            }
+            var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
+            sel.poisonGuard = try guardFor(root)
+            var p = Population(config: config, sel: sel, entries: try PopulationJournal.read(root, repair: !dryRun), output: emit)
+            let status = try p.step(force: force)
+            if !dryRun { try p.publishMetrics() }
+            return status
         }
     }
 }

@@ -52,6 +52,9 @@ struct StatusDoc: Codable, Equatable {
     /// cadence, which checkpoints as soon as the trainer is idle). Absent when all is saved.
     var unsavedSince: String?
     var checkpointDue: String?
+    /// The last checkpoint this process adopted (control.json `adopt`) and when; absent when none.
+    var adopted: String?
+    var adoptedAt: String?
 
     enum CodingKeys: String, CodingKey {
         case schema, run, pid, state, mode, step, tokens, loss, knobs, labels, shards
@@ -75,6 +78,8 @@ struct StatusDoc: Codable, Equatable {
         case probationUndone = "probation_undone"
         case unsavedSince = "unsaved_since"
         case checkpointDue = "checkpoint_due"
+        case adopted
+        case adoptedAt = "adopted_at"
     }
 
     func write(_ path: String) throws {

@@ -41,6 +41,7 @@ extension TrainLoop {
         do {
             guard let c = try Control.read(controlPath) else { return }
             lastControlError = nil
+            adoptIfAsked(c.adopt)
             applyKnobs(c.applied(to: knobs), source: "control.json")
         } catch let e as PPError {
             if e.message != lastControlError { log.error("ignoring control.json: \(e.message)") }

@@ -30,7 +30,8 @@ extension TrainLoop {
                             lastShardLoss: lastShardLoss, guardThreshold: guardian.currentThreshold,
                             judging: guardian.state.judging?.shard, probation: guardian.state.probation?.shard,
                             probationConfirmed: probationConfirmed, probationUndone: probationUndone,
-                            unsavedSince: unsavedStatus.since, checkpointDue: unsavedStatus.due)
+                            unsavedSince: unsavedStatus.since, checkpointDue: unsavedStatus.due,
+                            adopted: adopted?.id, adoptedAt: adopted?.at)
         do { try doc.write(statusPath) } catch {
             log.error("cannot write status.json: \(error)")
         }

@@ -111,6 +111,11 @@ final class TrainLoop {
     var nanStreak = 0
     var halted = false
     var lastControlError: String?
+    /// control.json's last `adopt` value looked at; the last adoption (id, when) and how many
+    /// since this process started (status.json).
+    var adoptSeen: String?
+    var adopted: (id: String, at: String)?
+    var adoptions = 0
     var shardErrors = 0
 
     /// policy.json's "train" section (read at start and on SIGHUP).
@@ -196,6 +201,10 @@ final class TrainLoop {
         if ctl != existingControl {
             try ctl.write(controlPath)
         }
+        // A population step (or a person) asked this run to continue another checkpoint:
+        // done at start too, so a restart between the request and the next checkpoint still
+        // carries it out (and one after it does not repeat it: the state descends from it).
+        adoptIfAsked(existingControl?.adopt)
     }
 
     /// Swaps in a trainer rebuilt from a checkpoint or from scratch (revert, NaN recovery):
