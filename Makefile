@@ -100,8 +100,9 @@ report-test: test-deps
 	$(SWIFT) build $(TEST_FLAGS)
 	python3 tools/report-test.py --bin "$$($(SWIFT) build $(TEST_FLAGS) --show-bin-path)"
 
+# make demo POPULATION=3: a population of three runs (issue 16; demo/run.sh).
 demo: build
-	PP_BIN="$(BIN)" demo/run.sh
+	PP_BIN="$(BIN)" POPULATION="$(POPULATION)" demo/run.sh
 
 bench: build
 	PP_BIN="$(BIN)" bench/run.sh

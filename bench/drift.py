@@ -321,15 +321,18 @@ class Tools:
 
 
 class Daemon:
-    """The pp-train daemon, started as the unit starts it (no flags: PP_TRAIN_FLAGS is empty)."""
+    """The pp-train daemon of one run, started as the unit pp-train@RUN starts it (no flags:
+    PP_TRAIN_FLAGS is empty)."""
 
-    def __init__(self, tools):
+    def __init__(self, tools, run="main"):
         self.t = tools
-        self.err = open(os.path.join(tools.logs, "pp-train-daemon.err"), "wb")
-        self.out = open(os.path.join(tools.logs, "pp-train-daemon.out"), "wb")
-        self.p = subprocess.Popen([os.path.join(tools.bin, "pp-train"), "--run", "main"] + tools.train_flags, stdin=subprocess.DEVNULL,
+        self.run = run
+        tag = "" if run == "main" else "-" + run
+        self.err = open(os.path.join(tools.logs, f"pp-train-daemon{tag}.err"), "wb")
+        self.out = open(os.path.join(tools.logs, f"pp-train-daemon{tag}.out"), "wb")
+        self.p = subprocess.Popen([os.path.join(tools.bin, "pp-train"), "--run", run] + tools.train_flags, stdin=subprocess.DEVNULL,
                                   stdout=self.out, stderr=self.err, env=tools.env)
-        self.status_path = os.path.join(tools.root, "runs", "main", "status.json")
+        self.status_path = os.path.join(tools.root, "runs", run, "status.json")
         # Its signal handlers are installed before its first status.json: until then a
         # SIGHUP would kill it.
         deadline = time.monotonic() + 600
@@ -372,6 +375,9 @@ class Daemon:
                 ck = st.get("last_checkpoint") or ""
                 m = re.search(r"-(\d{12})\.ppc$", ck)
                 clean = (m and int(m.group(1)) == st["step"]) or (not ck and st["step"] == 0)
+                # A run that adopted another run's checkpoint (a population's exploit step)
+                # and has trained nothing since has nothing unsaved.
+                clean = clean or (st.get("adopted") and "unsaved_since" not in st)
                 newest = st.get("newest_shard") or ""
                 sus = suspect_names(self.t.root)
                 seen = all(s <= newest or s in sus for s in expect_shards)
@@ -437,7 +443,12 @@ class Perpetuum:
         self.tools = Tools(os.path.abspath(args.bin), self.root, os.path.join(work, "clock"), self.logs)
         self.tools.train_flags = args.train_flags.split()
         self.ingest = {"accepted": 0, "quarantined": 0, "other": 0, "quarantined_weeks": [], "warmup_quarantined": 0}
-        self.daemon = None
+        self.daemons = []
+        # A population (issue 16): runs p1..pN with these learning rates, stepped daily by
+        # `pp-select population` after pp-select, as pp-select.service's ExecStartPost does.
+        self.population = [float(x) for x in args.population.split(",")] if args.population else None
+        self.runs = [f"p{i + 1}" for i in range(len(self.population))] if self.population else ["main"]
+        self.seed = args.seed
         self.scratch = os.path.join(work, "scratch")
         os.makedirs(self.scratch, exist_ok=True)
         self.selections_at_start = 0
@@ -474,15 +485,31 @@ class Perpetuum:
         shards, quarantined = self.deliver(landed, at)
         self.ingest["warmup_quarantined"] = len(quarantined)
         say(f"  warm-up: {len(warm)} weeks ingested ({len(quarantined)} quarantined), training...")
-        self.daemon = Daemon(self.tools)
-        self.daemon.settle(shards, timeout=3600)
+        if self.population:
+            # population.json, then its first step (init lines: each run's control.json gets
+            # its knobs) before the trainers start, as in production.
+            with open(os.path.join(self.root, "population.json"), "w") as f:
+                json.dump({"runs": {r: {"lr": lr} for r, lr in zip(self.runs, self.population)}, "seed": self.seed}, f)
+            self.tools.run("pp-select", ["pp-select", "population"], ok=(0, 2))
+        self.daemons = [Daemon(self.tools, r) for r in self.runs]
+        for d in self.daemons:
+            d.settle(shards, timeout=3600)
         self.tools.run("pp-eval", ["pp-eval", "--pending", "--new"], ok=(0, 2))
         self.selections_at_start = len(self.selections())
         self.days(week_start(first_eval))
         self.warmup_cpu = dict(self.tools.cpu)
-        self.warmup_cpu["pp-train"] = self.daemon.cpu()
+        self.warmup_cpu["pp-train"] = self.train_cpu()
         self.tools.cpu = {}
-        self.train_cpu_at_start = self.daemon.cpu()
+        self.train_cpu_at_start = self.train_cpu()
+
+    def train_cpu(self):
+        return sum(d.cpu() for d in self.daemons)
+
+    def stop(self):
+        """Stops every trainer still running (after a harness error)."""
+        for d in self.daemons:
+            if d.p.poll() is None:
+                d.stop()
 
     def week(self, week, path, has_data):
         """Delivers `week` (if it has data), then the trainer, pp-eval and a week of daily selections."""
@@ -493,7 +520,8 @@ class Perpetuum:
                 self.ingest["quarantined"] += 1
                 self.ingest["quarantined_weeks"].append(week)
             if shards:
-                self.daemon.settle(shards)
+                for d in self.daemons:
+                    d.settle(shards)
                 self.tools.run("pp-eval", ["pp-eval", "--pending", "--new"], ok=(0, 2))
         self.days(end)
 
@@ -506,14 +534,20 @@ class Perpetuum:
             # candidates on the current eval set, then pp-select compares them.
             self.tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 1, 2))
             self.tools.run("pp-select", ["pp-select"] + SELECT_FLAGS, ok=(0, 1, 2))
+            if self.population:
+                self.tools.run("pp-select", ["pp-select", "population"], ok=(0, 2))
         self.tools.set_clock(monday + WEEK + DELIVER_AFTER)
 
     def models(self):
         dep = os.path.join(self.root, "deployed")
         deployed = os.path.realpath(dep) if os.path.islink(dep) else None
-        ck = os.path.join(self.root, "runs", "main", "checkpoints")
-        names = sorted(n for n in os.listdir(ck) if n.endswith(".ppc") and not n.startswith(".")) if os.path.isdir(ck) else []
-        newest = os.path.join(ck, names[-1]) if names else None
+        # The newest checkpoint of any run (names sort by time, then step).
+        newest = None
+        for run in self.runs:
+            ck = os.path.join(self.root, "runs", run, "checkpoints")
+            names = sorted(n for n in os.listdir(ck) if n.endswith(".ppc") and not n.startswith(".")) if os.path.isdir(ck) else []
+            if names and (newest is None or names[-1] > os.path.basename(newest)):
+                newest = os.path.join(ck, names[-1])
         return deployed, newest
 
     def predict(self, ckpt, texts_path, n, account):
@@ -558,8 +592,9 @@ class Perpetuum:
             return [json.loads(l) for l in f if l.strip()]
 
     def finish(self):
-        train_cpu = self.daemon.cpu() - self.train_cpu_at_start
-        self.daemon.stop()
+        train_cpu = self.train_cpu() - self.train_cpu_at_start
+        for d in self.daemons:
+            d.stop()
         sels = self.selections()[self.selections_at_start:]
         promotions = sum(1 for s in sels if s.get("decision") in ("promote", "promoted", "deploy", "rollback"))
         decisions = {}
@@ -568,7 +603,17 @@ class Perpetuum:
         sus = suspect_names(self.root)
         cpu = dict(self.tools.cpu)
         cpu["pp-train"] = train_cpu
-        return {"cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        pop = None
+        if self.population:
+            with open(os.path.join(self.root, "population.jsonl")) as f:
+                journal = [json.loads(l) for l in f if l.strip()]
+            knobs = {}
+            for e in journal:
+                if e.get("action") in ("init", "exploit"):
+                    knobs[e["run"]] = e["knobs"]["lr"]
+            pop = {"runs": self.runs, "lrs": self.population, "exploits": sum(1 for e in journal if e.get("action") == "exploit"),
+                   "keeps": sum(1 for e in journal if e.get("action") == "keep"), "final_lr": knobs}
+        return {"population": pop, "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
                 "warmup_cpu_seconds": {k: round(v, 3) for k, v in self.warmup_cpu.items()},
                 "promotions": promotions, "decisions": decisions, "suspect_shards": len(sus),
                 "ingest": self.ingest, "runs": self.tools.runs}
@@ -762,6 +807,8 @@ def main():
     ap.add_argument("--predictions", help="also write each scored week's labels and P-dep/P-new predictions here (JSON Lines; tools/knob-study.py)")
     ap.add_argument("--no-refs", action="store_true",
                     help="Perpetuum only (a probe of PP_TRAIN_FLAGS, issue 16): no references, no result files; P-dep and P-new on stdout")
+    ap.add_argument("--population", help="LR1,LR2,...: a population of runs p1..pN with these learning rates (issue 16), "
+                    "stepped daily by `pp-select population`; P-new is then the newest checkpoint of any run")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ref_worker:
@@ -853,6 +900,7 @@ def main():
                         pred_out.flush()
                     ages.append(age)
                     weekly.append({"week": w, "examples": len(recs), "deployed": os.path.basename(dep) if dep else None,
+                                   "deployed_run": dep.split(os.sep)[-3] if dep else None,
                                    "newest": os.path.basename(new) if new else None,
                                    "deployed_age_days": round(age, 2) if age is not None else None})
                     scored += 1
@@ -870,15 +918,15 @@ def main():
         perp = pp.finish()
     except HarnessError as e:
         say(f"drift: {e}")
-        if pp.daemon and pp.daemon.p.poll() is None:
-            pp.daemon.stop()
+        pp.stop()
         if ref:
             ref.kill()
         return 1
     if ref is None:
         d, n = tally["P-dep"].summary(period_weeks), tally["P-new"].summary(period_weeks)
         print(json.dumps({"stream": name, "period": a.period, "train_flags": a.train_flags, "guards": a.guards, "P-dep": d, "P-new": n,
-                          "cpu_seconds": perp["cpu_seconds"], "promotions": perp["promotions"],
+                          "cpu_seconds": perp["cpu_seconds"], "promotions": perp["promotions"], "population": perp["population"],
+                          "deployed_runs": {r: sum(1 for x in weekly if x.get("deployed_run") == r) for r in pp.runs},
                           "seconds": round(time.monotonic() - t_start, 1)}), flush=True)
         return 0
     say(f"  Perpetuum side done in {fmt_dur(time.monotonic() - t_start)}; waiting for the references")

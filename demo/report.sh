@@ -72,10 +72,10 @@ fi
 cat <<EOT
 
 Everything is in $ROOT. To look further:
-  ls $ROOT/shards $ROOT/runs/main/checkpoints
+  ls $ROOT/shards $ROOT/runs/*/checkpoints
   jq . $ROOT/quarantine/*.reason.json          # why a batch was held back
   tail -n 5 $ROOT/ingest.jsonl | jq -c '{file, status, checks}'   # what pp-ingest measured
-  jq . $ROOT/runs/main/status.json
+  jq . $ROOT/runs/*/status.json
   jq '{checkpoint, accuracy, macro_f1, recent: .recent.macro_f1}' $ROOT/evals/*.json
   tail -n 3 $ROOT/selections.jsonl | jq .
   echo "fix a typo in the manual" | PP_ROOT=$ROOT pp-eval predict $ROOT/deployed

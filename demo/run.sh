@@ -7,6 +7,12 @@
 # as a broken export would) into the inbox, which pp-ingest's canary quarantines. Everything
 # it makes stays in demo/root for you to inspect; it ends by writing demo/root/report/index.html
 # (pp-select report) and printing its path.
+#
+# POPULATION=N (make demo POPULATION=3): N runs p1..pN train side by side with learning rates
+# 0.05, 0.1, 0.2, 0.4, ... (one thread each), and after each selection `pp-select population`
+# restarts the weakest from the best run's checkpoint with perturbed knobs (issue 16; the
+# knobs then belong to the population, so the mid-run `pp-train set` is left out). The demo
+# ends with the population's journal (population.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PP_BIN:-.build/release}
@@ -16,6 +22,9 @@ ROOT=${DEMO_ROOT:-$PWD/demo/root}
 WEEK_SECONDS=${DEMO_WEEK_SECONDS:-1.5}
 WEEKS_PER_TICK=${DEMO_WEEKS_PER_TICK:-2}
 export PP_ROOT="$ROOT"
+POPULATION=${POPULATION:-0}
+case $POPULATION in ''|*[!0-9]*) echo "demo: POPULATION=$POPULATION: expected a number of runs" >&2; exit 64 ;; esac
+if [ "$POPULATION" -eq 1 ] || [ "$POPULATION" -gt 8 ]; then echo "demo: POPULATION=$POPULATION: 2 to 8 runs (or 0: one run)" >&2; exit 64; fi
 
 for t in pp-ingest pp-train pp-eval pp-select; do
   command -v "$t" >/dev/null || { echo "demo: $t not found in $BIN (run make build)" >&2; exit 1; }
@@ -27,13 +36,30 @@ LOG="$ROOT/demo.log"
 : >"$LOG"
 
 # A small, fast model for the demo: words + bigrams + char 3..5-grams, 200k buckets.
-pp-train --run main --dim 50 --minn 3 --maxn 5 --bucket 200000 --min-count 2 --lr 0.2 \
-  --threads 2 --rescan 1 --checkpoint-every 15s >"$ROOT/checkpoints.txt" 2>>"$LOG" &
-TRAINER=$!
-cleanup() { kill "$TRAINER" 2>/dev/null || true; }
+MODEL=(--dim 50 --minn 3 --maxn 5 --bucket 200000 --min-count 2 --rescan 1 --checkpoint-every 15s)
+TRAINERS=()
+if [ "$POPULATION" -ge 2 ]; then
+  RUNS=(); conf=""; lr=0.05
+  for ((p = 1; p <= POPULATION; p++)); do
+    RUNS+=("p$p"); conf+="${conf:+, }\"p$p\": {\"lr\": $lr}"; lr=$(awk "BEGIN{print $lr * 2}")
+  done
+  # min_interval 0s: the demo's "days" are seconds apart.
+  echo "{\"runs\": {$conf}, \"seed\": 7, \"min_interval\": \"0s\"}" >"$ROOT/population.json"
+  pp-select population >"$ROOT/population-steps.jsonl" 2>>"$LOG"   # init: each run's control.json
+  for r in "${RUNS[@]}"; do
+    pp-train --run "$r" "${MODEL[@]}" --threads 1 >>"$ROOT/checkpoints.txt" 2>>"$LOG" &
+    TRAINERS+=($!)
+  done
+  echo "demo: a population of $POPULATION runs (${RUNS[*]}): $(jq -c '.runs' "$ROOT/population.json")"
+else
+  RUNS=(main)
+  pp-train --run main "${MODEL[@]}" --lr 0.2 --threads 2 >"$ROOT/checkpoints.txt" 2>>"$LOG" &
+  TRAINERS+=($!)
+fi
+cleanup() { kill "${TRAINERS[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 
-status() { jq -r "$1" "$ROOT/runs/main/status.json" 2>/dev/null || echo -; }
+status() { jq -r "$1" "$ROOT/runs/${RUNS[0]}/status.json" 2>/dev/null || echo -; }
 score() { # newest eval result's recent macro-F1 and its checkpoint
   local f; f=$(ls -t "$ROOT"/evals/*.json 2>/dev/null | head -n1 || true)
   [ -n "$f" ] && jq -r '"\(.checkpoint | split("/")[1] | .[0:26]) F1 \(.macro_f1 * 1000 | round / 1000)"' "$f" || echo -
@@ -68,7 +94,7 @@ while [ $i -lt $n ]; do
     fi
     spoil_told=1
   fi
-  if [ $i -ge $half ] && [ -z "${knobs_changed:-}" ]; then
+  if [ $i -ge $half ] && [ -z "${knobs_changed:-}" ] && [ "$POPULATION" -eq 0 ]; then
     pp-train set lr=0.1 dropout=0.1 --run main 2>>"$LOG"
     echo; echo "demo: week $i: pp-train set lr=0.1 dropout=0.1 (the running trainer picks it up within seconds)"
     knobs_changed=1
@@ -76,6 +102,7 @@ while [ $i -lt $n ]; do
   if (( i % 12 == 0 )); then
     pp-eval --pending --recent-days 91 >>"$ROOT/evals.jsonl" 2>>"$LOG" || true
     pp-select --since 24h >>"$ROOT/select.jsonl" 2>>"$LOG" || true
+    if [ "$POPULATION" -ge 2 ]; then pp-select population >>"$ROOT/population-steps.jsonl" 2>>"$LOG" || true; fi
   fi
   dep=$(readlink "$ROOT/deployed" 2>/dev/null | xargs -r basename | cut -c1-26 || true)
   printf '\rweek %3d/%d %s | %6s ex/s | loss %5s | vocab %5s labels %2s | newest eval %s | deployed %s   ' \
@@ -87,11 +114,17 @@ done
 echo
 echo "demo: all weeks delivered; letting the trainer finish, then a final checkpoint (SIGTERM)"
 sleep 5
-kill -TERM "$TRAINER"; wait "$TRAINER" || true
+kill -TERM "${TRAINERS[@]}"; wait "${TRAINERS[@]}" || true
 trap - EXIT
 pp-eval --pending --recent-days 91 >>"$ROOT/evals.jsonl" 2>>"$LOG" || true
 pp-select --since 24h >>"$ROOT/select.jsonl" 2>>"$LOG" || true
 
+if [ "$POPULATION" -ge 2 ]; then
+  echo
+  echo "== the population's journal (population.jsonl) =="
+  jq -r '[.seq, .at, .action, (.run // "-"), (.knobs.lr // "-"), (.from // "-"), .reason] | @tsv' "$ROOT/population.jsonl" |
+    while IFS=$'\t' read -r q at a r lr from why; do printf '%3s %s %-7s %-3s lr %-8s %s\n' "$q" "$at" "$a" "$r" "$lr" "${why:0:110}"; done
+fi
 echo
 echo "== checkpoints and scores (holdout, all / recent) =="
 demo/report.sh "$ROOT"

@@ -21,168 +21,6 @@ import Foundation
 import Shared
 import TextModel
 
-/// One run's knobs in population.json and the journal.
-struct PopulationKnobs: Codable, Equatable {
-    var lr: Double
-    var dropout: Double?
-}
-
-/// population.json: `{"runs": {"p1": {"lr": 0.1}, ...}, "perturb": [0.8, 1.25], "seed": 7,
-/// "margin": 0, "metric": "recent.accuracy", "min_interval": "20h"}`; only `runs` is required.
-struct PopulationConfig: Equatable {
-    var runs: [String] = []
-    var knobs: [String: PopulationKnobs] = [:]
-    /// Each knob of the copied run is multiplied by one of these, drawn at random.
-    var perturb: [Double] = [0.8, 1.25]
-    var seed: UInt64 = 0
-    /// The best run's score must beat the weakest's by more than this to copy it.
-    var margin: Double = 0
-    var metric = "recent.accuracy"
-    /// Decisions at least this far apart (seconds): the step is daily, run after pp-select.
-    var minInterval: Double = 20 * 3600
-
-    static let keys = ["runs", "perturb", "seed", "margin", "metric", "min_interval"]
-    static let maxRuns = 32
-
-    /// Parses and checks the file; every error names the file and the key.
-    static func parse(_ bytes: [UInt8], path: String) throws -> PopulationConfig {
-        let d: [String: JSONValue]
-        do { d = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes)) } catch {
-            throw PPError.corrupt(path, "not a JSON object (keys: \(keys.joined(separator: ", ")))")
-        }
-        var c = PopulationConfig()
-        for (k, v) in d.sorted(by: { $0.key < $1.key }) {
-            switch k {
-            case "runs": try c.parseRuns(v, path: path)
-            case "perturb": c.perturb = try parsePerturb(v, path: path)
-            case "seed":
-                guard case .number(let x) = v, x >= 0, x < 9_007_199_254_740_992, x == x.rounded() else {
-                    throw PPError.corrupt(path, "seed: expected an integer in [0, 2^53)")
-                }
-                c.seed = UInt64(x)
-            case "margin":
-                guard case .number(let x) = v, x >= 0, x <= 1 else { throw PPError.corrupt(path, "margin: expected a number in [0, 1]") }
-                c.margin = x
-            case "metric":
-                guard case .string(let m) = v, EvalResult.isValidMetric(m) else { throw PPError.corrupt(path, "metric: not a metric pp-select knows") }
-                c.metric = m
-            case "min_interval":
-                guard case .string(let s) = v, let x = Clock.duration(s), x >= 0 else {
-                    throw PPError.corrupt(path, "min_interval: expected a duration (e.g. \"20h\")")
-                }
-                c.minInterval = x
-            default:
-                throw PPError.corrupt(path, "\(k): unknown key (known: \(keys.joined(separator: ", ")))")
-            }
-        }
-        guard c.runs.count >= 2 else { throw PPError.corrupt(path, "runs: a population needs at least two runs") }
-        return c
-    }
-
-    private mutating func parseRuns(_ v: JSONValue, path: String) throws {
-        guard case .object(let o) = v, o.count <= PopulationConfig.maxRuns else {
-            throw PPError.corrupt(path, "runs: expected an object of at most \(PopulationConfig.maxRuns) runs, each {\"lr\": X[, \"dropout\": Y]}")
-        }
-        for (name, k) in o.sorted(by: { $0.key < $1.key }) {
-            guard !name.isEmpty, name.utf8.count <= 100, !name.hasPrefix("."), !name.contains("/") else {
-                throw PPError.corrupt(path, "runs: \(JSONText.string(name)) is not a run name (a plain file name)")
-            }
-            guard case .object(let kv) = k, case .number(let lr)? = kv["lr"], Set(kv.keys).isSubset(of: ["lr", "dropout"]) else {
-                throw PPError.corrupt(path, "runs.\(name): expected {\"lr\": X[, \"dropout\": Y]}")
-            }
-            if let why = Knobs.problem(lr: lr) { throw PPError.corrupt(path, "runs.\(name).lr: \(why)") }
-            var dropout: Double?
-            if let dv = kv["dropout"] {
-                guard case .number(let x) = dv else { throw PPError.corrupt(path, "runs.\(name).dropout: expected a number") }
-                if let why = Knobs.problem(dropout: x) { throw PPError.corrupt(path, "runs.\(name).dropout: \(why)") }
-                dropout = x
-            }
-            runs.append(name)
-            knobs[name] = PopulationKnobs(lr: lr, dropout: dropout)
-        }
-    }
-
-    private static func parsePerturb(_ v: JSONValue, path: String) throws -> [Double] {
-        guard case .array(let a) = v, (1...8).contains(a.count) else {
-            throw PPError.corrupt(path, "perturb: expected 1 to 8 factors, e.g. [0.8, 1.25]")
-        }
-        return try a.map {
-            guard case .number(let x) = $0, x > 0, x <= 10 else { throw PPError.corrupt(path, "perturb: each factor must be in (0, 10]") }
-            return x
-        }
-    }
-
-    /// The root's population.json; nil when there is none (no population).
-    static func load(root: Root) throws -> PopulationConfig? {
-        let path = root.path + "/population.json"
-        guard FileIO.exists(path) else { return nil }
-        return try parse(try FileIO.readAll(path, regularOnly: true), path: path)
-    }
-}
-
-/// One line of population.jsonl.
-struct PopulationEntry: Codable, Equatable {
-    var schema = 1
-    /// 1, 2, ... in file order (the explore draws are seeded with it).
-    var seq: Int
-    var at: String
-    /// "init" (a run's first knobs), "exploit" (the run continues `from` with `knobs`), "keep".
-    var action: String
-    var run: String?
-    var from: String?
-    var knobs: PopulationKnobs?
-    var oldKnobs: PopulationKnobs?
-    /// The factor each knob of `from`'s run was multiplied by.
-    var factors: [String: Double]?
-    /// Each ranked run's score on `metric` (its newest clean evaluated checkpoint).
-    var scores: [String: Double]?
-    var checkpoints: [String: String]?
-    var metric: String?
-    var evalset: String?
-    var seed: UInt64?
-    var reason: String
-
-    enum CodingKeys: String, CodingKey {
-        case schema, seq, at, action, run, from, knobs, factors, scores, checkpoints, metric, evalset, seed, reason
-        case oldKnobs = "old_knobs"
-    }
-
-    var line: String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? enc.encode(self)) ?? Data(), as: UTF8.self)
-    }
-
-    var isDecision: Bool { action == "exploit" || action == "keep" }
-}
-
-enum PopulationJournal {
-    static func path(_ root: Root) -> String { root.path + "/population.jsonl" }
-
-    /// Every entry; a line that is not an entry is an error naming the file and line (the
-    /// knobs of a run depend on every line). A torn last line is cut first (History.repairTail).
-    static func read(_ root: Root, repair: Bool) throws -> [PopulationEntry] {
-        let p = path(root)
-        guard FileIO.exists(p) else { return [] }
-        if repair, let torn = try History.repairTail(p) {
-            Log.make("pp-select").warning("\(p): cut off a torn last line (\(torn.count) bytes)")
-        }
-        let bytes = try FileIO.readAll(p, regularOnly: true)
-        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
-        var out: [PopulationEntry] = []
-        let dec = JSONDecoder()
-        for (i, line) in lines.enumerated() where !line.isEmpty {
-            guard let e = try? dec.decode(PopulationEntry.self, from: Data(line)) else {
-                // A torn last line (no newline after it) that a dry run may not cut: not an entry yet.
-                if !repair && i == lines.count - 1 { continue }
-                throw PPError.corrupt(p, "line \(i + 1): not a population entry")
-            }
-            out.append(e)
-        }
-        return out
-    }
-}
-
 /// The population step over one root (`pp-select population`).
 struct Population {
     let config: PopulationConfig
@@ -217,6 +55,12 @@ struct Population {
             return status
         }
         let e = try decide()
+        // New evidence only: the same checkpoints as at the last decision decide nothing new
+        // (a stream with weekly data would otherwise repeat the same step every day).
+        if !force, let last = entries.last(where: \.isDecision), let c = e.checkpoints, !c.isEmpty, last.checkpoints == c {
+            Log.make("pp-select").info("population: no run has a new evaluated checkpoint since the decision of \(last.at)")
+            return status
+        }
         try record(e)
         if let run = e.run, e.action == "exploit" { try makeControlAgree(run) }
         return .ok
@@ -268,6 +112,15 @@ struct Population {
             e.reason = "the runs are within the margin (\(worst.run) \(worst.score) vs \(best.run) \(best.score), margin \(config.margin))"
             return e
         }
+        // A difference the eval set cannot tell from noise copies nothing: on a few hundred
+        // recent examples most day-to-day gaps are one or two examples (the first `make drift`
+        // trial copied a run almost every week on gaps of 1 in 200, and the knobs wandered).
+        let (lo, hi) = try gainInterval(best.result, over: worst.result, seq: e.seq)
+        e.gainInterval = [lo, hi]
+        guard lo > 0 else {
+            e.reason = "\(best.run) (\(best.score)) is not significantly better than \(worst.run) (\(worst.score)): 95% interval of the gain [\(lo), \(hi)]"
+            return e
+        }
         e.action = "exploit"
         e.run = worst.run
         e.from = best.checkpoint
@@ -278,22 +131,40 @@ struct Population {
         return e
     }
 
-    struct Ranked { var run: String; var score: Double; var checkpoint: String }
+    struct Ranked { var run: String; var score: Double; var checkpoint: String; var result: EvalResult }
+
+    /// The paired bootstrap's 95% interval of `a`'s gain over `b` on the config's metric and
+    /// slice (Selection.bootstrap, 1000 rounds, seeded by the line's number); (0, 0) when a
+    /// per-example file is missing or unreadable (nothing is copied on evidence not seen).
+    func gainInterval(_ a: EvalResult, over b: EvalResult, seq: Int) throws -> (Double, Double) {
+        let (slice, name) = EvalResult.splitMetric(config.metric)
+        do {
+            return try Selection.bootstrap(try sel.examples(a), try sel.examples(b), slice: slice, metric: name,
+                                           rounds: 1000, seed: config.seed ^ UInt64(seq))
+        } catch let e as PPError where e.status == .corrupt || e.status == .noInput || e.status == .software {
+            Log.make("pp-select").warning("population: cannot compare \(a.checkpoint) with \(b.checkpoint) example by example: \(e.message)")
+            return (0, 0)
+        }
+    }
 
     /// Each run's newest clean evaluated checkpoint on `evalset` that still has its weights,
-    /// best first (ties: the run listed first in population.json).
+    /// best first (ties: the run listed first in population.json). A run restarted by an
+    /// exploit step counts only with a checkpoint written after it: until then it has no
+    /// score of its own (its older checkpoints judge knobs it no longer has).
     func rank(evalset: String) throws -> [Ranked] {
         let byRun = Dictionary(grouping: try sel.results(evalset: evalset).filter { config.knobs[$0.run] != nil }, by: \.run)
         var out: [Ranked] = []
         for run in config.runs {
             let newestFirst = (byRun[run] ?? []).sorted { ($0.step, $0.checkpoint) > ($1.step, $1.checkpoint) }
+            let restarted = entries.last { $0.run == run && $0.action == "exploit" }.flatMap { Clock.parseISO($0.at) }
             for r in newestFirst {
+                if let t = restarted, let c = Clock.parseISO(r.checkpointCreatedAt), c <= t { break }
                 guard let score = r.metric(config.metric), score.isFinite, FileIO.isRegularFile(sel.absolute(r.path)) else { continue }
                 if let why = sel.poisonReason(sel.absolute(r.path)) {
                     Log.make("pp-select").warning("population: not copying \(r.checkpoint): \(why.text)")
                     continue
                 }
-                out.append(Ranked(run: run, score: score, checkpoint: r.checkpoint))
+                out.append(Ranked(run: run, score: score, checkpoint: r.checkpoint, result: r))
                 break
             }
         }

@@ -101,7 +101,19 @@ final class PopulationTests: XCTestCase {
         r = try e.run("pp-select", ["population"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try entries(e).count, 5)
-        XCTAssertEqual(try entries(e).last?.seq, 5)
+        let y = try XCTUnwrap(try entries(e).last)
+        XCTAssertEqual(y.seq, 5)
+        // p1 was restarted and has written nothing since: it has no score of its own yet.
+        XCTAssertNil(y.scores?["p1"], "\(y)")
+        XCTAssertEqual(Set((y.scores ?? [:]).keys), ["p2", "p3"])
+        // Nothing new a day later still: the same checkpoints decide nothing (exit 2, no line)
+        // once the restarted runs are out of the ranking.
+        for day in 2...4 {
+            try e.setClock(1_780_000_000 + Double(day) * 86_400)
+            r = try e.run("pp-select", ["population"])
+        }
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertLessThanOrEqual(try entries(e).count, 7)
     }
 
     /// "A run's knobs after a restart come from the journal": the trainer of the copied run,
@@ -236,5 +248,34 @@ final class PopulationTests: XCTestCase {
         r = try e.run("pp-train", ["--once", "--run", "p3"] + tiny)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("no checkpoint with weights"), r.stderr)
+    }
+
+    /// An exploit needs a significant gain (paired bootstrap over the per-example files), not
+    /// just a higher score: one example in 40 copies nothing; 30 in 40 does.
+    func testOnlyASignificantGainCopies() throws {
+        let (root, evalset) = try Fixture.root("pop-signif", n: 40)
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        func outcomes(correct: Int) -> [ExampleOutcome] {
+            (0..<40).map { i in ExampleOutcome(truth: 0, pred: i < correct ? 0 : 1, pTrue: i < correct ? 0.9 : 0.1, pTop: 0.9, top5: true) }
+        }
+        let config = try PopulationConfig.parse(Array(#"{"runs": {"p1": {"lr": 0.1}, "p2": {"lr": 0.2}}, "metric": "accuracy"}"#.utf8), path: "population.json")
+        let sel = Selector(root: root, dryRun: false, verify: { _ in })
+        try Fixture.result(root, evalset: evalset, labels: ["a", "b"], outcomes: outcomes(correct: 20), run: "p1",
+                           file: "ckpt-20261126T000001Z-000000000100.ppc", step: 100)
+        try Fixture.result(root, evalset: evalset, labels: ["a", "b"], outcomes: outcomes(correct: 21), run: "p2",
+                           file: "ckpt-20261126T000001Z-000000000100.ppc", step: 100)
+        var p = Population(config: config, sel: sel, entries: [])
+        var e = try p.decide()
+        XCTAssertEqual(e.action, "keep", e.reason)
+        XCTAssertTrue(e.reason.contains("not significantly better"), e.reason)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(e.gainInterval?.first), 0)
+        try Fixture.result(root, evalset: evalset, labels: ["a", "b"], outcomes: outcomes(correct: 35), run: "p2",
+                           file: "ckpt-20261126T000002Z-000000000200.ppc", step: 200)
+        p = Population(config: config, sel: sel, entries: [])
+        e = try p.decide()
+        XCTAssertEqual(e.action, "exploit", e.reason)
+        XCTAssertEqual(e.run, "p1")
+        XCTAssertEqual(e.from, "p2/ckpt-20261126T000002Z-000000000200.ppc")
+        XCTAssertGreaterThan(try XCTUnwrap(e.gainInterval?.first), 0)
     }
 }

@@ -1,5 +1,5 @@
 // libFuzzer target: control.json (pp-train's Control.parse) and `pp-train set KEY=VALUE`
-// (Control.set) on arbitrary bytes. Control.swift is linked in from Sources/pp-train.
+// (Control.set) on arbitrary bytes; Control is TextModel's (TextModel/Control.swift).
 // Built by tools/fuzz.sh; the top-level code below starts libFuzzer.
 
 import CFuzzer
@@ -10,7 +10,11 @@ import TextModel
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    if let c = try? Control.parse(bytes, path: "control.json") { _ = c.json; _ = c.applied(to: Knobs()) }
+    if let c = try? Control.parse(bytes, path: "control.json") {
+        _ = c.json; _ = c.applied(to: Knobs())
+        // What a file writes must read back the same (adopt included).
+        if (try? Control.parse(Array(c.json.utf8), path: "control.json")) != c { abort() }
+    }
     var c = Control()
     try? c.set(String(decoding: bytes, as: UTF8.self))
     return 0

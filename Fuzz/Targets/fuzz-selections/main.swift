@@ -1,6 +1,8 @@
-// libFuzzer target: selections.jsonl (pp-select History.parse) and the rollback stack built
-// from what parses. History.swift is linked in from Sources/pp-select. Built by
-// tools/fuzz.sh; the top-level code below starts libFuzzer.
+// libFuzzer target: the lines pp-select appends and the file beside them a person writes:
+// selections.jsonl (History.parse) and the rollback stack built from what parses, a
+// population's journal population.jsonl and population.json (PopulationFiles.swift). History.swift
+// and PopulationFiles.swift are linked in from Sources/pp-select. Built by tools/fuzz.sh; the
+// top-level code below starts libFuzzer.
 
 import CFuzzer
 import Glibc
@@ -12,6 +14,13 @@ public func fuzzSelections(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let records = History.parse(Array(UnsafeBufferPointer(start: data, count: size)), path: "selections.jsonl")
     _ = History.rollbackTargets(records, current: records.last?.deployedPath)
     _ = History.everDeployed(records)
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    _ = try? PopulationJournal.parse(bytes, path: "population.jsonl")
+    if let c = try? PopulationConfig.parse(bytes, path: "population.json") {
+        // What parses is within the documented bounds.
+        if c.runs.count < 2 || c.runs.count > PopulationConfig.maxRuns || c.perturb.isEmpty || c.perturb.count > 8 { abort() }
+        for r in c.runs where c.knobs[r] == nil || Knobs.problem(lr: c.knobs[r]!.lr) != nil { abort() }
+    }
     return 0
 }
 

@@ -1,1 +1,0 @@
-../../../Sources/pp-train/Control.swift

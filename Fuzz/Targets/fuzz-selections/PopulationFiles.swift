@@ -1,0 +1,1 @@
+../../../Sources/pp-select/PopulationFiles.swift
