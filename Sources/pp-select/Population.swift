@@ -54,7 +54,11 @@ struct Population {
             Log.make("pp-select").info("population: decided at \(last.at); the next decision is due \(Clock.iso(Double(t) + config.minInterval))")
             return status
         }
-        let e = try decide()
+        let e: PopulationEntry
+        do { e = try decide() } catch let err as PPError where err.status == .nothingToDo {
+            Log.make("pp-select").info("population: no decision yet: \(err.message)")
+            return status
+        }
         // New evidence only: the same checkpoints as at the last decision decide nothing new
         // (a stream with weekly data would otherwise repeat the same step every day).
         if !force, let last = entries.last(where: \.isDecision), let c = e.checkpoints, !c.isEmpty, last.checkpoints == c {

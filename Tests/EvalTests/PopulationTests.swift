@@ -278,4 +278,22 @@ final class PopulationTests: XCTestCase {
         XCTAssertEqual(e.from, "p2/ckpt-20261126T000002Z-000000000200.ppc")
         XCTAssertGreaterThan(try XCTUnwrap(e.gainInterval?.first), 0)
     }
+
+    /// Before any data: the step gives each run its knobs (init lines, control.json) and
+    /// decides nothing (no eval set yet), successfully, so a fresh install can start with it.
+    func testAFreshRootGetsItsInitLinesAndNoDecision() throws {
+        let e = Env(dir: try TestSupport.tempDir("pop-fresh"))
+        defer { try? FileManager.default.removeItem(atPath: e.dir) }
+        try e.root.ensureLayout()
+        try e.setClock(1_780_000_000)
+        try FileIO.publish(#"{"runs": {"a": {"lr": 0.05}, "b": {"lr": 0.3, "dropout": 0.1}}}"#, to: e.dir + "/population.json")
+        var r = try e.run("pp-select", ["population"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try entries(e).map(\.action), ["init", "init"])
+        XCTAssertEqual(try Control.read(e.root.control(run: "b"))?.dropout, 0.1)
+        r = try e.run("pp-select", ["population"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        r = try e.run("pp-select", ["population", "--runs"])
+        XCTAssertEqual(r.stdoutLines, ["a", "b"])
+    }
 }
