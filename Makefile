@@ -158,7 +158,7 @@ install: $(if $(filter command line,$(origin BIN)),,build) man
 	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	for t in $(TOOLS); do install -m 0755 "$(BIN)/$$t" $(BINDIR)/$$t; done
-	for u in systemd/*.service systemd/*.timer systemd/*.path systemd/*.target; do \
+	for u in systemd/*.service systemd/*.timer systemd/*.path systemd/*.target systemd/*.slice; do \
 	  sed 's|/usr/local/|$(PREFIX)/|g' "$$u" > "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" || exit 1; \
 	done
 	install -m 0644 systemd/perpetuum.sysusers $(DESTDIR)$(SYSUSERSDIR)/perpetuum.conf

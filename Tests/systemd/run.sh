@@ -24,7 +24,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 TOOLS=(pp-ingest pp-train pp-eval pp-select)
 SERVICES=(pp-ingest.service pp-train@main.service pp-eval.service pp-select.service)
 UNITS=(pp-ingest.service pp-ingest.timer pp-ingest.path pp-train@main.service pp-eval.service
-       pp-eval@main.path pp-eval.timer pp-select.service pp-select.timer perpetuum.target)
+       pp-eval@main.path pp-eval.timer pp-select.service pp-select.timer perpetuum.target perpetuum-train.slice)
 
 n=0 failed=0
 ok()    { n=$((n+1)); echo "ok $n - $*"; }
@@ -293,6 +293,11 @@ fi
 enabled=$(ctr systemctl is-enabled pp-ingest.timer pp-ingest.path pp-train@main.service pp-eval.timer pp-select.timer 2>&1 | sort -u | tr '\n' ' ')
 if [ "$enabled" = "enabled " ]; then ok "enabling the target enables its timers, path unit and the main trainer (Also=)"
 else notok "is-enabled after enabling the target: $enabled"; fi
+
+# Issue 16: every trainer in perpetuum-train.slice (one bounded share for a whole population).
+sl=$(show pp-train@main.service Slice); sw=$(show perpetuum-train.slice CPUWeight)
+if [ "$sl" = perpetuum-train.slice ] && [ "$sw" = 50 ]; then ok "pp-train@main runs in perpetuum-train.slice (CPUWeight=50)"
+else notok "pp-train@main: Slice=$sl, perpetuum-train.slice CPUWeight=$sw"; fi
 
 # Resource limits are not enforced on this machine's cgroups: assert the configured values.
 mm=$(show pp-train@main.service MemoryMax); tm=$(show pp-train@main.service TasksMax)
