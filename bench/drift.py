@@ -520,6 +520,10 @@ class Perpetuum:
                 self.ingest["quarantined"] += 1
                 self.ingest["quarantined_weeks"].append(week)
             if shards:
+                # Every trainer hears of the week at the same simulated time (as the units'
+                # rescans would), before any settle moves the clock on to a checkpoint time.
+                for d in self.daemons:
+                    d.p.send_signal(signal.SIGHUP)
                 for d in self.daemons:
                     d.settle(shards)
                 self.tools.run("pp-eval", ["pp-eval", "--pending", "--new"], ok=(0, 2))
@@ -529,7 +533,9 @@ class Perpetuum:
         """pp-select's daily runs of the week starting at `monday`; then the clock stands at the
         next week's delivery time, when that week is scored."""
         for d in range(7):
-            self.tools.set_clock(monday + d * DAY + SELECT_AT)
+            # Never backwards: a settle may have moved the clock past 03:00 of the first day
+            # (several runs checkpointing one after the other).
+            self.tools.set_clock(max(monday + d * DAY + SELECT_AT, self.tools.now or 0))
             # As pp-select.service: its ExecStartPre scores the deployed checkpoint and the
             # candidates on the current eval set, then pp-select compares them.
             self.tools.run("pp-eval", ["pp-eval", "--pending"], ok=(0, 1, 2))

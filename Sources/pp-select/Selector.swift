@@ -96,16 +96,24 @@ struct Selector {
         }
     }
 
-    /// The order candidates are tried in: newest first for the `noninferior` gate (the newest
-    /// good checkpoint is the one to deploy), best first by the metric for `better`.
+    /// The order candidates are tried in: for the `noninferior` gate the newest good
+    /// checkpoint is the one to deploy: each run's newest, the best of those first (with one
+    /// run: its newest), then the older ones newest first; best first by the metric for
+    /// `better`. Several runs (a population, issue 16) checkpoint at about the same time:
+    /// "newest first" alone would deploy whichever run happened to write last.
     func candidateOrder(_ c: [EvalResult]) -> [EvalResult] {
         guard config.gate == .noninferior else { return ranked(c) }
-        return c.sorted { a, b in
+        let newestFirst = c.sorted { a, b in
             let x = Clock.parseISO(a.checkpointCreatedAt) ?? 0, y = Clock.parseISO(b.checkpointCreatedAt) ?? 0
             if x != y { return x > y }
             if a.step != b.step { return a.step > b.step }
             return a.checkpoint > b.checkpoint
         }
+        var runs = Set<String>(), heads: [EvalResult] = [], rest: [EvalResult] = []
+        for r in newestFirst {
+            if runs.insert(r.run).inserted { heads.append(r) } else { rest.append(r) }
+        }
+        return ranked(heads) + rest
     }
 
     /// Days since the checkpoint at `rel` was created (its result's time, else `age(ofCheckpoint:)`).
@@ -121,9 +129,13 @@ struct Selector {
         let all = try results(evalset: evalset)
         let dep = currentDeployed()
         let depResult = dep.flatMap { d in all.first { $0.path == d } }
+        // The noninferior gate moves forward only: a candidate older than the deployed one
+        // (another run's, written just before it) is not "newer and at least as good".
+        let depTime = depResult.flatMap { Clock.parseISO($0.checkpointCreatedAt) }
         let window = all.filter { r in
             guard r.path != dep, FileIO.exists(absolute(r.path)) else { return false }
             guard let t = Clock.parseISO(r.checkpointCreatedAt) else { return false }
+            if config.gate == .noninferior, let d = depTime, t < d { return false }
             return Double(t) >= now - since
         }
         if window.isEmpty { return nil }

@@ -83,6 +83,35 @@ final class SelectionTests: XCTestCase {
     }
 
     /// Deploys `file` through a manual deploy decision.
+    /// Several runs (a population, issue 16) checkpoint at about the same time: the gate
+    /// deploys the best of the runs' newest checkpoints (not whichever run wrote last), and
+    /// never a checkpoint older than the deployed one.
+    func testNoninferiorAcrossRunsTakesTheBestNewestAndNeverGoesBack() throws {
+        let (root, hash) = try Fixture.root("noninf-runs")
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let s = selector(root, gate: .noninferior)
+        let t = Clock.now() - 3_600
+        func result(_ run: String, _ i: Int, wrong: Int, at: Double) throws {
+            try Fixture.result(root, evalset: hash, labels: ["a", "b"], outcomes: Fixture.outcomes(truths, wrong: Set(0..<wrong)),
+                               run: run, file: ck(i), step: i, created: Clock.iso(at))
+        }
+        try result("p1", 1, wrong: 80, at: t)
+        try deploy(s, ck(1), run: "p1")
+        // Round 2: p1 writes at t+60 (good), p2 at t+61 (worse, but within the margin of the deployed).
+        try result("p1", 2, wrong: 40, at: t + 60)
+        try result("p2", 2, wrong: 82, at: t + 61)
+        var (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertEqual(r.decision, "promote", r.reason)
+        XCTAssertEqual(r.winner?.checkpoint, "p1/\(ck(2))", "the best of the runs' newest, not the last written")
+        try s.commit(r)
+        // A p3 checkpoint written before the deployed one (t+30 < t+60) is not a candidate at
+        // all, however good.
+        try result("p3", 3, wrong: 10, at: t + 30)
+        (r, _) = try XCTUnwrap(try s.select(since: 86_400))
+        XCTAssertNotEqual(r.winner?.checkpoint, "p3/\(ck(3))", r.reason)
+        XCTAssertFalse((r.candidates ?? []).contains { $0.checkpoint == "p3/\(ck(3))" }, "\(r.candidates ?? [])")
+    }
+
     func deploy(_ s: Selector, _ file: String, run: String = "main") throws {
         try s.commit(try s.deploy(s.root.path + "/" + EvalNames.relativeCheckpointPath(run: run, file: file)))
     }
