@@ -73,7 +73,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
 /// What may change while a trainer runs (`pp-train set`, control.json).
 public struct Knobs: Codable, Equatable, Sendable {
-    public var lr: Double = 0.1
+    public var lr: Double = Knobs.defaultLR
     public var dropout: Double = 0.0
     public var pause = false
     /// Half-life, in trained examples, of the averaged weights that checkpoints deploy
@@ -81,11 +81,16 @@ public struct Knobs: Codable, Equatable, Sendable {
     public var average: Double = Knobs.defaultAverage
 
     public static let defaultAverage: Double = 0
+    /// The default learning rate: 0.2, the best fixed rate of the linear model on both shipped
+    /// streams in `make drift`'s replay (tools/knob-study.py; docs/research.md, "Learning
+    /// rate"): +1.5 points of P-dep over 0.1 on each. On static data trained for several
+    /// passes 0.1 is 0.5-0.9 points better (bench/accuracy.py): pass `--lr 0.1` there.
+    public static let defaultLR: Double = 0.2
     /// The largest half-life accepted (an average over more examples than any run trains is
     /// a frozen model).
     public static let maxAverage: Double = 1e12
 
-    public init(lr: Double = 0.1, dropout: Double = 0.0, pause: Bool = false, average: Double = Knobs.defaultAverage) {
+    public init(lr: Double = Knobs.defaultLR, dropout: Double = 0.0, pause: Bool = false, average: Double = Knobs.defaultAverage) {
         self.lr = lr; self.dropout = dropout; self.pause = pause; self.average = average
     }
 

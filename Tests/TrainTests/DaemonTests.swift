@@ -110,7 +110,7 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(ck.meta.knobs.lr, 0.05)
         XCTAssertEqual(ck.meta.knobs.dropout, 0.25)
         let changes = ck.meta.knobChanges.map { "\($0.knob):\($0.old)->\($0.new)" }
-        XCTAssertEqual(changes, ["lr:0.1->0.05", "dropout:0.0->0.25", "pause:false->true", "pause:true->false"])
+        XCTAssertEqual(changes, ["lr:\(Knobs.defaultLR)->0.05", "dropout:0.0->0.25", "pause:false->true", "pause:true->false"])
         XCTAssertTrue(ck.meta.labels.contains("d"))
         XCTAssertEqual(ck.meta.parent, "main/" + FileIO.split(d.stdoutLines[before - 1]).name)
         // The next checkpoint does not repeat them.

@@ -107,7 +107,7 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(value("perpetuum_train_suspect_shards"), 1, prom)
         XCTAssertEqual(value("perpetuum_train_guard_trips_total"), 1, prom)
         XCTAssertEqual(value("perpetuum_train_step"), Double(ck.step), prom)
-        XCTAssertEqual(value("perpetuum_train_lr"), 0.1, prom)
+        XCTAssertEqual(value("perpetuum_train_lr"), Knobs.defaultLR, prom)
         XCTAssertEqual(value("perpetuum_train_dropout"), 0, prom)
         XCTAssertEqual(value("perpetuum_train_paused"), 0, prom)
         XCTAssertEqual(value("perpetuum_train_labels"), 4, prom)

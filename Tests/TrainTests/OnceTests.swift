@@ -50,7 +50,7 @@ final class OnceTests: XCTestCase {
         let st = try XCTUnwrap(Fix.status(root))
         XCTAssertEqual(st["state"] as? String, "stopped")
         let ctl = try controlJSON(root + "/runs/main/control.json")
-        XCTAssertEqual(ctl["lr"] as? Double, 0.1)
+        XCTAssertEqual(ctl["lr"] as? Double, Knobs.defaultLR)
     }
 
     func testNewLabelInLaterShardAndReplayShareAndLineage() throws {
