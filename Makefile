@@ -121,8 +121,9 @@ bench-accuracy: build
 # make drift [STREAM=git|util-linux] [PERIOD=2023-2025] [STREAM_DIR=DIR NAME=NAME]: the week-by-
 # week replay of real streams through the tools beside weekly fastText retraining and Vowpal
 # Wabbit (bench/README.md, "make drift"); drift-quick: a few weeks, the output's shape only.
+# make drift POPULATION=3: the Perpetuum side as a population of three runs (issue 16).
 drift: build
-	PP_BIN="$(BIN)" STREAM="$(STREAM)" PERIOD="$(PERIOD)" STREAM_DIR="$(STREAM_DIR)" NAME="$(NAME)" bench/drift.sh
+	PP_BIN="$(BIN)" STREAM="$(STREAM)" PERIOD="$(PERIOD)" STREAM_DIR="$(STREAM_DIR)" NAME="$(NAME)" POPULATION="$(POPULATION)" bench/drift.sh
 
 drift-quick: build
 	PP_BIN="$(BIN)" STREAM="$(STREAM)" PERIOD="$(PERIOD)" STREAM_DIR="$(STREAM_DIR)" NAME="$(NAME)" DRIFT_QUICK=1 bench/drift.sh

@@ -404,6 +404,19 @@ class Daemon:
         return max(cpu, ru.ru_utime + ru.ru_stime)
 
 
+def population_lrs(spec):
+    """--population N (lr 0.1, 0.2, 0.4, ...: doubling from 0.1) or LR1,LR2,..."""
+    if "," not in spec and spec.isdigit():
+        n = int(spec)
+        if not 2 <= n <= 8:
+            raise HarnessError(f"--population {spec}: 2 to 8 runs")
+        return [round(0.1 * 2 ** i, 6) for i in range(n)]
+    lrs = [float(x) for x in spec.split(",")]
+    if len(lrs) < 2:
+        raise HarnessError(f"--population {spec}: at least two learning rates")
+    return lrs
+
+
 def suspect_names(root):
     names = set()
     runs = os.path.join(root, "runs")
@@ -446,9 +459,10 @@ class Perpetuum:
         self.daemons = []
         # A population (issue 16): runs p1..pN with these learning rates, stepped daily by
         # `pp-select population` after pp-select, as pp-select.service's ExecStartPost does.
-        self.population = [float(x) for x in args.population.split(",")] if args.population else None
+        spec = getattr(args, "population", None)
+        self.population = population_lrs(spec) if spec else None
         self.runs = [f"p{i + 1}" for i in range(len(self.population))] if self.population else ["main"]
-        self.seed = args.seed
+        self.seed = getattr(args, "seed", 1)
         self.scratch = os.path.join(work, "scratch")
         os.makedirs(self.scratch, exist_ok=True)
         self.selections_at_start = 0
@@ -813,7 +827,7 @@ def main():
     ap.add_argument("--predictions", help="also write each scored week's labels and P-dep/P-new predictions here (JSON Lines; tools/knob-study.py)")
     ap.add_argument("--no-refs", action="store_true",
                     help="Perpetuum only (a probe of PP_TRAIN_FLAGS, issue 16): no references, no result files; P-dep and P-new on stdout")
-    ap.add_argument("--population", help="LR1,LR2,...: a population of runs p1..pN with these learning rates (issue 16), "
+    ap.add_argument("--population", help="N or LR1,LR2,...: a population of runs p1..pN with these learning rates (N: 0.1, 0.2, 0.4, ...; issue 16), "
                     "stepped daily by `pp-select population`; P-new is then the newest checkpoint of any run")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()

@@ -9,6 +9,9 @@
 #   STREAM_DIR    any folder of weekly YYYY-Www.jsonl[.zst] files instead (NAME= names it,
 #                 else the folder's name)
 #   PERIOD        evaluation period, ISO years: 2023-2025 (default) or 2024
+#   POPULATION    N (runs with lr 0.1, 0.2, 0.4, ...) or LR1,LR2,...: a population of runs
+#                 stepped daily by `pp-select population` (issue 16); results go to
+#                 drift-NAME-population.json/.svg
 #   DRIFT_QUICK=1 4 weeks of the period after 26 weeks of warm-up: checks the whole path and
 #                 the output's shape, not the numbers (CI); results go to bench/work/
 # Output: the tables on stdout; bench/results/drift-NAME.json and .svg (quick: bench/work/).
@@ -42,6 +45,10 @@ pids=()
 for r in "${runs[@]}"; do
     dir="${r%%|*}"; name="${r#*|}"
     args=(--stream-dir "$dir" --period "$PERIOD" --bin "$PP_BIN" "${quick[@]}")
+    if [ -n "${POPULATION:-}" ]; then
+        args+=(--population "$POPULATION")
+        name="${name:-$(basename "$dir")}-population"
+    fi
     [ -n "$name" ] && args+=(--name "$name")
     "$PY" "$here/drift.py" "${args[@]}" &
     pids+=($!)

@@ -216,6 +216,14 @@ class Tokenizer(unittest.TestCase):
         finally:
             shutil.rmtree(d)
 
+class Population(unittest.TestCase):
+    def test_population_spec(self):
+        self.assertEqual(drift.population_lrs("3"), [0.1, 0.2, 0.4])
+        self.assertEqual(drift.population_lrs("0.05,0.3"), [0.05, 0.3])
+        for bad in ("1", "9", "0.1"):
+            with self.assertRaises(drift.HarnessError):
+                drift.population_lrs(bad)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -9,7 +9,7 @@
 # (pp-select report) and printing its path.
 #
 # POPULATION=N (make demo POPULATION=3): N runs p1..pN train side by side with learning rates
-# 0.05, 0.1, 0.2, 0.4, ... (one thread each), and after each selection `pp-select population`
+# 0.1, 0.2, 0.4, ... (one thread each; as `make drift POPULATION=N`), and after each selection `pp-select population`
 # restarts the weakest from the best run's checkpoint with perturbed knobs (issue 16; the
 # knobs then belong to the population, so the mid-run `pp-train set` is left out). The demo
 # ends with the population's journal (population.jsonl).
@@ -39,7 +39,7 @@ LOG="$ROOT/demo.log"
 MODEL=(--dim 50 --minn 3 --maxn 5 --bucket 200000 --min-count 2 --rescan 1 --checkpoint-every 15s)
 TRAINERS=()
 if [ "$POPULATION" -ge 2 ]; then
-  RUNS=(); conf=""; lr=0.05
+  RUNS=(); conf=""; lr=0.1
   for ((p = 1; p <= POPULATION; p++)); do
     RUNS+=("p$p"); conf+="${conf:+, }\"p$p\": {\"lr\": $lr}"; lr=$(awk "BEGIN{print $lr * 2}")
   done
