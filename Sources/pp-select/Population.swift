@@ -99,7 +99,8 @@ struct Population {
     }
 
     /// The day's decision: rank the runs, then copy the best into the weakest (with perturbed
-    /// knobs) when it is better by more than the margin; else keep.
+    /// knobs) when it is better by more than the margin and significantly (the paired
+    /// bootstrap's interval of the gain above 0); else keep, saying why.
     func decide() throws -> PopulationEntry {
         var e = PopulationEntry(seq: entries.count + 1, at: sel.stamp(), action: "keep", metric: config.metric, seed: config.seed, reason: "")
         let evalset = try EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
