@@ -23,6 +23,7 @@ stderr; a Markdown table of every point in --out on stdout.
 import argparse
 import glob
 import json
+import shutil
 import os
 import statistics
 import subprocess
@@ -194,6 +195,7 @@ def main():
     ap.add_argument("--also", action="append", default=[], help="more result files to include in the table and plot")
     ap.add_argument("--plot", help="an SVG or PNG of the lr grids (needs matplotlib: bench/venv/bin/python)")
     ap.add_argument("--no-run", action="store_true", help="only print the table (and --plot) of what is recorded")
+    ap.add_argument("--keep-work", action="store_true", help="keep each point's replay folder (about 4 GB) after its figures are saved")
     a = ap.parse_args()
     done = []
     if os.path.exists(a.out):
@@ -219,6 +221,10 @@ def main():
                     json.dump({"points": done}, f, indent=1)
                     f.write("\n")
                 os.replace(a.out + ".tmp", a.out)
+                # A point's replay leaves ~4 GB of checkpoints; what the study needs of it is
+                # saved above (a full grid once filled the disk).
+                if not a.keep_work:
+                    shutil.rmtree(work, ignore_errors=True)
     done = done + [r for r in extra if (r["stream"], r["point"], r["period"], r["quick"]) not in have]
     if a.plot:
         plot(done, a.plot)

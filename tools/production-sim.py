@@ -79,15 +79,18 @@ def main():
     ap.add_argument("--work", default=os.path.join(REPO, "bench", "work", "production-sim"))
     ap.add_argument("--out")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --work where it stopped (days.jsonl, archive/)")
     a = ap.parse_args()
     if not a.bin:
         ap.error("--bin (or $PP_BIN) is needed")
     budget = parse_bytes(a.keep_bytes)
     work = os.path.abspath(a.work)
-    shutil.rmtree(work, ignore_errors=True)
     root, logs = os.path.join(work, "root"), os.path.join(work, "logs")
-    os.makedirs(os.path.join(root, "inbox"))
-    os.makedirs(logs)
+    days_path = os.path.join(work, "days.jsonl")
+    if not a.resume:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(os.path.join(root, "inbox"))
+        os.makedirs(logs)
     tools = drift.Tools(os.path.abspath(a.bin), root, os.path.join(work, "clock"), logs)
     tools.train_flags = a.train_flags.split()
 
@@ -105,10 +108,24 @@ def main():
     daemon = None
     days = []
     day = None   # the stats of the day that ends at the next 03:00 selection
+    first = 0
+    if a.resume:
+        # Continue a run that stopped (a crash, a full disk, the end of a session): the state
+        # folder is as the tools left it (every write is atomic); the days recorded so far are
+        # in days.jsonl; the next batch is the one after the newest in archive/. The day in
+        # progress when it stopped loses what it had counted (its pp-eval CPU is understated).
+        with open(days_path) as f:
+            days = [json.loads(l) for l in f if l.strip()]
+        done_batches = [int(n[6:12]) for d in ("archive", "quarantine") for n in os.listdir(os.path.join(root, d))
+                        if n.startswith("batch-") and n[6:12].isdigit()] if os.path.isdir(os.path.join(root, "archive")) else []
+        first = max(done_batches, default=-1) + 1
+        tools.seq = max((int(n[:5]) for n in os.listdir(logs) if n[:5].isdigit()), default=0)
+        day = {"day": len(days), "eval_cpu": 0.0, "eval_runs": 0, "results": 0, "examples_scored": 0, "resumed": True}
+        drift.say(f"production-sim: resuming at batch {first} of {slots} (day {len(days) + 1}), {len(days)} days recorded")
     select_at = 3 * 3600
     failures = []
     try:
-        for k in range(slots):
+        for k in range(first, slots):
             t = start + (k + 1) * a.ingest_every
             # pp-select's daily run at 03:00 comes first when it falls in this slot's span.
             sel = start + ((t - start - select_at) // DAY) * DAY + select_at
@@ -136,6 +153,8 @@ def main():
                           f"holdout {day['holdout_examples']}, pp-eval {day['eval_cpu']:.2f} s / {day['examples_scored']} examples, "
                           f"deployed age {day['deployed_age_days']} d | {drift.fmt_dur(time.monotonic() - t0)}")
                 days.append(day)
+                with open(days_path, "a") as f:
+                    f.write(json.dumps(day) + "\n")
                 day = None
             if day is None:
                 day = {"day": len(days), "eval_cpu": 0.0, "eval_runs": 0, "results": 0, "examples_scored": 0}
