@@ -86,6 +86,11 @@ public struct Knobs: Codable, Equatable, Sendable {
     /// rate"): +1.5 points of P-dep over 0.1 on each. On static data trained for several
     /// passes 0.1 is 0.5-0.9 points better (bench/accuracy.py): pass `--lr 0.1` there.
     public static let defaultLR: Double = 0.2
+    /// With a hidden layer the best fixed rate is higher: 0.3-0.5 on both streams, 13-16
+    /// points better than 0.1 and 3-4 better than 0.2 (docs/research.md).
+    public static let defaultHiddenLR: Double = 0.4
+    /// The default rate of a new model with (`hidden`) or without a hidden layer.
+    public static func defaultLR(hidden: Bool) -> Double { hidden ? defaultHiddenLR : defaultLR }
     /// The largest half-life accepted (an average over more examples than any run trains is
     /// a frozen model).
     public static let maxAverage: Double = 1e12

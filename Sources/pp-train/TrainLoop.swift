@@ -161,7 +161,9 @@ final class TrainLoop {
         statusPath = root.status(run: s.run)
         checkpointDir = root.checkpoints(run: s.run)
 
-        let initialKnobs = settings.flagged(Knobs())
+        // A new model's default rate depends on its shape (Knobs.defaultLR(hidden:)); a run
+        // that resumes keeps its checkpoint's knobs.
+        let initialKnobs = settings.flagged(Knobs(lr: Knobs.defaultLR(hidden: (settings.flags.hidden ?? 0) > 0)))
         // A fresh run takes its knobs from control.json if someone set them before the start.
         let existingControl: Control?
         do { existingControl = try Control.read(controlPath) } catch let e as PPError {

@@ -69,7 +69,7 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Random seed (default 1).", valueName: "n")) var seed: UInt64?
 
     // Knobs: like `pp-train set` at start.
-    @Option(help: ArgumentHelp("Learning rate (a knob: also `pp-train set lr=...`; default \(JSONText.number(Knobs.defaultLR)): the best fixed rate on the shipped streams, docs/research.md).", valueName: "x")) var lr: Double?
+    @Option(help: ArgumentHelp("Learning rate (a knob: also `pp-train set lr=...`; default \(JSONText.number(Knobs.defaultLR)), \(JSONText.number(Knobs.defaultHiddenLR)) for a new model with --hidden: the best fixed rates on the shipped streams, docs/research.md).", valueName: "x")) var lr: Double?
     @Option(help: ArgumentHelp("Dropout rate in [0, 1) (a knob; default 0).", valueName: "x")) var dropout: Double?
     @Option(help: ArgumentHelp("Checkpoints deploy an exponential moving average of the weights with this half-life in trained examples; 0 = the training weights (a knob: also `pp-train set average=...`; default \(JSONText.number(Knobs.defaultAverage))). See docs/operations.md.", valueName: "examples")) var average: Double?
 

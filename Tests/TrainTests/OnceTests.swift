@@ -53,6 +53,20 @@ final class OnceTests: XCTestCase {
         XCTAssertEqual(ctl["lr"] as? Double, Knobs.defaultLR)
     }
 
+    /// A new model with a hidden layer starts at its own default rate (the study's best for
+    /// that shape); an explicit --lr still wins.
+    func testANewHiddenModelStartsAtTheHiddenDefaultRate() throws {
+        for (extra, want) in [(["--hidden", "8"], Knobs.defaultHiddenLR), (["--hidden", "8", "--lr", "0.05"], 0.05)] {
+            let root = try Fix.newRoot("hidden-lr")
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            try Fix.shard(root, Fix.shardName(1), Fix.examples(40, labels: ["a", "b"], seed: 1))
+            let r = try once(root, extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(try Checkpoint.readHead(path: Fix.checkpoints(root)[0]).meta.knobs.lr, want, "\(extra)")
+        }
+        XCTAssertNotEqual(Knobs.defaultHiddenLR, Knobs.defaultLR)
+    }
+
     func testNewLabelInLaterShardAndReplayShareAndLineage() throws {
         let root = try Fix.newRoot("label")
         defer { try? FileManager.default.removeItem(atPath: root) }
