@@ -339,6 +339,22 @@ public enum EvalNames {
         return stem.isEmpty ? nil : stem
     }
 
+    /// The end of the file name of every stored result on `evalset`: "--<evalset16>.json".
+    public static func resultSuffix(evalset: String) -> String { "--" + String(evalset.prefix(16)) + ".json" }
+
+    /// The checkpoint and run of a stored result's file name on `evalset` (`base` + ".json"),
+    /// from the name alone; nil for any other name. A checkpoint's file name holds no "--", so
+    /// the first "--" ends it and the run (which may hold "--") runs to the suffix.
+    public static func resultParts(_ fileName: String, evalset: String) -> (checkpoint: CheckpointName, run: String)? {
+        let suffix = resultSuffix(evalset: evalset)
+        guard fileName.hasSuffix(suffix) else { return nil }
+        let stem = fileName.dropLast(suffix.count)
+        guard let sep = stem.range(of: "--"),
+              let name = CheckpointName(String(stem[..<sep.lowerBound]) + "." + CheckpointName.fileExtension) else { return nil }
+        let run = String(stem[sep.upperBound...])
+        return run.isEmpty ? nil : (name, run)
+    }
+
     /// "<ckpt file sans .ppc>--<RUN>": the part every file of a checkpoint's in evals/ starts with.
     public static func checkpointStem(_ checkpointFile: String, run: String) -> String {
         var f = checkpointFile

@@ -37,17 +37,12 @@ func publishEvalMetrics(root: Root, evalset: String, lastExamplesPerSecond: Doub
     try m.publish(root: root, name: "pp-eval")
 }
 
-/// The stored results on `evalset` by run, from their file names alone:
-/// "ckpt-<stamp>-<step>--<RUN>--<evalset16>.json" (a checkpoint's file name holds no "--").
+/// The stored results on `evalset` by run, from their file names alone (EvalNames.resultParts).
 func resultFilesByRun(root: Root, evalset: String) throws -> [String: [(file: String, step: Int)]] {
-    let suffix = "--" + String(evalset.prefix(16)) + ".json"
     var out: [String: [(file: String, step: Int)]] = [:]
-    for f in try FileIO.list(root.evals) where f.hasSuffix(suffix) {
-        let stem = f.dropLast(suffix.count)
-        guard let sep = stem.range(of: "--"), let name = CheckpointName(String(stem[..<sep.lowerBound]) + "." + CheckpointName.fileExtension) else { continue }
-        let run = String(stem[sep.upperBound...])
-        guard !run.isEmpty else { continue }
-        out[run, default: []].append((f, name.step))
+    for f in try FileIO.list(root.evals) {
+        guard let (checkpoint, run) = EvalNames.resultParts(f, evalset: evalset) else { continue }
+        out[run, default: []].append((f, checkpoint.step))
     }
     return out
 }

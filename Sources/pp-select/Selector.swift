@@ -65,7 +65,7 @@ struct Selector {
     /// decoding them all made each run grow with the history.
     func results(evalset: String) throws -> [EvalResult] {
         var out: [EvalResult] = []
-        let suffix = "--" + String(evalset.prefix(16)) + ".json"
+        let suffix = EvalNames.resultSuffix(evalset: evalset)
         for f in try FileIO.list(root.evals) where f.hasSuffix(suffix) {
             do {
                 let r = try EvalResult.load(path: root.evals + "/" + f)

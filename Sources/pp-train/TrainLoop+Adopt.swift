@@ -75,7 +75,6 @@ extension TrainLoop {
         unsavedSince = nil
         lossAvg = nil
         adopted = (id, Clock.iso(Clock.now()))
-        adoptions += 1
         log.notice("adopted checkpoint: training continues from it", metadata: [
             "adopt": "\(id)", "step": "\(step)", "was_step": "\(was)",
             "seconds": "\(String(format: "%.2f", Clock.monotonic() - t0))"])

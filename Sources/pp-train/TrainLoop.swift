@@ -111,11 +111,9 @@ final class TrainLoop {
     var nanStreak = 0
     var halted = false
     var lastControlError: String?
-    /// control.json's last `adopt` value looked at; the last adoption (id, when) and how many
-    /// since this process started (status.json).
+    /// control.json's last `adopt` value looked at; the last adoption, id and when (status.json).
     var adoptSeen: String?
     var adopted: (id: String, at: String)?
-    var adoptions = 0
     var shardErrors = 0
 
     /// policy.json's "train" section (read at start and on SIGHUP).

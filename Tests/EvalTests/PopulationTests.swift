@@ -296,4 +296,20 @@ final class PopulationTests: XCTestCase {
         r = try e.run("pp-select", ["population", "--runs"])
         XCTAssertEqual(r.stdoutLines, ["a", "b"])
     }
+
+    /// A result's file name gives back its checkpoint and run (runs may hold "--"); other
+    /// eval sets and other names give nothing (pp-eval's metrics choose results this way).
+    func testResultNamesParseBack() {
+        let e = String(repeating: "ab", count: 32), other = String(repeating: "cd", count: 32)
+        let file = "ckpt-20261126T010000Z-000000000042.ppc"
+        for run in ["main", "p1", "a--b"] {
+            let name = EvalNames.base(checkpointFile: file, run: run, evalset: e) + ".json"
+            let parts = EvalNames.resultParts(name, evalset: e)
+            XCTAssertEqual(parts?.run, run)
+            XCTAssertEqual(parts?.checkpoint.step, 42)
+            XCTAssertNil(EvalNames.resultParts(name, evalset: other))
+        }
+        XCTAssertNil(EvalNames.resultParts("notes--" + String(e.prefix(16)) + ".json", evalset: e))
+        XCTAssertNil(EvalNames.resultParts(EvalNames.base(checkpointFile: file, run: "main", evalset: e) + ".pex", evalset: e))
+    }
 }
