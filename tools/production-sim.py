@@ -15,8 +15,8 @@ ExecStartPre: the deployed checkpoint and the candidates on the current eval set
 are spread evenly over the simulated days in their own order (a real stream, squeezed).
 
 It records, per simulated day: pp-eval's CPU seconds and runs, the results it wrote and the
-examples they scored, the bytes of checkpoints (runs/*/checkpoints, heads) and of evals/,
-and how many checkpoints exist. `--check` asserts what issue 13 asks of a long run:
+examples they scored, pp-ingest's and pp-select's CPU seconds, the bytes of checkpoints
+(runs/*/checkpoints), of heads and of evals/, and how many checkpoints and heads exist. `--check` asserts what issue 13 asks of a long run:
   * disk: checkpoints never take more than the budget plus one day of new checkpoints
     (retention runs daily);
   * flat evaluation work: once the holdout holds the eval window (EvalSet.holdoutWindow
@@ -25,6 +25,8 @@ and how many checkpoints exist. `--check` asserts what issue 13 asks of a long r
     and pp-eval's CPU a day at most 2x;
   * the per-example files in evals/ (retention deletes those of deleted checkpoints) take at
     most twice as many bytes at the end as in that tenth;
+  * a head (what retention keeps of a deleted checkpoint) takes at most twice as many bytes
+    at the end as in that tenth, and pp-select's daily run at most twice the CPU;
   * the deployed model is never older than pp-select's --max-age (7 days) after the first week.
 Exit status: 0 done (and, with --check, every assertion held), 1 an assertion failed or a
 tool broke, 64 usage.
@@ -138,10 +140,12 @@ def main():
                 day["eval_cpu"] += tools.cpu.get("pp-eval", 0.0) - before
                 day["eval_runs"] += 1
                 count_results(day, out)
+                before = tools.cpu.get("pp-select", 0.0)
                 tools.run("pp-select", ["pp-select", "--keep-bytes", str(budget)], ok=(0, 1, 2))
+                day["select_cpu"] = tools.cpu.get("pp-select", 0.0) - before
                 ck_bytes, ck_n = folder_bytes(os.path.join(root, "runs"), (".ppc",))
                 day["checkpoint_bytes"], day["checkpoints"] = ck_bytes, ck_n
-                day["heads"] = folder_bytes(os.path.join(root, "runs"), (".head",))[1]
+                day["heads_bytes"], day["heads"] = folder_bytes(os.path.join(root, "runs"), (".head",))
                 day["evals_bytes"] = folder_bytes(os.path.join(root, "evals"))[0]
                 day["pex_bytes"] = folder_bytes(os.path.join(root, "evals"), (".pex",))[0]
                 day["holdout_examples"] = holdout_examples(root)
@@ -167,7 +171,9 @@ def main():
                 os.replace(path + ".part", path)
                 os.utime(path, (t - 60, t - 60))
                 tools.set_clock(t)
+                before = tools.cpu.get("pp-ingest", 0.0)
                 _, out = tools.run("pp-ingest", ["pp-ingest", "--holdout", a.holdout], ok=(0, 1, 2))
+                day["ingest_cpu"] = day.get("ingest_cpu", 0.0) + tools.cpu.get("pp-ingest", 0.0) - before
                 shards = [os.path.basename(s) for line in out.splitlines() if line.strip()
                           for s in json.loads(line).get("shards", []) if "/shards/" in s]
                 if daemon is None and shards:
@@ -267,6 +273,19 @@ def check(r, budget, a):
         ct = [d["eval_cpu"] for d in days[-tenth:]]
         if sum(ct) / len(ct) > 2 * max(0.01, sum(cb) / len(cb)):
             fails.append(f"evaluation CPU grew: {sum(ct) / len(ct):.1f} s a day at the end vs {sum(cb) / len(cb):.1f} s from day {base_from + 1}")
+        # What a lineage needs of a deleted checkpoint (its head) must not grow with the
+        # history: heads once kept the whole data cursor (2.7 MB each by day 75 of 5-minute
+        # ingests, heads/ growing with the square of the history).
+        hb = [d["heads_bytes"] / d["heads"] for d in days if base_from <= d["day"] < base_from + tenth and d.get("heads")]
+        ht = [d["heads_bytes"] / d["heads"] for d in days[-tenth:] if d.get("heads")]
+        if hb and ht and sum(ht) / len(ht) > 2 * sum(hb) / len(hb):
+            fails.append(f"heads grew: {sum(ht) / len(ht):.0f} bytes a head at the end vs {sum(hb) / len(hb):.0f} from day {base_from + 1}")
+        # pp-select's daily run reads the deployed chain's heads: linear in the history at a
+        # few KB a head, not more.
+        sb = [d["select_cpu"] for d in days if base_from <= d["day"] < base_from + tenth and "select_cpu" in d]
+        st = [d["select_cpu"] for d in days[-tenth:] if "select_cpu" in d]
+        if sb and st and sum(st) / len(st) > 2 * max(0.05, sum(sb) / len(sb)):
+            fails.append(f"pp-select CPU grew: {sum(st) / len(st):.2f} s a run at the end vs {sum(sb) / len(sb):.2f} s from day {base_from + 1}")
         pb = [d["pex_bytes"] for d in days if base_from <= d["day"] < base_from + tenth]
         pt = [d["pex_bytes"] for d in days[-tenth:]]
         if sum(pt) / len(pt) > 2 * max(1, sum(pb) / len(pb)):

@@ -142,18 +142,48 @@ extension Checkpoint {
     /// runs/RUN/heads/, durably, before its weights may be deleted. Returns the head's path.
     @discardableResult
     public static func keepHead(of path: String, root: Root) throws -> String {
-        // The head keeps the data cursor in its JSON (as a version 1 meta): `pp-train`'s
-        // revert and suspect checks read which shards a checkpoint trained on from it.
-        let meta = try readHead(path: path, cursor: true).meta
+        // The head is the meta without the data cursor: what a lineage needs (parent, shards
+        // trained since it, their hashes) and nothing that grows with the run's history. The
+        // cursor lists every shard the run ever saw; kept in every head it made heads/ grow
+        // with the square of the history (2.2 GB of heads, 2.7 MB each, after 75 simulated
+        // days of 5-minute ingests; pp-select spent 78% of a run reading them). pp-train's
+        // revert walks heads by their lineage instead (TrainLoop+Recovery.swift).
+        let meta = try readHead(path: path).meta
         let (dir, file) = FileIO.split(path)
         let run = FileIO.split(FileIO.split(dir).dir).name
         let heads = root.heads(run: run)
         try FileIO.makeDirectories(heads)
+        let out = heads + "/" + file + headSuffix
+        try FileIO.publish(try headBytes(meta), to: out)
+        return out
+    }
+
+    static func headBytes(_ meta: CheckpointMeta) throws -> [UInt8] {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
-        let out = heads + "/" + file + headSuffix
-        try FileIO.publish(Array(try enc.encode(meta)), to: out)
-        return out
+        enc.userInfo[CheckpointMeta.omitCursor] = true
+        return Array(try enc.encode(meta))
+    }
+
+    /// A head larger than this may carry a data cursor (heads written before 2026-12-07 did).
+    static let slimHeadBytes: Int64 = 64 << 10
+
+    /// Rewrites, in place and atomically, the heads of run `run` that still carry a data
+    /// cursor (written by builds before heads were slimmed) without it; the rest of the meta is
+    /// unchanged. Costs a listing and a stat per head when there is nothing to do. Returns the
+    /// heads rewritten. A head that cannot be read is left as it is (the lineage walk reports it).
+    @discardableResult
+    public static func slimHeads(run: String, root: Root) throws -> [String] {
+        let dir = root.heads(run: run)
+        var done: [String] = []
+        for f in try FileIO.list(dir) where f.hasSuffix(headSuffix) {
+            let p = dir + "/" + f
+            guard let st = FileIO.lstatOrNil(p), (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) > slimHeadBytes else { continue }
+            guard let meta = try? readHeadFile(p), !meta.cursor.shards.isEmpty else { continue }
+            try FileIO.publish(try headBytes(meta), to: p)
+            done.append(f)
+        }
+        return done
     }
 }
 
@@ -208,6 +238,32 @@ public enum Lineage {
             createdAt = try c.decode(String.self, forKey: .createdAt)
         }
         init(_ m: CheckpointMeta) { parent = m.parent; lineage = m.lineage; createdAt = m.createdAt }
+    }
+
+    /// The newest checkpoint (or head) on the chain from `start` back that has not trained on
+    /// `shard`: each member's lineage lists the shards it trained on since its parent, so it
+    /// is the parent of the oldest member whose lineage holds the shard (`start` itself when
+    /// none does; nil when the oldest that does began the run: a fresh model). This is what a
+    /// checkpoint's data cursor says, without the cursor, which heads do not keep. When the
+    /// walk stops at a parent that is gone, `missingParent` names it: the part before it is
+    /// unknown, and `target` is the answer for the part that could be read.
+    public static func newestWithout(shard: String, from start: String, root: Root) throws -> (target: String?, missingParent: String?) {
+        var members: [(path: String, trained: Bool)] = []
+        var current: String? = start, missing: String?
+        var seen = Set<String>()
+        while let p = current, seen.insert(FileIO.realPath(p) ?? p).inserted {
+            let l = try link(p)
+            members.append((p, l.lineage.contains { $0.name == shard }))
+            current = nil
+            guard let parentName = l.parent else { break }
+            guard let pp = resolveParent(parentName, root: root) else { missing = parentName; break }
+            current = pp
+        }
+        guard let k = members.lastIndex(where: \.trained) else {
+            return (start, missing)
+        }
+        if k + 1 < members.count { return (members[k + 1].path, nil) }
+        return missing == nil ? (nil, nil) : (members[k].path, missing)
     }
 
     /// The links read so far, by canonical path: checkpoints and heads never change once

@@ -161,6 +161,14 @@ struct PPSelect: ParsableCommand {
             defer { if !dryRun { do { try sel.publishMetrics() } catch { Log.fail(tool, "metrics: \(error)") } } }
             // The journal agrees with the link before anything is decided (Journal.swift).
             if let rec = try sel.startJournal() { try sel.commit(rec) }
+            // Heads kept by older builds carry the data cursor (megabytes each on a long run,
+            // read by every lineage walk): rewritten without it, once, before any walk.
+            if !dryRun {
+                for run in try FileIO.list(root.runs) {
+                    let slimmed = try Checkpoint.slimHeads(run: run, root: root)
+                    if !slimmed.isEmpty { Log.make(tool).notice("retention: \(slimmed.count) heads of run \(run) rewritten without their data cursor") }
+                }
+            }
             if let d = deploy {
                 try sel.commit(try sel.deploy(d))
                 return .ok

@@ -196,6 +196,11 @@ extension TrainLoop {
         var target = lastGood
         while let p = target {
             let meta = try Checkpoint.readHead(path: p, cursor: true).meta
+            if p.hasSuffix(Checkpoint.headSuffix) && meta.cursor.shards.isEmpty {
+                // A head has no data cursor (Checkpoint.keepHead): the chain's lineage says it.
+                target = try revertPointByLineage(from: p, before: shard)
+                break
+            }
             guard let e = meta.cursor.shards.first(where: { $0.shard.name == shard }), e.passes > 0 || e.position > 0 else { break }
             guard let parentName = meta.parent else { target = nil; break }
             guard let pp = Lineage.resolveParent(parentName, root: s.root) else {
@@ -209,6 +214,14 @@ extension TrainLoop {
             target = try Checkpoint.readHead(path: p).meta.parent.flatMap { Lineage.resolveParent($0, root: s.root) }
         }
         return target
+    }
+
+    func revertPointByLineage(from head: String, before shard: String) throws -> String? {
+        let r = try Lineage.newestWithout(shard: shard, from: head, root: s.root)
+        if let m = r.missingParent {
+            log.error("cannot revert past \(r.target ?? head): its parent \(m) is gone; the part of \(shard) trained before it may stay")
+        }
+        return r.target
     }
 
     /// After a NaN/inf loss: back to the last good checkpoint (or the start state). The data

@@ -169,6 +169,75 @@ final class LineageTests: XCTestCase {
         let hl = try Lineage.link(head)
         XCTAssertEqual(hl.parent, "main/c0.ppc")
         XCTAssertEqual(hl.lineage, full.lineage)
+        // The head does not keep the cursor: its size does not grow with the run's history.
+        XCTAssertLessThan(try FileIO.readAll(head).count, 4096, "a head is the meta without the data cursor")
+        XCTAssertEqual(try Checkpoint.readHead(path: head, cursor: true).meta.cursor.shards.count, 0)
+    }
+
+    /// Heads written by older builds carry the data cursor (2.7 MB each after 75 simulated
+    /// days of 5-minute ingests; heads/ grew with the square of the history). `slimHeads`
+    /// rewrites them without it, everything else equal, and leaves slim heads alone.
+    func testSlimHeadsDropsTheCursorOfOldHeadsAndKeepsTheRest() throws {
+        let dir = try TestSupport.tempDir("slim-heads")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        let c1 = try write(root, run: "main", file: "c1.ppc", parent: nil, shards: ["s1"], trainer: t)
+        let slim = try Checkpoint.keepHead(of: c1, root: root)
+        var meta = try Checkpoint.readHead(path: c1).meta
+        meta.parent = "main/c1.ppc"
+        meta.cursor.shards = (0..<2000).map { i in
+            ShardProgress(shard: ShardRef(name: "20260101T000000Z-\(i)-000.pps", sha256: String(repeating: "a", count: 64)),
+                          examples: i + 1, passes: 1, position: 0)
+        }
+        // An old head: the whole meta, cursor included, as older builds wrote it.
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let fat = root.heads(run: "main") + "/c2.ppc.head"
+        try FileIO.publish(Array(try enc.encode(meta)), to: fat)
+        XCTAssertGreaterThan(try FileIO.readAll(fat).count, 200_000)
+        let slimBefore = try FileIO.readAll(slim)
+
+        XCTAssertEqual(try Checkpoint.slimHeads(run: "main", root: root), ["c2.ppc.head"])
+        XCTAssertLessThan(try FileIO.readAll(fat).count, 4096)
+        var expect = meta
+        expect.cursor = DataCursor()
+        XCTAssertEqual(try Checkpoint.readHeadFile(fat), expect, "the same meta but the cursor")
+        XCTAssertEqual(try FileIO.readAll(slim), slimBefore, "a slim head is not rewritten")
+        XCTAssertEqual(try Checkpoint.slimHeads(run: "main", root: root), [], "nothing left to do")
+        XCTAssertEqual(try Checkpoint.slimHeads(run: "none", root: root), [], "a run without heads")
+        XCTAssertEqual(try FileIO.entries(root.heads(run: "main"))?.sorted(), ["c1.ppc.head", "c2.ppc.head"], "no temp left")
+    }
+
+    /// The revert point found from a head by the lineage of each member (heads keep no
+    /// cursor): the parent of the oldest member that trained on the shard.
+    func testNewestWithoutAShardFollowsTheLineageThroughHeads() throws {
+        let dir = try TestSupport.tempDir("newest-without")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let root = Root(dir)
+        let t = try trainer()
+        let c1 = try write(root, run: "main", file: "c1.ppc", parent: nil, shards: ["s1"], trainer: t)
+        let c2 = try write(root, run: "main", file: "c2.ppc", parent: "main/c1.ppc", shards: ["s2"], trainer: t)
+        let c3 = try write(root, run: "main", file: "c3.ppc", parent: "main/c2.ppc", shards: ["s3", "s2"], trainer: t)
+        let c4 = try write(root, run: "main", file: "c4.ppc", parent: "main/c3.ppc", shards: ["s4"], trainer: t)
+        let h2 = try Checkpoint.keepHead(of: c2, root: root), h3 = try Checkpoint.keepHead(of: c3, root: root)
+        try FileIO.removeDurably(c2)
+        try FileIO.removeDurably(c3)
+        func at(_ shard: String, _ from: String) throws -> String? { try Lineage.newestWithout(shard: shard, from: from, root: root).target }
+        XCTAssertEqual(try at("s2", h3), c1, "s2 first trained in c2 (replayed in c3): before it is c1")
+        XCTAssertEqual(try at("s3", c4), h2)
+        XCTAssertEqual(try at("s4", c4), h3)
+        XCTAssertNil(try at("s1", c4), "the run's first checkpoint trained it: a fresh model")
+        XCTAssertEqual(try at("s9", h3), h3, "never trained: the start itself")
+        XCTAssertNil(try Lineage.newestWithout(shard: "s2", from: c4, root: root).missingParent)
+        // c1 gone without a head: the part before c2 is unknown, and said so.
+        try FileIO.removeDurably(c1)
+        var r = try Lineage.newestWithout(shard: "s2", from: c4, root: root)
+        XCTAssertEqual(r.target, h2)
+        XCTAssertEqual(r.missingParent, "main/c1.ppc")
+        r = try Lineage.newestWithout(shard: "s1", from: c4, root: root)
+        XCTAssertEqual(r.target, c4)
+        XCTAssertEqual(r.missingParent, "main/c1.ppc")
     }
 
     /// Issue 13: retention deletes weights but keeps heads, so the lineage stays complete
