@@ -6,7 +6,8 @@
 //
 //   offset  size   field
 //   0       8      magic "PPCKPT01"
-//   8       4      format version u32 = 2 (1 is still read: the cursor in the meta, no CURS)
+//   8       4      format version u32 = 2, or 3 for a delta whose CURS is a patch against its
+//                  base's cursor (1 is still read: the cursor in the meta, no CURS)
 //   12      4      meta length M u32
 //   16      M      meta: CheckpointMeta as UTF-8 JSON, sorted keys, without the data cursor
 //   16+M    ...    sections, in this order, each: 4-byte ASCII tag, u64 payload length, payload
@@ -138,8 +139,13 @@ struct ByteReader {
 public final class Checkpoint {
     public static let magic: [UInt8] = Array("PPCKPT01".utf8)
     public static let endMagic: [UInt8] = Array("PPCKEND1".utf8)
-    /// The version written; `checkStart` also accepts 1 (no CURS: the cursor in the meta).
+    /// The version of a full checkpoint; `checkStart` also accepts 1 (no CURS: the cursor in
+    /// the meta) and `deltaVersion`.
     public static let version: UInt32 = 2
+    /// The version of a delta written with its base's cursor known: the same layout, but its
+    /// CURS holds only what changed since the base's cursor (CheckpointCursor.swift). A full
+    /// checkpoint stays version 2, readable by builds that predate this.
+    public static let deltaVersion: UInt32 = 3
     public static let fileExtension = CheckpointName.fileExtension
 
     public let meta: CheckpointMeta
@@ -154,6 +160,9 @@ public final class Checkpoint {
     @usableFromInline package var deltaBase: String?
     /// Rows stored in that base.
     @usableFromInline package var baseStoredRows = 0
+    /// The data cursor of that base (`.full` loads only): a delta written after this one
+    /// stores its cursor as a patch against it.
+    package var baseCursor: DataCursor?
 
     package init(meta: CheckpointMeta, model: Model, state: TrainerState?) {
         self.meta = meta; self.model = model; self.state = state
@@ -196,13 +205,13 @@ public final class Checkpoint {
     }
 
     /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check);
-    /// returns the version (1 or 2).
+    /// returns the version (1 to 3).
     @discardableResult
     static func checkStart(_ p: UnsafeRawBufferPointer, path: String) throws -> UInt32 {
         guard p.count >= 16 else { throw PPError.corrupt(path, "truncated (\(p.count) bytes)") }
         guard Array(p[0..<8]) == magic else { throw PPError.corrupt(path, "bad magic (not a checkpoint)") }
         let v = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        guard v == 1 || v == version else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads 1 and \(version)") }
+        guard v >= 1 && v <= deltaVersion else { throw PPError.corrupt(path, "checkpoint format version \(v), this build reads 1 to \(deltaVersion)") }
         return v
     }
 
@@ -235,8 +244,11 @@ public final class Checkpoint {
     /// Serialises and compresses (see the layout above). With `delta` (a delta checkpoint,
     /// meta.base set), INPT stores exactly those rows, whatever their values; otherwise the
     /// rows that are not all zero. Returns the bytes and the number of rows stored.
-    package static func encode(meta: CheckpointMeta, model: Model, delta: RowBits? = nil, state: TrainerState) throws -> (bytes: [UInt8], stored: Int) {
+    package static func encode(meta: CheckpointMeta, model: Model, delta: RowBits? = nil, baseCursor: DataCursor? = nil,
+                               state: TrainerState) throws -> (bytes: [UInt8], stored: Int) {
         precondition((delta == nil) == (meta.base == nil), "a delta checkpoint names its base, a full one none")
+        // A delta whose base's cursor is known stores its own as a patch (version 3).
+        let patchAgainst = delta == nil ? nil : baseCursor
         precondition(model.packed == nil, "a model loaded for inference cannot be written")
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
@@ -262,10 +274,14 @@ public final class Checkpoint {
         // the compressor (no raw copy of an ~800 MB table).
         var head = ByteWriter(capacity: 64 + json.count + model.dense.flat.count * 4 + 1 << 16)
         head.bytes(magic)
-        head.u32(version)
+        head.u32(patchAgainst == nil ? version : deltaVersion)
         head.u32(UInt32(json.count))
         head.bytes(json)
-        head.section(cursorTag) { writeCursor(meta.cursor, into: &$0) }
+        if let b = patchAgainst {
+            head.section(cursorTag) { writeCursorPatch(meta.cursor, against: b, into: &$0) }
+        } else {
+            head.section(cursorTag) { writeCursor(meta.cursor, into: &$0) }
+        }
         head.section("VOCB") { model.vocabulary.serialize(into: &$0) }
         head.section("DENS") { s in
             s.u32(UInt32(model.dense.dim)); s.u32(UInt32(model.dense.hidden)); s.u32(UInt32(model.dense.labels))

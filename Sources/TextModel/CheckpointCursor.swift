@@ -14,6 +14,9 @@
 //     u8 hash form: 1 = the shard's SHA-256 as 32 bytes (its hex text is 64 lowercase
 //        digits), 0 = u16 length + the hash text as it is,
 //     varint examples, varint passes, varint position
+// A delta of format version 3 holds a patch against its base's cursor instead: u64
+// rng_state, varint N and N entries as above (new or changed since the base's cursor), then
+// varint D and D times u16 length + name (UTF-8, not empty) of the base's entries that are gone.
 // Every count and length is checked against the bytes left before anything is allocated.
 
 import Shared
@@ -62,8 +65,41 @@ extension Checkpoint {
     /// Writes the CURS payload (without the section's tag and length).
     static func writeCursor(_ c: DataCursor, into w: inout ByteWriter) {
         w.u64(c.rngState)
-        varint(UInt64(c.shards.count), into: &w)
+        writeEntries(c.shards, into: &w)
+    }
+
+    /// Writes a delta's CURS payload (format version 3): the entries of `c` that are new or
+    /// changed since `base` (the cursor of the delta's base), then the names of the base's
+    /// entries that `c` no longer has.
+    static func writeCursorPatch(_ c: DataCursor, against base: DataCursor, into w: inout ByteWriter) {
+        var old = Dictionary(base.shards.map { ($0.shard.name, $0) }, uniquingKeysWith: { _, b in b })
+        var changed: [ShardProgress] = []
         for p in c.shards {
+            if let o = old.removeValue(forKey: p.shard.name), o == p { continue }
+            changed.append(p)
+        }
+        w.u64(c.rngState)
+        writeEntries(changed, into: &w)
+        let removed = old.keys.sorted()
+        varint(UInt64(removed.count), into: &w)
+        for n in removed {
+            let name = Array(n.utf8)
+            w.u16(UInt16(name.count)); w.bytes(name)
+        }
+    }
+
+    /// The cursor a patch (`readCursorPatch`) describes over its base's cursor, sorted by
+    /// shard name as pp-train keeps it.
+    package static func applyCursorPatch(_ p: CursorPatch, to base: DataCursor) -> DataCursor {
+        var byName = Dictionary(base.shards.map { ($0.shard.name, $0) }, uniquingKeysWith: { _, b in b })
+        for n in p.removed { byName[n] = nil }
+        for e in p.entries { byName[e.shard.name] = e }
+        return DataCursor(shards: byName.values.sorted { $0.shard.name < $1.shard.name }, rngState: p.rngState)
+    }
+
+    static func writeEntries(_ shards: [ShardProgress], into w: inout ByteWriter) {
+        varint(UInt64(shards.count), into: &w)
+        for p in shards {
             let name = Array(p.shard.name.utf8)
             w.u16(UInt16(name.count)); w.bytes(name)
             if let h = sha256Bytes(p.shard.sha256) {
@@ -92,6 +128,35 @@ extension Checkpoint {
     static func readCursor(_ r: inout ByteReader, build: Bool = true) throws -> DataCursor {
         var c = DataCursor()
         c.rngState = try r.u64()
+        c.shards = try readEntries(&r, build: build)
+        try r.expectEnd(cursorTag)
+        if build { try checkCursor(c, path: r.path) }
+        return c
+    }
+
+    /// Reads a delta's CURS payload (format version 3, `writeCursorPatch`), checked like
+    /// `readCursor`; with `build` false nothing is built (the result is empty).
+    static func readCursorPatch(_ r: inout ByteReader, build: Bool = true) throws -> CursorPatch {
+        var p = CursorPatch(rngState: try r.u64())
+        p.entries = try readEntries(&r, build: build)
+        if build { try checkCursor(DataCursor(shards: p.entries), path: r.path) }
+        let n = try readVarint(&r, "cursor removals")
+        try r.fits(n, of: 3, "cursor removals")
+        if build { p.removed.reserveCapacity(n) }
+        for i in 0..<n {
+            let len = Int(try r.u16())
+            guard len > 0 else { throw r.fail("cursor removal \(i): empty shard name") }
+            let b = try r.bytes(len)
+            guard let name = String(validating: b, as: UTF8.self) else { throw r.fail("cursor removal \(i): shard name is not UTF-8") }
+            if build { p.removed.append(name) }
+        }
+        try r.expectEnd(cursorTag)
+        return p
+    }
+
+    /// The entries of a CURS payload (a varint count, then each entry); built only with `build`.
+    static func readEntries(_ r: inout ByteReader, build: Bool) throws -> [ShardProgress] {
+        var c = DataCursor()
         let n = try readVarint(&r, "cursor entries")
         try r.fits(n, of: cursorEntryMin, "cursor entries")
         if build { c.shards.reserveCapacity(n) }
@@ -137,9 +202,7 @@ extension Checkpoint {
                 try checkCursor(DataCursor(shards: [p]), path: r.path, name: String(decoding: name, as: UTF8.self))
             }
         }
-        try r.expectEnd(cursorTag)
-        if build { try checkCursor(c, path: r.path) }
-        return c
+        return c.shards
     }
 
     /// Every position inside its shard, no negative count (the JSON form and CURS alike).
@@ -151,6 +214,14 @@ extension Checkpoint {
             }
         }
     }
+}
+
+/// A delta's data cursor (format version 3): its RNG state, the entries new or changed since
+/// its base's cursor, and the names of the base's entries it no longer has.
+package struct CursorPatch: Equatable, Sendable {
+    package var rngState: UInt64
+    package var entries: [ShardProgress] = []
+    package var removed: [String] = []
 }
 
 extension Checkpoint {

@@ -127,21 +127,31 @@ extension Checkpoint {
         }
         let c = meta.config
         try checkMeta(meta, path: path)
+        var patch: CursorPatch?
+        if version == deltaVersion && meta.base == nil {
+            throw fail("format version \(deltaVersion) is a delta's, and the meta names no base")
+        }
         if version >= 2 {
             // CURS: the data cursor; built for a full load (pp-train resumes from it), only
-            // checked in place otherwise (meta.cursor stays empty: nothing else needs it).
+            // checked in place otherwise (meta.cursor stays empty: nothing else needs it). A
+            // version 3 delta's is a patch against its base's cursor, applied below.
             let clen = try section(cursorTag)
-            let cursor = try s.bytes(clen).withUnsafeBytes { p in
+            try s.bytes(clen).withUnsafeBytes { p in
                 var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
-                return try readCursor(&r, build: mode == .full)
+                if version == deltaVersion {
+                    patch = try readCursorPatch(&r, build: mode == .full)
+                } else {
+                    let cursor = try readCursor(&r, build: mode == .full)
+                    if mode == .full { meta.cursor = cursor }
+                }
             }
-            if mode == .full { meta.cursor = cursor }
         }
         // A delta: its base first (the rows it does not store are the base's).
         var base: Checkpoint? = nil
         if let b = meta.base {
             if isBase { throw fail("a delta checkpoint's base must be a full checkpoint; this one is a delta of \(b)") }
             base = try loadBase(b, of: path, meta: meta, mode: mode)
+            if let p = patch, mode == .full, let bc = base?.meta.cursor { meta.cursor = applyCursorPatch(p, to: bc) }
         } else if meta.delta != nil {
             throw fail("meta has a delta number but no base")
         }
@@ -269,12 +279,13 @@ extension Checkpoint {
         let state = mode == .full ? TrainerState(rng: rng, examples: examples, denseState: denseState, average: average) : nil
         let ck = Checkpoint(meta: meta, model: model, state: state)
         if let b = base {
-            if mode == .full { ck.deltaRows = bitmap }
+            if mode == .full { ck.deltaRows = bitmap; ck.baseCursor = b.meta.cursor }
             ck.deltaBase = meta.base
             ck.baseStoredRows = b.baseStoredRows
         } else {
             ck.deltaBase = runName(ofPath: path)
             ck.baseStoredRows = stored
+            if mode == .full { ck.baseCursor = meta.cursor }
         }
         return ck
     }

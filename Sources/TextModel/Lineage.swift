@@ -56,7 +56,26 @@ extension Checkpoint {
             }
             let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
             guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated data cursor section") }
-            if wantCursor {
+            if wantCursor && head.version == deltaVersion {
+                // A delta's patch, over its base's cursor (a full checkpoint's, read the same way).
+                let patch = try head.buf.withUnsafeBytes { p in
+                    var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
+                    return try readCursorPatch(&r)
+                }
+                guard let name = meta.base else { throw PPError.corrupt(path, "format version \(deltaVersion) is a delta's, and the meta names no base") }
+                guard let bp = resolveBase(name, from: path).path else { throw PPError.corrupt(path, "its base checkpoint \(name) is missing") }
+                let b: CheckpointMeta
+                do {
+                    // A full checkpoint first (its meta names no base), so this never recurses.
+                    guard try readHead(path: bp).meta.base == nil else {
+                        throw PPError.corrupt(path, "a delta checkpoint's base must be a full checkpoint; \(name) is a delta")
+                    }
+                    b = try readHead(path: bp, cursor: true).meta
+                } catch let e as PPError {
+                    throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
+                }
+                meta.cursor = applyCursorPatch(patch, to: b.cursor)
+            } else if wantCursor {
                 meta.cursor = try head.buf.withUnsafeBytes { p in
                     var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
                     return try readCursor(&r)

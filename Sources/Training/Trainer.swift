@@ -53,8 +53,13 @@ public final class Trainer {
     public private(set) var deltasSinceBase = 0
     /// Rows stored in `deltaBase` (a delta larger than a share of it is written full).
     var baseStoredRows = 0
-    /// What the last `checkpointBytes` encoded (a delta? rows stored), until it is published.
-    private var pendingWrite: (delta: Bool, stored: Int)?
+    /// The data cursor of `deltaBase` (nil: unknown, a delta then stores its whole cursor):
+    /// a delta stores its cursor as a patch against it (format version 3), so an hourly
+    /// delta does not carry every shard the run ever saw (1.2 MB of a 2.1 MB delta after 75
+    /// simulated days of 5-minute ingests).
+    var baseCursor: DataCursor?
+    /// What the last `checkpointBytes` encoded (a delta? rows stored, the cursor), until it is published.
+    private var pendingWrite: (delta: Bool, stored: Int, cursor: DataCursor)?
 
     /// A fresh trainer, seeded by config.seed.
     public init(config: ModelConfig, knobs: Knobs, tuning: TrainerTuning = TrainerTuning()) throws {
@@ -89,6 +94,7 @@ public final class Trainer {
         deltaBase = checkpoint.deltaBase
         deltasSinceBase = checkpoint.meta.delta ?? 0
         baseStoredRows = checkpoint.baseStoredRows
+        baseCursor = checkpoint.baseCursor
         BLASSetup.singleThreaded()
     }
 
@@ -318,9 +324,9 @@ public final class Trainer {
             && Double(changed.count) <= policy.maxFraction * Double(baseStoredRows)
         m.base = delta ? deltaBase : nil
         m.delta = delta ? deltasSinceBase + 1 : nil
-        let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: delta ? changed : nil,
+        let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: delta ? changed : nil, baseCursor: baseCursor,
                                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
-        pendingWrite = (delta, stored)
+        pendingWrite = (delta, stored, m.cursor)
         return bytes
     }
 
@@ -338,6 +344,7 @@ public final class Trainer {
             deltaBase = name
             deltasSinceBase = 0
             baseStoredRows = p.stored
+            baseCursor = p.cursor
             changed.removeAll()
         }
     }

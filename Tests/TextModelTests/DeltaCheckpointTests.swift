@@ -157,6 +157,71 @@ final class DeltaCheckpointTests: XCTestCase {
         }
     }
 
+    /// A delta's data cursor is a patch against its base's (format version 3): its size
+    /// follows what changed, not every shard the run ever saw, and every reader (full load,
+    /// readHead, a resumed trainer's next delta) gets the whole cursor back.
+    func testADeltaStoresItsCursorAsAPatchAgainstItsBase() throws {
+        let root = try newRoot()
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let c = config()
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+        let policy = DeltaPolicy(fullEvery: 24, maxFraction: 100)
+        func entry(_ i: Int, passes: Int = 1, position: Int = 0) -> ShardProgress {
+            ShardProgress(shard: ShardRef(name: "20260101T\(String(format: "%06d", i))Z-abc.pps", sha256: String(repeating: "\(i % 10)", count: 64)),
+                          examples: 7, passes: passes, position: position)
+        }
+        var m = meta(c, step: 1)
+        m.cursor = DataCursor(shards: (0..<5000).map { entry($0) }, rngState: 11)
+        _ = try t.train(batch(0))
+        let fullBytes = try t.checkpointBytes(meta: m, policy: policy)
+        let fp = try publish(t, fullBytes, root, "ckpt-a.ppc")
+        XCTAssertEqual(try GuardVersion.of(fp), Checkpoint.version, "a full checkpoint stays version 2")
+        // Two deltas: one entry moves on, one shard is new, one is gone.
+        var sizes: [Int] = []
+        for round in 1...2 {
+            _ = try t.train(batch(round))
+            var shards = m.cursor.shards.filter { $0.shard.name != entry(round).shard.name }
+            shards[100] = ShardProgress(shard: shards[100].shard, examples: 7, passes: 1 + round, position: 3)
+            shards.append(entry(9000 + round))
+            var md = meta(c, step: 1 + round)
+            md.cursor = DataCursor(shards: shards.sorted { $0.shard.name < $1.shard.name }, rngState: UInt64(20 + round))
+            let d = try t.checkpointBytes(meta: md, policy: policy)
+            XCTAssertEqual(t.pendingCheckpointIsDelta, true)
+            let dp = try publish(t, d, root, "ckpt-d\(round).ppc")
+            XCTAssertEqual(try GuardVersion.of(dp), Checkpoint.deltaVersion)
+            sizes.append(try GuardVersion.cursorBytes(dp))
+            XCTAssertEqual(try Checkpoint.load(path: dp).meta.cursor, md.cursor, "round \(round): full load")
+            XCTAssertEqual(try Checkpoint.readHead(path: dp, cursor: true).meta.cursor, md.cursor, "round \(round): readHead")
+            XCTAssertTrue(try Checkpoint.readHead(path: dp).meta.cursor.shards.isEmpty, "not read unless asked")
+            _ = try Checkpoint.load(path: dp, mode: .inference)   // checked in place
+            // A trainer resumed from the delta writes its next delta as a patch of the same base.
+            let resumed = try Trainer(checkpoint: try Checkpoint.load(path: dp))
+            let next = try resumed.checkpointBytes(meta: md, policy: policy)
+            XCTAssertEqual(resumed.pendingCheckpointIsDelta, true)
+            let np = root.checkpoints(run: "main") + "/ckpt-n\(round).ppc"
+            try FileIO.publish(next, to: np)
+            XCTAssertEqual(try GuardVersion.of(np), Checkpoint.deltaVersion)
+            XCTAssertEqual(try Checkpoint.load(path: np).meta.cursor, md.cursor)
+        }
+        let fullCursor = try GuardVersion.cursorBytes(fp)
+        XCTAssertGreaterThan(fullCursor, 5000 * 40)
+        for s in sizes { XCTAssertLessThan(s, 400, "a patch of 3 changes, not the \(fullCursor)-byte cursor") }
+
+        // Hostile: a version 3 file without a base, a patch whose removal is not UTF-8.
+        let raw = try Zstd.decompress(try FileIO.readAll(fp))
+        var v3 = raw
+        v3[8] = 3
+        XCTAssertThrowsError(try Checkpoint.decode(try Zstd.compress(v3, level: 1), path: "v3.ppc")) { e in
+            XCTAssertTrue((e as? PPError)?.message.contains("is a delta's") == true, "\(e)")
+        }
+        var r = ByteWriter(capacity: 64)
+        r.u64(1); Checkpoint.varint(0, into: &r); Checkpoint.varint(1, into: &r); r.u16(2); r.bytes([0xff, 0xfe])
+        try r.buf.withUnsafeBytes { p in
+            var br = ByteReader(bytes: p, pos: 0, end: p.count, path: "x.ppc")
+            XCTAssertThrowsError(try Checkpoint.readCursorPatch(&br)) { e in XCTAssertTrue("\(e)".contains("not UTF-8"), "\(e)") }
+        }
+    }
+
     /// A full checkpoint every `fullEvery`; a delta that would hold more than `maxFraction`
     /// of its base's rows is written full; deltas are much smaller when little changed.
     func testPolicyFullEveryKAndWhenTooLarge() throws {
@@ -226,5 +291,20 @@ final class DeltaCheckpointTests: XCTestCase {
         let link = root.path + "/deployed"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dp)
         XCTAssertNoThrow(try Checkpoint.load(path: link, mode: .inference))
+    }
+}
+
+/// What a checkpoint file says of itself: its format version and its CURS section's size.
+enum GuardVersion {
+    static func raw(_ path: String) throws -> [UInt8] { try Zstd.decompress(try FileIO.readAll(path)) }
+    static func of(_ path: String) throws -> UInt32 {
+        try raw(path).withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+    }
+    static func cursorBytes(_ path: String) throws -> Int {
+        let b = try raw(path)
+        return b.withUnsafeBytes { p in
+            let ml = Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+            return Int(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 16 + ml + 4, as: UInt64.self)))
+        }
     }
 }
