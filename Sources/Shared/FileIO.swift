@@ -124,9 +124,24 @@ public enum FileIO {
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw PPError.io(path, "stat", errno: errno) }
-        var out = [UInt8]()
-        out.reserveCapacity(Int(st.st_size) + 1)
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        // Straight into an array of the file's size (plus one byte, to see the end in the same
+        // reads): a zeroed 1 MiB bounce buffer per call was 11% of a scoring run that reads
+        // 5,000 tiny holdout shards. A file that grows meanwhile is read on in chunks.
+        let expect = max(Int(st.st_size), 0) + 1
+        var failure: Error?
+        var out = [UInt8](unsafeUninitializedCapacity: expect) { buf, count in
+            count = 0
+            do {
+                while count < expect {
+                    let n = try retrying(path, "read") { read(fd, buf.baseAddress! + count, expect - count) }
+                    if n == 0 { return }
+                    count += n
+                }
+            } catch { failure = error }
+        }
+        if let e = failure { throw e }
+        if out.count < expect { return out }
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = try chunk.withUnsafeMutableBytes { buf in
                 try retrying(path, "read") { read(fd, buf.baseAddress!, buf.count) }

@@ -44,25 +44,31 @@ public enum Zstd {
     /// verified by libzstd. `limit` bounds the output (a corrupt size field cannot make us
     /// allocate terabytes).
     public static func decompress(_ src: UnsafeRawBufferPointer, limit: Int = 1 << 36) throws -> [UInt8] {
-        // One frame that declares its size (all Perpetuum writes are): one call straight into an
-        // array of exactly that size, with a context reused across calls. Scoring a
-        // checkpoint reads the newest 5,000 holdout examples, with 5-minute ingests ~5,000
-        // tiny shards: a context and an output window made and zeroed per shard were ~20% of
-        // a scoring run (perf, production-sim day 75).
-        let total = ZSTD_getFrameContentSize(src.baseAddress, src.count)
-        if total < UInt64.max - 1, total <= UInt64(limit),
-           ZSTD_findFrameCompressedSize(src.baseAddress, src.count) == src.count,   // one frame, nothing after it
-           total <= UInt64(src.count.multipliedReportingOverflow(by: 64).partialValue + (1 << 20)) {
-            let n = Int(total)
+        // Frames that declare their sizes (all Perpetuum writes do; a shard written by
+        // pp-ingest is two): each decompressed in one call straight into its place in an array
+        // of the total size, with a context reused across calls. Scoring a checkpoint reads
+        // the newest 5,000 holdout examples, with 5-minute ingests ~5,000 tiny shards: a
+        // context and a zeroed output window made per shard were ~20% of a scoring run (perf,
+        // production-sim day 75).
+        if let frames = declaredFrames(src, limit: limit) {
+            let total = frames.reduce(0) { $0 + $1.size }
             guard let dctx = dctxPool.take() else { throw PPError("zstd: out of memory") }
             defer { dctxPool.give(dctx) }
-            var err: Int = 0
-            let out = [UInt8](unsafeUninitializedCapacity: max(n, 1)) { buf, count in
-                err = ZSTD_decompressDCtx(dctx, buf.baseAddress, n, src.baseAddress, src.count)
-                count = ZSTD_isError(err) != 0 ? 0 : min(err, n)
+            var failure: PPError?
+            let out = [UInt8](unsafeUninitializedCapacity: max(total, 1)) { buf, count in
+                var at = 0
+                count = 0
+                for f in frames {
+                    let r = ZSTD_decompressDCtx(dctx, buf.baseAddress! + at, f.size, src.baseAddress! + f.offset, f.compressed)
+                    if ZSTD_isError(r) != 0 {
+                        failure = PPError("zstd decompress: \(String(cString: ZSTD_getErrorName(r)))", status: .corrupt); return
+                    }
+                    if r != f.size { failure = PPError("zstd: a frame holds \(r) bytes, declares \(f.size)", status: .corrupt); return }
+                    at += r
+                }
+                count = at
             }
-            _ = try check(err, "decompress")
-            guard err == n else { throw PPError("zstd: frame holds \(err) bytes, declares \(n)", status: .corrupt) }
+            if let e = failure { throw e }
             return out
         }
         var out = [UInt8]()
@@ -106,6 +112,27 @@ public enum Zstd {
             if !progressed && last != 0 { throw PPError("zstd: truncated frame", status: .corrupt) }
         }
         return out
+    }
+
+    /// The frames of `src` (offset, compressed bytes, declared size) when every one declares
+    /// its size and they add up to at most `limit` and to at most 64x the input plus 1 MiB
+    /// (the sizes are hints from the file: a tiny input declaring gigabytes takes the streaming
+    /// path, which grows its output as it goes); nil otherwise.
+    static func declaredFrames(_ src: UnsafeRawBufferPointer, limit: Int) -> [(offset: Int, compressed: Int, size: Int)]? {
+        guard let base = src.baseAddress, src.count > 0 else { return nil }
+        let cap = min(limit, src.count.multipliedReportingOverflow(by: 64).partialValue + (1 << 20))
+        var frames: [(offset: Int, compressed: Int, size: Int)] = []
+        var at = 0, total = 0
+        while at < src.count {
+            let size = ZSTD_getFrameContentSize(base + at, src.count - at)
+            guard size < UInt64.max - 1, size <= UInt64(cap - total) else { return nil }
+            let c = ZSTD_findFrameCompressedSize(base + at, src.count - at)
+            guard ZSTD_isError(c) == 0, c > 0, c <= src.count - at else { return nil }
+            frames.append((at, c, Int(size)))
+            total += Int(size)
+            at += c
+        }
+        return frames
     }
 
     public static func decompress(_ src: [UInt8], limit: Int = 1 << 36) throws -> [UInt8] {

@@ -188,7 +188,7 @@ public final class EvalSet {
                 let bytes = try FileIO.readAll(p)
                 digest = hex(SHA256.hash(data: bytes))
                 do {
-                    let shard = try Shard(path: p, fileBytes: bytes)
+                    let shard = try Shard(path: p, fileBytes: bytes, stats: false)
                     if let index, let st { index.record(p, st: st, examples: shard.header.examples, sha256: digest) }
                     shards.append(shard); digests.append(digest)
                 } catch let e as PPError where skipCorrupt && e.status == .corrupt {

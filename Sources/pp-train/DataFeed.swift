@@ -224,7 +224,7 @@ final class DataFeed {
         do {
             let bytes = try FileIO.readAll(path)
             let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-            s = OpenShard(name: name, sha256: sha, shard: try Shard(path: path, fileBytes: bytes))
+            s = OpenShard(name: name, sha256: sha, shard: try Shard(path: path, fileBytes: bytes, stats: false))
         } catch let e as PPError {
             if case .ioError = e.status, !FileIO.exists(path) {
                 log.info("shard vanished before it was read", metadata: ["shard": "\(name)"])

@@ -60,6 +60,36 @@ final class ShardTests: XCTestCase {
         }
     }
 
+    /// Zstd.decompress: frames that declare their sizes go straight into place (shards are
+    /// two frames); a frame that lies about its size, a cut frame or bytes after the last
+    /// frame are refused as corrupt, never read past.
+    func testDecompressTakesDeclaredFramesAndRefusesLies() throws {
+        var text = [UInt8]()
+        for i in 0..<3000 { text.append(contentsOf: Array("line \(i % 97)\n".utf8)) }
+        for n in [0, 1, 1000, text.count] {
+            XCTAssertEqual(try Zstd.decompress(try Zstd.compress(Array(text[0..<n]))), Array(text[0..<n]), "\(n) bytes")
+        }
+        let a = try Zstd.compress(Array(text[0..<1000])), b = try Zstd.compress(Array(text[1000...]))
+        XCTAssertEqual(try Zstd.decompress(a + b), text, "two frames are one stream")
+        func corrupt(_ bytes: [UInt8], _ what: String, line: UInt = #line) {
+            XCTAssertThrowsError(try Zstd.decompress(bytes), what, line: line) { e in
+                XCTAssertEqual((e as? PPError)?.status, .corrupt, "\(what): \(e)", line: line)
+            }
+        }
+        // The frame header's content size, one more than the frame holds (a single-segment
+        // frame of 1,000 bytes: FCS is 2 bytes at offset 5, value - 256).
+        var lie = a
+        XCTAssertEqual((lie[4] >> 5) & 1, 1, "single segment")
+        XCTAssertEqual(lie[4] >> 6, 1, "a 2-byte size field")
+        lie[5] &+= 1
+        corrupt(lie, "declares a byte more than it holds")
+        lie = a
+        lie[5] &-= 1
+        corrupt(lie, "declares a byte less than it holds")
+        corrupt(Array(a.dropLast(3)), "cut")
+        corrupt(a + Array("junk".utf8), "bytes after the frame")
+    }
+
     func testISOParse() {
         XCTAssertEqual(Clock.parseISO("1970-01-01T00:00:00Z"), 0)
         XCTAssertEqual(Clock.parseISO("2016-02-15T16:03:36+07:00"), 1455527016)
