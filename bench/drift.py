@@ -404,6 +404,18 @@ class Daemon:
         return max(cpu, ru.ru_utime + ru.ru_stime)
 
 
+def parse_dropout_schedule(spec):
+    """--dropout-schedule D0:N0 -> (D0, N0)."""
+    try:
+        d0, n0 = spec.split(":")
+        d0, n0 = float(d0), float(n0)
+    except ValueError:
+        raise HarnessError(f"--dropout-schedule {spec}: expected D0:N0, e.g. 0.4:5000")
+    if not (0 <= d0 < 1) or n0 <= 0:
+        raise HarnessError(f"--dropout-schedule {spec}: D0 in [0, 1), N0 > 0")
+    return d0, n0
+
+
 def population_lrs(spec):
     """--population N (lr 0.1, 0.2, 0.4, ...: doubling from 0.1) or LR1,LR2,..."""
     if "," not in spec and spec.isdigit():
@@ -463,6 +475,13 @@ class Perpetuum:
         self.population = population_lrs(spec) if spec else None
         self.runs = [f"p{i + 1}" for i in range(len(self.population))] if self.population else ["main"]
         self.seed = getattr(args, "seed", 1)
+        # A dropout schedule (issue 16): dropout = D0 x sqrt(N0 / (N0 + n)), n the training
+        # examples ingested so far, set with `pp-train set` before each week is trained (the
+        # runtime knob a person would turn), so it falls as data accumulates.
+        sched = getattr(args, "dropout_schedule", None)
+        self.dropout_schedule = parse_dropout_schedule(sched) if sched else None
+        self.train_examples = 0
+        self.dropout_now = None
         self.scratch = os.path.join(work, "scratch")
         os.makedirs(self.scratch, exist_ok=True)
         self.selections_at_start = 0
@@ -485,6 +504,7 @@ class Perpetuum:
             name = os.path.basename(rec.get("file", ""))
             if st in ("accepted", "partial"):
                 self.ingest["accepted"] += 1
+                self.train_examples += int(rec.get("train_examples", 0))
                 shards += [os.path.basename(s) for s in rec.get("shards", []) if "/shards/" in s]
             elif st in ("quarantined", "rejected"):
                 quarantined.append(name)
@@ -505,6 +525,7 @@ class Perpetuum:
             with open(os.path.join(self.root, "population.json"), "w") as f:
                 json.dump({"runs": {r: {"lr": lr} for r, lr in zip(self.runs, self.population)}, "seed": self.seed}, f)
             self.tools.run("pp-select", ["pp-select", "population"], ok=(0, 2))
+        self.schedule_dropout()
         self.daemons = [Daemon(self.tools, r) for r in self.runs]
         for d in self.daemons:
             d.settle(shards, timeout=3600)
@@ -515,6 +536,19 @@ class Perpetuum:
         self.warmup_cpu["pp-train"] = self.train_cpu()
         self.tools.cpu = {}
         self.train_cpu_at_start = self.train_cpu()
+
+    def schedule_dropout(self):
+        """With --dropout-schedule: each run's dropout for the data seen so far (control.json,
+        read by a trainer at the SIGHUP that follows, or at its start)."""
+        if not self.dropout_schedule:
+            return
+        d0, n0 = self.dropout_schedule
+        d = round(d0 * math.sqrt(n0 / (n0 + self.train_examples)), 3)
+        if d == self.dropout_now:
+            return
+        for r in self.runs:
+            self.tools.run("pp-train-set", ["pp-train", "set", "--run", r, f"dropout={d}"])
+        self.dropout_now = d
 
     def train_cpu(self):
         return sum(d.cpu() for d in self.daemons)
@@ -534,6 +568,7 @@ class Perpetuum:
                 self.ingest["quarantined"] += 1
                 self.ingest["quarantined_weeks"].append(week)
             if shards:
+                self.schedule_dropout()
                 # Every trainer hears of the week at the same simulated time (as the units'
                 # rescans would), before any settle moves the clock on to a checkpoint time.
                 for d in self.daemons:
@@ -633,7 +668,8 @@ class Perpetuum:
                     knobs[e["run"]] = e["knobs"]["lr"]
             pop = {"runs": self.runs, "lrs": self.population, "exploits": sum(1 for e in journal if e.get("action") == "exploit"),
                    "keeps": sum(1 for e in journal if e.get("action") == "keep"), "final_lr": knobs}
-        return {"population": pop, "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
+        return {"population": pop, "dropout_final": self.dropout_now, "train_examples_ingested": self.train_examples,
+                "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
                 "warmup_cpu_seconds": {k: round(v, 3) for k, v in self.warmup_cpu.items()},
                 "promotions": promotions, "decisions": decisions, "suspect_shards": len(sus),
                 "ingest": self.ingest, "runs": self.tools.runs}
@@ -829,6 +865,9 @@ def main():
                     help="Perpetuum only (a probe of PP_TRAIN_FLAGS, issue 16): no references, no result files; P-dep and P-new on stdout")
     ap.add_argument("--population", help="N or LR1,LR2,...: a population of runs p1..pN with these learning rates (N: 0.1, 0.2, 0.4, ...; issue 16), "
                     "stepped daily by `pp-select population`; P-new is then the newest checkpoint of any run")
+    ap.add_argument("--dropout-schedule", metavar="D0:N0",
+                    help="dropout D0 x sqrt(N0 / (N0 + n)) with n the training examples ingested so far, set with `pp-train set` "
+                         "before each week is trained (issue 16; with a --hidden layer in --train-flags)")
     ap.add_argument("--ref-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.ref_worker:
@@ -946,6 +985,7 @@ def main():
         d, n = tally["P-dep"].summary(period_weeks), tally["P-new"].summary(period_weeks)
         print(json.dumps({"stream": name, "period": a.period, "train_flags": a.train_flags, "guards": a.guards, "P-dep": d, "P-new": n,
                           "cpu_seconds": perp["cpu_seconds"], "promotions": perp["promotions"], "population": perp["population"],
+                          "dropout_final": perp["dropout_final"], "train_examples_ingested": perp["train_examples_ingested"],
                           "deployed_runs": {r: sum(1 for x in weekly if x.get("deployed_run") == r) for r in pp.runs},
                           "seconds": round(time.monotonic() - t_start, 1)}), flush=True)
         return 0

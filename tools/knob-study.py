@@ -16,7 +16,10 @@ point's PP_TRAIN_FLAGS, scored by:
                                 [--out docs/research/knobs.json] [--quick]
 
 Grids: `lr` (linear model, lr 0.02 .. 1.0), `lr-hidden` (hidden 64, dropout 0.2, same lrs),
-`dropout` (hidden 64, lr 0.1: fixed 0 / 0.2 / 0.5). Every finished point is saved to --out at
+`dropout` (hidden 64, lr 0.4: fixed 0 / 0.1 / 0.2 / 0.4), `dropout-schedule` (the same, dropout
+0.5 x sqrt(5000 / (5000 + n)) with n the training examples so far, set at runtime), `replay`
+(replay share 0 / 0.5 at 5 passes, 1 / 20 passes at share 0.2), `dropout-lr0.1` (the first,
+hidden 64 at lr 0.1: 0 / 0.2 / 0.5). Every finished point is saved to --out at
 once and skipped when the study runs again, so a long grid can be run in parts. Progress on
 stderr; a Markdown table of every point in --out on stdout.
 """
@@ -36,7 +39,16 @@ LRS = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
 GRIDS = {
     "lr": [(f"lr={lr}", f"--lr {lr}") for lr in LRS],
     "lr-hidden": [(f"hidden64 dropout0.2 lr={lr}", f"--hidden 64 --dropout 0.2 --lr {lr}") for lr in LRS],
-    "dropout": [(f"hidden64 lr=0.1 dropout={d}", f"--hidden 64 --lr 0.1 --dropout {d}") for d in (0.0, 0.2, 0.5)],
+    "dropout-lr0.1": [(f"hidden64 lr=0.1 dropout={d}", f"--hidden 64 --lr 0.1 --dropout {d}") for d in (0.0, 0.2, 0.5)],
+    # At the hidden layer's default lr (Knobs.defaultHiddenLR), fixed values and a schedule
+    # that falls with the data seen (drift.py --dropout-schedule D0:N0, set at runtime).
+    "dropout": [(f"hidden64 lr=0.4 dropout={d}", f"--hidden 64 --lr 0.4 --dropout {d}") for d in (0.0, 0.1, 0.2, 0.4)],
+    "dropout-schedule": [("hidden64 lr=0.4 dropout=0.5*sqrt(5000/(5000+n))", "--hidden 64 --lr 0.4 --dropout 0.5",
+                          ["--dropout-schedule", "0.5:5000"])],
+    # Freshness against forgetting: the share of each batch replayed from older shards and
+    # the passes over each shard before the trainer idles (defaults 0.2 and 5).
+    "replay": [(f"lr=0.2 replay={r} passes={m}", f"--lr 0.2 --replay {r} --max-passes {m}")
+               for r, m in ((0.0, 5), (0.5, 5), (0.2, 1), (0.2, 20))],
 }
 FREQ = 5
 
@@ -115,7 +127,7 @@ def noise(root):
             statistics.pstdev(diffs) if len(diffs) > 1 else None, pairs)
 
 
-def run_point(a, stream, name, flags, work):
+def run_point(a, stream, name, flags, work, drift_args=()):
     os.makedirs(work, exist_ok=True)
     pred = os.path.join(work, "predictions.jsonl")
     cmd = [sys.executable, os.path.join(REPO, "bench", "drift.py"), "--no-refs",
@@ -124,6 +136,7 @@ def run_point(a, stream, name, flags, work):
            "--train-flags", f"{BASE_FLAGS} {flags}", "--predictions", pred]
     if a.quick:
         cmd.append("--quick")
+    cmd += list(drift_args)
     t = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -135,7 +148,8 @@ def run_point(a, stream, name, flags, work):
             "P-new": res["P-new"]["accuracy"], "P-dep": res["P-dep"]["accuracy"],
             "adaptation_accuracy": acc, "adaptation_examples": n, "adaptation_labels": labels,
             "consecutive_disagreement": dis, "consecutive_accuracy_spread": spread, "consecutive_pairs": pairs,
-            "cpu_seconds": res.get("cpu_seconds"), "promotions": res.get("promotions"),
+            "cpu_seconds": res.get("cpu_seconds"), "promotions": res.get("promotions"), "drift_args": list(drift_args),
+            "dropout_final": res.get("dropout_final"), "train_examples_ingested": res.get("train_examples_ingested"),
             "seconds": round(time.monotonic() - t, 1)}
 
 
@@ -205,13 +219,13 @@ def main():
     extra = [r for f in a.also for r in json.load(open(f))["points"]]
     have = {(r["stream"], r["point"], r["period"], r["quick"]) for r in done}
     for grid in [g for g in a.grid.split(",") if g]:
-        for name, flags in GRIDS[grid]:
+        for name, flags, *more in GRIDS[grid]:
             for stream in a.streams.split(","):
                 if (stream, name, a.period, a.quick) in have:
                     continue
                 say(f"knob-study: {stream} {name} ...")
                 work = os.path.join(a.work, stream, name.replace(" ", "_").replace("=", ""))
-                r = run_point(a, stream, name, flags, work)
+                r = run_point(a, stream, name, flags, work, more[0] if more else ())
                 say(f"  P-new {fmt(r['P-new'])} P-dep {fmt(r['P-dep'])} adaptation {fmt(r['adaptation_accuracy'])} "
                     f"({r['adaptation_examples']} ex) disagreement {fmt(r['consecutive_disagreement'])} in {r['seconds']:.0f} s")
                 done.append(r)
