@@ -220,13 +220,16 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         self.config = config; self.knobs = knobs
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case schema, run, step, tokens, config, knobs, labels, parent, lineage, cursor, base, delta, export
         case createdAt = "created_at"
         case knobChanges = "knob_changes"
         case vocabularySize = "vocabulary_size"
         case guardState = "guard"
     }
+
+    /// Every key but the data cursor's (a head's keys: Checkpoint.slimHeads).
+    static let keysButCursor = Set(CodingKeys.allCases.map(\.rawValue)).subtracting([CodingKeys.cursor.rawValue])
 
     /// Set to true in a JSONEncoder's userInfo to leave the data cursor out of the JSON (a
     /// checkpoint of format version 2 carries it in its binary CURS section instead).
