@@ -153,6 +153,38 @@ def run_point(a, stream, name, flags, work, drift_args=()):
             "seconds": round(time.monotonic() - t, 1)}
 
 
+def plot_bars(points, path):
+    """The non-lr grids (dropout, the dropout schedule, replay and passes): P-dep and the
+    consecutive checkpoints' disagreement per point, a panel per measure, a bar per stream."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in points if not r["quick"] and ("dropout" in r["point"] and "lr=0.4" in r["point"] or "replay=" in r["point"])]
+    names = []
+    for r in pts:
+        if r["point"] not in names:
+            names.append(r["point"])
+    streams = sorted({r["stream"] for r in pts})
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
+    for ax, (key, title) in zip(axes, [("P-dep", "P-dep accuracy"), ("consecutive_disagreement", "disagreement of consecutive checkpoints")]):
+        width = 0.8 / max(1, len(streams))
+        for k, st in enumerate(streams):
+            ys = [next((r[key] for r in pts if r["stream"] == st and r["point"] == n), float("nan")) for n in names]
+            ax.bar([i + k * width for i in range(len(names))], ys, width, label=st)
+        ax.set_xticks([i + width * (len(streams) - 1) / 2 for i in range(len(names))])
+        ax.set_xticklabels([n.replace("hidden64 lr=0.4 ", "h64 ").replace("lr=0.2 ", "") for n in names], rotation=35, ha="right", fontsize=8)
+        ax.set_title(title)
+        if key == "P-dep":
+            lo = min((r[key] for r in pts), default=0.4)
+            ax.set_ylim(max(0, lo - 0.08), None)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Dropout (hidden 64, lr 0.4), a dropout schedule, replay share and passes: make drift replays 2023-2025")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def plot(points, path):
     """P-new, P-dep, adaptation and disagreement against lr, one panel per measure, a line
     per stream and model (linear; hidden 64 with dropout 0.2)."""
@@ -208,6 +240,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "docs", "research", "knobs.json"))
     ap.add_argument("--also", action="append", default=[], help="more result files to include in the table and plot")
     ap.add_argument("--plot", help="an SVG or PNG of the lr grids (needs matplotlib: bench/venv/bin/python)")
+    ap.add_argument("--plot-bars", help="an SVG or PNG of the dropout, schedule and replay grids (needs matplotlib)")
     ap.add_argument("--no-run", action="store_true", help="only print the table (and --plot) of what is recorded")
     ap.add_argument("--keep-work", action="store_true", help="keep each point's replay folder (about 4 GB) after its figures are saved")
     a = ap.parse_args()
@@ -242,6 +275,8 @@ def main():
     done = done + [r for r in extra if (r["stream"], r["point"], r["period"], r["quick"]) not in have]
     if a.plot:
         plot(done, a.plot)
+    if a.plot_bars:
+        plot_bars(done, a.plot_bars)
     print("| stream | point | P-new | P-dep | adaptation (examples) | consecutive disagreement | accuracy spread | pairs |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(done, key=lambda r: (r["stream"], r["point"])):
