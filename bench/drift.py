@@ -546,6 +546,12 @@ class Perpetuum:
         d = round(d0 * math.sqrt(n0 / (n0 + self.train_examples)), 3)
         if d == self.dropout_now:
             return
+        if not self.daemons:
+            # Before the trainers start (the warm-up), the flag: a new run takes its knobs
+            # from its flags, so a control.json written before it would not be in force.
+            flags = self.tools.train_flags
+            i = flags.index("--dropout") if "--dropout" in flags else -1
+            self.tools.train_flags = (flags[:i] + flags[i + 2:] if i >= 0 else flags) + ["--dropout", str(d)]
         for r in self.runs:
             self.tools.run("pp-train-set", ["pp-train", "set", "--run", r, f"dropout={d}"])
         self.dropout_now = d
