@@ -165,6 +165,7 @@ def plot_bars(points, path):
     for r in pts:
         if r["point"] not in names:
             names.append(r["point"])
+    names.sort(key=lambda n: (0 if "dropout=" in n and "sqrt" not in n else 1 if "sqrt" in n else 2, n))
     streams = sorted({r["stream"] for r in pts})
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
     for ax, (key, title) in zip(axes, [("P-dep", "P-dep accuracy"), ("consecutive_disagreement", "disagreement of consecutive checkpoints")]):
