@@ -72,7 +72,7 @@ extension Checkpoint {
     /// changed since `base` (the cursor of the delta's base), then the names of the base's
     /// entries that `c` no longer has.
     static func writeCursorPatch(_ c: DataCursor, against base: DataCursor, into w: inout ByteWriter) {
-        var old = Dictionary(base.shards.map { ($0.shard.name, $0) }, uniquingKeysWith: { _, b in b })
+        var old = entriesByName(base)
         var changed: [ShardProgress] = []
         for p in c.shards {
             if let o = old.removeValue(forKey: p.shard.name), o == p { continue }
@@ -91,10 +91,15 @@ extension Checkpoint {
     /// The cursor a patch (`readCursorPatch`) describes over its base's cursor, sorted by
     /// shard name as pp-train keeps it.
     package static func applyCursorPatch(_ p: CursorPatch, to base: DataCursor) -> DataCursor {
-        var byName = Dictionary(base.shards.map { ($0.shard.name, $0) }, uniquingKeysWith: { _, b in b })
+        var byName = entriesByName(base)
         for n in p.removed { byName[n] = nil }
         for e in p.entries { byName[e.shard.name] = e }
         return DataCursor(shards: byName.values.sorted { $0.shard.name < $1.shard.name }, rngState: p.rngState)
+    }
+
+    /// A cursor's entries by shard name (the last of a name wins).
+    static func entriesByName(_ c: DataCursor) -> [String: ShardProgress] {
+        Dictionary(c.shards.map { ($0.shard.name, $0) }, uniquingKeysWith: { _, b in b })
     }
 
     static func writeEntries(_ shards: [ShardProgress], into w: inout ByteWriter) {

@@ -228,7 +228,7 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         case guardState = "guard"
     }
 
-    /// Every key but the data cursor's (a head's keys: Checkpoint.slimHeads).
+    /// Every key but the data cursor's (a head's keys: Checkpoint.decodeHead).
     static let keysButCursor = Set(CodingKeys.allCases.map(\.rawValue)).subtracting([CodingKeys.cursor.rawValue])
 
     /// Set to true in a JSONEncoder's userInfo to leave the data cursor out of the JSON (a

@@ -195,12 +195,12 @@ extension TrainLoop {
     func revertPoint(before shard: String) throws -> String? {
         var target = lastGood
         while let p = target {
-            let meta = try Checkpoint.readHead(path: p, cursor: true).meta
-            if p.hasSuffix(Checkpoint.headSuffix) && meta.cursor.shards.isEmpty {
+            if p.hasSuffix(Checkpoint.headSuffix) {
                 // A head has no data cursor (Checkpoint.keepHead): the chain's lineage says it.
                 target = try revertPointByLineage(from: p, before: shard)
                 break
             }
+            let meta = try Checkpoint.readHead(path: p, cursor: true).meta
             guard let e = meta.cursor.shards.first(where: { $0.shard.name == shard }), e.passes > 0 || e.position > 0 else { break }
             guard let parentName = meta.parent else { target = nil; break }
             guard let pp = Lineage.resolveParent(parentName, root: s.root) else {
