@@ -26,7 +26,8 @@ examples they scored, pp-ingest's and pp-select's CPU seconds, the bytes of chec
   * the per-example files in evals/ (retention deletes those of deleted checkpoints) take at
     most twice as many bytes at the end as in that tenth;
   * a head (what retention keeps of a deleted checkpoint) takes at most twice as many bytes
-    at the end as in that tenth, and pp-select's daily run at most twice the CPU;
+    at the end as in that tenth (or 16 KiB, what the guard's window and labels fill), and
+    pp-select's daily run at most twice the CPU;
   * the deployed model is never older than pp-select's --max-age (7 days) after the first week.
 Exit status: 0 done (and, with --check, every assertion held), 1 an assertion failed or a
 tool broke, 64 usage.
@@ -275,10 +276,12 @@ def check(r, budget, a):
             fails.append(f"evaluation CPU grew: {sum(ct) / len(ct):.1f} s a day at the end vs {sum(cb) / len(cb):.1f} s from day {base_from + 1}")
         # What a lineage needs of a deleted checkpoint (its head) must not grow with the
         # history: heads once kept the whole data cursor (2.7 MB each by day 75 of 5-minute
-        # ingests, heads/ growing with the square of the history).
+        # ingests, heads/ growing with the square of the history). A head without it still
+        # grows at first, as the guard's window of the last 64 shards fills (~6.5 KB) and labels
+        # arrive: 16 KiB is allowed whatever the start (a 30-day run went 1.4 -> 3.1 KB).
         hb = [d["heads_bytes"] / d["heads"] for d in days if base_from <= d["day"] < base_from + tenth and d.get("heads")]
         ht = [d["heads_bytes"] / d["heads"] for d in days[-tenth:] if d.get("heads")]
-        if hb and ht and sum(ht) / len(ht) > 2 * sum(hb) / len(hb):
+        if hb and ht and sum(ht) / len(ht) > max(2 * sum(hb) / len(hb), 16384):
             fails.append(f"heads grew: {sum(ht) / len(ht):.0f} bytes a head at the end vs {sum(hb) / len(hb):.0f} from day {base_from + 1}")
         # pp-select's daily run reads the deployed chain's heads: linear in the history at a
         # few KB a head, not more.
