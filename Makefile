@@ -138,7 +138,8 @@ SIM_EVERY ?= 3600
 production-sim: build
 	python3 tools/production-sim.py --bin "$(BIN)" --days $(SIM_DAYS) --ingest-every $(SIM_EVERY) --check
 
-# make install: the binaries, the systemd units, sysusers.d/tmpfiles.d entries, man pages
+# make install: the binaries, the systemd units and perpetuum.target's population generator,
+# sysusers.d/tmpfiles.d entries, man pages
 # generated from the argument parsers (swift-argument-parser's generate-manual tool), bash/zsh/
 # fish completions and docs/operations.md. PREFIX and DESTDIR as usual; the units' /usr/local/
 # paths are rewritten to PREFIX. BIN=DIR on the command line installs binaries already built in
@@ -146,6 +147,7 @@ production-sim: build
 # After a real install (no DESTDIR), docs/operations.md "Install" lists the commands to run.
 TOOLS := pp-ingest pp-train pp-eval pp-select
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+GENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 MANDIR ?= $(PREFIX)/share/man
@@ -156,12 +158,14 @@ FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 MANOUT := .build/man
 
 install: $(if $(filter command line,$(origin BIN)),,build) man
-	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
+	install -d $(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(GENERATORDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	for t in $(TOOLS); do install -m 0755 "$(BIN)/$$t" $(BINDIR)/$$t; done
 	for u in systemd/*.service systemd/*.timer systemd/*.path systemd/*.target systemd/*.slice; do \
 	  sed 's|/usr/local/|$(PREFIX)/|g' "$$u" > "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" && chmod 0644 "$(DESTDIR)$(UNITDIR)/$${u#systemd/}" || exit 1; \
 	done
+	sed 's|/usr/local/|$(PREFIX)/|g' systemd/perpetuum-population-generator > "$(DESTDIR)$(GENERATORDIR)/perpetuum-population-generator" && \
+	  chmod 0755 "$(DESTDIR)$(GENERATORDIR)/perpetuum-population-generator"
 	install -m 0644 systemd/perpetuum.sysusers $(DESTDIR)$(SYSUSERSDIR)/perpetuum.conf
 	install -m 0644 systemd/perpetuum.tmpfiles $(DESTDIR)$(TMPFILESDIR)/perpetuum.conf
 	install -m 0644 $(MANOUT)/*.1 $(DESTDIR)$(MANDIR)/man1/

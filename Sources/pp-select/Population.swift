@@ -42,13 +42,7 @@ struct Population {
     /// journal, then (at most once per min_interval, unless `force`) the day's decision.
     /// Returns .ok when a decision or an init was made, .nothingToDo otherwise.
     mutating func step(force: Bool) throws -> ExitStatus {
-        var status = ExitStatus.nothingToDo
-        for run in config.runs where !entries.contains(where: { $0.run == run }) {
-            try record(PopulationEntry(seq: entries.count + 1, at: sel.stamp(), action: "init", run: run,
-                                       knobs: config.knobs[run], reason: "population.json: a new run of the population"))
-            status = .ok
-        }
-        for run in config.runs { try makeControlAgree(run) }
+        let status = try sync()
         if !force, let last = entries.last(where: \.isDecision), let t = Clock.parseISO(last.at),
            sel.now - Double(t) < config.minInterval {
             Log.make("pp-select").info("population: decided at \(last.at); the next decision is due \(Clock.iso(Double(t) + config.minInterval))")
@@ -68,6 +62,22 @@ struct Population {
         try record(e)
         if let run = e.run, e.action == "exploit" { try makeControlAgree(run) }
         return .ok
+    }
+
+    /// The part of the step that decides nothing: an init entry for each run new to the
+    /// journal, then every run's control.json made to agree with the journal. `pp-select
+    /// population --sync` runs only this, before each pp-train@RUN starts (its unit's
+    /// ExecStartPre), so a trainer the target starts has its population knobs from its first
+    /// batch. Returns .ok when an init was journaled, .nothingToDo otherwise.
+    mutating func sync() throws -> ExitStatus {
+        var status = ExitStatus.nothingToDo
+        for run in config.runs where !entries.contains(where: { $0.run == run }) {
+            try record(PopulationEntry(seq: entries.count + 1, at: sel.stamp(), action: "init", run: run,
+                                       knobs: config.knobs[run], reason: "population.json: a new run of the population"))
+            status = .ok
+        }
+        for run in config.runs { try makeControlAgree(run) }
+        return status
     }
 
     /// Appends `e` to the journal (durably, before anything acts on it) and prints it.

@@ -70,8 +70,8 @@ struct PopulationConfig: Equatable {
             throw PPError.corrupt(path, "runs: expected an object of at most \(PopulationConfig.maxRuns) runs, each {\"lr\": X[, \"dropout\": Y]}")
         }
         for (name, k) in o.sorted(by: { $0.key < $1.key }) {
-            guard !name.isEmpty, name.utf8.count <= 100, !name.hasPrefix("."), !name.contains("/") else {
-                throw PPError.corrupt(path, "runs: \(JSONText.string(name)) is not a run name (a plain file name)")
+            guard PopulationConfig.isRunName(name) else {
+                throw PPError.corrupt(path, "runs: \(JSONText.string(name)) is not a population run name (1-64 of A-Z a-z 0-9 _ . -, not starting with '.' or '-')")
             }
             guard case .object(let kv) = k, case .number(let lr)? = kv["lr"], Set(kv.keys).isSubset(of: ["lr", "dropout"]) else {
                 throw PPError.corrupt(path, "runs.\(name): expected {\"lr\": X[, \"dropout\": Y]}")
@@ -98,9 +98,23 @@ struct PopulationConfig: Equatable {
         }
     }
 
-    /// The root's population.json; nil when there is none (no population).
-    static func load(root: Root) throws -> PopulationConfig? {
-        let path = root.path + "/population.json"
+    /// A population's run names become systemd instance names (pp-train@RUN.service, written
+    /// by the generator of perpetuum.target), folder names and metric labels: a narrower rule
+    /// than pp-train's `--run` (a plain file name), so that each is the same string in all three.
+    static func isRunName(_ name: String) -> Bool {
+        let u = Array(name.utf8)
+        guard (1...64).contains(u.count), u[0] != UInt8(ascii: "."), u[0] != UInt8(ascii: "-") else { return false }
+        return u.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2E || c == 0x2D
+        }
+    }
+
+    /// The default config of a root: ROOT/population.json.
+    static func defaultPath(_ root: Root) -> String { root.path + "/population.json" }
+
+    /// The population config at `path` (default: the root's population.json); nil when there
+    /// is none (no population).
+    static func load(path: String) throws -> PopulationConfig? {
         guard FileIO.exists(path) else { return nil }
         return try parse(try FileIO.readAll(path, regularOnly: true), path: path)
     }

@@ -231,7 +231,7 @@ struct Rollback: ParsableCommand {
 struct PopulationStep: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "population",
-        abstract: "The daily exploit/explore step of a population of runs (ROOT/population.json).",
+        abstract: "The daily exploit/explore step of a population of runs (ROOT/population.json, or --config).",
         discussion: """
         Runs once a day after pp-select (pp-select.service's ExecStartPost). Journals every step \
         in ROOT/population.jsonl before it acts: an `init` line gives a new run of the population \
@@ -243,11 +243,14 @@ struct PopulationStep: ParsableCommand {
         says why. It acts by writing the run's control.json (lr, dropout, adopt: the trainer \
         continues that checkpoint), and makes every run's control.json agree with the journal at \
         each run, so a step interrupted after its journal line is finished by the next. \
-        Formats: docs/formats.md, "Population".
+        Formats: docs/formats.md, "Population". In production the config is \
+        /etc/perpetuum/population.json: perpetuum.target's generator starts a pp-train@RUN for \
+        each of its runs (--runs), each trainer's unit runs --sync before it starts, and \
+        pp-select.service runs the step (docs/operations.md, "A population of runs").
 
-        EXIT STATUS: 0 a line was journaled, 2 nothing to do (no population.json, or the last \
+        EXIT STATUS: 0 a line was journaled, 2 nothing to do (no population config, or the last \
         decision is younger than min_interval; --force decides anyway), 64 usage, 65 a corrupt \
-        population.json or population.jsonl, 74 I/O error.
+        population config or population.jsonl, 74 I/O error.
         """
     )
 
@@ -259,26 +262,43 @@ struct PopulationStep: ParsableCommand {
     @Flag(help: "Decide now even if the last decision is younger than min_interval.")
     var force = false
 
-    @Flag(help: "Print the population's run names, one per line, and exit (for starting the pp-train@RUN units).")
+    @Option(help: ArgumentHelp("The population's config.", discussion: "Default: ROOT/population.json. The shipped units use /etc/perpetuum/population.json.", valueName: "file"))
+    var config: String?
+
+    @Flag(help: "Print the population's run names, one per line, and exit (reads only the config; perpetuum.target's generator starts a pp-train@RUN for each).")
     var runs = false
+
+    @Flag(help: "Journal init lines for new runs and make each run's control.json agree with the journal; decide nothing (each pp-train@RUN's ExecStartPre).")
+    var sync = false
+
+    func validate() throws {
+        if runs && (sync || force || dryRun) { throw ValidationError("--runs only prints the run names: no --sync, --force or --dry-run with it") }
+        if sync && force { throw ValidationError("--sync decides nothing: no --force with it") }
+    }
 
     func run() throws {
         let root = rootOptions.resolved
+        let path = config ?? PopulationConfig.defaultPath(root)
         if runs {
             try exitingOnFailure(tool) {
-                guard let c = try PopulationConfig.load(root: root) else { throw PPError("no \(root.path)/population.json", status: .nothingToDo) }
+                guard let c = try PopulationConfig.load(path: path) else { throw PPError("no \(path): no population", status: .nothingToDo) }
                 for r in c.runs { try emit(r) }
             }
             return
         }
+        // The config first, outside the lock: a trainer unit's --sync without a population
+        // (every start of pp-train@main) must not wait for a running pp-select.
+        var loaded: PopulationConfig?
+        try exitingOnFailure(tool) { loaded = try PopulationConfig.load(path: path) }
+        guard let config = loaded else {
+            Log.make(tool).info("no \(path): no population")
+            throw ExitCode(ExitStatus.nothingToDo.rawValue)
+        }
         try locked(root) {
-            guard let config = try PopulationConfig.load(root: root) else {
-                Log.make(tool).info("no \(root.path)/population.json: no population")
-                return .nothingToDo
-            }
             var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
             sel.poisonGuard = try guardFor(root)
             var p = Population(config: config, sel: sel, entries: try PopulationJournal.read(root, repair: !dryRun), output: emit)
+            if sync { return try p.sync() }
             let status = try p.step(force: force)
             if !dryRun { try p.publishMetrics() }
             return status

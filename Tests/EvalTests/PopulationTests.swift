@@ -200,14 +200,23 @@ final class PopulationTests: XCTestCase {
         XCTAssertEqual(c?.runs, ["a", "b"])
         XCTAssertEqual(c?.knobs["b"]?.dropout, 0.2)
         XCTAssertEqual(c?.minInterval, 43_200)
+        let names = try? PopulationConfig.parse(Array(#"{"runs": {"lr-0.2_a": {"lr": 0.1}, "B.9": {"lr": 0.1}}}"#.utf8), path: "p.json")
+        XCTAssertEqual(names?.runs, ["B.9", "lr-0.2_a"])
         for (bad, why) in [
             ("[]", "not a JSON object"),
             (#"{"runs": {"a": {"lr": 0.1}}}"#, "at least two runs"),
             (#"{"runs": {"a": {"lr": 0.1}, "b": {"lr": -1}}}"#, "runs.b.lr"),
             (#"{"runs": {"a": {"lr": 0.1}, "b": {"lr": 0.1, "dropout": 1.5}}}"#, "runs.b.dropout"),
             (#"{"runs": {"a": {"lr": 0.1}, "b": {"rate": 0.1}}}"#, "runs.b"),
-            (#"{"runs": {"a": {"lr": 0.1}, "x/y": {"lr": 0.1}}}"#, "not a run name"),
-            (#"{"runs": {"a": {"lr": 0.1}, ".b": {"lr": 0.1}}}"#, "not a run name"),
+            (#"{"runs": {"a": {"lr": 0.1}, "x/y": {"lr": 0.1}}}"#, "not a population run name"),
+            (#"{"runs": {"a": {"lr": 0.1}, ".b": {"lr": 0.1}}}"#, "not a population run name"),
+            // Run names become systemd instance names: a space, a "-" first, a backslash or
+            // 65 characters would need escaping there or be read as an option.
+            (#"{"runs": {"a": {"lr": 0.1}, "b c": {"lr": 0.1}}}"#, "not a population run name"),
+            (#"{"runs": {"a": {"lr": 0.1}, "-b": {"lr": 0.1}}}"#, "not a population run name"),
+            (#"{"runs": {"a": {"lr": 0.1}, "b\\c": {"lr": 0.1}}}"#, "not a population run name"),
+            ("{\"runs\": {\"a\": {\"lr\": 0.1}, \"\(String(repeating: "b", count: 65))\": {\"lr\": 0.1}}}", "not a population run name"),
+            (#"{"runs": {"a": {"lr": 0.1}, "": {"lr": 0.1}}}"#, "not a population run name"),
             (#"{"runs": {"a": {"lr": 0.1}, "b": {"lr": 0.1}}, "perturb": []}"#, "perturb"),
             (#"{"runs": {"a": {"lr": 0.1}, "b": {"lr": 0.1}}, "perturb": [0]}"#, "perturb"),
             (#"{"runs": {"a": {"lr": 0.1}, "b": {"lr": 0.1}}, "seed": -1}"#, "seed"),
@@ -295,6 +304,58 @@ final class PopulationTests: XCTestCase {
         XCTAssertEqual(r.status, 2, r.stderr)
         r = try e.run("pp-select", ["population", "--runs"])
         XCTAssertEqual(r.stdoutLines, ["a", "b"])
+    }
+
+    /// The production layout (docs/operations.md): the config in /etc, outside the state
+    /// folder. `--runs --config` reads only the config (perpetuum.target's generator runs it
+    /// at boot, before the state folder may be mounted: no root needed); `--sync` (each
+    /// trainer unit's ExecStartPre) journals the init lines and writes control.json but
+    /// decides nothing, even when a decision is due; the daily step reads the same file.
+    func testTheConfigMayLiveOutsideTheRootAndSyncDecidesNothing() throws {
+        let e = Env(dir: try TestSupport.tempDir("pop-etc"))
+        defer { try? FileManager.default.removeItem(atPath: e.dir) }
+        let etc = try TestSupport.tempDir("pop-etc-conf")
+        defer { try? FileManager.default.removeItem(atPath: etc) }
+        let conf = etc + "/population.json"
+        try FileIO.publish(#"{"runs": {"p1": {"lr": 0.05}, "p2": {"lr": 0.3, "dropout": 0.1}}, "min_interval": "0s"}"#, to: conf)
+        // --runs: no root at all.
+        var r = try e.run("pp-select", ["population", "--runs", "--config", conf, "--root", e.dir + "/absent"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdoutLines, ["p1", "p2"])
+        XCTAssertFalse(FileIO.exists(e.dir + "/absent"))
+        r = try e.run("pp-select", ["population", "--runs", "--config", etc + "/none.json"])
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.stderr.contains(etc + "/none.json"), r.stderr)
+        // The root's own population.json is not read when --config names another file.
+        try e.root.ensureLayout()
+        try e.setClock(1_780_000_000)
+        try FileIO.publish(#"{"runs": {"x": {"lr": 0.1}, "y": {"lr": 0.1}}}"#, to: e.dir + "/population.json")
+        r = try e.run("pp-select", ["population", "--sync", "--config", conf])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try entries(e).map(\.action), ["init", "init"])
+        XCTAssertEqual(try entries(e).map(\.run), ["p1", "p2"])
+        XCTAssertEqual(try Control.read(e.root.control(run: "p1"))?.lr, 0.05)
+        XCTAssertEqual(try Control.read(e.root.control(run: "p2"))?.dropout, 0.1)
+        // A trainer's control.json changed by hand is brought back to the journal's knobs.
+        var c = try XCTUnwrap(try Control.read(e.root.control(run: "p1")))
+        c.lr = 0.9
+        try c.write(e.root.control(run: "p1"))
+        r = try e.run("pp-select", ["population", "--sync", "--config", conf])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(try Control.read(e.root.control(run: "p1"))?.lr, 0.05)
+        XCTAssertEqual(try entries(e).count, 2, "--sync journals no keep or exploit line")
+        // The daily step with the same config goes on to a decision (a keep: no eval set yet).
+        r = try e.run("pp-select", ["population", "--config", conf])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertTrue(r.stderr.contains("no decision yet"), r.stderr)
+        // Usage errors: --runs prints names only; --sync decides nothing.
+        XCTAssertEqual(try e.run("pp-select", ["population", "--runs", "--sync", "--config", conf]).status, 64)
+        XCTAssertEqual(try e.run("pp-select", ["population", "--sync", "--force", "--config", conf]).status, 64)
+        // A corrupt config: 65, naming the file.
+        try FileIO.publish(#"{"runs": {"p1": {"lr": 0.05}, "p 2": {"lr": 0.3}}}"#, to: conf)
+        r = try e.run("pp-select", ["population", "--runs", "--config", conf])
+        XCTAssertEqual(r.status, 65)
+        XCTAssertTrue(r.stderr.contains(conf) && r.stderr.contains("not a population run name"), r.stderr)
     }
 
     /// A result's file name gives back its checkpoint and run (runs may hold "--"); other

@@ -3,7 +3,8 @@
 #
 #   usage: Tests/systemd/run.sh BINDIR      (BINDIR holds the built pp-* tools)
 #
-# Part 1, static (needs systemd-analyze): `make install DESTDIR=stage` works; every directive
+# Part 1, static (needs systemd-analyze): `make install DESTDIR=stage` works; the population
+# generator makes the target's wants from a config (run directly); every directive
 # in the units is commented; `systemd-analyze verify` prints nothing (any output is a failure:
 # systemd 252 exits 0 even when it ignores a bad line); `systemd-analyze security --offline`
 # gives every service an exposure of 0.2 or less (issue 15).
@@ -77,6 +78,40 @@ if grep -q '^complete' "$stage/usr/local/share/bash-completion/completions/pp-in
   ok "completions and man pages are generated from the argument parsers"
 else
   notok "completions or man pages do not look generated"
+fi
+
+# Issue 16: perpetuum.target starts a population from /etc/perpetuum/population.json through
+# the installed generator, which asks the installed pp-select for the run names. Run here
+# directly, as systemd would (an output folder), with the config and binaries of the stage.
+gen=$stage/usr/local/lib/systemd/system-generators/perpetuum-population-generator
+generate() { # CONFIG-TEXT ("" = no config): runs the generator into $run/gen, prints its stderr
+  rm -rf "$run/gen" "$run/population.json"; mkdir -p "$run/gen"
+  [ -n "$1" ] && printf '%s\n' "$1" > "$run/population.json"
+  PERPETUUM_POPULATION_CONFIG=$run/population.json PERPETUUM_PP_SELECT=$stage/usr/local/bin/pp-select \
+    "$gen" "$run/gen" "$run/gen.early" "$run/gen.late" 2>&1 || echo "exit status $?"
+}
+if [ ! -x "$gen" ]; then
+  notok "make install did not install the population generator (system-generators/perpetuum-population-generator)"
+else
+  out=$(generate "")
+  if [ -z "$out" ] && [ -z "$(ls -A "$run/gen")" ]; then ok "population generator: no config, nothing generated (the target starts main)"
+  else notok "population generator without a config: '$out', $(ls -A "$run/gen")"; fi
+  out=$(generate '{"runs": {"p1": {"lr": 0.05}, "p2": {"lr": 0.3}}, "seed": 3}')
+  w=$run/gen/perpetuum.target.wants
+  if [ -z "$out" ] && [ "$(ls "$w" | tr '\n' ' ')" = "pp-train@p1.service pp-train@p2.service " ] &&
+     [ "$(readlink "$w/pp-train@p1.service")" = /usr/local/lib/systemd/system/pp-train@.service ] &&
+     has -x "ConditionPathExists=!$run/population.json" "$run/gen/pp-train@main.service.d/50-perpetuum-population.conf"; then
+    ok "population generator: perpetuum.target wants pp-train@p1 and @p2 (the template), main held back while the config exists"
+  else notok "population generator with runs p1, p2: '$out'"; (cd "$run/gen" && find . -exec ls -ld {} +) | diag; fi
+  out=$(generate '{"runs": {"main": {"lr": 0.2}, "p2": {"lr": 0.3}}}')
+  if [ -z "$out" ] && [ -L "$run/gen/perpetuum.target.wants/pp-train@main.service" ] && [ ! -e "$run/gen/pp-train@main.service.d" ]; then
+    ok "population generator: a population with a run \"main\" keeps main"
+  else notok "population generator with runs main, p2: '$out'"; (cd "$run/gen" && find .) | diag; fi
+  out=$(generate '{"runs": {"p1": {"lr": 0.05}, "p 2": {"lr": 0.3}}}')
+  if [ -z "$(ls -A "$run/gen")" ] && echo "$out" | has "population.json" && echo "$out" | has "not a population run name" &&
+     ! echo "$out" | has "exit status"; then
+    ok "population generator: a bad config generates nothing, says why, exits 0 (never fails the boot)"
+  else notok "population generator with a bad config: '$out', $(ls -A "$run/gen")"; fi
 fi
 
 # Every directive is commented: each paragraph (block of non-blank lines) holding a directive
@@ -193,9 +228,11 @@ OnUnitInactiveSec=4s
 RandomizedDelaySec=0
 AccuracySec=1s
 EOF
+# 200k hash buckets (as make drift): the tests run the debug build, whose full checkpoint of the
+# default 2M x 100 table takes ~13 s (finding the stored rows), close to WatchdogSec= here.
 dropin pp-train@.service <<'EOF'
 [Service]
-Environment="PP_TRAIN_FLAGS=--checkpoint-every 4s --rescan 1"
+Environment="PP_TRAIN_FLAGS=--checkpoint-every 4s --rescan 1 --bucket 200000"
 WatchdogSec=15s
 TimeoutAbortSec=2s
 RestartSec=1s
@@ -451,6 +488,39 @@ fi
 # Logs keep their levels: the tools' <N> prefixes are read by journald, not printed.
 if journal pp-train@main.service | has '^<[0-7]>'; then notok "journal shows raw <N> priority prefixes"
 else ok "journald reads the tools' syslog priority prefixes"; fi
+# --- issue 16: a population from /etc/perpetuum/population.json ---
+mkdir -p "$root/etc/perpetuum"
+echo '{"runs": {"p1": {"lr": 0.05}, "p2": {"lr": 0.3}}, "seed": 3}' > "$root/etc/perpetuum/population.json"
+ctr systemctl daemon-reload
+ctr systemctl start perpetuum.target
+both_active() { unit_is pp-train@p1.service ActiveState active && unit_is pp-train@p2.service ActiveState active; }
+if wait_for 60 both_active && unit_is pp-train@main.service ActiveState inactive &&
+   unit_is pp-train@main.service ConditionResult no; then
+  ok "with /etc/perpetuum/population.json, perpetuum.target started pp-train@p1 and @p2 and held main back (its condition)"
+else
+  notok "population units: p1 $(show pp-train@p1.service ActiveState), p2 $(show pp-train@p2.service ActiveState), main $(show pp-train@main.service ActiveState)/$(show pp-train@main.service ConditionResult)"
+  dump pp-train@p1.service pp-train@main.service
+fi
+if [ "$(grep -Ec '"action": ?"init"' "$S/population.jsonl" 2>/dev/null)" = 2 ] && has -E '"lr": ?0\.05' "$S/runs/p1/control.json" &&
+   has -E '"lr": ?0\.3' "$S/runs/p2/control.json"; then
+  ok "each trainer's ExecStartPre (pp-select population --sync) journaled its init and wrote its knobs before it started"
+else notok "population journal or control.json"; cat "$S/population.jsonl" "$S/runs/p1/control.json" 2>&1 | diag; journal pp-train@p1.service | tail -5 | diag; fi
+# A new run starts from the deployed model (it has read the data there is): it writes its
+# first checkpoint once new data arrive.
+drop "${data[@]:10:2}"
+if wait_for 90 has_at_least "$S/runs/p2/checkpoints" 1 '\.ppc$'; then ok "pp-train@p2 trained on new data and wrote a checkpoint ($(ls "$S/runs/p2/checkpoints" | grep -v '^\.' | tail -1))"
+else notok "no checkpoint of run p2 90 s after new data"; dump pp-train@p2.service; fi
+# Back to one run: remove the config; the next start of the target starts main again.
+ctr systemctl stop pp-train@p1.service pp-train@p2.service
+rm "$root/etc/perpetuum/population.json"
+ctr systemctl daemon-reload
+ctr systemctl start perpetuum.target
+if wait_for 60 unit_is pp-train@main.service ActiveState active && unit_is pp-train@p1.service ActiveState inactive &&
+   ! ctr systemctl list-dependencies --plain perpetuum.target 2>/dev/null | has 'pp-train@p1'; then
+  ok "without the config the target wants main again and no population run"
+else notok "after removing the config: main $(show pp-train@main.service ActiveState), p1 $(show pp-train@p1.service ActiveState)"; fi
+ctr systemctl stop pp-train@main.service
+
 failed_units=$(ctr systemctl --failed --no-legend --plain 2>/dev/null | awk '{print $1}' | grep '^pp-' | tr '\n' ' ')
 if [ -z "$failed_units" ]; then ok "no pp-* unit failed"; else notok "failed units: $failed_units"; dump $failed_units; fi
 
