@@ -45,20 +45,85 @@ extension Checkpoint {
     /// (only when the `average` knob is on; off by default).
     ///
     /// A delta checkpoint (meta.base, DeltaCheckpoint.swift) loads its base first, in the same
-    /// mode, then its own rows over the base's; a base that is missing, unreadable, itself a
-    /// delta or of another model makes the delta corrupt (the message names the base).
+    /// mode (a base may be a delta too: the chain down to its full checkpoint), then its own
+    /// rows over the base's; a base that is missing, unreadable, not older, of another model,
+    /// or a chain longer than `maxChain` makes the delta corrupt (the message names the base).
     public static func load(path: String, mode: LoadMode = .full, averaged: Bool = false) throws -> Checkpoint {
-        try load(path: path, mode: mode, averaged: averaged, isBase: false)
+        do { return try loadChain(path: path, mode: mode, averaged: averaged) } catch is NeedsFullTable {
+            return try loadChain(path: path, mode: .full, averaged: true)
+        }
     }
 
-    static func load(path: String, mode: LoadMode, averaged: Bool, isBase: Bool) throws -> Checkpoint {
+    /// A checkpoint and the chain under it, without recursion: the chain's files are found
+    /// first from their heads (`chain(of:)`), then loaded from the full checkpoint up, each
+    /// delta over the one before. An error in a base names every delta above it, innermost
+    /// last ("D2: its base checkpoint main/D1 cannot be read: D1: its base ... checksum
+    /// mismatch").
+    static func loadChain(path: String, mode: LoadMode, averaged: Bool) throws -> Checkpoint {
+        let links = try chain(of: path)
+        var below: Checkpoint? = nil
+        for k in stride(from: links.count - 1, through: 0, by: -1) {
+            do {
+                below = try loadOne(path: links[k].path, mode: mode, averaged: k == 0 && averaged, base: below)
+            } catch let e as PPError where k > 0 {
+                var err = e
+                for j in stride(from: k - 1, through: 0, by: -1) {
+                    err = PPError.corrupt(links[j].path, "its base checkpoint \(links[j + 1].name) cannot be read: \(err.message)")
+                }
+                throw err
+            }
+        }
+        return below!
+    }
+
+    /// The files of `path`'s chain: itself, then its base, ... down to a full checkpoint (the
+    /// last), each with the "RUN/FILE" name its delta gave it. Refused as corrupt, naming the
+    /// delta: a base that is missing, not older than its delta, already in the chain, or a
+    /// chain longer than `maxChain`.
+    static func chain(of path: String) throws -> [(path: String, name: String)] {
+        var links: [(path: String, name: String)] = [(path, path)]
+        do { return try extendChain(&links) } catch let e as PPError where links.count > 1 && e.status == .corrupt {
+            // Named from the top, as a load's errors are.
+            var err = e
+            for j in stride(from: links.count - 2, through: 0, by: -1) {
+                err = PPError.corrupt(links[j].path, "its base checkpoint \(links[j + 1].name) cannot be read: \(err.message)")
+            }
+            throw err
+        }
+    }
+
+    private static func extendChain(_ links: inout [(path: String, name: String)]) throws -> [(path: String, name: String)] {
+        var seen: Set<String> = [FileIO.realPath(links[0].path) ?? links[0].path]
+        while true {
+            let at = links[links.count - 1].path
+            let base: String?
+            do { base = try readHeadBase(path: at) } catch let e as PPError {
+                // The first file's own error is its own; a base's is reported by its load.
+                if links.count == 1 { throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status) }
+                return links
+            }
+            guard let name = base else { return links }
+            guard links.count <= maxChain else { throw PPError.corrupt(at, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
+            let (found, tried) = resolveBase(name, from: at)
+            guard let bp = found else {
+                throw PPError.corrupt(at, "its base checkpoint \(name) is missing" + (tried.isEmpty ? " (not a RUN/FILE name)" : " (looked for \(tried.joined(separator: ", ")))"))
+            }
+            try checkBaseIsOlder(name, of: at)
+            guard seen.insert(FileIO.realPath(bp) ?? bp).inserted else {
+                throw PPError.corrupt(at, "its base checkpoint \(name) is already in its chain (a loop)")
+            }
+            links.append((bp, name))
+        }
+    }
+
+    /// One file of a chain, over `base` (the checkpoint its meta names, already loaded), or
+    /// alone when it is full. A delta given no base loads its own chain (Checkpoint.decode).
+    static func loadOne(path: String, mode: LoadMode, averaged: Bool, base: Checkpoint?) throws -> Checkpoint {
         let frame: FrameReader
         do { frame = try FrameReader(path: path) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
-        do { return try read(frame, mode: mode, averaged: averaged, isBase: isBase) } catch is NeedsFullTable {
-            return try load(path: path, mode: .full, averaged: true, isBase: isBase)
-        }
+        return try read(frame, mode: mode, averaged: averaged, base: base)
     }
 
     /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
@@ -73,9 +138,9 @@ extension Checkpoint {
     /// An inference load met an AVGW section it must fold into a full table.
     struct NeedsFullTable: Error {}
 
-    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false, isBase: Bool = false) throws -> Checkpoint {
+    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false, base: Checkpoint? = nil) throws -> Checkpoint {
         do {
-            return try parse(frame, mode: mode, averaged: averaged, isBase: isBase)
+            return try parse(frame, mode: mode, averaged: averaged, given: base)
         } catch let e as PPError where e.status == .corrupt && !frame.failed {
             // A defect in the content: when the frame's checksum fails too, that is the
             // cause (a damaged file), and the message says so.
@@ -86,7 +151,7 @@ extension Checkpoint {
 
     /// The sections in order (Checkpoint.swift's layout), each length checked against what
     /// the frame declares it holds before it is read.
-    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false, isBase: Bool = false) throws -> Checkpoint {
+    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false, given: Checkpoint? = nil) throws -> Checkpoint {
         let path = s.path
         func fail(_ reason: String) -> PPError { PPError.corrupt(path, reason) }
         // The content ends with the end magic; sections must fit before it.
@@ -149,8 +214,7 @@ extension Checkpoint {
         // A delta: its base first (the rows it does not store are the base's).
         var base: Checkpoint? = nil
         if let b = meta.base {
-            if isBase { throw fail("a delta checkpoint's base must be a full checkpoint; this one is a delta of \(b)") }
-            base = try loadBase(b, of: path, meta: meta, mode: mode)
+            base = try checkBase(given, named: b, of: path, meta: meta, mode: mode)
             if let p = patch, mode == .full, let bc = base?.meta.cursor { meta.cursor = applyCursorPatch(p, to: bc) }
         } else if meta.delta != nil {
             throw fail("meta has a delta number but no base")
@@ -278,35 +342,53 @@ extension Checkpoint {
         }
         let state = mode == .full ? TrainerState(rng: rng, examples: examples, denseState: denseState, average: average) : nil
         let ck = Checkpoint(meta: meta, model: model, state: state)
-        if let b = base {
-            if mode == .full { ck.deltaRows = bitmap; ck.baseCursor = b.meta.cursor }
-            ck.deltaBase = meta.base
-            ck.baseStoredRows = b.baseStoredRows
-        } else {
-            ck.deltaBase = runName(ofPath: path)
-            ck.baseStoredRows = stored
-            if mode == .full { ck.baseCursor = meta.cursor }
-        }
+        // The next checkpoint of a trainer that resumes from this one is a delta of it (a
+        // chain, DeltaCheckpoint.swift): this file is the base, nothing has changed since.
+        ck.deltaBase = runName(ofPath: path)
+        ck.baseStoredRows = base?.baseStoredRows ?? stored
+        if mode == .full { ck.baseCursor = meta.cursor }
         return ck
     }
 
-    /// The base "RUN/FILE" of the delta at `path`, loaded in `mode` and checked to be a full
-    /// checkpoint of the same model that this delta can complete.
-    static func loadBase(_ name: String, of path: String, meta: CheckpointMeta, mode: LoadMode) throws -> Checkpoint {
+    /// The longest chain of deltas a load follows (a delta of a delta ... of a full
+    /// checkpoint). pp-train writes at most `--full-every` - 1 in a row (DeltaPolicy.maxFullEvery).
+    package static let maxChain = 100
+
+    /// The base "RUN/FILE" of the delta at `path`: `given` (loaded by loadChain), or, for a
+    /// delta decoded from bytes, loaded here with its own chain; checked to be an older
+    /// checkpoint of the same run and model that this delta can complete: a step no later and
+    /// a smaller delta number (loadChain checked that its file name sorts earlier).
+    static func checkBase(_ given: Checkpoint?, named name: String, of path: String, meta: CheckpointMeta, mode: LoadMode) throws -> Checkpoint {
         guard let k = meta.delta, k >= 1 else { throw PPError.corrupt(path, "delta checkpoint of \(name) without a delta number >= 1") }
-        let (found, tried) = resolveBase(name, from: path)
-        guard let bp = found else {
-            throw PPError.corrupt(path, "its base checkpoint \(name) is missing" + (tried.isEmpty ? " (not a RUN/FILE name)" : " (looked for \(tried.joined(separator: ", ")))"))
-        }
         let b: Checkpoint
-        do { b = try load(path: bp, mode: mode, averaged: false, isBase: true) } catch let e as PPError {
-            throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
+        if let g = given {
+            b = g
+        } else {
+            let (found, tried) = resolveBase(name, from: path)
+            guard let bp = found else {
+                throw PPError.corrupt(path, "its base checkpoint \(name) is missing" + (tried.isEmpty ? " (not a RUN/FILE name)" : " (looked for \(tried.joined(separator: ", ")))"))
+            }
+            try checkBaseIsOlder(name, of: path)
+            do { b = try loadChain(path: bp, mode: mode, averaged: false) } catch let e as PPError {
+                throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
+            }
         }
         guard b.meta.config == meta.config else { throw PPError.corrupt(path, "its base checkpoint \(name) has another model config") }
-        guard b.meta.run == String(name.prefix { $0 != "/" }), b.meta.step <= meta.step else {
-            throw PPError.corrupt(path, "its base checkpoint \(name) (run \(b.meta.run), step \(b.meta.step)) is not the one this delta (step \(meta.step)) completes")
+        guard b.meta.run == String(name.prefix { $0 != "/" }), b.meta.step <= meta.step, (b.meta.delta ?? 0) < k else {
+            throw PPError.corrupt(path, "its base checkpoint \(name) (run \(b.meta.run), step \(b.meta.step), delta \(b.meta.delta ?? 0)) is not the one this delta (step \(meta.step), delta \(k)) completes")
         }
         return b
+    }
+
+    /// A base's file name sorts before its delta's (CheckpointName: time, then step): what
+    /// keeps a hostile chain from looping.
+    static func checkBaseIsOlder(_ name: String, of path: String) throws {
+        let baseFile = String(name.drop { $0 != "/" }.dropFirst())
+        let file = FileIO.split(FileIO.realPath(path) ?? path).name
+        guard let bn = CheckpointName(baseFile), let n = CheckpointName(file) else { return }
+        guard (bn.stamp, bn.step) < (n.stamp, n.step) else {
+            throw PPError.corrupt(path, "its base checkpoint \(name) is not older than it")
+        }
     }
 
     /// A run of `n` floats that must fill exactly `bytes` (what is left of a section).
@@ -417,31 +499,53 @@ extension Checkpoint {
 
     /// Reads a delta checkpoint's stored rows (its INPT `bitmap` and `stored` rows of dim
     /// floats in row order, next in `s`) over these, a base's, in place: a row the base
-    /// stores is overwritten, a row it does not goes to `extra`. The result reads every row
-    /// as the full checkpoint of that step would (DeltaCheckpointTests). The base's rows are
-    /// not copied: an inference load of a delta costs the base's memory, not twice it
-    /// (issue 13: 187 -> 110 MB resident for the util-linux replay's deployed delta).
+    /// stores (or `extra` holds) is overwritten, a row neither has goes to `extra`. The result
+    /// reads every row as the full checkpoint of that step would (DeltaCheckpointTests). The
+    /// base's rows are not copied: an inference load of a delta costs the base's memory, not
+    /// twice it (issue 13: 187 -> 110 MB resident for the util-linux replay's deployed delta).
+    /// Down a chain (a delta of a delta) each link reads over the result of the one before;
+    /// `extra` stays one level (it is rebuilt with the old extra rows when a link adds rows),
+    /// so a row is found in at most two lookups however long the chain.
     func readDelta(_ s: FrameReader, bitmap: [UInt8], stored: Int) throws {
-        precondition(extra == nil && bitmap.count == (rows + 7) / 8)
+        precondition(bitmap.count == (rows + 7) / 8)
         var adds = [UInt8](repeating: 0, count: bitmap.count)
         var added = 0
         for j in 0..<bitmap.count {
-            let mine = UInt8(truncatingIfNeeded: blocks[j >> 3].bits >> UInt64(8 * (j & 7)))
-            adds[j] = bitmap[j] & ~mine
+            adds[j] = bitmap[j] & ~byte(j) & ~(extra?.byte(j) ?? 0)
             added += adds[j].nonzeroBitCount
         }
-        let e = added > 0 ? PackedRows(rows: rows, dim: dim, bitmap: adds, stored: added) : nil
-        var next = e?.data
+        var target = extra
+        if added > 0 {
+            let old = extra
+            var merged = adds
+            if let o = old { for j in 0..<merged.count { merged[j] |= o.byte(j) } }
+            let e = PackedRows(rows: rows, dim: dim, bitmap: merged, stored: (old?.stored ?? 0) + added)
+            old?.forEachStored { i in e.slot(i).update(from: old!.slot(i), count: dim) }
+            target = e
+        }
         try Checkpoint.forEachSetBit(bitmap) { i in
             if isStored(i) {
                 try s.read(into: slot(i), dim * 4)
-            } else if let at = next {
-                try s.read(into: at, dim * 4)
-                next = at + dim
+            } else if let t = target {
+                try s.read(into: t.slot(i), dim * 4)
             }
         }
-        extra = e
+        extra = target
         self.stored += added
+    }
+
+    /// Byte j of the stored-rows bitmap (rows 8j ..< 8j + 8).
+    @inline(__always) func byte(_ j: Int) -> UInt8 { UInt8(truncatingIfNeeded: blocks[j >> 3].bits >> UInt64(8 * (j & 7))) }
+
+    /// Calls `body` with each stored row (not `extra`'s), in order.
+    func forEachStored(_ body: (Int) -> Void) {
+        for w in 0..<blockCount {
+            var bits = blocks[w].bits
+            while bits != 0 {
+                body(w * 64 + bits.trailingZeroBitCount)
+                bits &= bits &- 1
+            }
+        }
     }
 
     /// Where stored row i's floats are.

@@ -1,12 +1,18 @@
-// Delta checkpoints (issue 19, part 2): a checkpoint whose meta names a `base` ("RUN/FILE", a
-// full checkpoint of the same model) stores in its INPT section only the input rows (weights
-// and accumulator) that changed since that base; every other section is whole. Loading it
-// loads the base, then lays the delta's rows over it (CheckpointLoad.swift). A delta's base is
-// always a full checkpoint (a chain is never longer than base + delta), and pp-train writes a
-// full one every `--full-every` checkpoints or when the changed rows would be more than
-// half of the base's. This file holds the pieces: which rows changed (RowBits, set by the
-// trainer's updates), how a base name is found on disk, and the write policy. It is not the
-// file layout (Checkpoint.swift) nor retention's rule that keeps bases (pp-select).
+// Delta checkpoints (issue 19, part 2): a checkpoint whose meta names a `base` ("RUN/FILE", an
+// older checkpoint of the same run and model) stores in its INPT section only the input rows
+// (weights and accumulator) that changed since that base, and its data cursor as a patch
+// against the base's; every other section is whole. pp-train's base is its previous
+// checkpoint, so deltas form a chain: full, delta 1 (of the full), delta 2 (of delta 1), ...
+// (session 14; before, every delta's base was the full checkpoint and its rows accumulated).
+// Loading a delta loads its base first, down the chain to the full checkpoint, then lays each
+// link's rows over it (CheckpointLoad.swift); a chain is at most `Checkpoint.maxChain` long and
+// each base's file name sorts before its delta's, so a hostile chain cannot loop. pp-train writes
+// a full checkpoint every `--full-every` checkpoints (a chain of at most fullEvery - 1 deltas,
+// which bounds a load) or when a link's changed rows would be more than half of the full
+// one's. This file holds the pieces: which rows changed (RowBits, set by the trainer's
+// updates), how a base name is found on disk, and the write policy. It is not the file layout
+// (Checkpoint.swift) nor retention's rule that keeps bases (pp-select: a checkpoint goes only
+// after every delta naming it, so a kept checkpoint keeps its whole chain).
 
 import Shared
 import Foundation
@@ -77,6 +83,9 @@ public struct DeltaPolicy: Sendable, Equatable {
     public static let allFull = DeltaPolicy(fullEvery: 1)
     /// pp-train's default: a full checkpoint, then up to 23 deltas (a day of hourly ones).
     public static let defaultFullEvery = 24
+    /// The most `--full-every` may be: a chain a load follows (Checkpoint.maxChain) is one
+    /// shorter.
+    public static let maxFullEvery = Checkpoint.maxChain + 1
 }
 
 extension Checkpoint {

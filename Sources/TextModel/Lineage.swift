@@ -37,6 +37,12 @@ extension Checkpoint {
     /// a head carry it in their JSON. Throws PPError(.corrupt) naming the file on a bad magic,
     /// version or length, PPError(.noInput) if it cannot be read.
     public static func readHead(path: String, vocabulary wantVocabulary: Bool = false, cursor wantCursor: Bool = false) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
+        try readHead(path: path, vocabulary: wantVocabulary, cursor: wantCursor, depth: 0)
+    }
+
+    /// `depth`: how many deltas above this one asked for its cursor (a chain, bounded by
+    /// Checkpoint.maxChain like a load).
+    static func readHead(path: String, vocabulary wantVocabulary: Bool, cursor wantCursor: Bool, depth: Int) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
         if path.hasSuffix(Checkpoint.headSuffix) {
             guard !wantVocabulary else { throw PPError.corrupt(path, "a checkpoint head holds no vocabulary (its weights were deleted)") }
             return (try readHeadFile(path), nil)
@@ -57,20 +63,21 @@ extension Checkpoint {
             let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
             guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated data cursor section") }
             if wantCursor && head.version == deltaVersion {
-                // A delta's patch, over its base's cursor (a full checkpoint's, read the same way).
+                // A delta's patch, over its base's cursor (read the same way: a chain of
+                // patches down to the full checkpoint's whole cursor).
                 let patch = try head.buf.withUnsafeBytes { p in
                     var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
                     return try readCursorPatch(&r)
                 }
                 guard let name = meta.base else { throw PPError.corrupt(path, "format version \(deltaVersion) is a delta's, and the meta names no base") }
                 guard let bp = resolveBase(name, from: path).path else { throw PPError.corrupt(path, "its base checkpoint \(name) is missing") }
+                // The whole chain checked first (no loop, at most maxChain long), so the
+                // recursion below is bounded.
+                if depth == 0 { _ = try chain(of: path) }
+                guard depth < maxChain else { throw PPError.corrupt(path, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
                 let b: CheckpointMeta
                 do {
-                    // A full checkpoint first (its meta names no base), so this never recurses.
-                    guard try readHead(path: bp).meta.base == nil else {
-                        throw PPError.corrupt(path, "a delta checkpoint's base must be a full checkpoint; \(name) is a delta")
-                    }
-                    b = try readHead(path: bp, cursor: true).meta
+                    b = try readHead(path: bp, vocabulary: false, cursor: true, depth: depth + 1).meta
                 } catch let e as PPError {
                     throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
                 }

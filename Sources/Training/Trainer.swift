@@ -88,9 +88,8 @@ public final class Trainer {
         examples = state.examples
         denseState = state.denseState
         average = state.average
-        // A delta's rows stay changed relative to its base: the next delta stores them too.
+        // The loaded checkpoint is the base of the next delta (a chain): nothing changed yet.
         changed = RowBits(rows: model.table.rows)
-        if let rows = checkpoint.deltaRows { Checkpoint.forEachSetBit(rows) { changed.insert($0) } }
         deltaBase = checkpoint.deltaBase
         deltasSinceBase = checkpoint.meta.delta ?? 0
         baseStoredRows = checkpoint.baseStoredRows
@@ -306,9 +305,11 @@ public final class Trainer {
     }
 
     /// As `checkpointBytes(meta:)`, a delta when `policy` and the state allow it: a base is
-    /// known (the last full checkpoint published, or the one this trainer was loaded from),
-    /// fewer than `fullEvery - 1` deltas were written since, and the rows changed since the
-    /// base are at most `maxFraction` of the base's rows. Sets meta.base and meta.delta.
+    /// known (the last checkpoint published, or the one this trainer was loaded from), fewer
+    /// than `fullEvery - 1` deltas were written since the last full one, and the rows changed
+    /// since the base are at most `maxFraction` of the full checkpoint's rows. Sets meta.base
+    /// (the base: the previous checkpoint, so deltas form a chain) and meta.delta (the
+    /// position in the chain).
     /// Call `checkpointPublished(as:)` once the bytes are on disk.
     public func checkpointBytes(meta: CheckpointMeta, policy: DeltaPolicy) throws -> [UInt8] {
         var m = meta
@@ -333,19 +334,20 @@ public final class Trainer {
     /// Whether the bytes `checkpointBytes` returned last are a delta (nil: none pending).
     public var pendingCheckpointIsDelta: Bool? { pendingWrite?.delta }
 
-    /// The bytes `checkpointBytes` returned last are on disk as `name` ("RUN/FILE"): a full
-    /// one becomes the base of the next deltas (and the changed rows start over).
+    /// The bytes `checkpointBytes` returned last are on disk as `name` ("RUN/FILE"): it
+    /// becomes the base of the next delta (a chain: the next stores only the rows changed
+    /// after it), and the changed rows start over.
     public func checkpointPublished(as name: String) {
         guard let p = pendingWrite else { return }
         pendingWrite = nil
         if p.delta {
             deltasSinceBase += 1
         } else {
-            deltaBase = name
             deltasSinceBase = 0
             baseStoredRows = p.stored
-            baseCursor = p.cursor
-            changed.removeAll()
         }
+        deltaBase = name
+        baseCursor = p.cursor
+        changed.removeAll()
     }
 }

@@ -46,8 +46,11 @@ struct Export: ParsableCommand {
             let (bytes, rows) = try Checkpoint.encodeExport(ck, bits: bits, from: from)
             try FileIO.publish(bytes, to: output)
             var source = FileIO.lstatOrNil(FileIO.realPath(checkpoint) ?? checkpoint).map { Int($0.st_size) } ?? 0
-            if let b = ck.meta.base, let p = Checkpoint.resolveBase(b, from: checkpoint).path {
+            // A delta's chain down to its full checkpoint: every file the load read.
+            var link = checkpoint, base = ck.meta.base, links = 0
+            while let b = base, links < Checkpoint.maxChain, let p = Checkpoint.resolveBase(b, from: link).path {
                 source += FileIO.lstatOrNil(p).map { Int($0.st_size) } ?? 0
+                link = p; base = try Checkpoint.readHeadBase(path: p); links += 1
             }
             try emit("{\"export\":\(jsonString(output)),\"from\":\(jsonString(checkpoint)),\"bits\":\(bits),\"rows\":\(rows),"
                      + "\"bytes\":\(bytes.count),\"source_bytes\":\(source)}")

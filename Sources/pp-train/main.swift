@@ -80,7 +80,7 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Share of each batch replayed from older shards, in [0, 1).", valueName: "fraction")) var replay: Double = 0.2
     @Option(name: .customLong("max-passes"), help: ArgumentHelp("Passes over each shard before the trainer idles.", valueName: "n")) var maxPasses = 5
     @Option(help: ArgumentHelp("Examples per training batch.", valueName: "n")) var batch = 256
-    @Option(name: .customLong("full-every"), help: ArgumentHelp("Every Nth checkpoint is full; those between are deltas that store only the rows changed since the last full one (1: every checkpoint full). A delta whose rows would exceed half of its base's is written full.", valueName: "n"))
+    @Option(name: .customLong("full-every"), help: ArgumentHelp("Every Nth checkpoint is full; those between are deltas that store only the rows changed since the previous checkpoint, a chain a load follows back to the full one (1: every checkpoint full; at most 101). A delta whose rows would exceed half of the full one's is written full.", valueName: "n"))
     var fullEvery = DeltaPolicy.defaultFullEvery
 
     func validate() throws {
@@ -93,7 +93,7 @@ struct Train: ParsableCommand {
         if !(replay >= 0 && replay < 1) { throw ValidationError("--replay must be in [0, 1)") }
         if maxPasses < 1 { throw ValidationError("--max-passes must be at least 1") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
-        if fullEvery < 1 { throw ValidationError("--full-every must be at least 1") }
+        if fullEvery < 1 || fullEvery > DeltaPolicy.maxFullEvery { throw ValidationError("--full-every must be 1 to \(DeltaPolicy.maxFullEvery)") }
         for (name, v, lo) in [("dim", dim, 1), ("word-ngrams", wordNgrams, 1), ("minn", minn, 0), ("maxn", maxn, 0),
                               ("bucket", bucket, 1), ("min-count", minCount, 1), ("vocab-capacity", vocabCapacity, 1),
                               ("hidden", hidden, 0), ("threads", threads, 1)] {

@@ -6,9 +6,10 @@ import TestSupport
 @testable import Training
 
 /// Issue 19, part 2, piece B: delta checkpoints. A delta stores only the rows changed since
-/// its base full checkpoint; loading resolves base + delta, and must give exactly what the
-/// trainer would have written as a full checkpoint, in both load modes; resume from a delta
-/// is exact; a missing or damaged base is a `.corrupt` error naming it.
+/// its base, the checkpoint before it (a chain: full, delta of the full, delta of that
+/// delta, ...); loading resolves the chain, and must give exactly what the trainer would
+/// have written as a full checkpoint, in both load modes; resume from a delta is exact; a
+/// missing, damaged or looping base is a `.corrupt` error naming it.
 final class DeltaCheckpointTests: XCTestCase {
     func config(hidden: Int = 0, threads: Int = 1, bucket: Int = 20_000) -> ModelConfig {
         .small(dim: 12, hidden: hidden, bucket: bucket, capacity: 40, maxn: 5, threads: threads, seed: 42)
@@ -50,8 +51,8 @@ final class DeltaCheckpointTests: XCTestCase {
 
     let probes = [["w0a", "n3"], ["w2b", "w1a", "n59", "n61"], ["never", "seen"], [], ["n100", "w3a"]]
 
-    /// The chain (base + delta) loads to exactly the state the trainer would have written as
-    /// a full checkpoint: re-encoded in full it is the same bytes, and both load modes predict
+    /// The chain (full + deltas, each of the one before) loads to exactly the state the
+    /// trainer would have written as a full checkpoint: re-encoded in full it is the same bytes, and both load modes predict
     /// bit for bit the same. Linear and hidden models, 1 and 2 threads (each worker marks the
     /// rows it updates), and with the averaged weights on.
     func testChainLoadsBitIdenticalToTheFullCheckpoint() throws {
@@ -76,9 +77,11 @@ final class DeltaCheckpointTests: XCTestCase {
                 let full = try t.checkpointBytes(meta: m)
                 let what = "hidden \(hidden) threads \(threads) average \(average) round \(round)"
                 let loaded = try Checkpoint.load(path: dp)
-                XCTAssertEqual(loaded.meta.base, "main/ckpt-a.ppc")
-                XCTAssertEqual(try Checkpoint.readHeadBase(path: dp), "main/ckpt-a.ppc", "retention's cheap read of the base")
+                let parent = round == 1 ? "main/ckpt-a.ppc" : "main/ckpt-d\(round - 1).ppc"
+                XCTAssertEqual(loaded.meta.base, parent, "a chain: each delta's base is the checkpoint before it")
+                XCTAssertEqual(try Checkpoint.readHeadBase(path: dp), parent, "retention's cheap read of the base")
                 XCTAssertEqual(loaded.meta.delta, round)
+                XCTAssertEqual(try Checkpoint.chain(of: dp).count, round + 1)
                 XCTAssertEqual(loaded.meta.cursor, m.cursor)
                 var plain = loaded.meta
                 plain.base = nil; plain.delta = nil
@@ -98,6 +101,7 @@ final class DeltaCheckpointTests: XCTestCase {
                             != UnsafeBufferPointer(start: packed.row(r), count: c.dim).map(\.bitPattern) { mismatches += 1 }
                         XCTAssertEqual(mismatches, 0, "\(what): rows differ from the full checkpoint's")
                         XCTAssertGreaterThan(packed.extra?.stored ?? 0, 0, "\(what): the delta adds rows to its base")
+                        XCTAssertNil(packed.extra?.extra, "\(what): the added rows stay one level deep down a chain")
                     }
                     for p in probes {
                         XCTAssertEqual(inf.model.predict(tokens: p).map(\.bitPattern), fullInf.model.predict(tokens: p).map(\.bitPattern), "\(what) averaged \(averaged) \(p)")
@@ -109,7 +113,8 @@ final class DeltaCheckpointTests: XCTestCase {
     }
 
     /// Resuming from a delta (single thread) continues exactly as if the trainer had never
-    /// stopped, and the resumed trainer's next checkpoint is again a delta of the same base.
+    /// stopped, and the resumed trainer's next checkpoint is a delta of the one it resumed
+    /// from (the chain goes on).
     func testResumeFromADeltaEqualsNeverStopping() throws {
         for hidden in [0, 8] {
             let root = try newRoot()
@@ -128,17 +133,18 @@ final class DeltaCheckpointTests: XCTestCase {
             XCTAssertEqual(try Checkpoint.readHead(path: dp).meta.base, "main/ckpt-a.ppc")
 
             let resumed = try Trainer(checkpoint: try Checkpoint.load(path: dp))
-            XCTAssertEqual(resumed.deltaBase, "main/ckpt-a.ppc")
+            XCTAssertEqual(resumed.deltaBase, "main/ckpt-b.ppc")
             XCTAssertEqual(resumed.deltasSinceBase, 1)
             for bi in 3..<6 { _ = try resumed.train(batch(bi)) }
             let m = meta(c, step: 6)
             XCTAssertTrue(try resumed.checkpointBytes(meta: m) == straight.checkpointBytes(meta: m), "hidden \(hidden): resumed differs")
-            // Its next delta (of ckpt-a) loads to the same state too.
+            // Its next delta (of ckpt-b, itself a delta of ckpt-a) loads to the same state too.
             let d2 = try resumed.checkpointBytes(meta: m, policy: policy)
             XCTAssertEqual(resumed.pendingCheckpointIsDelta, true)
             let d2p = try publish(resumed, d2, root, "ckpt-c.ppc")
             let ck = try Checkpoint.load(path: d2p)
             XCTAssertEqual(ck.meta.delta, 2)
+            XCTAssertEqual(ck.meta.base, "main/ckpt-b.ppc")
             var plain = ck.meta
             plain.base = nil; plain.delta = nil
             XCTAssertTrue(try Trainer(checkpoint: ck).checkpointBytes(meta: plain) == straight.checkpointBytes(meta: plain))
@@ -194,7 +200,7 @@ final class DeltaCheckpointTests: XCTestCase {
             XCTAssertEqual(try Checkpoint.readHead(path: dp, cursor: true).meta.cursor, md.cursor, "round \(round): readHead")
             XCTAssertTrue(try Checkpoint.readHead(path: dp).meta.cursor.shards.isEmpty, "not read unless asked")
             _ = try Checkpoint.load(path: dp, mode: .inference)   // checked in place
-            // A trainer resumed from the delta writes its next delta as a patch of the same base.
+            // A trainer resumed from the delta writes its next delta as a patch of that delta.
             let resumed = try Trainer(checkpoint: try Checkpoint.load(path: dp))
             let next = try resumed.checkpointBytes(meta: md, policy: policy)
             XCTAssertEqual(resumed.pendingCheckpointIsDelta, true)
@@ -206,6 +212,8 @@ final class DeltaCheckpointTests: XCTestCase {
         let fullCursor = try GuardVersion.cursorBytes(fp)
         XCTAssertGreaterThan(fullCursor, 5000 * 40)
         for s in sizes { XCTAssertLessThan(s, 400, "a patch of 3 changes, not the \(fullCursor)-byte cursor") }
+        // Down the chain: the second delta's patch is against the first (itself a patch).
+        XCTAssertEqual(try Checkpoint.readHeadBase(path: root.checkpoints(run: "main") + "/ckpt-d2.ppc"), "main/ckpt-d1.ppc")
 
         // Hostile: a version 3 file without a base, a patch whose removal is not UTF-8.
         let raw = try Zstd.decompress(try FileIO.readAll(fp))
@@ -249,8 +257,8 @@ final class DeltaCheckpointTests: XCTestCase {
         XCTAssertEqual(t.pendingCheckpointIsDelta, false)
     }
 
-    /// A delta whose base is missing, damaged, itself a delta or of another run is refused as
-    /// corrupt in both modes, and the message names the base.
+    /// A delta whose base is missing, damaged, a loop back to itself or not older is refused
+    /// as corrupt in both modes, and the message names the base.
     func testMissingOrBadBaseIsCorruptNamingIt() throws {
         let root = try newRoot()
         defer { try? FileManager.default.removeItem(atPath: root.path) }
@@ -279,9 +287,12 @@ final class DeltaCheckpointTests: XCTestCase {
         bad[bad.count - 1] ^= 1
         try FileIO.publish(bad, to: basePath)
         refused("checksum mismatch")
-        // The base replaced by a delta (a chain longer than base + delta is never written).
+        // The base replaced by the delta itself: a chain that loops (its base names itself).
         try FileIO.publish(try [UInt8](Data(contentsOf: URL(fileURLWithPath: dp))), to: basePath)
-        refused("must be a full checkpoint")
+        refused("already in its chain (a loop)")
+        XCTAssertThrowsError(try Checkpoint.readHead(path: dp, cursor: true)) { e in
+            XCTAssertTrue("\(e)".contains("a loop"), "\(e)")
+        }
         // The base found through runs/main/rewound/ (a rewind moved it).
         try FileIO.makeDirectories(root.rewound(run: "main"))
         try FileManager.default.removeItem(atPath: basePath)
@@ -291,6 +302,54 @@ final class DeltaCheckpointTests: XCTestCase {
         let link = root.path + "/deployed"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dp)
         XCTAssertNoThrow(try Checkpoint.load(path: link, mode: .inference))
+    }
+}
+
+extension DeltaCheckpointTests {
+    /// A chain as pp-train writes it (time-stamped names): hourly deltas, each of the one
+    /// before, every one loads to the trainer's state; a delta whose base is not older (a
+    /// hostile file pointing forward) is refused; a chain longer than maxChain is refused; and
+    /// the rows a link stores are only those changed since its parent, so with little
+    /// training between checkpoints a link is a small fraction of a cumulative delta.
+    func testAChainOfTimeStampedDeltas() throws {
+        let root = try newRoot()
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let c = config(bucket: 200_000)
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+        let policy = DeltaPolicy(fullEvery: 24, maxFraction: 0.5)
+        for bi in 0..<20 { _ = try t.train(batch(bi)) }
+        var names: [String] = [], sizes: [Int] = []
+        for k in 0..<6 {
+            _ = try t.train(batch(20 + k, size: 8))
+            let m = meta(c, step: 100 + k)
+            let b = try t.checkpointBytes(meta: m, policy: policy)
+            let name = CheckpointName(time: 1_780_000_000 + Double(k) * 3600, step: 100 + k).file
+            let p = try publish(t, b, root, name)
+            names.append(name); sizes.append(b.count)
+            let full = try t.checkpointBytes(meta: m)
+            var plain = try Checkpoint.load(path: p).meta
+            XCTAssertEqual(plain.base, k == 0 ? nil : "main/" + names[k - 1])
+            plain.base = nil; plain.delta = nil
+            XCTAssertTrue(try Trainer(checkpoint: try Checkpoint.load(path: p)).checkpointBytes(meta: plain) == full, "link \(k)")
+        }
+        // Each link holds one small batch's rows: far less than the full checkpoint, and not
+        // growing along the chain (a cumulative delta grew with every hour).
+        for k in 1..<6 { XCTAssertLessThan(sizes[k] * 4, sizes[0], "\(sizes)") }
+        XCTAssertLessThan(sizes[5], sizes[1] * 2, "links stay the size of one hour's change: \(sizes)")
+        // A hostile delta whose base is newer than itself.
+        let dir = root.checkpoints(run: "main")
+        let last = dir + "/" + names[5]
+        let older = dir + "/" + CheckpointName(time: 1_770_000_000, step: 105).file
+        try FileManager.default.copyItem(atPath: last, toPath: older)
+        for mode in Checkpoint.LoadMode.allCases {
+            XCTAssertThrowsError(try Checkpoint.load(path: older, mode: mode)) { e in
+                XCTAssertTrue((e as? PPError)?.message.contains("is not older than it") == true, "\(e)")
+            }
+        }
+        // A chain longer than maxChain (the trainer never writes one: --full-every <= maxChain + 1).
+        let links = try Checkpoint.chain(of: last)
+        XCTAssertEqual(links.map { FileIO.split($0.path).name }, names.reversed())
+        XCTAssertEqual(DeltaPolicy.maxFullEvery, Checkpoint.maxChain + 1)
     }
 }
 

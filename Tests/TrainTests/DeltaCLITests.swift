@@ -1,5 +1,6 @@
 // Delta checkpoints through the tools (issue 19, part 2): pp-train --once writes a full
-// checkpoint, then deltas of it while little changes, a full one every --full-every; a later
+// checkpoint, then a chain of deltas (each of the checkpoint before) while little changes, a
+// full one every --full-every; a later
 // --once resumes from a delta; `deployed` pointing at a delta serves `pp-eval predict`; a
 // delta whose base is gone is refused with exit 65 naming the base.
 
@@ -27,7 +28,7 @@ final class DeltaCLITests: XCTestCase {
         }
         let metas = try paths.map { try Checkpoint.readHead(path: $0).meta }
         let name = { (p: String) in "main/" + FileIO.split(p).name }
-        XCTAssertEqual(metas.map(\.base), [nil, name(paths[0]), name(paths[0]), nil, name(paths[3])])
+        XCTAssertEqual(metas.map(\.base), [nil, name(paths[0]), name(paths[1]), nil, name(paths[3])])
         XCTAssertEqual(metas.map(\.delta), [nil, 1, 2, nil, 1])
         let sizes = paths.map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
         XCTAssertLessThan(sizes[1] * 2, sizes[0], "a delta of 3 examples is far smaller than the full checkpoint: \(sizes)")
@@ -43,14 +44,15 @@ final class DeltaCLITests: XCTestCase {
         var r = try TestSupport.run("pp-eval", ["predict", root + "/deployed", "--k", "1"], stdin: Array("a1 a2 common3\n".utf8))
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdoutLines.count, 1, r.stdout)
-        // Its base gone: exit 65, and the message names the base.
+        // The full checkpoint under its chain gone: exit 65, and the message names it.
         try FileManager.default.removeItem(atPath: paths[0])
         r = try TestSupport.run("pp-eval", ["predict", root + "/deployed", "--k", "1"], stdin: Array("a1\n".utf8))
         XCTAssertEqual(r.status, 65, r.stderr)
         XCTAssertTrue(r.stderr.contains("its base checkpoint \(name(paths[0])) is missing"), r.stderr)
-        // pp-train is not affected: it resumes from 5, a delta of 4.
+        // pp-train is not affected: it resumes from 5, a delta of 4, and goes on with the chain.
         try Fix.shard(root, Fix.shardName(6), Fix.examples(3, labels: ["a", "b", "c"], seed: 6))
         let next = try once([])
-        XCTAssertEqual(try Checkpoint.readHead(path: next).meta.base, name(paths[3]))
+        XCTAssertEqual(try Checkpoint.readHead(path: next).meta.base, name(paths[4]))
+        XCTAssertEqual(try Checkpoint.readHead(path: next).meta.delta, 2)
     }
 }
