@@ -6,15 +6,17 @@
 //
 //   offset  size   field
 //   0       8      magic "PPCKPT01"
-//   8       4      format version u32 = 2, or 3 for a delta whose CURS is a patch against its
-//                  base's cursor (1 is still read: the cursor in the meta, no CURS)
+//   8       4      format version u32 = 2, or 4 for a delta whose CURS and VOCB are patches
+//                  against its base's (3: CURS only; 1 is still read: the cursor in the meta,
+//                  no CURS)
 //   12      4      meta length M u32
 //   16      M      meta: CheckpointMeta as UTF-8 JSON, sorted keys, without the data cursor
 //   16+M    ...    sections, in this order, each: 4-byte ASCII tag, u64 payload length, payload
 //     "CURS"  (version 2) the data cursor, binary (CheckpointCursor.swift)
 //     "VOCB"  vocabulary: u64 capacity, u64 size; per slot: u16 length + word bytes;
 //             recency order (most recent first): size x u32 slot; u64 candidate count,
-//             then (u64 key, u32 count) per candidate, sorted by key (Vocabulary.swift)
+//             then (u64 key, u32 count) per candidate, sorted by key (Vocabulary.swift);
+//             in a version 4 delta a patch against the base's (VocabularyPatch.swift)
 //     "DENS"  dense layers: u32 dim, u32 hidden, u32 labels, then the flat vector
 //             [W1|b1: hidden x (dim+1)][W|b: labels x (inDim+1)] as floats; output row k is
 //             meta.labels[k]
@@ -140,12 +142,15 @@ public final class Checkpoint {
     public static let magic: [UInt8] = Array("PPCKPT01".utf8)
     public static let endMagic: [UInt8] = Array("PPCKEND1".utf8)
     /// The version of a full checkpoint; `checkStart` also accepts 1 (no CURS: the cursor in
-    /// the meta) and `deltaVersion`.
+    /// the meta), `cursorPatchVersion` and `deltaVersion`.
     public static let version: UInt32 = 2
-    /// The version of a delta written with its base's cursor known: the same layout, but its
-    /// CURS holds only what changed since the base's cursor (CheckpointCursor.swift). A full
-    /// checkpoint stays version 2, readable by builds that predate this.
-    public static let deltaVersion: UInt32 = 3
+    /// A delta whose CURS holds only what changed since the base's cursor
+    /// (CheckpointCursor.swift), its VOCB whole: what pp-train wrote on 2026-12-07 (session 13).
+    public static let cursorPatchVersion: UInt32 = 3
+    /// The version of a delta written with its base's cursor and vocabulary known: CURS and
+    /// VOCB are patches against the base's (CheckpointCursor.swift, VocabularyPatch.swift). A
+    /// full checkpoint stays version 2, readable by builds that predate both.
+    public static let deltaVersion: UInt32 = 4
     public static let fileExtension = CheckpointName.fileExtension
 
     public let meta: CheckpointMeta
@@ -205,7 +210,7 @@ public final class Checkpoint {
     }
 
     /// Checks the first 12 bytes: length, magic, format version (also `readHead`'s check);
-    /// returns the version (1 to 3).
+    /// returns the version (1 to 4).
     @discardableResult
     static func checkStart(_ p: UnsafeRawBufferPointer, path: String) throws -> UInt32 {
         guard p.count >= 16 else { throw PPError.corrupt(path, "truncated (\(p.count) bytes)") }
@@ -245,10 +250,12 @@ public final class Checkpoint {
     /// meta.base set), INPT stores exactly those rows, whatever their values; otherwise the
     /// rows that are not all zero. Returns the bytes and the number of rows stored.
     package static func encode(meta: CheckpointMeta, model: Model, delta: RowBits? = nil, baseCursor: DataCursor? = nil,
-                               state: TrainerState) throws -> (bytes: [UInt8], stored: Int) {
+                               baseVocabulary: VocabularySnapshot? = nil, state: TrainerState) throws -> (bytes: [UInt8], stored: Int) {
         precondition((delta == nil) == (meta.base == nil), "a delta checkpoint names its base, a full one none")
-        // A delta whose base's cursor is known stores its own as a patch (version 3).
+        // A delta whose base's cursor is known stores its own as a patch (version 3), and
+        // its vocabulary too when the base's is known (version 4).
         let patchAgainst = delta == nil ? nil : baseCursor
+        let vocabularyAgainst = patchAgainst == nil ? nil : baseVocabulary
         precondition(model.packed == nil, "a model loaded for inference cannot be written")
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
@@ -274,7 +281,7 @@ public final class Checkpoint {
         // the compressor (no raw copy of an ~800 MB table).
         var head = ByteWriter(capacity: 64 + json.count + model.dense.flat.count * 4 + 1 << 16)
         head.bytes(magic)
-        head.u32(patchAgainst == nil ? version : deltaVersion)
+        head.u32(patchAgainst == nil ? version : vocabularyAgainst == nil ? cursorPatchVersion : deltaVersion)
         head.u32(UInt32(json.count))
         head.bytes(json)
         if let b = patchAgainst {
@@ -282,7 +289,11 @@ public final class Checkpoint {
         } else {
             head.section(cursorTag) { writeCursor(meta.cursor, into: &$0) }
         }
-        head.section("VOCB") { model.vocabulary.serialize(into: &$0) }
+        if let b = vocabularyAgainst {
+            head.section("VOCB") { model.vocabulary.serializePatch(against: b, into: &$0) }
+        } else {
+            head.section("VOCB") { model.vocabulary.serialize(into: &$0) }
+        }
         head.section("DENS") { s in
             s.u32(UInt32(model.dense.dim)); s.u32(UInt32(model.dense.hidden)); s.u32(UInt32(model.dense.labels))
             s.floats(model.dense.flat)

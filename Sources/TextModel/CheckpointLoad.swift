@@ -193,8 +193,8 @@ extension Checkpoint {
         let c = meta.config
         try checkMeta(meta, path: path)
         var patch: CursorPatch?
-        if version == deltaVersion && meta.base == nil {
-            throw fail("format version \(deltaVersion) is a delta's, and the meta names no base")
+        if version >= cursorPatchVersion && meta.base == nil {
+            throw fail("format version \(version) is a delta's, and the meta names no base")
         }
         if version >= 2 {
             // CURS: the data cursor; built for a full load (pp-train resumes from it), only
@@ -203,7 +203,7 @@ extension Checkpoint {
             let clen = try section(cursorTag)
             try s.bytes(clen).withUnsafeBytes { p in
                 var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
-                if version == deltaVersion {
+                if version >= cursorPatchVersion {
                     patch = try readCursorPatch(&r, build: mode == .full)
                 } else {
                     let cursor = try readCursor(&r, build: mode == .full)
@@ -232,6 +232,10 @@ extension Checkpoint {
         let vocab = try s.bytes(vlen).withUnsafeBytes { p -> Vocabulary in
             var vr = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
             // Evictions are in TRNR (read below); patched after.
+            if version >= deltaVersion, let b = base {
+                // A patch over the base's vocabulary (VocabularyPatch.swift).
+                return try Vocabulary.applyPatch(&vr, to: b.model.vocabulary, capacity: c.vocabCapacity, minCount: c.minCount)
+            }
             let v = try Vocabulary.deserialize(&vr, capacity: c.vocabCapacity, minCount: c.minCount, evictions: 0)
             try vr.expectEnd("VOCB")
             return v

@@ -62,14 +62,14 @@ extension Checkpoint {
             }
             let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
             guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated data cursor section") }
-            if wantCursor && head.version == deltaVersion {
+            if wantCursor && head.version >= cursorPatchVersion {
                 // A delta's patch, over its base's cursor (read the same way: a chain of
                 // patches down to the full checkpoint's whole cursor).
                 let patch = try head.buf.withUnsafeBytes { p in
                     var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
                     return try readCursorPatch(&r)
                 }
-                guard let name = meta.base else { throw PPError.corrupt(path, "format version \(deltaVersion) is a delta's, and the meta names no base") }
+                guard let name = meta.base else { throw PPError.corrupt(path, "format version \(head.version) is a delta's, and the meta names no base") }
                 guard let bp = resolveBase(name, from: path).path else { throw PPError.corrupt(path, "its base checkpoint \(name) is missing") }
                 // The whole chain checked first (no loop, at most maxChain long), so the
                 // recursion below is bounded.
@@ -97,8 +97,24 @@ extension Checkpoint {
         }
         let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
         guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated vocabulary section") }
+        // A version 4 delta's vocabulary is a patch over its base's, read the same way (down
+        // the chain, checked first so that the recursion is bounded).
+        var baseVocabulary: Vocabulary? = nil
+        if head.version >= deltaVersion {
+            guard let name = meta.base, let bp = resolveBase(name, from: path).path else {
+                throw PPError.corrupt(path, "its base checkpoint \(meta.base ?? "?") is missing")
+            }
+            if depth == 0 { _ = try chain(of: path) }
+            guard depth < maxChain else { throw PPError.corrupt(path, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
+            do { baseVocabulary = try readHead(path: bp, vocabulary: true, cursor: false, depth: depth + 1).vocabulary } catch let e as PPError {
+                throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
+            }
+        }
         let vocab = try head.buf.withUnsafeBytes { p -> Vocabulary in
             var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
+            if let b = baseVocabulary {
+                return try Vocabulary.applyPatch(&r, to: b, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount)
+            }
             let v = try Vocabulary.deserialize(&r, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount, evictions: 0)
             try r.expectEnd("VOCB")
             return v

@@ -37,8 +37,8 @@ public final class Vocabulary {
 
     /// Slots in use (0..<size); the bytes and key of the word in each.
     public private(set) var size = 0
-    private var slotWord: [[UInt8]] = []
-    private var slotKey: [UInt64] = []
+    var slotWord: [[UInt8]] = []
+    var slotKey: [UInt64] = []
     // Recency list: head = most recently seen.
     @usableFromInline let prev: UnsafeMutablePointer<Int32>
     @usableFromInline let next: UnsafeMutablePointer<Int32>

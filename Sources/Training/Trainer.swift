@@ -58,8 +58,10 @@ public final class Trainer {
     /// delta does not carry every shard the run ever saw (1.2 MB of a 2.1 MB delta after 75
     /// simulated days of 5-minute ingests).
     var baseCursor: DataCursor?
+    /// The base's vocabulary, for the next delta's vocabulary patch (VocabularyPatch.swift).
+    var baseVocabulary: VocabularySnapshot?
     /// What the last `checkpointBytes` encoded (a delta? rows stored, the cursor), until it is published.
-    private var pendingWrite: (delta: Bool, stored: Int, cursor: DataCursor)?
+    private var pendingWrite: (delta: Bool, stored: Int, cursor: DataCursor, vocabulary: VocabularySnapshot)?
 
     /// A fresh trainer, seeded by config.seed.
     public init(config: ModelConfig, knobs: Knobs, tuning: TrainerTuning = TrainerTuning()) throws {
@@ -94,6 +96,8 @@ public final class Trainer {
         deltasSinceBase = checkpoint.meta.delta ?? 0
         baseStoredRows = checkpoint.baseStoredRows
         baseCursor = checkpoint.baseCursor
+        // The loaded vocabulary is the base's, for the next delta's vocabulary patch.
+        baseVocabulary = deltaBase == nil ? nil : model.vocabulary.snapshot()
         BLASSetup.singleThreaded()
     }
 
@@ -326,8 +330,9 @@ public final class Trainer {
         m.base = delta ? deltaBase : nil
         m.delta = delta ? deltasSinceBase + 1 : nil
         let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: delta ? changed : nil, baseCursor: baseCursor,
+                                                    baseVocabulary: baseVocabulary,
                                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
-        pendingWrite = (delta, stored, m.cursor)
+        pendingWrite = (delta, stored, m.cursor, model.vocabulary.snapshot())
         return bytes
     }
 
@@ -348,6 +353,7 @@ public final class Trainer {
         }
         deltaBase = name
         baseCursor = p.cursor
+        baseVocabulary = p.vocabulary
         changed.removeAll()
     }
 }

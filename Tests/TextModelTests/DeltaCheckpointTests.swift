@@ -336,6 +336,21 @@ extension DeltaCheckpointTests {
         // growing along the chain (a cumulative delta grew with every hour).
         for k in 1..<6 { XCTAssertLessThan(sizes[k] * 4, sizes[0], "\(sizes)") }
         XCTAssertLessThan(sizes[5], sizes[1] * 2, "links stay the size of one hour's change: \(sizes)")
+        // Each link's vocabulary is a patch (format version 4): less than the whole, and
+        // readHead rebuilds the same vocabulary down the chain as a load does.
+        let dirP = root.checkpoints(run: "main")
+        let fullVocab = try GuardVersion.sectionBytes(dirP + "/" + names[0], "VOCB")
+        for k in 1..<6 {
+            let p = dirP + "/" + names[k]
+            XCTAssertEqual(try GuardVersion.of(p), Checkpoint.deltaVersion)
+            // (A 40-word vocabulary churned by every batch here; VocabularyPatchTests has the
+            // size of a little change in a large one.)
+            XCTAssertLessThan(try GuardVersion.sectionBytes(p, "VOCB"), fullVocab, "link \(k)")
+            var a = ByteWriter(), b = ByteWriter()
+            try XCTUnwrap(try Checkpoint.readHead(path: p, vocabulary: true).vocabulary).serialize(into: &a)
+            try Checkpoint.load(path: p, mode: .inference).model.vocabulary.serialize(into: &b)
+            XCTAssertEqual(a.buf, b.buf, "link \(k)")
+        }
         // A hostile delta whose base is newer than itself.
         let dir = root.checkpoints(run: "main")
         let last = dir + "/" + names[5]
@@ -358,6 +373,20 @@ enum GuardVersion {
     static func raw(_ path: String) throws -> [UInt8] { try Zstd.decompress(try FileIO.readAll(path)) }
     static func of(_ path: String) throws -> UInt32 {
         try raw(path).withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+    }
+    /// The length of section `tag` (walking the sections after the meta).
+    static func sectionBytes(_ path: String, _ tag: String) throws -> Int {
+        let b = try raw(path)
+        return b.withUnsafeBytes { p in
+            var at = 16 + Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+            while at + 12 <= p.count {
+                let t = String(decoding: p[at..<(at + 4)], as: UTF8.self)
+                let n = Int(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)))
+                if t == tag { return n }
+                at += 12 + n
+            }
+            return -1
+        }
     }
     static func cursorBytes(_ path: String) throws -> Int {
         let b = try raw(path)
