@@ -160,6 +160,10 @@ public final class Checkpoint {
     /// A delta loaded in `.full` mode: the INPT bitmap of its rows (changed since its base);
     /// nil for a full checkpoint (DeltaCheckpoint.swift).
     @usableFromInline package var deltaRows: [UInt8]?
+    /// Inside a chain load only (CheckpointLoad.loadChain): the vocabulary patches of the
+    /// links read so far whose vocabulary was not built (each with its file's path), applied
+    /// all at once by the link that builds it; `model.vocabulary` is then the last built one.
+    var pendingVocabularyPatches: [(bytes: [UInt8], path: String)] = []
     /// The base a delta written after this one would complete: a delta's own base, or this
     /// full checkpoint's "RUN/FILE" when it sits in a run's folder; nil otherwise.
     @usableFromInline package var deltaBase: String?

@@ -64,7 +64,9 @@ extension Checkpoint {
         var below: Checkpoint? = nil
         for k in stride(from: links.count - 1, through: 0, by: -1) {
             do {
-                below = try loadOne(path: links[k].path, mode: mode, averaged: k == 0 && averaged, base: below)
+                // The links below the top leave their vocabulary patches pending: the top
+                // applies them all and builds the vocabulary once.
+                below = try loadOne(path: links[k].path, mode: mode, averaged: k == 0 && averaged, base: below, deferVocabulary: k > 0)
             } catch let e as PPError where k > 0 {
                 var err = e
                 for j in stride(from: k - 1, through: 0, by: -1) {
@@ -118,12 +120,12 @@ extension Checkpoint {
 
     /// One file of a chain, over `base` (the checkpoint its meta names, already loaded), or
     /// alone when it is full. A delta given no base loads its own chain (Checkpoint.decode).
-    static func loadOne(path: String, mode: LoadMode, averaged: Bool, base: Checkpoint?) throws -> Checkpoint {
+    static func loadOne(path: String, mode: LoadMode, averaged: Bool, base: Checkpoint?, deferVocabulary: Bool = false) throws -> Checkpoint {
         let frame: FrameReader
         do { frame = try FrameReader(path: path) } catch let e as PPError {
             throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status)
         }
-        return try read(frame, mode: mode, averaged: averaged, base: base)
+        return try read(frame, mode: mode, averaged: averaged, base: base, deferVocabulary: deferVocabulary)
     }
 
     /// Checks and parses the bytes of a checkpoint file; `path` names it in errors.
@@ -138,9 +140,9 @@ extension Checkpoint {
     /// An inference load met an AVGW section it must fold into a full table.
     struct NeedsFullTable: Error {}
 
-    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false, base: Checkpoint? = nil) throws -> Checkpoint {
+    static func read(_ frame: FrameReader, mode: LoadMode, averaged: Bool = false, base: Checkpoint? = nil, deferVocabulary: Bool = false) throws -> Checkpoint {
         do {
-            return try parse(frame, mode: mode, averaged: averaged, given: base)
+            return try parse(frame, mode: mode, averaged: averaged, given: base, deferVocabulary: deferVocabulary)
         } catch let e as PPError where e.status == .corrupt && !frame.failed {
             // A defect in the content: when the frame's checksum fails too, that is the
             // cause (a damaged file), and the message says so.
@@ -151,7 +153,7 @@ extension Checkpoint {
 
     /// The sections in order (Checkpoint.swift's layout), each length checked against what
     /// the frame declares it holds before it is read.
-    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false, given: Checkpoint? = nil) throws -> Checkpoint {
+    static func parse(_ s: FrameReader, mode: LoadMode, averaged: Bool = false, given: Checkpoint? = nil, deferVocabulary: Bool = false) throws -> Checkpoint {
         let path = s.path
         func fail(_ reason: String) -> PPError { PPError.corrupt(path, reason) }
         // The content ends with the end magic; sections must fit before it.
@@ -229,16 +231,27 @@ extension Checkpoint {
 
         // VOCB: read whole (a few MB at most), parsed by the vocabulary.
         let vlen = try section("VOCB")
-        let vocab = try s.bytes(vlen).withUnsafeBytes { p -> Vocabulary in
-            var vr = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
-            // Evictions are in TRNR (read below); patched after.
-            if version >= deltaVersion, let b = base {
-                // A patch over the base's vocabulary (VocabularyPatch.swift).
-                return try Vocabulary.applyPatch(&vr, to: b.model.vocabulary, capacity: c.vocabCapacity, minCount: c.minCount)
+        let vbytes = try s.bytes(vlen)
+        var pendingPatches: [(bytes: [UInt8], path: String)] = []
+        let vocab: Vocabulary
+        if version >= deltaVersion, let b = base {
+            // A patch over the base's vocabulary (VocabularyPatch.swift): kept for the link
+            // above when this one is inside a chain, else applied with those still pending.
+            pendingPatches = b.pendingVocabularyPatches + [(vbytes, path)]
+            if deferVocabulary {
+                vocab = b.model.vocabulary
+            } else {
+                vocab = try Vocabulary.applyPatches(pendingPatches, to: b.model.vocabulary, capacity: c.vocabCapacity, minCount: c.minCount)
+                pendingPatches = []
             }
-            let v = try Vocabulary.deserialize(&vr, capacity: c.vocabCapacity, minCount: c.minCount, evictions: 0)
-            try vr.expectEnd("VOCB")
-            return v
+        } else {
+            vocab = try vbytes.withUnsafeBytes { p -> Vocabulary in
+                var vr = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
+                // Evictions are in TRNR (read below); patched after.
+                let v = try Vocabulary.deserialize(&vr, capacity: c.vocabCapacity, minCount: c.minCount, evictions: 0)
+                try vr.expectEnd("VOCB")
+                return v
+            }
         }
 
         // DENS: three u32, then the weights straight into the layers' vector.
@@ -346,6 +359,7 @@ extension Checkpoint {
         }
         let state = mode == .full ? TrainerState(rng: rng, examples: examples, denseState: denseState, average: average) : nil
         let ck = Checkpoint(meta: meta, model: model, state: state)
+        ck.pendingVocabularyPatches = pendingPatches
         // The next checkpoint of a trainer that resumes from this one is a delta of it (a
         // chain, DeltaCheckpoint.swift): this file is the base, nothing has changed since.
         ck.deltaBase = runName(ofPath: path)

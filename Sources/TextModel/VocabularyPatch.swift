@@ -84,14 +84,49 @@ extension Vocabulary {
     /// limited to the VOCB section. Every count is checked against the bytes left before
     /// anything is allocated for it.
     static func applyPatch(_ r: inout ByteReader, to base: Vocabulary, capacity: Int, minCount: Int) throws -> Vocabulary {
-        let cap = try r.count("vocabulary capacity")
-        guard cap == capacity, base.capacity == capacity else { throw r.fail("vocabulary capacity \(cap), config says \(capacity)") }
-        let size = try r.count("vocabulary size")
-        guard size <= capacity, size >= base.size else {
-            throw r.fail("vocabulary patch size \(size): must be from the base's \(base.size) to the capacity \(capacity)")
+        guard base.capacity == capacity else { throw r.fail("vocabulary capacity \(base.capacity) of the base, config says \(capacity)") }
+        var st = PatchState(base)
+        try st.apply(&r, capacity: capacity)
+        return try st.build(capacity: capacity, minCount: minCount, evictions: base.evictions, path: r.path)
+    }
+
+    /// Several patches in order (a chain's links, each with its file's path for errors) over
+    /// `base`, the vocabulary built last: one vocabulary is built at the end, not one per link
+    /// (a chain load, CheckpointLoad.loadChain).
+    static func applyPatches(_ patches: [(bytes: [UInt8], path: String)], to base: Vocabulary, capacity: Int, minCount: Int) throws -> Vocabulary {
+        var st = PatchState(base)
+        for (bytes, path) in patches {
+            try bytes.withUnsafeBytes { p in
+                var r = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
+                guard base.capacity == capacity else { throw r.fail("vocabulary capacity \(base.capacity) of the base, config says \(capacity)") }
+                try st.apply(&r, capacity: capacity)
+            }
         }
-        var words = Array(base.slotWord.prefix(base.size))
-        words.reserveCapacity(size)
+        return try st.build(capacity: capacity, minCount: minCount, evictions: base.evictions, path: patches.last?.path ?? "")
+    }
+}
+
+/// A vocabulary as plain arrays while patches are applied: words by slot, the recency order,
+/// the candidates' counts. Built into a Vocabulary (and checked as a full one) once.
+struct PatchState {
+    var words: [[UInt8]]
+    var order: [Int32]
+    var cands: [UInt64: UInt32]
+
+    init(_ v: Vocabulary) {
+        words = Array(v.slotWord.prefix(v.size))
+        order = v.recencyOrder()
+        cands = v.candidateCounts()
+    }
+
+    /// Applies one patch (layout at the top of the file); `r` is limited to its VOCB section.
+    mutating func apply(_ r: inout ByteReader, capacity: Int) throws {
+        let cap = try r.count("vocabulary capacity")
+        guard cap == capacity else { throw r.fail("vocabulary capacity \(cap), config says \(capacity)") }
+        let size = try r.count("vocabulary size")
+        guard size <= capacity, size >= words.count else {
+            throw r.fail("vocabulary patch size \(size): must be from the base's \(words.count) to the capacity \(capacity)")
+        }
         let ns = try Checkpoint.readVarint(&r, "vocabulary patch slots")
         try r.fits(ns, of: 6, "vocabulary patch slots")
         var last = -1
@@ -112,17 +147,17 @@ extension Vocabulary {
         guard nf <= size else { throw r.fail("vocabulary patch front of \(nf) slots, size \(size)") }
         try r.fits(nf, of: 4, "vocabulary patch front")
         var inFront = [Bool](repeating: false, count: size)
-        var order = [Int32]()
-        order.reserveCapacity(size)
+        var next = [Int32]()
+        next.reserveCapacity(size)
         for _ in 0..<nf {
             let s = Int(try r.u32())
             guard s < size, !inFront[s] else { throw r.fail("vocabulary patch front invalid") }
             inFront[s] = true
-            order.append(Int32(s))
+            next.append(Int32(s))
         }
-        for s in base.recencyOrder() where !inFront[Int(s)] { order.append(s) }
-        guard order.count == size else { throw r.fail("vocabulary patch order holds \(order.count) slots, size \(size)") }
-        var cands = base.candidateCounts()
+        for s in order where !inFront[Int(s)] { next.append(s) }
+        guard next.count == size else { throw r.fail("vocabulary patch order holds \(next.count) slots, size \(size)") }
+        order = next
         let nc = try Checkpoint.readVarint(&r, "vocabulary patch candidates")
         try r.fits(nc, of: 12, "vocabulary patch candidates")
         for _ in 0..<nc {
@@ -136,20 +171,22 @@ extension Vocabulary {
             guard cands.removeValue(forKey: try r.u64()) != nil else { throw r.fail("vocabulary patch removes a candidate its base does not have") }
         }
         try r.expectEnd("VOCB")
-        // The whole vocabulary, parsed as a full one (its checks: duplicates, the order).
+    }
+
+    /// The whole vocabulary, parsed as a full one (its checks: duplicates, the order).
+    func build(capacity: Int, minCount: Int, evictions: Int, path: String) throws -> Vocabulary {
         var full = ByteWriter(capacity: 64 + words.reduce(0) { $0 + 6 + $1.count } + cands.count * 12)
-        full.u64(UInt64(capacity)); full.u64(UInt64(size))
+        full.u64(UInt64(capacity)); full.u64(UInt64(words.count))
         for w in words {
-            guard w.count <= Int(UInt16.max) else { throw r.fail("vocabulary word too long") }
+            guard w.count <= Int(UInt16.max) else { throw PPError.corrupt(path, "vocabulary word too long") }
             full.u16(UInt16(w.count)); full.bytes(w)
         }
         for s in order { full.u32(UInt32(s)) }
         full.u64(UInt64(cands.count))
         for (k, c) in cands.sorted(by: { $0.key < $1.key }) { full.u64(k); full.u32(c) }
-        let path = r.path
         return try full.buf.withUnsafeBytes { p in
             var fr = ByteReader(bytes: p, pos: 0, end: p.count, path: path)
-            let v = try Vocabulary.deserialize(&fr, capacity: capacity, minCount: minCount, evictions: base.evictions)
+            let v = try Vocabulary.deserialize(&fr, capacity: capacity, minCount: minCount, evictions: evictions)
             try fr.expectEnd("VOCB")
             return v
         }
