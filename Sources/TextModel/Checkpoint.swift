@@ -157,17 +157,15 @@ public final class Checkpoint {
     public let model: Model
     /// The trainer's state; nil for a checkpoint loaded for inference (CheckpointLoad.swift).
     @usableFromInline package let state: TrainerState?
-    /// A delta loaded in `.full` mode: the INPT bitmap of its rows (changed since its base);
-    /// nil for a full checkpoint (DeltaCheckpoint.swift).
-    @usableFromInline package var deltaRows: [UInt8]?
     /// Inside a chain load only (CheckpointLoad.loadChain): the vocabulary patches of the
     /// links read so far whose vocabulary was not built (each with its file's path), applied
     /// all at once by the link that builds it; `model.vocabulary` is then the last built one.
     var pendingVocabularyPatches: [(bytes: [UInt8], path: String)] = []
-    /// The base a delta written after this one would complete: a delta's own base, or this
-    /// full checkpoint's "RUN/FILE" when it sits in a run's folder; nil otherwise.
+    /// The base a delta written after this one would complete: this checkpoint's own
+    /// "RUN/FILE" when it sits in a run's folder (deltas form chains); nil otherwise.
     @usableFromInline package var deltaBase: String?
-    /// Rows stored in that base.
+    /// Rows stored in the full checkpoint at the bottom of this one's chain (a delta is
+    /// written only while its rows are at most a share of these: DeltaPolicy.maxFraction).
     @usableFromInline package var baseStoredRows = 0
     /// The data cursor of that base (`.full` loads only): a delta written after this one
     /// stores its cursor as a patch against it.

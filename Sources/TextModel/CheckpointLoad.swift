@@ -68,14 +68,19 @@ extension Checkpoint {
                 // applies them all and builds the vocabulary once.
                 below = try loadOne(path: links[k].path, mode: mode, averaged: k == 0 && averaged, base: below, deferVocabulary: k > 0)
             } catch let e as PPError where k > 0 {
-                var err = e
-                for j in stride(from: k - 1, through: 0, by: -1) {
-                    err = PPError.corrupt(links[j].path, "its base checkpoint \(links[j + 1].name) cannot be read: \(err.message)")
-                }
-                throw err
+                throw namedFromTop(e, links: links, below: k)
             }
         }
         return below!
+    }
+
+    /// `e`, raised at link `k` of `links`, wrapped by each link above it, innermost last.
+    static func namedFromTop(_ e: PPError, links: [(path: String, name: String)], below k: Int) -> PPError {
+        var err = e
+        for j in stride(from: k - 1, through: 0, by: -1) {
+            err = PPError.corrupt(links[j].path, "its base checkpoint \(links[j + 1].name) cannot be read: \(err.message)")
+        }
+        return err
     }
 
     /// The files of `path`'s chain: itself, then its base, ... down to a full checkpoint (the
@@ -84,17 +89,16 @@ extension Checkpoint {
     /// chain longer than `maxChain`.
     static func chain(of path: String) throws -> [(path: String, name: String)] {
         var links: [(path: String, name: String)] = [(path, path)]
-        do { return try extendChain(&links) } catch let e as PPError where links.count > 1 && e.status == .corrupt {
+        do { try extendChain(&links) } catch let e as PPError where links.count > 1 && e.status == .corrupt {
             // Named from the top, as a load's errors are.
-            var err = e
-            for j in stride(from: links.count - 2, through: 0, by: -1) {
-                err = PPError.corrupt(links[j].path, "its base checkpoint \(links[j + 1].name) cannot be read: \(err.message)")
-            }
-            throw err
+            throw namedFromTop(e, links: links, below: links.count - 1)
         }
+        return links
     }
 
-    private static func extendChain(_ links: inout [(path: String, name: String)]) throws -> [(path: String, name: String)] {
+    /// Appends the base of the last link until a full checkpoint (or an unreadable base,
+    /// which its load reports).
+    private static func extendChain(_ links: inout [(path: String, name: String)]) throws {
         var seen: Set<String> = [FileIO.realPath(links[0].path) ?? links[0].path]
         while true {
             let at = links[links.count - 1].path
@@ -102,9 +106,9 @@ extension Checkpoint {
             do { base = try readHeadBase(path: at) } catch let e as PPError {
                 // The first file's own error is its own; a base's is reported by its load.
                 if links.count == 1 { throw PPError(e.message, status: e.status == .ioError ? .noInput : e.status) }
-                return links
+                return
             }
-            guard let name = base else { return links }
+            guard let name = base else { return }
             guard links.count <= maxChain else { throw PPError.corrupt(at, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
             let (found, tried) = resolveBase(name, from: at)
             guard let bp = found else {
