@@ -87,7 +87,7 @@ extension Checkpoint {
     /// last), each with the "RUN/FILE" name its delta gave it. Refused as corrupt, naming the
     /// delta: a base that is missing, not older than its delta, already in the chain, or a
     /// chain longer than `maxChain`.
-    static func chain(of path: String) throws -> [(path: String, name: String)] {
+    package static func chain(of path: String) throws -> [(path: String, name: String)] {
         var links: [(path: String, name: String)] = [(path, path)]
         do { try extendChain(&links) } catch let e as PPError where links.count > 1 && e.status == .corrupt {
             // Named from the top, as a load's errors are.

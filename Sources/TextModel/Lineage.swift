@@ -40,8 +40,8 @@ extension Checkpoint {
         try readHead(path: path, vocabulary: wantVocabulary, cursor: wantCursor, depth: 0)
     }
 
-    /// `depth`: how many deltas above this one asked for its cursor (a chain, bounded by
-    /// Checkpoint.maxChain like a load).
+    /// `depth`: how many deltas above this one asked for its cursor or vocabulary (a chain,
+    /// bounded by Checkpoint.maxChain like a load).
     static func readHead(path: String, vocabulary wantVocabulary: Bool, cursor wantCursor: Bool, depth: Int) throws -> (meta: CheckpointMeta, vocabulary: Vocabulary?) {
         if path.hasSuffix(Checkpoint.headSuffix) {
             guard !wantVocabulary else { throw PPError.corrupt(path, "a checkpoint head holds no vocabulary (its weights were deleted)") }
@@ -54,6 +54,21 @@ extension Checkpoint {
             throw PPError.corrupt(path, "unreadable meta JSON (\(error))")
         }
         try checkMeta(meta, path: path)
+        // A delta's cursor (version 3 and up) and vocabulary (version 4) are patches over its
+        // base's: the base's head is read once, with what this one's patches need (down the
+        // chain, checked first so that the recursion is bounded).
+        let cursorPatched = wantCursor && head.version >= cursorPatchVersion
+        let vocabularyPatched = wantVocabulary && head.version >= deltaVersion
+        var base: (meta: CheckpointMeta, vocabulary: Vocabulary?)? = nil
+        if cursorPatched || vocabularyPatched {
+            guard let name = meta.base else { throw PPError.corrupt(path, "format version \(head.version) is a delta's, and the meta names no base") }
+            guard let bp = resolveBase(name, from: path).path else { throw PPError.corrupt(path, "its base checkpoint \(name) is missing") }
+            if depth == 0 { _ = try chain(of: path) }
+            guard depth < maxChain else { throw PPError.corrupt(path, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
+            do { base = try readHead(path: bp, vocabulary: vocabularyPatched, cursor: cursorPatched, depth: depth + 1) } catch let e as PPError {
+                throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
+            }
+        }
         var at = 16 + ml
         if head.version >= 2 && (wantCursor || wantVocabulary) {
             guard try head.fill(at + 12) else { throw PPError.corrupt(path, "truncated before the data cursor") }
@@ -62,26 +77,12 @@ extension Checkpoint {
             }
             let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
             guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated data cursor section") }
-            if wantCursor && head.version >= cursorPatchVersion {
-                // A delta's patch, over its base's cursor (read the same way: a chain of
-                // patches down to the full checkpoint's whole cursor).
+            if cursorPatched, let b = base {
                 let patch = try head.buf.withUnsafeBytes { p in
                     var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
                     return try readCursorPatch(&r)
                 }
-                guard let name = meta.base else { throw PPError.corrupt(path, "format version \(head.version) is a delta's, and the meta names no base") }
-                guard let bp = resolveBase(name, from: path).path else { throw PPError.corrupt(path, "its base checkpoint \(name) is missing") }
-                // The whole chain checked first (no loop, at most maxChain long), so the
-                // recursion below is bounded.
-                if depth == 0 { _ = try chain(of: path) }
-                guard depth < maxChain else { throw PPError.corrupt(path, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
-                let b: CheckpointMeta
-                do {
-                    b = try readHead(path: bp, vocabulary: false, cursor: true, depth: depth + 1).meta
-                } catch let e as PPError {
-                    throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
-                }
-                meta.cursor = applyCursorPatch(patch, to: b.cursor)
+                meta.cursor = applyCursorPatch(patch, to: b.meta.cursor)
             } else if wantCursor {
                 meta.cursor = try head.buf.withUnsafeBytes { p in
                     var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
@@ -97,22 +98,9 @@ extension Checkpoint {
         }
         let len = head.buf.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at + 4, as: UInt64.self)) }
         guard len < (1 << 40), try head.fill(at + 12 + Int(len)) else { throw PPError.corrupt(path, "truncated vocabulary section") }
-        // A version 4 delta's vocabulary is a patch over its base's, read the same way (down
-        // the chain, checked first so that the recursion is bounded).
-        var baseVocabulary: Vocabulary? = nil
-        if head.version >= deltaVersion {
-            guard let name = meta.base, let bp = resolveBase(name, from: path).path else {
-                throw PPError.corrupt(path, "its base checkpoint \(meta.base ?? "?") is missing")
-            }
-            if depth == 0 { _ = try chain(of: path) }
-            guard depth < maxChain else { throw PPError.corrupt(path, "a chain of more than \(maxChain) delta checkpoints (at this one, a delta of \(name))") }
-            do { baseVocabulary = try readHead(path: bp, vocabulary: true, cursor: false, depth: depth + 1).vocabulary } catch let e as PPError {
-                throw PPError.corrupt(path, "its base checkpoint \(name) cannot be read: \(e.message)")
-            }
-        }
         let vocab = try head.buf.withUnsafeBytes { p -> Vocabulary in
             var r = ByteReader(bytes: p, pos: at + 12, end: at + 12 + Int(len), path: path)
-            if let b = baseVocabulary {
+            if vocabularyPatched, let b = base?.vocabulary {
                 return try Vocabulary.applyPatch(&r, to: b, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount)
             }
             let v = try Vocabulary.deserialize(&r, capacity: meta.config.vocabCapacity, minCount: meta.config.minCount, evictions: 0)

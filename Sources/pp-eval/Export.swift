@@ -45,12 +45,9 @@ struct Export: ParsableCommand {
             let from = FileIO.split(FileIO.realPath(checkpoint) ?? checkpoint).name
             let (bytes, rows) = try Checkpoint.encodeExport(ck, bits: bits, from: from)
             try FileIO.publish(bytes, to: output)
-            var source = FileIO.lstatOrNil(FileIO.realPath(checkpoint) ?? checkpoint).map { Int($0.st_size) } ?? 0
-            // A delta's chain down to its full checkpoint: every file the load read.
-            var link = checkpoint, base = ck.meta.base, links = 0
-            while let b = base, links < Checkpoint.maxChain, let p = Checkpoint.resolveBase(b, from: link).path {
-                source += FileIO.lstatOrNil(p).map { Int($0.st_size) } ?? 0
-                link = p; base = try Checkpoint.readHeadBase(path: p); links += 1
+            // Every file the load read: the checkpoint and, for a delta, its chain.
+            let source = try Checkpoint.chain(of: checkpoint).reduce(0) { sum, link in
+                sum + (FileIO.lstatOrNil(FileIO.realPath(link.path) ?? link.path).map { Int($0.st_size) } ?? 0)
             }
             try emit("{\"export\":\(jsonString(output)),\"from\":\(jsonString(checkpoint)),\"bits\":\(bits),\"rows\":\(rows),"
                      + "\"bytes\":\(bytes.count),\"source_bytes\":\(source)}")

@@ -31,6 +31,9 @@ final class ExportCLITests: XCTestCase {
         XCTAssertEqual(line?["bits"] as? Int, 16)
         let bytes = try XCTUnwrap(line?["bytes"] as? Int), source = try XCTUnwrap(line?["source_bytes"] as? Int)
         XCTAssertLessThan(bytes, source, "the export is smaller than the delta and its base together")
+        let size = { (p: String) in Int(FileIO.lstatOrNil(p)?.st_size ?? 0) }
+        let base = root + "/runs/main/checkpoints/" + FileIO.split(try XCTUnwrap(try Checkpoint.readHead(path: delta).meta.base)).name
+        XCTAssertEqual(source, size(delta) + size(base), "source_bytes: every file of the chain the load read")
         XCTAssertEqual(Int(FileIO.lstatOrNil(out)?.st_size ?? 0), bytes)
 
         let texts = Array((Fix.probes.map { $0.joined(separator: " ") } + ["a1 a2 common3", "b2 c1", "nothing known"]).joined(separator: "\n").utf8) + [0x0A]
