@@ -70,18 +70,26 @@ n=${#weeks[@]}
 half=$((n / 2))
 spoil_at=$((n * 3 / 4))
 echo "demo: $n weeks of git/git commit messages, ${WEEKS_PER_TICK} every ${WEEK_SECONDS}s; root: $ROOT"
+# Each week's file lands with the time of its week as its mtime (the Sunday before its ISO
+# week, counted on from the first one), as a weekly export would: pp-ingest stamps shard
+# names with it and tells a weekly stream from a trickle by it (docs/formats.md, "Trickles").
+first=$(basename "${weeks[0]}")
+fy=${first:0:4}; fw=$((10#${first:6:2}))
+jan4=$(date -u -d "$fy-01-04" +%s); jan4dow=$(date -u -d "$fy-01-04" +%u)
+base=$((jan4 - (jan4dow - 1) * 86400 + (fw - 1) * 604800 - 86400))
 i=0
 while [ $i -lt $n ]; do
   for ((k = 0; k < WEEKS_PER_TICK && i < n; k++, i++)); do
     w=${weeks[$i]}; b=$(basename "$w")
-    cp "$w" "$ROOT/inbox/.$b" && mv "$ROOT/inbox/.$b" "$ROOT/inbox/$b"   # appear complete
+    cp "$w" "$ROOT/inbox/.$b" && touch -d "@$((base + i * 604800))" "$ROOT/inbox/.$b" &&
+      mv "$ROOT/inbox/.$b" "$ROOT/inbox/$b"   # appear complete
   done
   if [ $i -ge $spoil_at ] && [ $i -lt $n ] && [ -z "${spoiled:-}" ] && command -v python3 >/dev/null; then
     # A spoiled batch: the next week arrives with its labels shuffled (a broken export's
     # join), instead of the real one.
     src=${weeks[$i]}; bad="spoiled-$(basename "$src")"
     python3 tools/spoil.py shuffle-labels "$src" "$ROOT/inbox/.$bad" --seed 7 2>>"$LOG" &&
-      mv "$ROOT/inbox/.$bad" "$ROOT/inbox/$bad"
+      touch -d "@$((base + i * 604800))" "$ROOT/inbox/.$bad" && mv "$ROOT/inbox/.$bad" "$ROOT/inbox/$bad"
     spoiled=$bad; i=$((i + 1))
   fi
   pp-ingest --settle 0 --holdout 0.15 >>"$ROOT/ingest.jsonl" 2>>"$LOG" || true

@@ -168,6 +168,33 @@ final class BatchStats {
         return labels.count - 1
     }
 
+    /// Adds `o`'s examples to these statistics, as if they had been observed here (a
+    /// trickle's pool is judged as one batch): counts and histograms add up, the bottom-k
+    /// samples merge (exact while neither dropped anything, as for a pool's small inputs).
+    func absorb(_ o: BatchStats) {
+        examples += o.examples
+        tokens += o.tokens
+        var map = [Int](repeating: 0, count: o.labels.count)
+        for i in 0..<o.labels.count {
+            map[i] = o.labelBytes[i].withUnsafeBytes { labelIndex($0) }
+            labelCounts[map[i]] += o.labelCounts[i]
+        }
+        for i in 0..<lengthHist.count { lengthHist[i] += o.lengthHist[i] }
+        controlExamples += o.controlExamples
+        replacementExamples += o.replacementExamples
+        mojibakeExamples += o.mojibakeExamples
+        garbageExamples += o.garbageExamples
+        junkExamples += o.junkExamples
+        for h in o.hashes.items { hashes.offer(h) }
+        if sampleSize > 0 {
+            for var e in o.sample where e.key <= sampleLimit {
+                e.label = map[e.label]
+                sample.append(e)
+                if sample.count >= 2 * sampleSize { shrinkSample() }
+            }
+        }
+    }
+
     var labelCountMap: [String: Int] {
         var d: [String: Int] = [:]
         for (i, l) in labels.enumerated() { d[l, default: 0] += labelCounts[i] }

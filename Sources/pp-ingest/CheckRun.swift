@@ -30,10 +30,11 @@ struct CheckRun {
     var lenJS: Double? = nil
     let noModel = "no deployed model"
 
-    init(_ b: BatchStats, hashes: (values: [UInt64], limit: UInt64), model: ModelView?, reference r: Reference, policy: IngestPolicy) {
+    init(_ b: BatchStats, hashes: (values: [UInt64], limit: UInt64), model: ModelView?, reference r: Reference,
+         window: [StatsSidecar], policy: IngestPolicy) {
         self.b = b; self.hashes = hashes; self.model = model; self.r = r; self.policy = policy
         n = b.examples
-        window = r.recent
+        self.window = window
         refExamples = window.reduce(0) { $0 + $1.examples }
         enough = refExamples >= max(policy.referenceMinExamples, 1)
         tooSmall = "reference holds \(refExamples) examples, fewer than reference_min_examples \(policy.referenceMinExamples)"

@@ -217,8 +217,9 @@ enum Checks {
     /// names the quarantine's reason). `stats` receives the measured values (docs/formats.md,
     /// "stats").
     static func evaluate(_ b: BatchStats, hashes: (values: [UInt64], limit: UInt64), model: ModelView?,
-                         reference r: Reference, policy: IngestPolicy, stats: inout [String: Double]) -> [CheckOutcome] {
-        var run = CheckRun(b, hashes: hashes, model: model, reference: r, policy: policy)
+                         reference r: Reference, window: [StatsSidecar], policy: IngestPolicy,
+                         stats: inout [String: Double]) -> [CheckOutcome] {
+        var run = CheckRun(b, hashes: hashes, model: model, reference: r, window: window, policy: policy)
         run.distributions()     // label_linf, label_js, new_labels
         run.outOfVocabulary()   // oov
         run.lengths()           // length_js, truncated

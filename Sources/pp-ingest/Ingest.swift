@@ -79,6 +79,11 @@ final class Ingester {
     var refused = 0
     var missing = 0
     var ioErrors = 0
+    /// This stream is a trickle (its recent inputs came less than pool_max_wait apart): small
+    /// inputs are held and judged together, the reference reaches back to enough examples.
+    var trickle = false
+    /// The small inputs of a trickle read this run, waiting for their pool (judgePool).
+    var held: [(input: Input, read: Read)] = []
 
     init(_ cfg: Config) {
         self.cfg = cfg
@@ -149,9 +154,11 @@ final class Ingester {
             if !inputs.isEmpty {
                 try buildIndex()
                 reference = try Reference(root: root, policy: policy)
+                trickle = policy.poolMinExamples > 0 && (reference.medianGap.map { $0 < policy.poolMaxWait } ?? false)
             }
             counters = IngestCounters.load(root)
             for input in inputs { try process(input) }
+            try judgePool()
             if !cfg.dryRun {
                 try counters.save(root)
                 try writeMetrics(seconds: Clock.monotonic() - t0)
@@ -196,7 +203,7 @@ final class Ingester {
     /// without usable content, `check` runs the batch checks, `quarantine` takes it out on
     /// damage, else `publish` writes its parts and stats sidecar and `dispose` archives or
     /// deletes it. One JSON line on stdout in every case (`report`).
-    func process(_ input: Input) throws {
+    func process(_ input: Input, pool: Pool? = nil) throws {
         var input = input
         var opened: Int32? = nil
         if input.inInbox {
@@ -219,12 +226,27 @@ final class Ingester {
             return
         }
 
-        let c = check(r)
+        let c: Checked
+        if let pool {
+            // A member of a judged pool: the pool's verdict, if this is the content judged.
+            guard pool.sha256[input.path] == r.summary.sha256 else {
+                log.notice("\(input.display): changed since its pool was judged; left for the next run")
+                processed -= 1
+                return
+            }
+            c = pool.checked.forMember(isNew: (index[r.sha16] ?? []).isEmpty)
+        } else if holds(input, r) {
+            held.append((input, r))
+            processed -= 1
+            return
+        } else {
+            c = check(stats: r.stats, isNew: (index[r.sha16] ?? []).isEmpty)
+        }
         if cfg.dryRun {
             let would = !c.isNew ? "duplicate" : c.quarantines ? "quarantined" : (r.summary.badLines > 0 ? "partial" : "accepted")
             finishReport(&report, would, r.summary, train: 0, holdout: 0, shards: [], movedTo: nil, deleted: false, t0: t0)
             report.add("dry_run", raw: "true")
-            addStats(&report, c.measured, c.outcomes, c.window)
+            addStats(&report, c)
             report.emit()
             runStatuses[would, default: 0] += 1
             results.append((would, []))
@@ -246,7 +268,7 @@ final class Ingester {
             "duplicates": "\(r.summary.duplicates)", "shards": "\(published.count)",
             "MB_per_s": "\(JSONOut.number(Double(r.summary.bytes) / 1e6 / max(secs, 1e-9), digits: 1))"])
         finishReport(&report, status, r.summary, train: trainN, holdout: holdN, shards: published, movedTo: movedTo, deleted: deleted, t0: t0)
-        addStats(&report, c.measured, c.outcomes, c.window)
+        addStats(&report, c)
         report.emit()
         if status != "duplicate" { counters.examples += r.summary.examples; counters.bytes += r.summary.bytes }
         record(status, published)
@@ -328,29 +350,101 @@ final class Ingester {
         /// The damage checks that tripped (only damage quarantines; a change check beyond its
         /// threshold is recorded as "changed").
         let tripped: [CheckOutcome]
-        let measured: [String: Double]
+        var measured: [String: Double]
         let window: ReferenceWindow
         /// Quarantine it: new content, damage found, and checks and quarantine switched on.
         let quarantines: Bool
+        /// The trickle's inputs judged together with this one (nil: judged alone).
+        var pool: PoolInfo? = nil
+
+        /// The pool's verdict as it applies to one of its inputs: only new content is gated.
+        func forMember(isNew: Bool) -> Checked {
+            Checked(isNew: isNew, hashSample: hashSample, model: model, outcomes: outcomes, tripped: tripped, measured: measured,
+                    window: window, quarantines: quarantines && isNew, pool: pool)
+        }
+    }
+
+    struct PoolInfo {
+        /// The inputs' names (inbox/), oldest first, and their examples together.
+        let inputs: [String]
+        let examples: Int
+        /// Why it was judged: "full" (pool_min_examples reached) or "waited" (pool_max_wait).
+        let why: String
+    }
+
+    /// A judged pool: its verdict, and the content each input had when it was judged.
+    struct Pool {
+        let checked: Checked
+        let sha256: [String: String]
+    }
+
+    /// Is this a trickle's small input, to be held in inbox/ and judged with the others
+    /// (docs/formats.md, "Trickles")? Only new content found by the inbox scan, while the
+    /// checks gate; never in `release` or for named files.
+    func holds(_ input: Input, _ r: Read) -> Bool {
+        trickle && input.scanned && input.inInbox && cfg.checks && policy.quarantine && !cfg.releasing
+            && r.summary.examples < policy.poolMinExamples && (index[r.sha16] ?? []).isEmpty
+    }
+
+    /// The held small inputs of a trickle: judged together once they hold pool_min_examples
+    /// examples, or once the oldest has waited pool_max_wait seconds; until then each stays
+    /// in inbox/ with a "waiting" line. The pool's checks decide for every input in it: all
+    /// are published, or all quarantined.
+    func judgePool() throws {
+        guard !held.isEmpty else { return }
+        let members = held.sorted { ($0.input.time, $0.input.name) < ($1.input.time, $1.input.name) }
+        held = []
+        let examples = members.reduce(0) { $0 + $1.read.summary.examples }
+        let due = members[0].input.time + policy.poolMaxWait
+        if examples < policy.poolMinExamples && Clock.now() < due {
+            for m in members {
+                var j = JSONOut()
+                j.add("file", m.input.display)
+                j.add("status", "waiting")
+                j.add("examples", m.read.summary.examples)
+                j.add("pool_inputs", members.count)
+                j.add("pool_examples", examples)
+                j.add("judged_by", Clock.iso(due))
+                j.add("reason", "a trickle's small input: held in inbox/ until its pool holds \(policy.poolMinExamples) examples (pool_min_examples; \(examples) now) or its oldest input has waited \(Int(policy.poolMaxWait)) s (pool_max_wait)")
+                j.emit()
+            }
+            log.info("trickle: small inputs held for their pool", metadata: ["inputs": "\(members.count)", "examples": "\(examples)",
+                     "judged_by": "\(Clock.iso(due))"])
+            runStatuses["waiting", default: 0] += members.count
+            return
+        }
+        let pooled = BatchStats(sampleSize: deployedModel() != nil ? policy.sampleExamples : 0)
+        for m in members { pooled.absorb(m.read.stats) }
+        var c = check(stats: pooled, isNew: true)
+        c.pool = PoolInfo(inputs: members.map(\.input.name), examples: examples, why: examples >= policy.poolMinExamples ? "full" : "waited")
+        c.measured["pool_inputs"] = Double(members.count)
+        c.measured["pool_examples"] = Double(examples)
+        log.info("trickle: pool judged", metadata: ["inputs": "\(members.count)", "examples": "\(examples)",
+                 "verdict": "\(c.quarantines ? "quarantined (" + c.tripped.map(\.check).joined(separator: ",") + ")" : "accepted")"])
+        let pool = Pool(checked: c, sha256: Dictionary(members.map { ($0.input.path, $0.read.summary.sha256) }) { a, _ in a })
+        for m in members { try process(m.input, pool: pool) }
     }
 
     /// Runs the batch checks: always measured and recorded; they gate only new content (an
     /// input already ingested was accepted before, or is being completed).
-    func check(_ r: Read) -> Checked {
-        let isNew = (index[r.sha16] ?? []).isEmpty
-        let hashSample = r.stats.hashes.finish()
+    func check(stats: BatchStats, isNew: Bool) -> Checked {
+        let hashSample = stats.hashes.finish()
         var modelView: ModelView? = nil
         if let d = deployedModel() {
-            modelView = ModelView.measure(d.model, checkpoint: d.checkpoint, labels: r.stats.labels, sample: r.stats.finishSample())
+            modelView = ModelView.measure(d.model, checkpoint: d.checkpoint, labels: stats.labels, sample: stats.finishSample())
         }
+        // A trickle's reference reaches back until it holds reference_min_examples examples.
+        let window = trickle ? reference.window(minExamples: policy.referenceMinExamples, maxInputs: policy.referenceMaxInputs)
+                             : reference.recent
         var measured: [String: Double] = [:]
-        let outcomes = Checks.evaluate(r.stats, hashes: hashSample, model: modelView, reference: reference, policy: policy, stats: &measured)
+        let outcomes = Checks.evaluate(stats, hashes: hashSample, model: modelView, reference: reference, window: window,
+                                       policy: policy, stats: &measured)
         let tripped = outcomes.filter(\.quarantines)
         lastOutcomes = outcomes
         lastStats = measured
         if isNew { for t in outcomes where t.tripped { counters.checksTripped[t.check, default: 0] += 1 } }
         return Checked(isNew: isNew, hashSample: hashSample, model: modelView, outcomes: outcomes, tripped: tripped,
-                       measured: measured, window: reference.window,
+                       measured: measured, window: Reference.describe(window, duplicateInputs: reference.hashSets.count),
                        quarantines: isNew && !tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing)
     }
 
@@ -373,17 +467,17 @@ final class Ingester {
     func quarantine(_ input: Input, _ r: Read, _ c: Checked, report: inout JSONOut, t0: Double) throws {
         quarantined += 1
         let t = c.tripped[0]
-        let reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(c.window.inputs) inputs, \(c.window.examples) examples)"
+        var reason = "check \(t.check): value \(JSONOut.number(t.value ?? 0)) exceeds threshold \(JSONOut.number(t.threshold ?? 0)) (n \(t.n), reference \(c.window.inputs) inputs, \(c.window.examples) examples)"
+        if let p = c.pool { reason += "; judged in a pool of \(p.inputs.count) inputs, \(p.examples) examples" }
         var movedTo: String? = nil
         if input.inInbox {
-            movedTo = try quarantineInput(input, quarantineJSON(input, r.summary, tripped: c.tripped, outcomes: c.outcomes,
-                                                                stats: c.measured, window: c.window, model: c.model))
+            movedTo = try quarantineInput(input, quarantineJSON(input, r.summary, c))
         }
         log.error("\(input.display): quarantined: \(reason)", metadata: ["moved_to": "\(movedTo ?? "-")",
                   "tripped": "\(c.tripped.map(\.check).joined(separator: ","))"])
         finishReport(&report, "quarantined", r.summary, train: 0, holdout: 0, shards: [], movedTo: movedTo, deleted: false, t0: t0)
         report.add("reason", reason)
-        addStats(&report, c.measured, c.outcomes, c.window)
+        addStats(&report, c)
         report.emit()
         record("quarantined", [])
     }
@@ -479,12 +573,14 @@ final class Ingester {
         let prefix = ShardName(stamp: stamp, sha16: sha16, part: 0).input
         if ownNames && !reference.has(prefix) {
             let st = r.stats
+            // A pool's member keeps its own examples' hashes (the pool's are its verdict's).
+            let hashSample = c.pool == nil ? c.hashSample : st.hashes.finish()
             let side = StatsSidecar(name: prefix, sourceName: input.name, sourceSHA256: summary.sha256, ingestedAt: now,
                                     status: cfg.releasing ? "released" : "accepted", examples: st.examples, tokens: st.tokens,
                                     labelCounts: st.labelCountMap, lengthHist: st.lengthHist,
-                                    hashCount: c.hashSample.values.count, hashLimit: String(c.hashSample.limit, radix: 16),
+                                    hashCount: hashSample.values.count, hashLimit: String(hashSample.limit, radix: 16),
                                     stats: c.measured, checks: c.outcomes, reference: c.window)
-            try reference.add(side, hashes: c.hashSample.values)
+            try reference.add(side, hashes: hashSample.values)
             crashPoint("after-sidecar")
         }
         return (status, published)

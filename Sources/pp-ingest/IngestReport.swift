@@ -9,12 +9,23 @@ import Glibc
 #endif
 
 extension Ingester {
-    func addStats(_ j: inout JSONOut, _ measured: [String: Double], _ outcomes: [CheckOutcome], _ w: ReferenceWindow) {
-        j.add("stats", raw: JSONOut.numbers(measured))
-        j.add("checks", raw: JSONOut.checks(outcomes))
-        j.add("tripped", outcomes.filter(\.quarantines).map(\.check))
-        j.add("changed", outcomes.filter { $0.tripped && !$0.quarantines }.map(\.check))
-        j.add("reference", raw: JSONOut.window(w))
+    func addStats(_ j: inout JSONOut, _ c: Checked) {
+        j.add("stats", raw: JSONOut.numbers(c.measured))
+        j.add("checks", raw: JSONOut.checks(c.outcomes))
+        j.add("tripped", c.outcomes.filter(\.quarantines).map(\.check))
+        j.add("changed", c.outcomes.filter { $0.tripped && !$0.quarantines }.map(\.check))
+        j.add("reference", raw: JSONOut.window(c.window))
+        if let p = c.pool { j.add("pool", raw: poolJSON(p)) }
+    }
+
+    /// {"inputs": [...], "examples": N, "judged": "full"|"waited"}: the trickle's inputs
+    /// judged together.
+    func poolJSON(_ p: PoolInfo) -> String {
+        var o = JSONOut()
+        o.add("inputs", p.inputs)
+        o.add("examples", p.examples)
+        o.add("judged", p.why)
+        return o.closed
     }
 
     func finishReport(_ j: inout JSONOut, _ status: String, _ s: InputSummary, train: Int, holdout: Int,
@@ -39,8 +50,8 @@ extension Ingester {
     /// quarantine/NAME.reason.json for a batch that tripped a check: the first tripped check's
     /// name, value and threshold at the top (the `check`/`value`/`threshold` keys every
     /// reason file has), then every check, every measured value and the reference window.
-    func quarantineJSON(_ input: Input, _ s: InputSummary, tripped: [CheckOutcome], outcomes: [CheckOutcome],
-                                stats: [String: Double], window: ReferenceWindow, model: ModelView?) -> String {
+    func quarantineJSON(_ input: Input, _ s: InputSummary, _ c: Checked) -> String {
+        let (tripped, outcomes, stats, window, model) = (c.tripped, c.outcomes, c.measured, c.window, c.model)
         let t = tripped[0]
         var j = JSONOut()
         j.add("schema", 1)
@@ -62,7 +73,12 @@ extension Ingester {
         j.add("examples", s.examples)
         j.add("bad_lines", s.badLines)
         j.add("quarantined_at", Clock.iso(Clock.now()))
-        j.add("release", "pp-ingest release \(input.name)")
+        if let p = c.pool {
+            j.add("pool", raw: poolJSON(p))
+            j.add("release", "pp-ingest release \(input.name) (judged with the other inputs of its pool: release each that should train)")
+        } else {
+            j.add("release", "pp-ingest release \(input.name)")
+        }
         return j.closed + "\n"
     }
 

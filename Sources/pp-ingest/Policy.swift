@@ -53,6 +53,16 @@ struct IngestPolicy: Equatable {
     var referenceMinExamples = 200
     /// Inputs whose example hashes the duplicate check compares with.
     var duplicateInputs = 156
+    /// A trickle (inputs arriving more often than `poolMaxWait`, by the median gap of the
+    /// recent ones): the reference window grows past `referenceInputs` until it holds
+    /// `referenceMinExamples` examples, reading at most this many sidecars.
+    var referenceMaxInputs = 1000
+    /// A trickle's inputs of fewer examples than this are held in inbox/ and judged together
+    /// as one pool (docs/formats.md, "Trickles"); 0 judges every input alone.
+    var poolMinExamples = 50
+    /// ... for at most this many seconds after the oldest of them landed (its mtime): then
+    /// the pool is judged with what it holds. Also the gap that makes a stream a trickle.
+    var poolMaxWait = 21600.0
     /// Examples (a uniform sample of each input) the deployed model scores for the canary
     /// and the OOV rate.
     var sampleExamples = 5000
@@ -140,6 +150,11 @@ struct IngestPolicy: Equatable {
             case "reference_inputs": p.referenceInputs = try f.count(min: 1)
             case "reference_min_examples": p.referenceMinExamples = try f.count(min: 0)
             case "duplicate_inputs": p.duplicateInputs = try f.count(min: 0)
+            case "reference_max_inputs": p.referenceMaxInputs = try f.count(min: 1)
+            case "pool_min_examples": p.poolMinExamples = try f.count(min: 0)
+            case "pool_max_wait":
+                p.poolMaxWait = try f.number()
+                guard p.poolMaxWait >= 0, p.poolMaxWait.isFinite else { throw f.fail("must be a number of seconds >= 0") }
             case "sample_examples": p.sampleExamples = try f.count(min: 1)
             case "model_min_reference": p.modelMinReference = try f.count(min: 1)
             case "signal_reference_max": p.signalReferenceMax = try f.number()
@@ -157,7 +172,7 @@ struct IngestPolicy: Equatable {
                     p.checks[name] = .some(try limit(name, o, from: start, path: path))
                 }
             default:
-                throw bad("unknown key ingest.\(key) (keys: quarantine, reference_inputs, reference_min_examples, duplicate_inputs, sample_examples, model_min_reference, signal_reference_max, derived_min_inputs, flood_min_reference, checks)")
+                throw bad("unknown key ingest.\(key) (keys: quarantine, reference_inputs, reference_min_examples, duplicate_inputs, reference_max_inputs, pool_min_examples, pool_max_wait, sample_examples, model_min_reference, signal_reference_max, derived_min_inputs, flood_min_reference, checks)")
             }
         }
         return p

@@ -70,6 +70,12 @@ final class Reference {
     private(set) var hashSets: [(name: String, values: [UInt64], limit: UInt64)] = []
     /// Every label ever accepted, with its example count.
     private(set) var labelsEver: [String: Int] = [:]
+    /// The sidecar names found at load, sorted, and the sidecars older than `recent` read so
+    /// far (newest first): a trickle's window reaches back through them (`window(minExamples:)`).
+    private var names: [String] = []
+    private var older: [StatsSidecar] = []
+    /// The index in `names` of the next older sidecar to read (-1: none left).
+    private var olderNext = -1
 
     init(root: Root, policy: IngestPolicy) throws {
         self.dir = Reference.dir(root)
@@ -90,6 +96,9 @@ final class Reference {
             }
         }
         trim()
+        self.names = names
+        if let first = recent.first, let i = names.firstIndex(of: first.name + ".json") { olderNext = i - 1 }
+        else { olderNext = names.count - 1 }
         let labelsPath = dir + "/labels.json"
         if let bytes = try? FileIO.readAll(labelsPath), let l = try? JSONDecoder().decode(LabelsFile.self, from: Data(bytes)) {
             labelsEver = l.labels
@@ -117,13 +126,60 @@ final class Reference {
     }
 
     private func trim() {
-        if recent.count > policy.referenceInputs { recent.removeFirst(recent.count - policy.referenceInputs) }
+        if recent.count > policy.referenceInputs {
+            let out = recent.prefix(recent.count - policy.referenceInputs)
+            older.insert(contentsOf: out.reversed(), at: 0)
+            recent.removeFirst(out.count)
+        }
         if hashSets.count > policy.duplicateInputs { hashSets.removeFirst(hashSets.count - policy.duplicateInputs) }
     }
 
-    var window: ReferenceWindow {
-        ReferenceWindow(inputs: recent.count, examples: recent.reduce(0) { $0 + $1.examples },
-                        first: recent.first?.name, last: recent.last?.name, duplicateInputs: hashSets.count)
+    var window: ReferenceWindow { Reference.describe(recent, duplicateInputs: hashSets.count) }
+
+    static func describe(_ w: [StatsSidecar], duplicateInputs: Int) -> ReferenceWindow {
+        ReferenceWindow(inputs: w.count, examples: w.reduce(0) { $0 + $1.examples },
+                        first: w.first?.name, last: w.last?.name, duplicateInputs: duplicateInputs)
+    }
+
+    /// The newest accepted inputs, oldest first: `recent`, reaching further back while they
+    /// hold fewer than `minExamples` examples, up to `maxInputs` inputs (a trickle's inputs
+    /// hold an example or two each: 26 of them are no reference). Older sidecars are read
+    /// from disk only when needed, once.
+    func window(minExamples: Int, maxInputs: Int) -> [StatsSidecar] {
+        var examples = recent.reduce(0) { $0 + $1.examples }
+        var back: [StatsSidecar] = []
+        var i = 0
+        while examples < minExamples && recent.count + back.count < maxInputs {
+            if i == older.count {
+                guard let s = readOlder() else { break }
+                older.append(s)
+            }
+            back.append(older[i])
+            examples += older[i].examples
+            i += 1
+        }
+        return back.reversed() + recent
+    }
+
+    /// The next older sidecar on disk (unreadable ones skipped with a warning), or nil.
+    private func readOlder() -> StatsSidecar? {
+        while olderNext >= 0 {
+            let name = names[olderNext]
+            olderNext -= 1
+            do { return try Reference.read(dir + "/" + name) } catch {
+                Log.make(Ingester.tool).warning("\(dir)/\(name): unreadable stats sidecar, left out of the reference (\(error))")
+            }
+        }
+        return nil
+    }
+
+    /// The median gap in seconds between the arrivals (the stamps of their names: the input
+    /// files' mtimes) of the newest `referenceInputs` accepted inputs, or nil with fewer than
+    /// 4 of them: how often this stream's inputs come.
+    var medianGap: Double? {
+        let times = recent.compactMap { s in s.name.split(separator: "-").first.flatMap { Clock.parseStamp($0) } }.sorted()
+        guard times.count >= 4 else { return nil }
+        return IngestPolicy.median(zip(times.dropFirst(), times).map { $0 - $1 })
     }
 
     /// Publishes an accepted input's sidecars (hashes first, then the JSON) and adds it to the
