@@ -170,6 +170,14 @@ public final class Checkpoint {
     /// The data cursor of that base (`.full` loads only): a delta written after this one
     /// stores its cursor as a patch against it.
     package var baseCursor: DataCursor?
+    /// `.full` loads only, for a trainer that resumes here and may write a cumulative delta
+    /// (DeltaPolicy.chainLimit): the full checkpoint at the bottom of the chain ("RUN/FILE"),
+    /// its data cursor and vocabulary, and the rows every delta of the chain stored (the rows
+    /// changed since it; nil for a full checkpoint).
+    package var fullName: String?
+    package var fullCursor: DataCursor?
+    package var fullVocabulary: VocabularySnapshot?
+    package var rowsSinceFull: [UInt8]?
 
     package init(meta: CheckpointMeta, model: Model, state: TrainerState?) {
         self.meta = meta; self.model = model; self.state = state

@@ -368,7 +368,22 @@ extension Checkpoint {
         // chain, DeltaCheckpoint.swift): this file is the base, nothing has changed since.
         ck.deltaBase = runName(ofPath: path)
         ck.baseStoredRows = base?.baseStoredRows ?? stored
-        if mode == .full { ck.baseCursor = meta.cursor }
+        if mode == .full {
+            ck.baseCursor = meta.cursor
+            if let b = base {
+                ck.fullName = b.fullName
+                ck.fullCursor = b.fullCursor
+                ck.fullVocabulary = b.fullVocabulary
+                var rows = b.rowsSinceFull ?? [UInt8](repeating: 0, count: bitmap.count)
+                guard rows.count == bitmap.count else { throw fail("its input table does not match its base's") }
+                RowBits.orBitmap(bitmap, into: &rows)
+                ck.rowsSinceFull = rows
+            } else {
+                ck.fullName = ck.deltaBase
+                ck.fullCursor = meta.cursor
+                ck.fullVocabulary = vocab.snapshot()
+            }
+        }
         return ck
     }
 

@@ -4,6 +4,11 @@
 // against the base's; every other section is whole. pp-train's base is its previous
 // checkpoint, so deltas form a chain: full, delta 1 (of the full), delta 2 (of delta 1), ...
 // (session 14; before, every delta's base was the full checkpoint and its rows accumulated).
+// Levels (session 15): a link that would make the chain deeper than `chainLimit` is written
+// against the full checkpoint instead, with every row changed since it (a cumulative delta,
+// depth 1), and the links after it chain to it; so a load reads the full checkpoint, at most
+// one cumulative delta and at most chainLimit - 1 links, while most writes stay one interval's
+// rows.
 // Loading a delta loads its base first, down the chain to the full checkpoint, then lays each
 // link's rows over it (CheckpointLoad.swift); a chain is at most `Checkpoint.maxChain` long and
 // each base's file name sorts before its delta's, so a hostile chain cannot loop. pp-train writes
@@ -70,6 +75,20 @@ import Foundation
         self.init(rows: rows)
         Checkpoint.forEachSetBit(bitmap) { insert($0) }
     }
+
+    /// A new set with the rows of both (neither changes).
+    package func union(_ other: RowBits) -> RowBits {
+        precondition(other.rows == rows)
+        let u = RowBits(rows: rows)
+        for w in 0..<wordCount { u.words[w] = words[w] | other.words[w] }
+        return u
+    }
+
+    /// Bitmap bytes OR-ed into `into` (both INPT bitmaps of the same table).
+    package static func orBitmap(_ b: [UInt8], into a: inout [UInt8]) {
+        precondition(a.count == b.count)
+        for i in 0..<a.count { a[i] |= b[i] }
+    }
 }
 
 /// When pp-train writes a delta rather than a full checkpoint.
@@ -78,7 +97,16 @@ public struct DeltaPolicy: Sendable, Equatable {
     public var fullEvery: Int
     /// A delta is written only while its rows are at most this share of the base's stored rows.
     public var maxFraction: Double
-    public init(fullEvery: Int, maxFraction: Double = 0.5) { self.fullEvery = fullEvery; self.maxFraction = maxFraction }
+    /// The deepest a chain of deltas gets: a delta that would be deeper is written against the
+    /// full checkpoint with every row changed since it (depth 1). 1: every delta cumulative;
+    /// fullEvery - 1 or more: one chain from the full checkpoint (the default of this API).
+    public var chainLimit: Int
+    public init(fullEvery: Int, maxFraction: Double = 0.5, chainLimit: Int = 100) {
+        self.fullEvery = fullEvery; self.maxFraction = maxFraction; self.chainLimit = chainLimit
+    }
+    /// pp-train's default `--chain-limit`: a load reads the full checkpoint and at most six
+    /// deltas (one cumulative, five links).
+    public static let defaultChainLimit = 6
     /// Deltas off: every checkpoint full (what `Trainer.checkpointBytes(meta:)` writes).
     public static let allFull = DeltaPolicy(fullEvery: 1)
     /// pp-train's default: a full checkpoint, then up to 23 deltas (a day of hourly ones).

@@ -209,8 +209,12 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
     /// A delta checkpoint's base, "RUN/FILE": the full checkpoint whose rows this one's INPT
     /// section completes (TextModel/DeltaCheckpoint.swift). nil for a full checkpoint.
     public var base: String?
-    /// A delta's number after its base (1, 2, ...); nil for a full checkpoint.
+    /// A delta's depth in its chain (1: its base is the full checkpoint, 2: a delta of a
+    /// depth-1 delta, ...); nil for a full checkpoint.
     public var delta: Int?
+    /// A delta's number among the checkpoints written since the full one (1, 2, ...: more than
+    /// `delta` once cumulative deltas restart the chain; absent: equal to `delta`).
+    public var sinceFull: Int?
     /// Set in a serving export (`pp-eval export`, TextModel/Export.swift): how its input rows
     /// are stored and which checkpoint it was made from. nil for every checkpoint pp-train writes.
     public var export: ExportInfo?
@@ -226,6 +230,7 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         case knobChanges = "knob_changes"
         case vocabularySize = "vocabulary_size"
         case guardState = "guard"
+        case sinceFull = "since_full"
     }
 
     /// Every key but the data cursor's (a head's keys: Checkpoint.decodeHead).
@@ -254,6 +259,7 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         guardState = try c.decodeIfPresent(GuardState.self, forKey: .guardState)
         base = try c.decodeIfPresent(String.self, forKey: .base)
         delta = try c.decodeIfPresent(Int.self, forKey: .delta)
+        sinceFull = try c.decodeIfPresent(Int.self, forKey: .sinceFull)
         export = try c.decodeIfPresent(ExportInfo.self, forKey: .export)
     }
 
@@ -275,6 +281,7 @@ public struct CheckpointMeta: Codable, Equatable, Sendable {
         try c.encodeIfPresent(guardState, forKey: .guardState)
         try c.encodeIfPresent(base, forKey: .base)
         try c.encodeIfPresent(delta, forKey: .delta)
+        try c.encodeIfPresent(sinceFull, forKey: .sinceFull)
         try c.encodeIfPresent(export, forKey: .export)
     }
 }

@@ -47,12 +47,22 @@ public final class Trainer {
     /// Rows changed since `deltaBase`: the trainer's own marks (word rows it initialises);
     /// the workers' marks (their updates) are merged in when a checkpoint is encoded.
     let changed: RowBits
-    /// "RUN/FILE" of the full checkpoint a delta would complete; nil: the next one is full.
+    /// "RUN/FILE" of the checkpoint the next link would continue (the last one written or
+    /// loaded); nil: the next one is full.
     public private(set) var deltaBase: String?
-    /// Deltas written since `deltaBase`.
-    public private(set) var deltasSinceBase = 0
-    /// Rows stored in `deltaBase` (a delta larger than a share of it is written full).
+    /// Deltas written since the last full checkpoint (a full one comes every fullEvery).
+    public private(set) var deltasSinceFull = 0
+    /// The depth of `deltaBase` in its chain (0: full): a link deeper than
+    /// DeltaPolicy.chainLimit is written as a cumulative delta of the full one instead.
+    public private(set) var chainDepth = 0
+    /// Rows stored in the full checkpoint (a delta larger than a share of it is written full).
     var baseStoredRows = 0
+    /// The full checkpoint at the bottom of the chain, its cursor and vocabulary, and the rows
+    /// changed since it up to `deltaBase` (a cumulative delta stores these and `changed`).
+    var fullName: String?
+    var fullCursor: DataCursor?
+    var fullVocabulary: VocabularySnapshot?
+    let changedSinceFull: RowBits
     /// The data cursor of `deltaBase` (nil: unknown, a delta then stores its whole cursor):
     /// a delta stores its cursor as a patch against it (format version 3), so an hourly
     /// delta does not carry every shard the run ever saw (1.2 MB of a 2.1 MB delta after 75
@@ -60,8 +70,9 @@ public final class Trainer {
     var baseCursor: DataCursor?
     /// The base's vocabulary, for the next delta's vocabulary patch (VocabularyPatch.swift).
     var baseVocabulary: VocabularySnapshot?
-    /// What the last `checkpointBytes` encoded (a delta? rows stored, the cursor), until it is published.
-    private var pendingWrite: (delta: Bool, stored: Int, cursor: DataCursor, vocabulary: VocabularySnapshot)?
+    /// What the last `checkpointBytes` encoded (a delta's depth, or nil for a full one; rows
+    /// stored; the cursor and vocabulary), until it is published.
+    private var pendingWrite: (depth: Int?, stored: Int, cursor: DataCursor, vocabulary: VocabularySnapshot)?
 
     /// A fresh trainer, seeded by config.seed.
     public init(config: ModelConfig, knobs: Knobs, tuning: TrainerTuning = TrainerTuning()) throws {
@@ -73,6 +84,7 @@ public final class Trainer {
         rng = RNG(seed: config.seed)
         denseState = [Float](repeating: 0, count: model.dense.flat.count)
         changed = RowBits(rows: model.table.rows)
+        changedSinceFull = RowBits(rows: model.table.rows)
         BLASSetup.singleThreaded()
     }
 
@@ -93,11 +105,19 @@ public final class Trainer {
         // The loaded checkpoint is the base of the next delta (a chain): nothing changed yet.
         changed = RowBits(rows: model.table.rows)
         deltaBase = checkpoint.deltaBase
-        deltasSinceBase = checkpoint.meta.delta ?? 0
+        chainDepth = checkpoint.meta.delta ?? 0
+        deltasSinceFull = checkpoint.meta.sinceFull ?? chainDepth
         baseStoredRows = checkpoint.baseStoredRows
         baseCursor = checkpoint.baseCursor
         // The loaded vocabulary is the base's, for the next delta's vocabulary patch.
         baseVocabulary = deltaBase == nil ? nil : model.vocabulary.snapshot()
+        // What a cumulative delta needs: the chain's full checkpoint and the rows its deltas
+        // stored (CheckpointLoad gathers them in a .full load).
+        fullName = deltaBase == nil ? nil : checkpoint.fullName
+        fullCursor = checkpoint.fullCursor
+        fullVocabulary = checkpoint.fullVocabulary
+        let tableRows = checkpoint.model.table.rows
+        changedSinceFull = checkpoint.rowsSinceFull.map { RowBits(rows: tableRows, bitmap: $0) } ?? RowBits(rows: tableRows)
         BLASSetup.singleThreaded()
     }
 
@@ -310,10 +330,11 @@ public final class Trainer {
 
     /// As `checkpointBytes(meta:)`, a delta when `policy` and the state allow it: a base is
     /// known (the last checkpoint published, or the one this trainer was loaded from), fewer
-    /// than `fullEvery - 1` deltas were written since the last full one, and the rows changed
-    /// since the base are at most `maxFraction` of the full checkpoint's rows. Sets meta.base
-    /// (the base: the previous checkpoint, so deltas form a chain) and meta.delta (the
-    /// position in the chain).
+    /// than `fullEvery - 1` deltas were written since the last full one, and the rows it would
+    /// store are at most `maxFraction` of the full checkpoint's rows. A link (base: the
+    /// previous checkpoint, the rows changed since it) while the chain stays within
+    /// `chainLimit`, else a cumulative delta (base: the full checkpoint, every row changed
+    /// since it; depth 1). Sets meta.base, meta.delta (the depth) and meta.sinceFull.
     /// Call `checkpointPublished(as:)` once the bytes are on disk.
     public func checkpointBytes(meta: CheckpointMeta, policy: DeltaPolicy) throws -> [UInt8] {
         var m = meta
@@ -325,19 +346,30 @@ public final class Trainer {
         // Only a base of the same run: a run seeded by --init from another run's (or another
         // root's) checkpoint starts with a full checkpoint of its own.
         let sameRun = deltaBase.map { $0.prefix { $0 != "/" } == m.run } ?? false
-        let delta = policy.fullEvery > 1 && sameRun && deltasSinceBase + 1 < policy.fullEvery
-            && Double(changed.count) <= policy.maxFraction * Double(baseStoredRows)
-        m.base = delta ? deltaBase : nil
-        m.delta = delta ? deltasSinceBase + 1 : nil
-        let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: delta ? changed : nil, baseCursor: baseCursor,
-                                                    baseVocabulary: baseVocabulary,
+        let limit = policy.maxFraction * Double(baseStoredRows)
+        var rows: RowBits? = nil
+        var depth: Int? = nil
+        if policy.fullEvery > 1 && sameRun && deltasSinceFull + 1 < policy.fullEvery {
+            if chainDepth + 1 <= max(policy.chainLimit, 1) || fullName == nil {
+                if Double(changed.count) <= limit { rows = changed; depth = chainDepth + 1; m.base = deltaBase }
+            } else {
+                let all = changedSinceFull.union(changed)
+                if Double(all.count) <= limit { rows = all; depth = 1; m.base = fullName }
+            }
+        }
+        m.delta = depth
+        m.sinceFull = depth == nil ? nil : deltasSinceFull + 1
+        let cumulative = depth == 1 && chainDepth > 0
+        let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: rows,
+                                                    baseCursor: cumulative ? fullCursor : baseCursor,
+                                                    baseVocabulary: cumulative ? fullVocabulary : baseVocabulary,
                                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
-        pendingWrite = (delta, stored, m.cursor, model.vocabulary.snapshot())
+        pendingWrite = (depth, stored, m.cursor, model.vocabulary.snapshot())
         return bytes
     }
 
     /// Whether the bytes `checkpointBytes` returned last are a delta (nil: none pending).
-    public var pendingCheckpointIsDelta: Bool? { pendingWrite?.delta }
+    public var pendingCheckpointIsDelta: Bool? { pendingWrite.map { $0.depth != nil } }
 
     /// The bytes `checkpointBytes` returned last are on disk as `name` ("RUN/FILE"): it
     /// becomes the base of the next delta (a chain: the next stores only the rows changed
@@ -345,11 +377,18 @@ public final class Trainer {
     public func checkpointPublished(as name: String) {
         guard let p = pendingWrite else { return }
         pendingWrite = nil
-        if p.delta {
-            deltasSinceBase += 1
+        if let d = p.depth {
+            deltasSinceFull += 1
+            chainDepth = d
+            changedSinceFull.absorb(changed)
         } else {
-            deltasSinceBase = 0
+            deltasSinceFull = 0
+            chainDepth = 0
             baseStoredRows = p.stored
+            fullName = name
+            fullCursor = p.cursor
+            fullVocabulary = p.vocabulary
+            changedSinceFull.removeAll()
         }
         deltaBase = name
         baseCursor = p.cursor

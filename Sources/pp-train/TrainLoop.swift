@@ -57,7 +57,7 @@ struct TrainSettings {
     var dropout: Double?
     var average: Double? = nil
     /// Full checkpoints and deltas (TextModel/DeltaCheckpoint.swift; `--full-every`).
-    var deltas = DeltaPolicy(fullEvery: DeltaPolicy.defaultFullEvery)
+    var deltas = DeltaPolicy(fullEvery: DeltaPolicy.defaultFullEvery, chainLimit: DeltaPolicy.defaultChainLimit)
 
     /// `k` with the knob flags given (--lr, --dropout, --average) in force: a flag overrides
     /// control.json and the checkpoint, like `pp-train set` at the start.

@@ -82,6 +82,8 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Examples per training batch.", valueName: "n")) var batch = 256
     @Option(name: .customLong("full-every"), help: ArgumentHelp("Every Nth checkpoint is full; those between are deltas that store only the rows changed since the previous checkpoint, a chain a load follows back to the full one (1: every checkpoint full; at most 101). A delta whose rows would exceed half of the full one's is written full.", valueName: "n"))
     var fullEvery = DeltaPolicy.defaultFullEvery
+    @Option(name: .customLong("chain-limit"), help: ArgumentHelp("The most deltas a load reads above the full checkpoint: a delta that would chain deeper is written against the full one with every row changed since it, and the next ones chain to it (1: every delta against the full one).", valueName: "n"))
+    var chainLimit = DeltaPolicy.defaultChainLimit
 
     func validate() throws {
         if passes != nil && !once { throw ValidationError("--passes needs --once") }
@@ -94,6 +96,7 @@ struct Train: ParsableCommand {
         if maxPasses < 1 { throw ValidationError("--max-passes must be at least 1") }
         if batch < 1 { throw ValidationError("--batch must be at least 1") }
         if fullEvery < 1 || fullEvery > DeltaPolicy.maxFullEvery { throw ValidationError("--full-every must be 1 to \(DeltaPolicy.maxFullEvery)") }
+        if chainLimit < 1 || chainLimit > DeltaPolicy.maxFullEvery - 1 { throw ValidationError("--chain-limit must be 1 to \(DeltaPolicy.maxFullEvery - 1)") }
         for (name, v, lo) in [("dim", dim, 1), ("word-ngrams", wordNgrams, 1), ("minn", minn, 0), ("maxn", maxn, 0),
                               ("bucket", bucket, 1), ("min-count", minCount, 1), ("vocab-capacity", vocabCapacity, 1),
                               ("hidden", hidden, 0), ("threads", threads, 1)] {
@@ -131,7 +134,7 @@ struct Train: ParsableCommand {
                 replay: replay, maxPasses: maxPasses, cadence: Cadence(parsing: checkpointEvery)!,
                 flags: ModelFlags(dim: dim, wordNgrams: wordNgrams, minn: minn, maxn: maxn, bucket: bucket, minCount: minCount,
                                   vocabCapacity: vocabCapacity, hidden: hidden, threads: threads, seed: seed),
-                lr: lr, dropout: dropout, average: average, deltas: DeltaPolicy(fullEvery: fullEvery))
+                lr: lr, dropout: dropout, average: average, deltas: DeltaPolicy(fullEvery: fullEvery, chainLimit: chainLimit))
             let loop = try TrainLoop(settings: settings, log: log, signals: signals)
             let status = once ? try loop.runOnce() : try loop.runForever()
             if status != .ok { throw ExitCode(status.rawValue) }

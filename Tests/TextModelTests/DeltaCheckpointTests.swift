@@ -134,7 +134,7 @@ final class DeltaCheckpointTests: XCTestCase {
 
             let resumed = try Trainer(checkpoint: try Checkpoint.load(path: dp))
             XCTAssertEqual(resumed.deltaBase, "main/ckpt-b.ppc")
-            XCTAssertEqual(resumed.deltasSinceBase, 1)
+            XCTAssertEqual(resumed.deltasSinceFull, 1)
             for bi in 3..<6 { _ = try resumed.train(batch(bi)) }
             let m = meta(c, step: 6)
             XCTAssertTrue(try resumed.checkpointBytes(meta: m) == straight.checkpointBytes(meta: m), "hidden \(hidden): resumed differs")
@@ -151,7 +151,7 @@ final class DeltaCheckpointTests: XCTestCase {
             // Resuming from a full checkpoint makes it the base of the next deltas.
             let fromFull = try Trainer(checkpoint: try Checkpoint.load(path: root.checkpoints(run: "main") + "/ckpt-a.ppc"))
             XCTAssertEqual(fromFull.deltaBase, "main/ckpt-a.ppc")
-            XCTAssertEqual(fromFull.deltasSinceBase, 0)
+            XCTAssertEqual(fromFull.deltasSinceFull, 0)
             // ... but not for another run (a run seeded with --init from it): that one's first
             // checkpoint is full.
             var other = meta(c, step: 2)
@@ -160,6 +160,65 @@ final class DeltaCheckpointTests: XCTestCase {
             XCTAssertEqual(fromFull.pendingCheckpointIsDelta, false)
             _ = try fromFull.checkpointBytes(meta: meta(c, step: 2), policy: policy)
             XCTAssertEqual(fromFull.pendingCheckpointIsDelta, true)
+        }
+    }
+
+    /// Levels (DeltaPolicy.chainLimit): with a limit of 3, a stream of checkpoints goes full,
+    /// link (depth 1), link (2), link (3), cumulative (1, base the full one), link (2), ...; a
+    /// load never reads more than the full one and three deltas; every checkpoint, loaded,
+    /// is exactly the trainer's state; a trainer resumed from any of them writes from then on
+    /// exactly the bytes of one that never stopped (the same kinds, bases and rows).
+    func testLevelsBoundTheChainAndResumeIsExact() throws {
+        for hidden in [0, 8] {
+            let root = try newRoot()
+            defer { try? FileManager.default.removeItem(atPath: root.path) }
+            let c = config(hidden: hidden)
+            let knobs = Knobs(lr: 0.15, dropout: 0.25)
+            let policy = DeltaPolicy(fullEvery: 11, maxFraction: 100, chainLimit: 3)
+            let name = { (k: Int) in String(format: "ckpt-%02d.ppc", k) }
+            // One trainer writes 13 checkpoints, one per batch.
+            let t = try Trainer(config: c, knobs: knobs)
+            var files: [[UInt8]] = []
+            for k in 0..<13 {
+                _ = try t.train(batch(k))
+                let b = try t.checkpointBytes(meta: meta(c, step: k), policy: policy)
+                files.append(b)
+                _ = try publish(t, b, root, name(k))
+            }
+            let heads = try (0..<13).map { try Checkpoint.readHead(path: root.checkpoints(run: "main") + "/" + name($0)).meta }
+            XCTAssertEqual(heads.map(\.delta), [nil, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, nil, 1], "hidden \(hidden)")
+            XCTAssertEqual(heads.map(\.sinceFull), [nil, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, nil, 1])
+            XCTAssertEqual(heads.map(\.base), [nil, "main/" + name(0), "main/" + name(1), "main/" + name(2), "main/" + name(0),
+                                               "main/" + name(4), "main/" + name(5), "main/" + name(0), "main/" + name(7),
+                                               "main/" + name(8), "main/" + name(0), nil, "main/" + name(11)])
+            for k in 0..<13 {
+                let path = root.checkpoints(run: "main") + "/" + name(k)
+                XCTAssertLessThanOrEqual(try Checkpoint.chain(of: path).count, 4, "\(name(k)): the full one and at most three deltas")
+                // Loaded, it is the state the trainer had: a fresh trainer from it writes, in
+                // full, what a trainer replaying batches 0...k writes.
+                let replay = try Trainer(config: c, knobs: knobs)
+                for bi in 0...k { _ = try replay.train(batch(bi)) }
+                var plain = meta(c, step: 99)
+                plain.base = nil
+                XCTAssertTrue(try Trainer(checkpoint: try Checkpoint.load(path: path)).checkpointBytes(meta: plain) == replay.checkpointBytes(meta: plain),
+                              "\(name(k)) loads to a different state")
+            }
+            // Resumed from any of them, the next checkpoints are the same bytes as the
+            // never-stopped trainer's (its cumulative deltas need the rows of the whole chain).
+            for k in [2, 3, 5, 9] {
+                let other = try newRoot()
+                defer { try? FileManager.default.removeItem(atPath: other.path) }
+                for j in 0...k {
+                    try FileIO.publish(files[j], to: other.checkpoints(run: "main") + "/" + name(j))
+                }
+                let r = try Trainer(checkpoint: try Checkpoint.load(path: other.checkpoints(run: "main") + "/" + name(k)))
+                for j in (k + 1)..<13 {
+                    _ = try r.train(batch(j))
+                    let b = try r.checkpointBytes(meta: meta(c, step: j), policy: policy)
+                    XCTAssertTrue(b == files[j], "resumed from \(name(k)): \(name(j)) differs (delta \(String(describing: heads[j].delta)))")
+                    _ = try publish(r, b, other, name(j))
+                }
+            }
         }
     }
 
