@@ -17,6 +17,8 @@ struct CheckRun {
     let r: Reference
     let policy: IngestPolicy
     let window: [StatsSidecar]
+    /// The hash samples the duplicate check compares with.
+    let duplicateSets: [(name: String, values: [UInt64], limit: UInt64)]
     let n: Int
     let refExamples: Int
     /// The pooled reference is large enough for the distribution checks.
@@ -31,10 +33,11 @@ struct CheckRun {
     let noModel = "no deployed model"
 
     init(_ b: BatchStats, hashes: (values: [UInt64], limit: UInt64), model: ModelView?, reference r: Reference,
-         window: [StatsSidecar], policy: IngestPolicy) {
+         window: [StatsSidecar], duplicateSets: [(name: String, values: [UInt64], limit: UInt64)], policy: IngestPolicy) {
         self.b = b; self.hashes = hashes; self.model = model; self.r = r; self.policy = policy
         n = b.examples
         self.window = window
+        self.duplicateSets = duplicateSets
         refExamples = window.reduce(0) { $0 + $1.examples }
         enough = refExamples >= max(policy.referenceMinExamples, 1)
         tooSmall = "reference holds \(refExamples) examples, fewer than reference_min_examples \(policy.referenceMinExamples)"
@@ -148,14 +151,14 @@ struct CheckRun {
     /// <= every sample's limit are comparable (all of them for inputs under 16384 examples).
     mutating func duplicates() {
         var limit = hashes.limit
-        for h in r.hashSets { limit = min(limit, h.limit) }
+        for h in duplicateSets { limit = min(limit, h.limit) }
         let checkable = hashes.values.filter { $0 <= limit }
-        guard !r.hashSets.isEmpty else {
+        guard !duplicateSets.isEmpty else {
             add("duplicates", value: nil, n: 0, skipped: "no accepted input yet")
             return
         }
         var dup = 0
-        for h in checkable where r.hashSets.contains(where: { Checks.binarySearch($0.values, h) }) { dup += 1 }
+        for h in checkable where duplicateSets.contains(where: { Checks.binarySearch($0.values, h) }) { dup += 1 }
         let v = checkable.isEmpty ? 0 : Double(dup) / Double(checkable.count)
         stats["duplicate_share"] = v
         stats["duplicate_checked"] = Double(checkable.count)

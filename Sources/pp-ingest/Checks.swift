@@ -217,9 +217,10 @@ enum Checks {
     /// names the quarantine's reason). `stats` receives the measured values (docs/formats.md,
     /// "stats").
     static func evaluate(_ b: BatchStats, hashes: (values: [UInt64], limit: UInt64), model: ModelView?,
-                         reference r: Reference, window: [StatsSidecar], policy: IngestPolicy,
+                         reference r: Reference, window: [StatsSidecar],
+                         duplicateSets: [(name: String, values: [UInt64], limit: UInt64)], policy: IngestPolicy,
                          stats: inout [String: Double]) -> [CheckOutcome] {
-        var run = CheckRun(b, hashes: hashes, model: model, reference: r, window: window, policy: policy)
+        var run = CheckRun(b, hashes: hashes, model: model, reference: r, window: window, duplicateSets: duplicateSets, policy: policy)
         run.distributions()     // label_linf, label_js, new_labels
         run.outOfVocabulary()   // oov
         run.lengths()           // length_js, truncated

@@ -370,15 +370,18 @@ final class Ingester {
         // A trickle's reference reaches back until it holds reference_min_examples examples.
         let window = trickle ? reference.window(minExamples: policy.referenceMinExamples, maxInputs: policy.referenceMaxInputs)
                              : reference.recent
+        // ... and its duplicate check through reference_max_inputs inputs (a trickle's 156 newest
+        // inputs are half a day).
+        let dups = trickle ? reference.duplicateSets(inputs: policy.referenceMaxInputs) : reference.hashSets
         var measured: [String: Double] = [:]
         let outcomes = Checks.evaluate(stats, hashes: hashSample, model: modelView, reference: reference, window: window,
-                                       policy: policy, stats: &measured)
+                                       duplicateSets: dups, policy: policy, stats: &measured)
         let tripped = outcomes.filter(\.quarantines)
         lastOutcomes = outcomes
         lastStats = measured
         if isNew { for t in outcomes where t.tripped { counters.checksTripped[t.check, default: 0] += 1 } }
         return Checked(isNew: isNew, hashSample: hashSample, model: modelView, outcomes: outcomes, tripped: tripped,
-                       measured: measured, window: Reference.describe(window, duplicateInputs: reference.hashSets.count),
+                       measured: measured, window: Reference.describe(window, duplicateInputs: dups.count),
                        quarantines: isNew && !tripped.isEmpty && policy.quarantine && cfg.checks && !cfg.releasing)
     }
 

@@ -76,6 +76,8 @@ final class Reference {
     private var older: [StatsSidecar] = []
     /// The index in `names` of the next older sidecar to read (-1: none left).
     private var olderNext = -1
+    /// Hash samples read beyond `hashSets` for a trickle's duplicate check, by sidecar name.
+    private var olderHashes: [String: (name: String, values: [UInt64], limit: UInt64)] = [:]
 
     init(root: Root, policy: IngestPolicy) throws {
         self.dir = Reference.dir(root)
@@ -159,6 +161,31 @@ final class Reference {
             i += 1
         }
         return back.reversed() + recent
+    }
+
+    /// The hash samples of the newest `inputs` accepted inputs, oldest first: `hashSets`,
+    /// reaching further back through older sidecars (a trickle's 156 newest inputs are half a
+    /// day; a re-sent day must be found too). Read from disk only when needed, once.
+    func duplicateSets(inputs: Int) -> [(name: String, values: [UInt64], limit: UInt64)] {
+        guard inputs > hashSets.count else { return hashSets }
+        let have = Set(hashSets.map(\.name))
+        var back: [(name: String, values: [UInt64], limit: UInt64)] = []
+        var i = 0
+        while hashSets.count + back.count < inputs {
+            if i == older.count {
+                guard let s = readOlder() else { break }
+                older.append(s)
+            }
+            let s = older[i]
+            i += 1
+            if have.contains(s.name) { continue }
+            if let h = olderHashes[s.name] { back.append(h); continue }
+            guard let values = try? Reference.readHashes(dir + "/" + s.name + ".hashes") else { continue }
+            let h = (name: s.name, values: values, limit: UInt64(s.hashLimit, radix: 16) ?? 0)
+            olderHashes[s.name] = h
+            back.append(h)
+        }
+        return back.reversed() + hashSets
     }
 
     /// The next older sidecar on disk (unreadable ones skipped with a warning), or nil.

@@ -39,7 +39,7 @@ final class TrickleTests: IngestTestCase {
         XCTAssertGreaterThan(lines.count, 340)
         // The first run starts with no reference: no trickle is known yet, each input is judged
         // alone (the reference checks say why they are skipped).
-        let first = try trickle(Array(lines[0..<200]), per: 2, endAge: 8 * 3600, prefix: "a")
+        let first = try trickle(Array(lines[0..<200]), per: 1, endAge: 8 * 3600, prefix: "a")
         var r = try ingest(["--settle", "0"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(reports(r).count, first.count)
@@ -120,6 +120,17 @@ final class TrickleTests: IngestTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(reports(r).first?["status"] as? String, "accepted")
         XCTAssertNil(reports(r).first?["pool"] as? [String: Any])
+
+        // Records of the first inputs sent again (a re-sent export): 180 and more inputs ago,
+        // beyond duplicate_inputs (156); a trickle's duplicate check reaches back
+        // reference_max_inputs inputs and stops the pool.
+        let resent = try trickle(Array(lines[0..<60]), per: 2, endAge: 5, prefix: "f")
+        r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 1, r.stdout)
+        let f = reports(r)
+        XCTAssertEqual(f.count, resent.count)
+        XCTAssertTrue(f.allSatisfy { $0["status"] as? String == "quarantined" && ($0["tripped"] as? [String])?.contains("duplicates") == true }, r.stdout)
+        XCTAssertGreaterThan((f[0]["reference"] as! [String: Any])["duplicate_inputs"] as! Int, 200)
     }
 
     func testPoolingCanBeSwitchedOffAndIsValidated() throws {
