@@ -235,7 +235,7 @@ final class Ingester {
                 processed -= 1
                 return
             }
-            c = pool.checked.forMember(isNew: (index[r.sha16] ?? []).isEmpty)
+            c = pool.checked.forMember(isNew: (index[r.sha16] ?? []).isEmpty, blamed: pool.blamed?.contains(input.path) ?? true)
         } else if holds(input, r) {
             held.append((input, r))
             processed -= 1
@@ -293,7 +293,9 @@ final class Ingester {
         var readerTook = false
         defer { if let fd, !readerTook { close(fd) } }
         let parser = InputParser(options: InputOptions(maxTextBytes: cfg.maxTextBytes))
-        let stats = BatchStats(sampleSize: deployedModel() != nil ? policy.sampleExamples : 0)
+        // The canary's sample is kept when a model is deployed; the model itself is loaded
+        // only when a batch is judged (a trickle's waiting inputs never need it).
+        let stats = BatchStats(sampleSize: FileIO.lstatOrNil(root.deployed) != nil ? policy.sampleExamples : 0)
         var firstBad: [(error: InputLineError, excerpt: String)] = []
         var summary = InputSummary()
         var unreadable: String? = nil

@@ -133,6 +133,26 @@ final class TrickleTests: IngestTestCase {
         XCTAssertGreaterThan((f[0]["reference"] as! [String: Any])["duplicate_inputs"] as! Int, 200)
     }
 
+    /// One real message with mojibake in a pool: the texts' own checks judge each text, so
+    /// only the input holding it is quarantined, not the whole pool.
+    func testATextSignatureBlamesOnlyTheInputThatHoldsIt() throws {
+        let lines = try records(Self.demoWeeks[0..<20])
+        try trickle(Array(lines[0..<150]), per: 1, endAge: 8 * 3600, prefix: "a")
+        XCTAssertEqual(try ingest(["--settle", "0"]).status, 0)
+        var pool = Array(lines[150..<210])
+        var o = try JSONSerialization.jsonObject(with: Data(pool[7].utf8)) as! [String: Any]
+        o["text"] = (o["text"] as! String) + " caf\u{00C3}\u{00A9} na\u{00C3}\u{00AF}ve"
+        pool[7] = String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
+        let names = try trickle(pool, per: 2, endAge: 60, prefix: "b")
+        let r = try ingest(["--settle", "0"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        let reps = reports(r)
+        XCTAssertEqual(reps.count, names.count)
+        XCTAssertEqual(reps.filter { $0["status"] as? String == "quarantined" }.map { ($0["file"] as! String).split(separator: "/").last.map(String.init) }, [names[3]])
+        XCTAssertEqual(reps.filter { $0["status"] as? String == "accepted" }.count, names.count - 1)
+        XCTAssertEqual(reps[0]["tripped"] as? [String], ["mojibake"])
+    }
+
     func testPoolingCanBeSwitchedOffAndIsValidated() throws {
         let lines = try records(Self.demoWeeks[0..<3])
         try trickle(Array(lines[0..<10]), per: 2, endAge: 3600, prefix: "a")
