@@ -2,7 +2,8 @@
 """tools/trickle-checks.py: pp-ingest's checks on a trickle (issue 14; docs/formats.md, "Trickles").
 
     trickle-checks.py --bin PP_BIN [--stream-dir data/git/stream] [--first 2009-W01]
-                      [--warm 52] [--weeks 26] [--every 300] [--spoil-every 400]
+                      [--warm 52] [--weeks 26] [--every 300] [--spoil-every 150]
+                      [--spoil-records 200] [--kinds K1,K2,...] [--deploy-every 4]
                       [--pool-min-examples N] [--work DIR] [--out FILE]
 
 A real stream delivered the way a production producer trickles it: the --warm weeks before
@@ -13,13 +14,14 @@ run (the inbox path unit and its 5-minute timer). Every --deploy-every weeks of 
 stream's data the model is retrained on what came in and deployed again (`pp-train --once`,
 `pp-select --deploy`: a model a few weeks of data stale, as tools/false-positives.sh keeps
 it; the simulated clock runs faster than the data, so a daily step would leave it months
-stale). Every --spoil-every inputs, a stretch of --spoil-records records of the trickle arrives spoiled instead (tools/spoil.py's kinds, in
-turn, spread over the same small inputs: each input alone too small to tell).
+stale). Every --spoil-every inputs, a stretch of --spoil-records records of the trickle
+arrives spoiled instead (tools/spoil.py's --kinds in turn; `resend` sends again records sent
+2-3 stretches earlier), spread over the same small inputs: each alone too small to tell.
 
-Prints and writes (--out, JSON) per kind of spoil the inputs and records stopped, and for the
-clean trickle: inputs and records quarantined (pools judged together may mix a clean input
-with spoiled ones: counted as clean records stopped), pools judged, and how many pools had
-the reference checks skipped. Exit status 0, 1 a tool broke, 64 usage.
+Prints and writes (--out, JSON) per kind of spoil the inputs and records stopped; per pool
+(wholly clean, wholly one kind of spoil, or mixed: a stretch's edges, whose clean inputs share
+the pool's verdict) how many were stopped; pools judged, and how many had the reference checks
+skipped. Exit status 0, 1 a tool broke, 64 usage.
 """
 
 import argparse
@@ -112,8 +114,9 @@ def main():
     ap.add_argument("--warm", type=int, default=52, help="weeks before --first, ingested weekly (default %(default)s)")
     ap.add_argument("--weeks", type=int, default=26, help="weeks of the stream trickled (default %(default)s)")
     ap.add_argument("--every", type=int, default=300, help="simulated seconds between inputs")
-    ap.add_argument("--spoil-every", type=int, default=400, help="inputs between spoiled stretches (0: none)")
-    ap.add_argument("--spoil-records", type=int, default=60)
+    ap.add_argument("--spoil-every", type=int, default=150, help="inputs between spoiled stretches (0: none)")
+    ap.add_argument("--spoil-records", type=int, default=200, help="records in a spoiled stretch (default %(default)s: four pools)")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="the spoils, in turn (default %(default)s)")
     ap.add_argument("--deploy-every", type=int, default=4, help="weeks of data between deployments (default %(default)s)")
     ap.add_argument("--pool-min-examples", type=int, help="policy.json ingest.pool_min_examples (0: judge every input alone)")
     ap.add_argument("--train-flags", default="--bucket 200000", help="pp-train flags of the daily model")
@@ -132,6 +135,9 @@ def main():
     warm = files[max(0, start - a.warm):start]
     trickled = files[start:start + a.weeks]
     rng = random.Random(a.seed)
+    kinds = [x for x in a.kinds.split(",") if x]
+    if not kinds or any(x not in KINDS for x in kinds):
+        ap.error(f"--kinds: a comma-separated list of {', '.join(KINDS)}")
     r = Run(a)
     t0 = time.monotonic()
 
@@ -159,7 +165,7 @@ def main():
     next_spoil = a.spoil_every
     while i < len(recs):
         if a.spoil_every and j == next_spoil:
-            kind = KINDS[k % len(KINDS)]
+            kind = kinds[k % len(kinds)]
             k += 1
             next_spoil += a.spoil_every
             if kind == "resend":
