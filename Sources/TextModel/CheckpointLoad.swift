@@ -217,6 +217,12 @@ extension Checkpoint {
                 }
             }
         }
+        if let sf = meta.sinceFull {
+            // pp-train writes at most fullEvery - 1 (<= maxChain) deltas after a full one.
+            guard let d = meta.delta, sf >= d, sf <= maxChain else {
+                throw fail("meta since_full \(sf) does not fit its delta number \(meta.delta.map(String.init) ?? "none") (1 to \(maxChain), at least the delta number)")
+            }
+        }
         // A delta: its base first (the rows it does not store are the base's).
         var base: Checkpoint? = nil
         if let b = meta.base {
@@ -411,7 +417,8 @@ extension Checkpoint {
             }
         }
         guard b.meta.config == meta.config else { throw PPError.corrupt(path, "its base checkpoint \(name) has another model config") }
-        guard b.meta.run == String(name.prefix { $0 != "/" }), b.meta.step <= meta.step, (b.meta.delta ?? 0) < k else {
+        guard b.meta.run == String(name.prefix { $0 != "/" }), b.meta.step <= meta.step, (b.meta.delta ?? 0) < k,
+              (b.meta.sinceFull ?? b.meta.delta ?? 0) < (meta.sinceFull ?? k) else {
             throw PPError.corrupt(path, "its base checkpoint \(name) (run \(b.meta.run), step \(b.meta.step), delta \(b.meta.delta ?? 0)) is not the one this delta (step \(meta.step), delta \(k)) completes")
         }
         return b

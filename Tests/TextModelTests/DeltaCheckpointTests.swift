@@ -362,7 +362,40 @@ final class DeltaCheckpointTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dp)
         XCTAssertNoThrow(try Checkpoint.load(path: link, mode: .inference))
     }
+
+    /// `since_full` (levels) is a count a trainer resumes with: one that does not fit the
+    /// delta's depth, or is not above its base's, makes the file corrupt.
+    func testHostileSinceFullIsRefused() throws {
+        let root = try newRoot()
+        defer { try? FileManager.default.removeItem(atPath: root.path) }
+        let c = config()
+        let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+        let policy = DeltaPolicy(fullEvery: 24, maxFraction: 100, chainLimit: 2)
+        var paths: [String] = []
+        for k in 0..<5 {
+            _ = try t.train(batch(k))
+            paths.append(try publish(t, try t.checkpointBytes(meta: meta(c, step: k), policy: policy), root, "ckpt-\(k).ppc"))
+        }
+        // ckpt-3 is the cumulative delta (depth 1, since_full 3) of ckpt-0; ckpt-4 a link of it
+        // (depth 2, since_full 4).
+        let m3 = try Checkpoint.readHead(path: paths[3]).meta
+        XCTAssertEqual([m3.delta, m3.sinceFull], [1, 3])
+        XCTAssertEqual(m3.base, "main/ckpt-0.ppc")
+        XCTAssertEqual(try Checkpoint.readHead(path: paths[4]).meta.sinceFull, 4)
+        let raw = try Zstd.decompress(try FileIO.readAll(paths[4]))
+        XCTAssertNoThrow(try Checkpoint.decode(try Zstd.compress(raw, level: 1), path: paths[4]))
+        for (bad, expect) in [(0, "since_full 0"), (-5, "since_full -5"), (1000, "since_full 1000"), (1, "since_full 1"),
+                              (3, "is not the one this delta")] {
+            let edited = try EditRaw().withMeta(raw) { $0.sinceFull = bad }
+            XCTAssertThrowsError(try Checkpoint.decode(try Zstd.compress(edited, level: 1), path: paths[4]), "\(bad)") { e in
+                XCTAssertEqual((e as? PPError)?.status, .corrupt, "\(e)")
+                XCTAssertTrue("\(e)".contains(expect), "\(bad): \(e)")
+            }
+        }
+    }
 }
+
+private struct EditRaw: RawCheckpointEditing {}
 
 extension DeltaCheckpointTests {
     /// A chain as pp-train writes it (time-stamped names): hourly deltas, each of the one
