@@ -28,6 +28,7 @@ extension Checkpoint {
         meta.export = ExportInfo(bits: bits, from: from)
         meta.base = nil
         meta.delta = nil
+        meta.sinceFull = nil
         meta.cursor = DataCursor()
         meta.guardState = nil
         let enc = JSONEncoder()
