@@ -113,7 +113,10 @@ def pipeline(tools, root, clock, weeks):
                 shutil.copyfile(src, tmp)
             else:
                 tmp = src
-            os.utime(tmp, (t - 3600 + k, t - 3600 + k))
+            # The step's weeks land half a step apart (a weekly stream, not a trickle:
+            # docs/formats.md, "Trickles").
+            m = t - 3600 - (len(batch) - 1 - k) * (STEP // 2)
+            os.utime(tmp, (m, m))
             os.replace(tmp, os.path.join(inbox, name))
         tools.run(["pp-ingest", "--settle", "0", "--holdout", "0.15"], ok_codes=(0, 1, 2))
         if i == len(files) // 2:
