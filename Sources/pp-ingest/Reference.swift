@@ -99,7 +99,9 @@ final class Reference {
         }
         trim()
         self.names = names
-        if let first = recent.first, let i = names.firstIndex(of: first.name + ".json") { olderNext = i - 1 }
+        // Reaching back continues below the oldest sidecar read here (trim moved those beyond
+        // `recent` into `older`).
+        if let oldest = older.last ?? recent.first, let i = names.firstIndex(of: oldest.name + ".json") { olderNext = i - 1 }
         else { olderNext = names.count - 1 }
         let labelsPath = dir + "/labels.json"
         if let bytes = try? FileIO.readAll(labelsPath), let l = try? JSONDecoder().decode(LabelsFile.self, from: Data(bytes)) {
@@ -150,15 +152,9 @@ final class Reference {
     func window(minExamples: Int, maxInputs: Int) -> [StatsSidecar] {
         var examples = recent.reduce(0) { $0 + $1.examples }
         var back: [StatsSidecar] = []
-        var i = 0
-        while examples < minExamples && recent.count + back.count < maxInputs {
-            if i == older.count {
-                guard let s = readOlder() else { break }
-                older.append(s)
-            }
-            back.append(older[i])
-            examples += older[i].examples
-            i += 1
+        while examples < minExamples && recent.count + back.count < maxInputs, let s = olderSidecar(back.count) {
+            back.append(s)
+            examples += s.examples
         }
         return back.reversed() + recent
     }
@@ -171,12 +167,7 @@ final class Reference {
         let have = Set(hashSets.map(\.name))
         var back: [(name: String, values: [UInt64], limit: UInt64)] = []
         var i = 0
-        while hashSets.count + back.count < inputs {
-            if i == older.count {
-                guard let s = readOlder() else { break }
-                older.append(s)
-            }
-            let s = older[i]
+        while hashSets.count + back.count < inputs, let s = olderSidecar(i) {
             i += 1
             if have.contains(s.name) { continue }
             if let h = olderHashes[s.name] { back.append(h); continue }
@@ -186,6 +177,15 @@ final class Reference {
             back.append(h)
         }
         return back.reversed() + hashSets
+    }
+
+    /// The i-th sidecar older than `recent` (0: the newest of them), read from disk on first use.
+    private func olderSidecar(_ i: Int) -> StatsSidecar? {
+        while older.count <= i {
+            guard let s = readOlder() else { return nil }
+            older.append(s)
+        }
+        return older[i]
     }
 
     /// The next older sidecar on disk (unreadable ones skipped with a warning), or nil.

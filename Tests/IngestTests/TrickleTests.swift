@@ -44,6 +44,18 @@ final class TrickleTests: IngestTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(reports(r).count, first.count)
         XCTAssertTrue(reports(r).allSatisfy { $0["pool"] == nil || $0["pool"] is NSNull })
+        // The reference reaches back past the sidecars a run reads at start (duplicate_inputs,
+        // 156), oldest first, each sidecar once.
+        let ref = try Reference(root: Root(root), policy: IngestPolicy())
+        let back = ref.window(minExamples: 180, maxInputs: 1000)
+        XCTAssertEqual(back.count, 180, "one example an input")
+        XCTAssertEqual(Set(back.map(\.name)).count, back.count, "no sidecar twice")
+        XCTAssertEqual(back.map(\.name), back.map(\.name).sorted())
+        XCTAssertEqual(ref.window(minExamples: 10, maxInputs: 1000).count, 26, "reference_inputs when they hold enough")
+        let d = ref.duplicateSets(inputs: 190)
+        XCTAssertEqual(d.count, 190)
+        XCTAssertEqual(Set(d.map(\.name)).count, 190)
+        XCTAssertEqual(d.map(\.name), d.map(\.name).sorted())
 
         // Now the stream's inputs come 5 minutes apart: ten small ones wait in inbox/.
         let waiting = try trickle(Array(lines[200..<220]), per: 2, endAge: 6000, prefix: "b")
