@@ -109,8 +109,9 @@ public final class Trainer {
         deltasSinceFull = checkpoint.meta.sinceFull ?? chainDepth
         baseStoredRows = checkpoint.baseStoredRows
         baseCursor = checkpoint.baseCursor
-        // The loaded vocabulary is the base's, for the next delta's vocabulary patch.
-        baseVocabulary = deltaBase == nil ? nil : model.vocabulary.snapshot()
+        // The loaded vocabulary is the base's, for the next delta's vocabulary patch (a full
+        // checkpoint's own snapshot was taken by the load, as the chain's full vocabulary).
+        baseVocabulary = deltaBase == nil ? nil : (checkpoint.meta.base == nil ? checkpoint.fullVocabulary : nil) ?? model.vocabulary.snapshot()
         // What a cumulative delta needs: the chain's full checkpoint and the rows its deltas
         // stored (CheckpointLoad gathers them in a .full load).
         fullName = deltaBase == nil ? nil : checkpoint.fullName
@@ -349,20 +350,24 @@ public final class Trainer {
         let limit = policy.maxFraction * Double(baseStoredRows)
         var rows: RowBits? = nil
         var depth: Int? = nil
+        // What the delta's cursor and vocabulary patches are written against: its base's.
+        var against = (cursor: baseCursor, vocabulary: baseVocabulary)
+        m.base = nil
         if policy.fullEvery > 1 && sameRun && deltasSinceFull + 1 < policy.fullEvery {
             if chainDepth + 1 <= max(policy.chainLimit, 1) || fullName == nil {
                 if Double(changed.count) <= limit { rows = changed; depth = chainDepth + 1; m.base = deltaBase }
             } else {
                 let all = changedSinceFull.union(changed)
-                if Double(all.count) <= limit { rows = all; depth = 1; m.base = fullName }
+                if Double(all.count) <= limit {
+                    rows = all; depth = 1; m.base = fullName
+                    against = (fullCursor, fullVocabulary)
+                }
             }
         }
         m.delta = depth
         m.sinceFull = depth == nil ? nil : deltasSinceFull + 1
-        let cumulative = depth == 1 && chainDepth > 0
         let (bytes, stored) = try Checkpoint.encode(meta: m, model: model, delta: rows,
-                                                    baseCursor: cumulative ? fullCursor : baseCursor,
-                                                    baseVocabulary: cumulative ? fullVocabulary : baseVocabulary,
+                                                    baseCursor: against.cursor, baseVocabulary: against.vocabulary,
                                                     state: TrainerState(rng: rng, examples: examples, denseState: denseState, average: average))
         pendingWrite = (depth, stored, m.cursor, model.vocabulary.snapshot())
         return bytes

@@ -235,13 +235,13 @@ final class Ingester {
                 processed -= 1
                 return
             }
-            c = pool.checked.forMember(isNew: (index[r.sha16] ?? []).isEmpty, blamed: pool.blamed?.contains(input.path) ?? true)
+            c = pool.checked.forMember(isNew: isNew(r), blamed: pool.blamed?.contains(input.path) ?? true)
         } else if holds(input, r) {
             held.append((input, r))
             processed -= 1
             return
         } else {
-            c = check(stats: r.stats, isNew: (index[r.sha16] ?? []).isEmpty)
+            c = check(stats: r.stats, isNew: isNew(r))
         }
         if cfg.dryRun {
             let would = !c.isNew ? "duplicate" : c.quarantines ? "quarantined" : (r.summary.badLines > 0 ? "partial" : "accepted")
@@ -295,7 +295,7 @@ final class Ingester {
         let parser = InputParser(options: InputOptions(maxTextBytes: cfg.maxTextBytes))
         // The canary's sample is kept when a model is deployed; the model itself is loaded
         // only when a batch is judged (a trickle's waiting inputs never need it).
-        let stats = BatchStats(sampleSize: FileIO.lstatOrNil(root.deployed) != nil ? policy.sampleExamples : 0)
+        let stats = BatchStats(sampleSize: canarySample)
         var firstBad: [(error: InputLineError, excerpt: String)] = []
         var summary = InputSummary()
         var unreadable: String? = nil
@@ -360,6 +360,12 @@ final class Ingester {
         /// The trickle's inputs judged together with this one (nil: judged alone).
         var pool: PoolInfo? = nil
     }
+
+    /// Content not ingested before (no shard carries its SHA-256).
+    func isNew(_ r: Read) -> Bool { (index[r.sha16] ?? []).isEmpty }
+
+    /// Examples a batch keeps for the canary: `sample_examples` while a model is deployed.
+    var canarySample: Int { FileIO.lstatOrNil(root.deployed) != nil ? policy.sampleExamples : 0 }
 
     /// Runs the batch checks: always measured and recorded; they gate only new content (an
     /// input already ingested was accepted before, or is being completed).

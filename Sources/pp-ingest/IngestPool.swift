@@ -46,7 +46,7 @@ extension Ingester {
     /// checks gate; never in `release` or for named files.
     func holds(_ input: Input, _ r: Read) -> Bool {
         trickle && input.scanned && input.inInbox && cfg.checks && policy.quarantine && !cfg.releasing
-            && r.summary.examples < policy.poolMinExamples && (index[r.sha16] ?? []).isEmpty
+            && r.summary.examples < policy.poolMinExamples && isNew(r)
     }
 
     /// The held small inputs of a trickle: judged together once they hold pool_min_examples
@@ -76,7 +76,7 @@ extension Ingester {
             runStatuses["waiting", default: 0] += members.count
             return
         }
-        let pooled = BatchStats(sampleSize: FileIO.lstatOrNil(root.deployed) != nil ? policy.sampleExamples : 0)
+        let pooled = BatchStats(sampleSize: canarySample)
         for m in members { pooled.absorb(m.read.stats) }
         var c = check(stats: pooled, isNew: true)
         c.pool = PoolInfo(inputs: members.map(\.input.name), examples: examples, why: examples >= policy.poolMinExamples ? "full" : "waited")
