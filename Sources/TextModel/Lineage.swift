@@ -190,7 +190,7 @@ extension Checkpoint {
         // cursor lists every shard the run ever saw; kept in every head it made heads/ grow
         // with the square of the history (2.2 GB of heads, 2.7 MB each, after 75 simulated
         // days of 5-minute ingests; pp-select spent 78% of a run reading them). pp-train's
-        // revert walks heads by their lineage instead (TrainLoop+Recovery.swift).
+        // revert walks heads by their lineage instead (pp-train Recovery.revertPoint).
         let meta = try readHead(path: path).meta
         let (dir, file) = FileIO.split(path)
         let run = FileIO.split(FileIO.split(dir).dir).name

@@ -1,6 +1,6 @@
 // metrics/pp-train-RUN.prom (Prometheus textfile, issue 6): what a trainer is doing, for
 // node_exporter's textfile collector. Published with every status.json refresh, from the
-// same numbers, atomically (Shared/Metrics). One file per run, every sample labelled with
+// same numbers, atomically (Shared/Metrics; StatusReporter publishes it). One file per run, every sample labelled with
 // the run, so several trainers never write the same file. Names and meanings are listed in
 // docs/formats.md ("pp-train metrics"). This file only shapes the numbers.
 
@@ -55,14 +55,5 @@ enum TrainMetrics {
         }
         m.add("perpetuum_train_last_update_timestamp_seconds", now.rounded(), help: "When this file was written (Unix time).", labels: run)
         return m
-    }
-
-    /// Renders and publishes the run's file.
-    static func publish(loop: TrainLoop, status: StatusDoc) throws {
-        var t: Double?
-        if let p = loop.lastCheckpointWritten ?? (loop.start.kind == "resume" ? loop.start.path : nil), let st = FileIO.lstatOrNil(p) {
-            t = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
-        }
-        try render(status: status, lastCheckpointTime: t, now: Clock.now()).publish(root: loop.s.root, name: fileName(run: loop.s.run))
     }
 }
