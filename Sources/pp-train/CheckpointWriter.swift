@@ -54,9 +54,9 @@ final class CheckpointWriter {
     /// Knob changes for the next checkpoint's meta.
     func record(_ changes: [KnobChange]) { pendingChanges += changes }
 
-    /// The state was replaced at `step`: by checkpoint `path` ("RUN/FILE" `parent`), or by a
-    /// fresh model (both nil), or (`to: .same`) by a reload of the state the chain already
-    /// continues. Nothing since counts as unsaved; knob changes stay pending.
+    /// The state was replaced at `step`: by checkpoint `path` ("RUN/FILE" `parent`), by a
+    /// fresh model, or (`.same`) by a reload of the checkpoint the chain already continues.
+    /// Nothing since counts as unsaved; knob changes stay pending.
     enum Replaced { case same, checkpoint(path: String, parent: String), fresh }
     func replaced(at step: Int, by r: Replaced) {
         switch r {

@@ -15,10 +15,10 @@ import Training
 extension TrainLoop {
     // MARK: revert, NaN reload
 
-    /// Replaces the trained state with checkpoint `ck` at `path` ("RUN/FILE" `parent`), or
-    /// with a fresh model (nil) at the start of the data: weights, step, data cursor, guard
-    /// state. The chain continues `ck` (`sameChain`: the one it continues already).
-    func restore(_ ck: Checkpoint?, path: String?, parent: String?, sameChain: Bool = false) throws {
+    /// Replaces the trained state with checkpoint `ck`, or with a fresh model (nil) at the
+    /// start of the data: weights, step, data cursor, guard state; `chain` says what the next
+    /// checkpoint continues (CheckpointWriter.Replaced).
+    func restore(_ ck: Checkpoint?, chain: CheckpointWriter.Replaced) throws {
         if let ck {
             replaceTrainer(try Trainer(checkpoint: ck))
             step = ck.meta.step; tokens = ck.meta.tokens
@@ -30,8 +30,6 @@ extension TrainLoop {
             try feed.reset(to: Start.freshCursor(config))
             recovery.restored(nil)
         }
-        let chain: CheckpointWriter.Replaced
-        if sameChain { chain = .same } else if let path, let parent { chain = .checkpoint(path: path, parent: parent) } else { chain = .fresh }
         checkpoints.replaced(at: step, by: chain)
     }
 
@@ -40,7 +38,7 @@ extension TrainLoop {
     /// it, with its data cursor, so the good data since then is trained again in the same
     /// order (bit-identical with --threads 1), now without the shard. A fresh model if no
     /// such checkpoint.
-    func stop(_ stop: Recovery.Stop) throws {
+    func stopShard(_ stop: Recovery.Stop) throws {
         let action = recovery.stop(stop, step: step)
         for name in action.include { feed.include(name) }
         if !action.halt { feed.exclude(stop.shard.name) }
@@ -48,9 +46,9 @@ extension TrainLoop {
         let lostSteps = step
         let target = try recovery.revertPoint(before: action.before.name, from: checkpoints.lastGood)
         if let p = target {
-            try restore(try Checkpoint.load(path: p), path: p, parent: Start.parentName(p), sameChain: p == checkpoints.lastGood)
+            try restore(try Checkpoint.load(path: p), chain: p == checkpoints.lastGood ? .same : .checkpoint(path: p, parent: Start.parentName(p)))
         } else {
-            try restore(nil, path: nil, parent: nil)
+            try restore(nil, chain: .fresh)
         }
         log.notice("reverted: the good data since then is trained again", metadata: [
             "to": "\(target ?? "fresh model")", "step": "\(step)", "examples_to_retrain": "\(lostSteps - step)",
@@ -128,7 +126,7 @@ extension TrainLoop {
         }
         let t0 = Clock.monotonic()
         let was = step
-        try restore(ck, path: path, parent: id)
+        try restore(ck, chain: .checkpoint(path: path, parent: id))
         lossAvg = nil
         control.adopted = (id, Clock.iso(Clock.now()))
         log.notice("adopted checkpoint: training continues from it", metadata: [

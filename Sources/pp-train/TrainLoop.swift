@@ -164,7 +164,7 @@ final class TrainLoop {
         if let sh = guarded, recovery.policy.guardProbation, let p = recovery.guardian.state.probation, p.shard != sh.name,
            recovery.guardian.state.judging?.shard != sh.name, !info.newIndices.isEmpty,
            let stopped = recovery.judgeProbation(batch: batch, indices: info.newIndices, current: trainer.model, lastGood: checkpoints.lastGood) {
-            try stop(stopped)
+            try stopShard(stopped)
             return .tripped
         }
         // The label signal: the new examples scored by the model before this batch's update.
@@ -181,7 +181,7 @@ final class TrainLoop {
             log.error("training step failed at step \(step): \(e.message)")
         }
         guard loss.isFinite else {
-            if let sh = guarded { try stop(Recovery.Stop(shard: sh, reason: "non-finite loss", loss: loss)); return .tripped }
+            if let sh = guarded { try stopShard(Recovery.Stop(shard: sh, reason: "non-finite loss", loss: loss)); return .tripped }
             return .nan
         }
         lossAvg = lossAvg.map { 0.98 * $0 + 0.02 * loss } ?? loss
@@ -189,7 +189,7 @@ final class TrainLoop {
         if mode == .new, let sh = info.newShard {
             recovery.guardian.add(shard: sh.name, batchLoss: loss, examples: info.newExamples)
             if info.completed, let v = recovery.guardian.finish(), let stopped = recovery.act(on: v, shard: sh, step: step) {
-                try stop(stopped)
+                try stopShard(stopped)
                 return .tripped
             }
         }
