@@ -9,6 +9,8 @@
 //  - word n-grams, 2...wordNgrams tokens, of every token (fastText's addWordNgrams).
 // N-grams are hashed into `bucket` rows that follow the vocabulary rows:
 //   row = vocabCapacity + hash % bucket.
+// With `subword_weight` token (ModelConfig.SubwordWeight) the example's mean is weighted: a
+// token's k character n-grams weigh 1/k each, every other row 1 (weightedIds).
 // Hashes are fastText's: FNV-1a 32-bit over the bytes, each byte sign-extended first
 // (`h ^= uint32_t(int8_t(c)); h *= 16777619`), and for word n-grams
 // `h = h * 116049371 + hash(next word)` in 64 bits, the 32-bit word hashes sign-extended.
@@ -57,6 +59,9 @@ public struct Features: Sendable {
     public let bucket: Int
     /// First bucket row (= vocabCapacity).
     public let bucketBase: Int
+    /// `subword_weight` token: a token's k character n-grams weigh 1/k each in the example's
+    /// mean (together one feature); false: each weighs 1, as in fastText.
+    public let shareNgrams: Bool
 
     public init(config: ModelConfig) {
         wordNgrams = config.wordNgrams
@@ -64,6 +69,7 @@ public struct Features: Sendable {
         maxn = config.maxn
         bucket = config.bucket
         bucketBase = config.vocabCapacity
+        shareNgrams = config.subwordWeight == .token && config.maxn > 0
     }
 
     /// Total rows of the input table.
@@ -174,6 +180,26 @@ public struct Features: Sendable {
             appendCharNgrams(p, n, into: &ids)
         }
         hashes.withUnsafeBufferPointer { appendWordNgrams($0, into: &ids) }
+    }
+
+    /// The input rows of one example (as `ids`) and their weights in its mean: a token's k
+    /// character n-grams weigh 1/k each (shareNgrams), every other row 1.
+    public func weightedIds(tokens: UnsafeRawBufferPointer, vocabulary: Vocabulary, into ids: inout [Int32], weights: inout [Float]) {
+        ids.removeAll(keepingCapacity: true)
+        weights.removeAll(keepingCapacity: true)
+        var hashes = [UInt32]()
+        Features.forEachToken(tokens) { p, n in
+            let (h, k) = FeatureHash.both(p, n)
+            hashes.append(h)
+            let slot = vocabulary.slot(forKey: k)
+            if slot >= 0 { ids.append(slot); weights.append(1) }
+            let start = ids.count
+            appendCharNgrams(p, n, into: &ids)
+            let c = ids.count - start
+            if c > 0 { weights.append(contentsOf: repeatElement(1 / Float(c), count: c)) }
+        }
+        hashes.withUnsafeBufferPointer { appendWordNgrams($0, into: &ids) }
+        while weights.count < ids.count { weights.append(1) }
     }
 
     /// Convenience for tests: the ids of a list of tokens.

@@ -166,6 +166,12 @@ public final class Model {
     /// hold at least `labels.count` floats.
     public func predict(tokens: UnsafeRawBufferPointer, probs: UnsafeMutableBufferPointer<Float>) {
         var ids = [Int32]()
+        if features.shareNgrams {
+            var w = [Float]()
+            features.weightedIds(tokens: tokens, vocabulary: vocabulary, into: &ids, weights: &w)
+            predict(ids: ids, weights: w, probs: probs)
+            return
+        }
         features.ids(tokens: tokens, vocabulary: vocabulary, into: &ids)
         predict(ids: ids, probs: probs)
     }
@@ -179,19 +185,27 @@ public final class Model {
     }
 
     /// The forward pass from feature rows.
-    func predict(ids: [Int32], probs: UnsafeMutableBufferPointer<Float>) {
+    func predict(ids: [Int32], weights: [Float]? = nil, probs: UnsafeMutableBufferPointer<Float>) {
         let dim = config.dim, L = labels.count
         precondition(probs.count >= L, "probs holds \(probs.count) floats, model has \(L) labels")
         if L == 0 { return }
         var h = [Float](repeating: 0, count: dim)
         h.withUnsafeMutableBufferPointer { hb in
             let hp = hb.baseAddress!
-            if let packed {
+            if let weights {
+                var total: Float = 0
+                for (i, id) in ids.enumerated() {
+                    let r = packed?.row(Int(id)) ?? UnsafePointer(table.row(Int(id)))
+                    Vec.axpy(hp, weights[i], r, dim)
+                    total += weights[i]
+                }
+                if total > 0 { Vec.scale(hp, 1 / total, dim) }
+            } else if let packed {
                 for id in ids { Vec.add(hp, packed.row(Int(id)), dim) }
             } else {
                 for id in ids { Vec.add(hp, table.row(Int(id)), dim) }
             }
-            if !ids.isEmpty { Vec.scale(hp, 1 / Float(ids.count), dim) }
+            if weights == nil && !ids.isEmpty { Vec.scale(hp, 1 / Float(ids.count), dim) }
         }
         dense.flat.withUnsafeBufferPointer { fb in
             let f = fb.baseAddress!

@@ -22,6 +22,17 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var hidden = 0
     public var threads = 2
     public var seed: UInt64 = 1
+    /// How much a token's character n-grams weigh in the example's mean (Features.swift).
+    public var subwordWeight = SubwordWeight.each
+
+    /// `each` (fastText's rule): every character n-gram row is one feature, so a word's 10-20
+    /// n-grams outweigh its own row and the word n-grams. `token`: a token's k n-grams weigh
+    /// 1/k each, one feature together. `token` wins 1.3-1.8 points on static multi-pass data
+    /// and loses 3-5 on the weekly streams, where rare words live on their n-grams
+    /// (docs/research.md, "Sub-word weight"), so `each` is the default.
+    public enum SubwordWeight: String, Codable, Sendable, CaseIterable {
+        case each, token
+    }
 
     public init() {}
 
@@ -30,6 +41,39 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         case wordNgrams = "word_ngrams"
         case minCount = "min_count"
         case vocabCapacity = "vocab_capacity"
+        case subwordWeight = "subword_weight"
+    }
+
+    /// `subword_weight` is written only when it is not `each`: checkpoints of the default
+    /// rule keep the meta they always had, and those written before the key existed are `each`.
+    public init(from d: Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        dim = try c.decode(Int.self, forKey: .dim)
+        wordNgrams = try c.decode(Int.self, forKey: .wordNgrams)
+        minn = try c.decode(Int.self, forKey: .minn)
+        maxn = try c.decode(Int.self, forKey: .maxn)
+        bucket = try c.decode(Int.self, forKey: .bucket)
+        minCount = try c.decode(Int.self, forKey: .minCount)
+        vocabCapacity = try c.decode(Int.self, forKey: .vocabCapacity)
+        hidden = try c.decode(Int.self, forKey: .hidden)
+        threads = try c.decode(Int.self, forKey: .threads)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        subwordWeight = try c.decodeIfPresent(SubwordWeight.self, forKey: .subwordWeight) ?? .each
+    }
+
+    public func encode(to e: Encoder) throws {
+        var c = e.container(keyedBy: CodingKeys.self)
+        try c.encode(dim, forKey: .dim)
+        try c.encode(wordNgrams, forKey: .wordNgrams)
+        try c.encode(minn, forKey: .minn)
+        try c.encode(maxn, forKey: .maxn)
+        try c.encode(bucket, forKey: .bucket)
+        try c.encode(minCount, forKey: .minCount)
+        try c.encode(vocabCapacity, forKey: .vocabCapacity)
+        try c.encode(hidden, forKey: .hidden)
+        try c.encode(threads, forKey: .threads)
+        try c.encode(seed, forKey: .seed)
+        if subwordWeight != .each { try c.encode(subwordWeight, forKey: .subwordWeight) }
     }
 
     /// The documented limits of a model config (docs/formats.md, "Limits"): a run cannot be

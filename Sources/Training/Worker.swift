@@ -30,6 +30,11 @@ final class Worker {
     /// The current mini-batch's feature rows: example b has ids[offs[b]..<offs[b+1]].
     let ids = Int32Buf(1 << 16)
     let offs: UnsafeMutablePointer<Int>
+    /// The weight of each of `ids` when the features share a token's n-grams
+    /// (Features.shareNgrams), and per example 1 / (sum of its weights); else unused.
+    let wts = FloatBuf(1 << 16)
+    let invW = FloatBuf(Trainer.miniBatch)
+    var weighted = false
 
     /// What the serial pass of train() prepared for the whole batch.
     struct Input {
@@ -46,7 +51,9 @@ final class Worker {
         var bound = 0
         for e in range { bound += f.maxIds(tokens: x.exTok[e + 1] - x.exTok[e], bytes: x.byteOffsets[e + 1] - x.byteOffsets[e]) }
         ids.ensure(bound)
-        let out = ids.p
+        weighted = f.shareNgrams
+        if weighted { wts.ensure(bound) }
+        let out = ids.p, wo = wts.p, share = weighted
         var c = 0
         offs[0] = 0
         var b = 0
@@ -55,13 +62,24 @@ final class Worker {
             let toks = UnsafeRawBufferPointer(rebasing: x.bytes[x.byteOffsets[e]..<x.byteOffsets[e + 1]])
             Features.forEachToken(toks) { p, len in
                 let s = x.tokSlot[ti]
-                if s >= 0 { out[c] = s; c += 1 }
+                if s >= 0 {
+                    out[c] = s
+                    if share { wo[c] = 1 }
+                    c += 1
+                }
+                let c0 = c
                 f.forEachCharNgram(p, len) { out[c] = $0; c += 1 }
+                if share && c > c0 {
+                    let w = 1 / Float(c - c0)
+                    for i in c0..<c { wo[i] = w }
+                }
                 ti += 1
             }
+            let c1 = c
             f.forEachWordNgram(UnsafeBufferPointer(start: x.tokHash + x.exTok[e], count: x.exTok[e + 1] - x.exTok[e])) {
                 out[c] = $0; c += 1
             }
+            if share { for i in c1..<c { wo[i] = 1 } }
             b += 1
             offs[b] = c
         }
@@ -120,7 +138,8 @@ final class Worker {
     /// h[b] = mean of example b's rows (then input dropout, mask kept in mask0). The rows are
     /// asked for `tuning.prefetchAhead` ahead (RowTable.prefetch): this loop is bound by
     /// memory latency, and the misses of several rows then overlap.
-    func gather(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, dropout: Float) {
+    func gather(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, dropout: Float,
+                weights: UnsafePointer<Float>? = nil) {
         let B = range.count, dim = self.dim
         let H = h.p
         let idEnd = offsets[range.upperBound]
@@ -132,12 +151,24 @@ final class Worker {
             hb.update(repeating: 0, count: dim)
             let s = offsets[e], t = offsets[e + 1]
             var j = s
-            while j < t {
-                if j + ahead < idEnd { table.prefetch(Int(ids[j + ahead])) }
-                Vec.add(hb, table.row(Int(ids[j])), dim)
-                j += 1
+            if let weights {
+                var total: Float = 0
+                while j < t {
+                    if j + ahead < idEnd { table.prefetch(Int(ids[j + ahead])) }
+                    Vec.axpy(hb, weights[j], table.row(Int(ids[j])), dim)
+                    total += weights[j]
+                    j += 1
+                }
+                invW.p[b] = total > 0 ? 1 / total : 0
+                if t > s { Vec.scale(hb, invW.p[b], dim) }
+            } else {
+                while j < t {
+                    if j + ahead < idEnd { table.prefetch(Int(ids[j + ahead])) }
+                    Vec.add(hb, table.row(Int(ids[j])), dim)
+                    j += 1
+                }
+                if t > s { Vec.scale(hb, 1 / Float(t - s), dim) }
             }
-            if t > s { Vec.scale(hb, 1 / Float(t - s), dim) }
         }
         if dropout > 0 { applyDropout(H, mask0.p, B * dim, dropout) }
     }
@@ -177,10 +208,11 @@ final class Worker {
     }
 
     func forwardBackward(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
-                         labels ys: UnsafePointer<Int32>, table: RowTable, dropout: Float) -> Double {
+                         labels ys: UnsafePointer<Int32>, table: RowTable, dropout: Float,
+                         weights: UnsafePointer<Float>? = nil) -> Double {
         let B = range.count, dim = self.dim, hid = hidden, inDim = self.inDim, L = labels
         let H = h.p, P = p.p, f = params.p, g = grad.p
-        gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout)
+        gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout, weights: weights)
         // Hidden layer: Z1[B x hid] = H[B x dim] W1^T + b1 ; A1 = relu(Z1) (dropout)
         var A = H
         if hid > 0 {
@@ -268,21 +300,21 @@ final class Worker {
     func step(range: Range<Int>, labels: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float,
               average: WeightAverage? = nil, clock: Int = 0) -> Double {
         step(range: 0..<range.count, ids: ids.p, offsets: offs, labels: labels + range.lowerBound,
-             table: table, lr: lr, dropout: dropout, average: average, clock: clock)
+             table: table, lr: lr, dropout: dropout, average: average, clock: clock, weights: weighted ? UnsafePointer(wts.p) : nil)
     }
 
     func step(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>,
               labels ys: UnsafePointer<Int32>, table: RowTable, lr: Float, dropout: Float,
-              average: WeightAverage? = nil, clock: Int = 0) -> Double {
+              average: WeightAverage? = nil, clock: Int = 0, weights: UnsafePointer<Float>? = nil) -> Double {
         let dim = self.dim
         let loss: Double
         if hidden == 0 && range.count <= tuning.fusedMaxBatch {
-            gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout)
+            gather(range: range, ids: ids, offsets: offsets, table: table, dropout: dropout, weights: weights)
             loss = linearFusedStep(range: range, labels: ys, lr: lr, dropout: dropout)
-            updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr, average: average, clock: clock)
+            updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr, average: average, clock: clock, weights: weights)
             return loss
         }
-        loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout)
+        loss = forwardBackward(range: range, ids: ids, offsets: offsets, labels: ys, table: table, dropout: dropout, weights: weights)
         // Behind a hidden layer, each layer's step shrinks with the number of inputs it sums
         // (see Optimizer); the linear model's output layer takes lr as it is.
         let n1 = hidden * (dim + 1)
@@ -294,13 +326,13 @@ final class Worker {
         } else {
             Vec.adagradStep(params.p, state.p, grad.p, size, lr: lr, beta: tuning.beta, eps: Optimizer.eps)
         }
-        updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr, average: average, clock: clock)
+        updateRows(range: range, ids: ids, offsets: offsets, table: table, lr: lr, average: average, clock: clock, weights: weights)
         return loss
     }
 
     /// The input rows' step (leaky AdaGrad, one accumulator per row) from dH.
     func updateRows(range: Range<Int>, ids: UnsafePointer<Int32>, offsets: UnsafePointer<Int>, table: RowTable, lr: Float,
-                    average: WeightAverage? = nil, clock: Int = 0) {
+                    average: WeightAverage? = nil, clock: Int = 0, weights: UnsafePointer<Float>? = nil) {
         let dim = self.dim
         let beta = tuning.beta, eps = Optimizer.eps
         let changed = self.changed
@@ -308,9 +340,10 @@ final class Worker {
             let e = range.lowerBound + b
             let s = offsets[e], t = offsets[e + 1]
             if t == s { continue }
-            let inv = 1 / Float(t - s)
+            let inv = weights != nil ? invW.p[b] : 1 / Float(t - s)
             let gb = dH.p + b * dim
-            // The row gradient is gb * inv; its mean square feeds each row's accumulator.
+            // The row gradient is gb * inv (times the row's weight); its mean square feeds
+            // each row's accumulator.
             let ms = Vec.sumSquares(gb, dim) * inv * inv / Float(dim)
             var j = s
             if let a = average { for k in s..<min(t, s + tuning.prefetchAhead) { a.table.prefetch(Int(ids[k])) } }
@@ -322,9 +355,10 @@ final class Worker {
                     a.touch(Int(ids[j]), row, clock: clock)
                 }
                 changed?.insert(Int(ids[j]))
-                let v = beta * row[dim] + ms    // row[dim] is the row's accumulator
+                let wj: Float = weights?[j] ?? 1
+                let v = beta * row[dim] + ms * wj * wj    // row[dim] is the row's accumulator
                 row[dim] = v
-                Vec.axpy(row, -lr * inv / (pp_sqrt(v) + eps), gb, dim)
+                Vec.axpy(row, -lr * inv * wj / (pp_sqrt(v) + eps), gb, dim)
                 j += 1
             }
         }

@@ -21,6 +21,7 @@ struct ModelFlags {
     var hidden: Int?
     var threads: Int?
     var seed: UInt64?
+    var subwordWeight: ModelConfig.SubwordWeight?
 
     /// `base` with every given flag applied.
     func config(base: ModelConfig = ModelConfig()) -> ModelConfig {
@@ -35,6 +36,7 @@ struct ModelFlags {
         if let v = hidden { c.hidden = v }
         if let v = threads { c.threads = v }
         if let v = seed { c.seed = v }
+        if let v = subwordWeight { c.subwordWeight = v }
         return c
     }
 
@@ -54,6 +56,7 @@ struct ModelFlags {
         check("hidden", hidden, c.hidden)
         check("threads", threads, c.threads)
         check("seed", seed, c.seed)
+        check("subword-weight", subwordWeight?.rawValue, c.subwordWeight.rawValue)
         return out
     }
 }

@@ -67,6 +67,8 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Hidden layer width, 0 = linear (default 0).", valueName: "n")) var hidden: Int?
     @Option(help: ArgumentHelp("Training threads; 1 with a fixed seed is bit-reproducible (default 2).", valueName: "n")) var threads: Int?
     @Option(help: ArgumentHelp("Random seed (default 1).", valueName: "n")) var seed: UInt64?
+    @Option(name: .customLong("subword-weight"), help: ArgumentHelp("How a token's character n-grams weigh in an example's mean: each (one feature each, fastText's rule; default, best on sparse streams) or token (1/k each, one feature together; better on static data trained for several passes). See docs/research.md.", valueName: "each|token"))
+    var subwordWeight: ModelConfig.SubwordWeight?
 
     // Knobs: like `pp-train set` at start.
     @Option(help: ArgumentHelp("Learning rate (a knob: also `pp-train set lr=...`; default \(JSONText.number(Knobs.defaultLR)), \(JSONText.number(Knobs.defaultHiddenLR)) for a new model with --hidden: the best fixed rates on the shipped streams, docs/research.md).", valueName: "x")) var lr: Double?
@@ -133,7 +135,8 @@ struct Train: ParsableCommand {
                 root: root, run: runName, initPath: initPath, once: once, passes: passes, batch: batch, rescan: rescan,
                 replay: replay, maxPasses: maxPasses, cadence: Cadence(parsing: checkpointEvery)!,
                 flags: ModelFlags(dim: dim, wordNgrams: wordNgrams, minn: minn, maxn: maxn, bucket: bucket, minCount: minCount,
-                                  vocabCapacity: vocabCapacity, hidden: hidden, threads: threads, seed: seed),
+                                  vocabCapacity: vocabCapacity, hidden: hidden, threads: threads, seed: seed,
+                                  subwordWeight: subwordWeight),
                 lr: lr, dropout: dropout, average: average, deltas: DeltaPolicy(fullEvery: fullEvery, chainLimit: chainLimit))
             let loop = try TrainLoop(settings: settings, log: log, signals: signals)
             let status = once ? try loop.runOnce() : try loop.runForever()
@@ -200,6 +203,9 @@ struct ShowStatus: ParsableCommand {
         FileHandle.standardOutput.write(Data(bytes))
     }
 }
+
+/// `--subword-weight each|token`.
+extension ModelConfig.SubwordWeight: ExpressibleByArgument {}
 
 // OpenBLAS picks its kernels when it loads: re-execute once with OPENBLAS_CORETYPE set for
 // this CPU (a no-op when it is set already). Before anything else, threads included.

@@ -8,9 +8,14 @@ import CZstd
 
 /// The checkpoint format: round trip, refusal of damaged files, determinism and exact resume.
 final class CheckpointTests: XCTestCase {
-    func config(hidden: Int = 0) -> ModelConfig {
-        .small(dim: 12, hidden: hidden, bucket: 5000, capacity: 40, maxn: 5, seed: 42)
+    func config(hidden: Int = 0, subwords: ModelConfig.SubwordWeight = .each) -> ModelConfig {
+        var c = ModelConfig.small(dim: 12, hidden: hidden, bucket: 5000, capacity: 40, maxn: 5, seed: 42)
+        c.subwordWeight = subwords
+        return c
     }
+
+    /// The models the format tests cover: linear, hidden, and a token's n-grams sharing a weight.
+    static let kinds: [(hidden: Int, subwords: ModelConfig.SubwordWeight)] = [(0, .each), (8, .each), (0, .token)]
 
     func meta(_ c: ModelConfig, step: Int = 0) -> CheckpointMeta {
         CheckpointMeta(run: "main", createdAt: "2026-11-26T00:00:00Z", step: step, tokens: 0, config: c, knobs: Knobs())
@@ -37,8 +42,8 @@ final class CheckpointTests: XCTestCase {
 
     /// A trainer after three batches and its checkpoint (step 450) published as
     /// DIR/ckpt-x.ppc in a new temporary DIR (the caller removes it).
-    func trainedFile(hidden: Int) throws -> (trainer: Trainer, config: ModelConfig, bytes: [UInt8], dir: String, path: String) {
-        let c = config(hidden: hidden)
+    func trainedFile(hidden: Int, subwords: ModelConfig.SubwordWeight = .each) throws -> (trainer: Trainer, config: ModelConfig, bytes: [UInt8], dir: String, path: String) {
+        let c = config(hidden: hidden, subwords: subwords)
         let t = try Trainer(config: c, knobs: Knobs(lr: 0.2, dropout: 0.2))
         for b in batches(3) { _ = try t.train(b) }
         let bytes = try t.checkpointBytes(meta: meta(c, step: 450))
@@ -49,8 +54,8 @@ final class CheckpointTests: XCTestCase {
     }
 
     func testRoundTripGivesIdenticalPredictions() throws {
-        for hidden in [0, 8] {
-            let (t, c, bytes, dir, path) = try trainedFile(hidden: hidden)
+        for (hidden, subwords) in Self.kinds {
+            let (t, c, bytes, dir, path) = try trainedFile(hidden: hidden, subwords: subwords)
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let ck = try Checkpoint.load(path: path)
             XCTAssertEqual(ck.meta.step, 450)
@@ -65,6 +70,21 @@ final class CheckpointTests: XCTestCase {
             let again = try Trainer(checkpoint: ck).checkpointBytes(meta: ck.meta)
             XCTAssertTrue(again == bytes, "re-encoded checkpoint differs")
         }
+    }
+
+    /// `subword_weight` is in the meta only when it is `token`; a config without it (every
+    /// checkpoint written before it existed) is `each`; an unknown value is refused.
+    func testSubwordWeightInTheMeta() throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let each = String(decoding: try enc.encode(config()), as: UTF8.self)
+        XCTAssertFalse(each.contains("subword_weight"), each)
+        XCTAssertEqual(try JSONDecoder().decode(ModelConfig.self, from: Data(each.utf8)).subwordWeight, .each)
+        let token = String(decoding: try enc.encode(config(subwords: .token)), as: UTF8.self)
+        XCTAssertTrue(token.contains("\"subword_weight\":\"token\""), token)
+        XCTAssertEqual(try JSONDecoder().decode(ModelConfig.self, from: Data(token.utf8)), config(subwords: .token))
+        let bad = token.replacingOccurrences(of: "\"token\"", with: "\"half\"")
+        XCTAssertThrowsError(try JSONDecoder().decode(ModelConfig.self, from: Data(bad.utf8)))
     }
 
     func testDamagedCheckpointsAreRefused() throws {
@@ -162,8 +182,8 @@ final class CheckpointTests: XCTestCase {
     /// An inference load keeps only the stored rows (packed), no trainer state, and predicts
     /// bit for bit what the full load and the trainer predict.
     func testInferenceLoadPredictsExactlyAsTheFullLoad() throws {
-        for hidden in [0, 8] {
-            let (t, c, _, dir, path) = try trainedFile(hidden: hidden)
+        for (hidden, subwords) in Self.kinds {
+            let (t, c, _, dir, path) = try trainedFile(hidden: hidden, subwords: subwords)
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let full = try Checkpoint.load(path: path, mode: .full)
             let inf = try Checkpoint.load(path: path, mode: .inference)

@@ -54,6 +54,28 @@ final class FeaturesTests: XCTestCase {
         XCTAssertEqual(f.ids(tokens: words, vocabulary: v), expect)
     }
 
+    /// `subword_weight` token: a token's k char n-grams weigh 1/k each, its own row and the
+    /// word n-grams 1; the rows are `ids`' rows in the same order. `each` (and maxn 0) share nothing.
+    func testTokenSubwordWeights() {
+        var c = ModelConfig.small(capacity: 100, minCount: 1, wordNgrams: 2, minn: 3, maxn: 6)
+        XCTAssertFalse(Features(config: c).shareNgrams)
+        c.subwordWeight = .token
+        let f = Features(config: c)
+        XCTAssertTrue(f.shareNgrams)
+        let v = Vocabulary(capacity: 100, minCount: 1)
+        _ = observe(v, "abc")
+        let toks = ["abc", "xy"]   // "<abc>": 6 n-grams, "abc" has a row; "<xy>": 3 n-grams, no row
+        var bytes = Array(toks.joined(separator: " ").utf8)
+        var ids = [Int32](), w = [Float]()
+        bytes.withUnsafeMutableBytes { f.weightedIds(tokens: UnsafeRawBufferPointer($0), vocabulary: v, into: &ids, weights: &w) }
+        XCTAssertEqual(ids, f.ids(tokens: toks, vocabulary: v))
+        XCTAssertEqual(ids.count, 1 + 6 + 3 + 1)
+        XCTAssertEqual(w, [1] + [Float](repeating: 1 / 6, count: 6) + [Float](repeating: 1 / 3, count: 3) + [1])
+        var nochar = c
+        nochar.minn = 0; nochar.maxn = 0
+        XCTAssertFalse(Features(config: nochar).shareNgrams, "nothing to share without char n-grams")
+    }
+
     // MARK: Vocabulary
 
     func observe(_ v: Vocabulary, _ w: String) -> Vocabulary.Seen {

@@ -156,6 +156,23 @@ final class OnceTests: XCTestCase {
         var r = try TestSupport.run("pp-train", ["--root", root, "--once", "--dim", "16"])
         XCTAssertEqual(r.status, 64, r.stderr)
         XCTAssertTrue(r.stderr.contains("--dim 16 (the model has 8)"), r.stderr)
+        r = try TestSupport.run("pp-train", ["--root", root, "--once", "--subword-weight", "token"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssertTrue(r.stderr.contains("--subword-weight token (the model has each)"), r.stderr)
+        r = try TestSupport.run("pp-train", ["--root", root, "--once", "--subword-weight", "half"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        // A run created with it keeps it: in its checkpoints, and a resume without the flag.
+        let root2 = try Fix.newRoot("subwords")
+        defer { try? FileManager.default.removeItem(atPath: root2) }
+        try Fix.shard(root2, Fix.shardName(1), Fix.examples(30, labels: ["a", "b"], seed: 1))
+        let flags = ["--root", root2, "--once", "--dim", "8", "--bucket", "1000", "--minn", "2", "--maxn", "3", "--threads", "1", "--min-count", "1"]
+        r = try TestSupport.run("pp-train", flags + ["--subword-weight", "token"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Checkpoint.load(path: r.stdoutLines[0]).meta.config.subwordWeight, .token)
+        try Fix.shard(root2, Fix.shardName(2), Fix.examples(30, labels: ["a", "b"], seed: 2))
+        r = try TestSupport.run("pp-train", flags)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Checkpoint.load(path: r.stdoutLines[0]).meta.config.subwordWeight, .token)
         // Same values as the run, and knobs, are fine.
         r = try TestSupport.run("pp-train", ["--root", root, "--once", "--dim", "8", "--lr", "0.05"])
         XCTAssertEqual(r.status, 0, r.stderr)

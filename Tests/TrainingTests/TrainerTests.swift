@@ -10,9 +10,10 @@ final class TrainerTests: XCTestCase {
     // MARK: Gradients
 
     /// Analytic gradients of the dense layers and the input rows against central finite
-    /// differences of the loss, for the linear model and with a hidden layer.
+    /// differences of the loss, for the linear model and with a hidden layer, each with its
+    /// rows averaged plainly and weighted (`subword_weight` token: Worker's `weights`).
     func testGradientsMatchFiniteDifferences() throws {
-        for hidden in [0, 6] {
+        for (hidden, weighted) in [(0, false), (6, false), (0, true), (6, true)] {
             let dim = 5, L = 4, rows = 12
             var rng = RNG(seed: 3)
             let table = RowTable(rows: rows, dim: dim)
@@ -25,8 +26,10 @@ final class TrainerTests: XCTestCase {
             let ids: [Int32] = [0, 1, 5, 2, 2, 7, 3, 11]
             let offs = [0, 3, 6, 8]
             let ys: [Int32] = [1, 3, 0]
+            let weights: [Float] = weighted ? [1, 0.25, 0.5, 1, 1.0 / 3, 0.75, 0.2, 1] : [Float](repeating: 1, count: ids.count)
             func loss() -> Double {
-                w.forwardBackward(range: 0..<3, ids: ids, offsets: offs, labels: ys, table: table, dropout: 0)
+                weighted ? w.forwardBackward(range: 0..<3, ids: ids, offsets: offs, labels: ys, table: table, dropout: 0, weights: weights)
+                    : w.forwardBackward(range: 0..<3, ids: ids, offsets: offs, labels: ys, table: table, dropout: 0)
             }
             _ = loss()
             let analytic = Array(UnsafeBufferPointer(start: w.grad.p, count: w.size))
@@ -40,22 +43,24 @@ final class TrainerTests: XCTestCase {
                 w.params.p[i] = old + eps; let lp = loss()
                 w.params.p[i] = old - eps; let lm = loss()
                 w.params.p[i] = old
-                check(Double(analytic[i]), (lp - lm) / Double(2 * eps), "dense[\(i)]")
+                check(Double(analytic[i]), (lp - lm) / Double(2 * eps), "dense[\(i)], weighted \(weighted)")
             }
-            // Input rows: dL/dE[r] = sum over examples of count(r) * dH[b] / n_b.
+            // Input rows: dL/dE[r] = sum over examples of (weight of r's places) * dH[b] / (sum of
+            // the example's weights); unweighted, count(r) * dH[b] / n_b.
             for r in [0, 2, 7, 11] {
                 for k in 0..<dim {
                     var a = 0.0
                     for b in 0..<3 {
-                        let c = ids[offs[b]..<offs[b + 1]].filter { $0 == Int32(r) }.count
-                        a += Double(c) * Double(dH[b * dim + k]) / Double(offs[b + 1] - offs[b])
+                        let places = offs[b]..<offs[b + 1]
+                        let c = places.filter { ids[$0] == Int32(r) }.map { Double(weights[$0]) }.reduce(0, +)
+                        a += c * Double(dH[b * dim + k]) / places.map { Double(weights[$0]) }.reduce(0, +)
                     }
                     let p = table.row(r) + k
                     let old = p.pointee
                     p.pointee = old + eps; let lp = loss()
                     p.pointee = old - eps; let lm = loss()
                     p.pointee = old
-                    check(a, (lp - lm) / Double(2 * eps), "row \(r)[\(k)]")
+                    check(a, (lp - lm) / Double(2 * eps), "row \(r)[\(k)], weighted \(weighted)")
                 }
             }
         }
@@ -65,7 +70,7 @@ final class TrainerTests: XCTestCase {
     /// stands in for: same loss, same new dense weights and optimiser state, same input rows,
     /// up to float summation order; with and without dropout, for 1 and 3 examples.
     func testFusedLinearStepMatchesGEMMPath() throws {
-        for (count, dropout) in [(1, Float(0)), (3, Float(0)), (3, Float(0.3))] {
+        for (count, dropout, weighted) in [(1, Float(0), false), (3, Float(0), false), (3, Float(0.3), false), (3, Float(0.3), true)] {
             let dim = 21, L = 5, rows = 12   // dim not a multiple of 8: the scalar tails run too
             var results: [(Double, [Float], [Float], [Float])] = []
             var initial: [Float] = []
@@ -85,8 +90,12 @@ final class TrainerTests: XCTestCase {
                 let offs = [0, 3, 6, 8]
                 let ys: [Int32] = [1, 4, 0]
                 var loss = 0.0
+                let weights: [Float] = [1, 0.5, 0.5, 1, 0.25, 0.25, 1, 1]
                 for _ in 0..<3 {   // a few steps, so each one starts from the previous update
-                    loss += w.step(range: 0..<count, ids: ids, offsets: offs, labels: ys, table: table, lr: 0.3, dropout: dropout)
+                    loss += weights.withUnsafeBufferPointer { wp in
+                        w.step(range: 0..<count, ids: ids, offsets: offs, labels: ys, table: table, lr: 0.3, dropout: dropout,
+                               weights: weighted ? wp.baseAddress! : nil)
+                    }
                 }
                 var rowsOut: [Float] = []
                 for r in 0..<rows { rowsOut += Array(UnsafeBufferPointer(start: table.row(r), count: dim + 1)) }
@@ -94,7 +103,7 @@ final class TrainerTests: XCTestCase {
                                 Array(UnsafeBufferPointer(start: w.state.p, count: w.size)), rowsOut))
             }
             let (a, b) = (results[0], results[1])
-            let what = "\(count) example(s), dropout \(dropout)"
+            let what = "\(count) example(s), dropout \(dropout), weighted \(weighted)"
             XCTAssertGreaterThan(zip(a.1, initial).map { abs($0 - $1) }.max() ?? 0, 1e-3, "the steps moved the weights")
             XCTAssertEqual(a.0, b.0, accuracy: 1e-5 * max(1, abs(b.0)), "loss, \(what)")
             for (name, x, y) in [("dense", a.1, b.1), ("dense state", a.2, b.2), ("input rows", a.3, b.3)] {
@@ -220,6 +229,42 @@ final class TrainerTests: XCTestCase {
         for k in 0..<c.dim { XCTAssertEqual(m.table.row(s)[k], mean[k], accuracy: 1e-6) }
         // The admitted word now contributes its row plus its n-grams.
         XCTAssertEqual(m.features.ids(tokens: ["zebra"], vocabulary: m.vocabulary), [Int32(s)] + ng)
+    }
+
+    /// The trainer's features and forward pass are the model's: with lr 0 (and no word
+    /// admitted or evicted meanwhile) the loss a batch reports is the cross-entropy of
+    /// Model.predict on the same examples, for each
+    /// `subword_weight` (and the two weightings do give different models).
+    func testTrainingLossIsThePredictedLoss() throws {
+        let data = Array(try Self.demoExamples().prefix(400))
+        var lossBy: [ModelConfig.SubwordWeight: Double] = [:]
+        for subwords in ModelConfig.SubwordWeight.allCases {
+            var c = ModelConfig.small(dim: 16, capacity: 50_000, minCount: 2, minn: 3, maxn: 5)   // no eviction
+            c.subwordWeight = subwords
+            let t = try Trainer(config: c, knobs: Knobs(lr: 0.2))
+            var b = Batch()
+            for (l, toks) in data.prefix(300) { toks.withUnsafeBytes { b.append(label: l, tokens: $0) } }
+            _ = try t.train(b)
+            t.knobs.lr = 0
+            var probe = Batch()
+            let rest = data.suffix(100).filter { t.model.index(ofLabel: $0.0) != nil }
+            for (l, toks) in rest { toks.withUnsafeBytes { probe.append(label: l, tokens: $0) } }
+            // Once to admit the words that reach min_count in it (an example before a word's
+            // admission trains without its row; predict, after, uses it), then measured.
+            _ = try t.train(probe)
+            let r = try t.train(probe)
+            var want = 0.0
+            var probs = [Float](repeating: 0, count: t.model.labels.count)
+            for (l, toks) in rest {
+                toks.withUnsafeBytes { tb in probs.withUnsafeMutableBufferPointer { t.model.predict(tokens: tb, probs: $0) } }
+                want -= log(Double(probs[t.model.index(ofLabel: l)!]))
+            }
+            want /= Double(rest.count)
+            XCTAssertGreaterThan(rest.count, 50)
+            XCTAssertEqual(r.loss, want, accuracy: 1e-4 * want, "\(subwords)")
+            lossBy[subwords] = want
+        }
+        XCTAssertGreaterThan(abs(lossBy[.each]! - lossBy[.token]!), 1e-3, "the weighting changes the model")
     }
 
     func testNonFiniteLossThrows() throws {
