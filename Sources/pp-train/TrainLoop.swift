@@ -110,8 +110,9 @@ final class TrainLoop {
     }
 
     /// control.json again (every 2 s, SIGHUP): an adoption asked for, then the knobs.
-    func readControl() {
-        guard let c = control.read() else { return }
+    /// control.json's knobs and `adopt` request; `force`: parse it even if it looks unchanged.
+    func readControl(force: Bool = false) {
+        guard let c = control.read(force: force) else { return }
         adoptIfAsked(control.newAdoption(c))
         applyKnobs(c.applied(to: knobs), source: "control.json")
     }
@@ -131,7 +132,9 @@ final class TrainLoop {
     func tryCheckpoint(reason: String) { checkpoints.tryWrite(trainer, meta: checkpointMeta, reason: reason) }
     var dirty: Bool { checkpoints.dirty(at: step) }
 
-    func writeStatus() {
+    /// Publishes status.json and the metrics; `periodic`: only when something in them changed
+    /// or the heartbeat is due (StatusReporter).
+    func writeStatus(periodic: Bool = false) {
         let rate = reporter.rates(step: step, tokens: tokens)
         let g = recovery, unsaved = checkpoints.unsavedStatus(at: step)
         let doc = StatusDoc(run: s.run, pid: getpid(), state: state.rawValue, mode: state == .training ? mode?.rawValue : nil,
@@ -146,7 +149,7 @@ final class TrainLoop {
                             probationConfirmed: g.confirmed, probationUndone: g.undone,
                             unsavedSince: unsaved.since, checkpointDue: unsaved.due,
                             adopted: control.adopted?.id, adoptedAt: control.adopted?.at)
-        reporter.publish(doc, checkpoint: checkpoints.lastWritten ?? (start.kind == "resume" ? start.path : nil))
+        reporter.publish(doc, checkpoint: checkpoints.lastWritten ?? (start.kind == "resume" ? start.path : nil), ifChanged: periodic)
     }
 
     // MARK: training
@@ -333,7 +336,7 @@ final class TrainLoop {
             var now = Clock.monotonic()
             if signals.takeHangup() {
                 log.info("SIGHUP: re-reading control.json, policy.json and shards/")
-                readControl(); recovery.readPolicy(); rescan()
+                readControl(force: true); recovery.readPolicy(); rescan()
                 nextScan = now + s.rescan; nextControl = now + 2
             }
             if now >= nextControl { readControl(); nextControl = now + 2 }
@@ -358,12 +361,12 @@ final class TrainLoop {
                 // is due, checked at every wake-up, at least every 2 s), then sleep until the
                 // next scan or control check (a signal wakes us early).
                 if !recovery.halted && !recovery.judgingShard && checkpoints.idleDue(at: step, paused: state == .paused) { tryCheckpoint(reason: state.rawValue); nextStatus = 0 }
-                if Clock.monotonic() >= nextStatus { writeStatus(); nextStatus = Clock.monotonic() + 2 }
+                if Clock.monotonic() >= nextStatus { writeStatus(periodic: true); nextStatus = Clock.monotonic() + 2 }
                 now = Clock.monotonic()
                 signals.sleep(min(nextScan, nextControl, now + (watchdog.period ?? 2)) - now)
                 continue
             }
-            if Clock.monotonic() >= nextStatus { writeStatus(); nextStatus = Clock.monotonic() + 2 }
+            if Clock.monotonic() >= nextStatus { writeStatus(periodic: true); nextStatus = Clock.monotonic() + 2 }
         }
     }
 }

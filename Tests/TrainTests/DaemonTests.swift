@@ -77,6 +77,18 @@ final class DaemonTests: XCTestCase {
         guard Fix.waitFor(30, "idle", { state(root) == "idle" }) else { return print(d.stderr) }
         let before = d.stdoutLines.count
         XCTAssertGreaterThan(before, 0, "checkpoints while training and on becoming idle")
+        // Idle, nothing changes: status.json is not rewritten every 2 s (a heartbeat a minute;
+        // each rewrite replaces the file, so its inode tells).
+        func statusInode() -> UInt64? {
+            (try? FileManager.default.attributesOfItem(atPath: root + "/runs/main/status.json"))?[.systemFileNumber] as? UInt64
+        }
+        // (the throughput, measured between reports, reaches 0 a report or two after training)
+        sleep(4)
+        guard Fix.waitFor(10, "throughput 0", { Fix.status(root)?["examples_per_s"] as? Double == 0 }) else { return print(d.stderr) }
+        let idleInode = statusInode()
+        sleep(5)
+        XCTAssertNotNil(idleInode)
+        XCTAssertEqual(statusInode(), idleInode, "an unchanged status.json was rewritten while idle")
 
         // Bad requests are refused and change nothing.
         for bad in [["lr=abc"], ["lr=-1"], ["dropout=1.5"], ["pause=maybe"], ["speed=3"], ["lr"], [], ["average=0.5"], ["average=-1"], ["average=nan"]] {
@@ -92,6 +104,16 @@ final class DaemonTests: XCTestCase {
         else { return print(d.stderr) }
         XCTAssertLessThan(Date().timeIntervalSince(t0), 5.5, "applied within 5 s")
         XCTAssertTrue(d.stderr.contains("knob changed"), d.stderr)
+        // control.json edited in place (same inode, same size, no signal): the periodic look
+        // at the file sees the change (it skips parsing only a file that did not change).
+        let ctlPath = root + "/runs/main/control.json"
+        let text = try String(contentsOfFile: ctlPath, encoding: .utf8)
+        XCTAssertTrue(text.contains("0.05"), text)
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: ctlPath))
+        try h.write(contentsOf: Data(text.replacingOccurrences(of: "0.05", with: "0.07").utf8))
+        try h.close()
+        guard Fix.waitFor(8, "lr 0.07 in status.json", { (Fix.status(root)?["knobs"] as? [String: Any])?["lr"] as? Double == 0.07 })
+        else { return print(d.stderr) }
 
         r = try TestSupport.run("pp-train", ["set", "--root", root, "pause=true"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -107,10 +129,10 @@ final class DaemonTests: XCTestCase {
         else { return print(d.stderr) }
 
         let ck = try Checkpoint.load(path: d.stdoutLines[before])
-        XCTAssertEqual(ck.meta.knobs.lr, 0.05)
+        XCTAssertEqual(ck.meta.knobs.lr, 0.07)
         XCTAssertEqual(ck.meta.knobs.dropout, 0.25)
         let changes = ck.meta.knobChanges.map { "\($0.knob):\($0.old)->\($0.new)" }
-        XCTAssertEqual(changes, ["lr:\(Knobs.defaultLR)->0.05", "dropout:0.0->0.25", "pause:false->true", "pause:true->false"])
+        XCTAssertEqual(changes, ["lr:\(Knobs.defaultLR)->0.05", "dropout:0.0->0.25", "lr:0.05->0.07", "pause:false->true", "pause:true->false"])
         XCTAssertTrue(ck.meta.labels.contains("d"))
         XCTAssertEqual(ck.meta.parent, "main/" + FileIO.split(d.stdoutLines[before - 1]).name)
         // The next checkpoint does not repeat them.
