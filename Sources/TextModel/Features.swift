@@ -170,6 +170,24 @@ public struct Features: Sendable {
 
     /// The input rows of one example for prediction (the vocabulary is only read).
     public func ids(tokens: UnsafeRawBufferPointer, vocabulary: Vocabulary, into ids: inout [Int32]) {
+        collect(tokens, vocabulary, into: &ids) { _, _ in }
+    }
+
+    /// The input rows of one example (as `ids`) and their weights in its mean: a token's k
+    /// character n-grams weigh 1/k each (shareNgrams), every other row 1.
+    public func weightedIds(tokens: UnsafeRawBufferPointer, vocabulary: Vocabulary, into ids: inout [Int32], weights: inout [Float]) {
+        weights.removeAll(keepingCapacity: true)
+        collect(tokens, vocabulary, into: &ids) { ids, ngrams in
+            weights.append(contentsOf: repeatElement(1, count: ngrams - weights.count))
+            weights.append(contentsOf: repeatElement(1 / Float(ids.count - ngrams), count: ids.count - ngrams))
+        }
+        weights.append(contentsOf: repeatElement(1, count: ids.count - weights.count))
+    }
+
+    /// The rows of each token (its own when admitted, then its char n-grams; `token` is called
+    /// after each with the index of its first n-gram), then the word n-grams.
+    private func collect(_ tokens: UnsafeRawBufferPointer, _ vocabulary: Vocabulary, into ids: inout [Int32],
+                         token: (_ ids: [Int32], _ ngrams: Int) -> Void) {
         ids.removeAll(keepingCapacity: true)
         var hashes = [UInt32]()
         Features.forEachToken(tokens) { p, n in
@@ -177,29 +195,11 @@ public struct Features: Sendable {
             hashes.append(h)
             let slot = vocabulary.slot(forKey: k)
             if slot >= 0 { ids.append(slot) }
+            let ngrams = ids.count
             appendCharNgrams(p, n, into: &ids)
+            token(ids, ngrams)
         }
         hashes.withUnsafeBufferPointer { appendWordNgrams($0, into: &ids) }
-    }
-
-    /// The input rows of one example (as `ids`) and their weights in its mean: a token's k
-    /// character n-grams weigh 1/k each (shareNgrams), every other row 1.
-    public func weightedIds(tokens: UnsafeRawBufferPointer, vocabulary: Vocabulary, into ids: inout [Int32], weights: inout [Float]) {
-        ids.removeAll(keepingCapacity: true)
-        weights.removeAll(keepingCapacity: true)
-        var hashes = [UInt32]()
-        Features.forEachToken(tokens) { p, n in
-            let (h, k) = FeatureHash.both(p, n)
-            hashes.append(h)
-            let slot = vocabulary.slot(forKey: k)
-            if slot >= 0 { ids.append(slot); weights.append(1) }
-            let start = ids.count
-            appendCharNgrams(p, n, into: &ids)
-            let c = ids.count - start
-            if c > 0 { weights.append(contentsOf: repeatElement(1 / Float(c), count: c)) }
-        }
-        hashes.withUnsafeBufferPointer { appendWordNgrams($0, into: &ids) }
-        while weights.count < ids.count { weights.append(1) }
     }
 
     /// Convenience for tests: the ids of a list of tokens.
