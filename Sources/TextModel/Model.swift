@@ -170,10 +170,10 @@ public final class Model {
             var w = [Float]()
             features.weightedIds(tokens: tokens, vocabulary: vocabulary, into: &ids, weights: &w)
             predict(ids: ids, weights: w, probs: probs)
-            return
+        } else {
+            features.ids(tokens: tokens, vocabulary: vocabulary, into: &ids)
+            predict(ids: ids, probs: probs)
         }
-        features.ids(tokens: tokens, vocabulary: vocabulary, into: &ids)
-        predict(ids: ids, probs: probs)
     }
 
     /// Convenience: the probabilities for a list of tokens.
@@ -192,20 +192,21 @@ public final class Model {
         var h = [Float](repeating: 0, count: dim)
         h.withUnsafeMutableBufferPointer { hb in
             let hp = hb.baseAddress!
-            if let weights {
+            if let weights {   // h = sum of w_i row_i / sum of w_i (Features.weightedIds)
                 var total: Float = 0
                 for (i, id) in ids.enumerated() {
-                    let r = packed?.row(Int(id)) ?? UnsafePointer(table.row(Int(id)))
-                    Vec.axpy(hp, weights[i], r, dim)
+                    Vec.axpy(hp, weights[i], packed?.row(Int(id)) ?? UnsafePointer(table.row(Int(id))), dim)
                     total += weights[i]
                 }
                 if total > 0 { Vec.scale(hp, 1 / total, dim) }
-            } else if let packed {
+                return
+            }
+            if let packed {
                 for id in ids { Vec.add(hp, packed.row(Int(id)), dim) }
             } else {
                 for id in ids { Vec.add(hp, table.row(Int(id)), dim) }
             }
-            if weights == nil && !ids.isEmpty { Vec.scale(hp, 1 / Float(ids.count), dim) }
+            if !ids.isEmpty { Vec.scale(hp, 1 / Float(ids.count), dim) }
         }
         dense.flat.withUnsafeBufferPointer { fb in
             let f = fb.baseAddress!
