@@ -179,10 +179,14 @@ public struct Features: Sendable {
         weights.removeAll(keepingCapacity: true)
         collect(tokens, vocabulary, into: &ids) { ids, ngrams in
             weights.append(contentsOf: repeatElement(1, count: ngrams - weights.count))
-            weights.append(contentsOf: repeatElement(1 / Float(ids.count - ngrams), count: ids.count - ngrams))
+            weights.append(contentsOf: repeatElement(Features.ngramWeight(ids.count - ngrams), count: ids.count - ngrams))
         }
         weights.append(contentsOf: repeatElement(1, count: ids.count - weights.count))
     }
+
+    /// The weight of each of a token's k character n-grams under shareNgrams (Worker.featurize
+    /// uses it too, so training and prediction weigh alike).
+    @inlinable @inline(__always) public static func ngramWeight(_ k: Int) -> Float { 1 / Float(k) }
 
     /// The rows of each token (its own when admitted, then its char n-grams; `token` is called
     /// after each with the index of its first n-gram), then the word n-grams.

@@ -31,8 +31,10 @@ final class Worker {
     let ids = Int32Buf(1 << 16)
     let offs: UnsafeMutablePointer<Int>
     /// The weight of each of `ids` when the features share a token's n-grams
-    /// (Features.shareNgrams), and per example 1 / (sum of its weights); else unused.
+    /// (Features.shareNgrams); else unused.
     let wts = FloatBuf(1 << 16)
+    /// Per example of the mini-batch, what `gather` divided its sum by (1 / the number of its
+    /// rows, or 1 / the sum of their weights): `updateRows` scales the row gradients with it.
     let invW = FloatBuf(Trainer.miniBatch)
     var weighted = false
 
@@ -70,7 +72,7 @@ final class Worker {
                 let c0 = c
                 f.forEachCharNgram(p, len) { out[c] = $0; c += 1 }
                 if share && c > c0 {
-                    let w = 1 / Float(c - c0)
+                    let w = Features.ngramWeight(c - c0)
                     for i in c0..<c { wo[i] = w }
                 }
                 ti += 1
@@ -160,15 +162,15 @@ final class Worker {
                     j += 1
                 }
                 invW.p[b] = total > 0 ? 1 / total : 0
-                if t > s { Vec.scale(hb, invW.p[b], dim) }
             } else {
                 while j < t {
                     if j + ahead < idEnd { table.prefetch(Int(ids[j + ahead])) }
                     Vec.add(hb, table.row(Int(ids[j])), dim)
                     j += 1
                 }
-                if t > s { Vec.scale(hb, 1 / Float(t - s), dim) }
+                invW.p[b] = t > s ? 1 / Float(t - s) : 0
             }
+            if t > s { Vec.scale(hb, invW.p[b], dim) }
         }
         if dropout > 0 { applyDropout(H, mask0.p, B * dim, dropout) }
     }
@@ -340,7 +342,7 @@ final class Worker {
             let e = range.lowerBound + b
             let s = offsets[e], t = offsets[e + 1]
             if t == s { continue }
-            let inv = weights != nil ? invW.p[b] : 1 / Float(t - s)
+            let inv = invW.p[b]   // gather's, for the same examples
             let gb = dH.p + b * dim
             // The row gradient is gb * inv (times the row's weight); its mean square feeds
             // each row's accumulator.
