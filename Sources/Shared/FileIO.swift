@@ -44,15 +44,19 @@ public enum FileIO {
 
     /// Makes `path` appear complete or not at all: writes `.NAME.tmp.PID` in the same folder,
     /// fsyncs it, renames it over `path` (rename(2)), then fsyncs the folder.
-    public static func publish(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644) throws {
-        try publish(to: path, mode: mode) { fd, tmp in try writeAll(fd, bytes, path: tmp) }
+    /// `durable: false` skips the folder's fsync: the file is still never seen half-written,
+    /// but after a power loss the folder may show the version before this one. Only for a
+    /// view that its writer replaces again soon and that nothing is derived from (status.json,
+    /// a metrics textfile): the folder's fsync was half of their cost.
+    public static func publish(_ bytes: UnsafeRawBufferPointer, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws {
+        try publish(to: path, mode: mode, durable: durable) { fd, tmp in try writeAll(fd, bytes, path: tmp) }
     }
 
     /// `publish` of what `write` writes to the temp file's descriptor (its path given for
     /// errors): for content that is copied rather than held in memory (pp-ingest's shard
     /// parts). The one copy of the tmp + fsync + rename + fsync-folder sequence; a throw
     /// from `write` removes the temp file and leaves `path` as it was.
-    public static func publish(to path: String, mode: mode_t = 0o644, write: (Int32, String) throws -> Void) throws {
+    public static func publish(to path: String, mode: mode_t = 0o644, durable: Bool = true, write: (Int32, String) throws -> Void) throws {
         let (dir, name) = split(path)
         let tmp = dir + "/." + name + ".tmp." + String(getpid())
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
@@ -71,15 +75,15 @@ public enum FileIO {
             unlink(tmp)
             throw PPError.io(path, "rename", errno: e)
         }
-        try syncDirectory(dir)
+        if durable { try syncDirectory(dir) }
     }
 
-    public static func publish(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
-        try bytes.withUnsafeBytes { try publish($0, to: path, mode: mode) }
+    public static func publish(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644, durable: Bool = true) throws {
+        try bytes.withUnsafeBytes { try publish($0, to: path, mode: mode, durable: durable) }
     }
 
-    public static func publish(_ text: String, to path: String, mode: mode_t = 0o644) throws {
-        try publish(Array(text.utf8), to: path, mode: mode)
+    public static func publish(_ text: String, to path: String, mode: mode_t = 0o644, durable: Bool = true) throws {
+        try publish(Array(text.utf8), to: path, mode: mode, durable: durable)
     }
 
     /// Moves `from` to `to` (rename(2)) and fsyncs both folders.

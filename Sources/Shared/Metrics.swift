@@ -78,11 +78,12 @@ public struct Metrics {
 
     /// Publishes the metrics as `ROOT/metrics/NAME.prom` (NAME is usually the tool's name),
     /// creating the folder if needed. The file is replaced whole: readers see the old one or
-    /// the new one.
+    /// the new one. Not durable (FileIO.publish): a metrics file is a view its tool replaces at
+    /// its next run or status refresh, and after a power loss the previous one is as good.
     public func publish(root: Root, name: String) throws {
         precondition(!name.isEmpty && !name.contains("/") && !name.hasPrefix("."), "bad metrics file name \(name)")
         try FileIO.makeDirectories(root.metrics)
-        try FileIO.publish(render(), to: root.metrics + "/" + name + ".prom", mode: 0o644)
+        try FileIO.publish(render(), to: root.metrics + "/" + name + ".prom", mode: 0o644, durable: false)
     }
 
     // MARK: - Format rules

@@ -17,10 +17,10 @@ final class KnobControl {
     private var adoptSeen: String?
     /// The last adoption carried out, its checkpoint id and when (status.json).
     var adopted: (id: String, at: String)?
-    /// The file the last read parsed (device, inode, size, modification and change times in
-    /// ns) and what it gave: an unchanged file is not parsed again. Parsing it every 2 s was
-    /// three quarters of an idle trainer's CPU.
-    private var parsed: (id: [Int], control: Control?)?
+    /// The file the last read parsed (its settled FileStamp), what it gave and when
+    /// (monotonic): an unchanged file is not parsed again. Parsing it every 2 s was three
+    /// quarters of an idle trainer's CPU.
+    private var parsed: (stamp: FileStamp, control: Control?, at: Double)?
 
     init(path: String, log: Logger) {
         self.path = path; self.log = log
@@ -29,16 +29,14 @@ final class KnobControl {
     /// control.json now: nil when there is none or it cannot be used (logged: once per
     /// distinct error, so a bad file does not fill the log every 2 s).
     func read(force: Bool = false) -> Control? {
-        let id = FileIO.lstatOrNil(path).map { st in
-            [Int(st.st_dev), Int(st.st_ino), Int(st.st_size),
-             st.st_mtim.tv_sec * 1_000_000_000 + st.st_mtim.tv_nsec, st.st_ctim.tv_sec * 1_000_000_000 + st.st_ctim.tv_nsec]
-        }
-        if !force, let id, let p = parsed, p.id == id { return p.control }
+        let coarseNow = FileStamp.coarseNow()
+        let stamp = FileIO.lstatOrNil(path).map(FileStamp.init)
+        if !force, let stamp, let p = parsed, p.stamp == stamp, Clock.monotonic() - p.at < FileStamp.recheckAfter { return p.control }
         parsed = nil
         do {
             let c = try Control.read(path)
             lastError = nil
-            if let id { parsed = (id, c) }
+            if let stamp, stamp.settled(before: coarseNow) { parsed = (stamp, c, Clock.monotonic()) }
             return c
         } catch let e as PPError {
             if e.message != lastError { log.error("ignoring control.json: \(e.message)") }

@@ -87,6 +87,9 @@ struct StatusDoc: Codable, Equatable {
         enc.outputFormatting = [.sortedKeys]
         var bytes = [UInt8](try enc.encode(self))
         bytes.append(0x0A)
-        try FileIO.publish(bytes, to: path)
+        // Not durable (FileIO.publish): the trainer replaces it within seconds while it runs
+        // and at its start after a crash; a folder fsync per refresh was a quarter of a
+        // trickle-fed trainer's CPU in the drift replay.
+        try FileIO.publish(bytes, to: path, durable: false)
     }
 }

@@ -24,8 +24,9 @@ final class StatusReporter {
     private var last: (doc: StatusDoc, at: Double)?
     /// Seconds between publications of an unchanged document (`updated_at` and the metrics'
     /// checkpoint age move on). Each publication writes and fsyncs two files (0.4 ms of CPU
-    /// on an idle machine, ~5 ms beside a drift replay's other tools): every 2 s, it was
-    /// half of an idle trainer's CPU (docs/operations.md, "status.json").
+    /// on an idle machine, ~5 ms beside a drift replay's other tools; without the folders'
+    /// fsyncs since session 18, FileIO.publish's `durable`): every 2 s, it was half of an
+    /// idle trainer's CPU (docs/operations.md, "status.json").
     static let heartbeat: Double = 60
 
     init(root: Root, run: String, log: Logger, step: Int, tokens: Int) {

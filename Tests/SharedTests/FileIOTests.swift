@@ -36,3 +36,37 @@ final class FileIOTests: XCTestCase {
         XCTAssertEqual(try FileIO.list(dir + "/missing"), [])
     }
 }
+
+/// FileStamp: a stamp taken right after a change is not settled against a clock read before
+/// the change (a later change in the same tick could keep its times); one read a few ticks
+/// later is; a write, a replacement and a folder's new entry each change the stamp.
+final class FileStampTests: XCTestCase {
+    func testSettledOnlyAfterTheChangesTickAndEveryChangeMovesTheStamp() throws {
+        let dir = try TestSupport.tempDir("stamp")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/f"
+        let before = FileStamp.coarseNow()
+        try FileIO.publish("a\n", to: path)
+        let s1 = try XCTUnwrap(FileStamp(path: path))
+        XCTAssertFalse(s1.settled(before: before), "a stamp newer than the clock read before it counted as settled")
+        usleep(30_000)
+        XCTAssertTrue(s1.settled(before: FileStamp.coarseNow()))
+        XCTAssertEqual(FileStamp(path: path), s1)
+        // Written in place, same size: the times move.
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(write(fd, "b", 1), 1)
+        close(fd)
+        let s2 = try XCTUnwrap(FileStamp(path: path))
+        XCTAssertNotEqual(s2, s1)
+        XCTAssertEqual(s2.size, s1.size)
+        // Replaced by rename: another inode.
+        try FileIO.publish("b\n", to: path)
+        XCTAssertNotEqual(FileStamp(path: path)?.ino, s2.ino)
+        // A folder: a new entry moves its times.
+        let d1 = try XCTUnwrap(FileStamp(path: dir))
+        try FileIO.publish("c\n", to: dir + "/g")
+        XCTAssertNotEqual(FileStamp(path: dir), d1)
+        XCTAssertNil(FileStamp(path: dir + "/missing"))
+    }
+}

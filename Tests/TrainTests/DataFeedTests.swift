@@ -56,6 +56,59 @@ final class DataFeedTests: XCTestCase {
         XCTAssertEqual(feed.fill(&b, size: 16, mode: .new, slotBase: step), 0)
     }
 
+    /// A rescan of an unchanged shards/ does not list it (a trickle-fed trainer rescans every
+    /// minute and at every SIGHUP); a shard added or removed at any moment, even right after
+    /// a listing, is seen by the next scan; `include` and `reset` list again whatever the stamp.
+    func testRescanListsOnlyAChangedFolderAndMissesNoChange() throws {
+        let root = try makePool(3, 5)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let feed = DataFeed(dir: root + "/shards", cursor: DataCursor(), seed: 7, replay: 0.25, maxPasses: 3, log: log)
+        try feed.scan()
+        XCTAssertEqual(feed.pool.count, 3)
+        XCTAssertEqual(feed.pendingShards, 3)
+        // Changes right after a listing (the same clock tick, often): each one seen at once.
+        for k in 4...40 {
+            try Fix.shard(root, Fix.shardName(k), Fix.examples(2, labels: ["a"], seed: UInt64(k)))
+            let (added, _) = try feed.scan()
+            XCTAssertEqual(added, [Fix.shardName(k)], "shard \(k) missed by the scan right after it")
+            if k % 5 == 0 {
+                try FileIO.removeDurably(root + "/shards/" + Fix.shardName(k - 1))
+                XCTAssertEqual(try feed.scan().removed, [Fix.shardName(k - 1)])
+            }
+        }
+        XCTAssertEqual(feed.pool.count, 40 - 8)
+        XCTAssertEqual(feed.pendingShards, 40 - 8)
+        // Settled (older than a clock tick): an unchanged folder is not listed again.
+        usleep(30_000)
+        try feed.scan()
+        let listed = feed.listings
+        for _ in 0..<5 { XCTAssertEqual(try feed.scan().added, []) }
+        XCTAssertEqual(feed.listings, listed, "an unchanged shards/ was listed again")
+        // Any entry changes the folder's times, a non-shard too.
+        FileManager.default.createFile(atPath: root + "/shards/note.txt", contents: Data())
+        try feed.scan()
+        XCTAssertEqual(feed.listings, listed + 1)
+        // Excluded, then included again: back at the next scan though the folder did not change.
+        usleep(30_000)
+        try feed.scan()
+        feed.exclude(Fix.shardName(40))
+        XCTAssertEqual(feed.pool.count, 40 - 9)
+        try feed.scan()
+        XCTAssertEqual(feed.pool.count, 40 - 9, "an excluded shard came back")
+        feed.include(Fix.shardName(40))
+        try feed.scan()
+        XCTAssertEqual(feed.pool.count, 40 - 8, "an included shard was not listed again")
+        // Trained through: nothing pending, and the count does not look past the shards read.
+        while feed.hasNew {
+            var b = Batch()
+            _ = feed.fill(&b, size: 16, mode: .new, slotBase: 0)
+        }
+        XCTAssertEqual(feed.pendingShards, 0)
+        try Fix.shard(root, Fix.shardName(41), Fix.examples(2, labels: ["a"], seed: 41))
+        try feed.scan()
+        XCTAssertEqual(feed.pendingShards, 1)
+    }
+
     func testFeedFromSavedCursorContinuesExactly() throws {
         let root = try makePool(5, 30)
         defer { try? FileManager.default.removeItem(atPath: root) }
