@@ -76,7 +76,8 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // OpenBLAS, opened at its first use (dlopen), not linked: Sources/COpenBLAS/blas.c says why.
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // Header only: prefetch and errno-free square roots for the trainer (intrinsics.h).
         .systemLibrary(name: "CIntrinsics"),
         // The contract every tool shares (docs/design.md, "Map"): the state folder and its file

@@ -1,6 +1,7 @@
-// The small SIMD kernels of the sparse part of the model (row gathers and scatters) and the
-// GEMM wrapper of the dense layers. Not the model itself (Model.swift); OpenBLAS's set-up
-// (kernel choice, threads) is pp-train's (Training/BLASSetup.swift).
+// The small SIMD kernels of the sparse part of the model (row gathers and scatters), the
+// GEMM wrapper of the dense layers, and the environment OpenBLAS loads with (BLASLibrary).
+// Not the model itself (Model.swift); pp-train's thread count and kernel log are
+// Training/BLASSetup.swift.
 
 import Shared
 import COpenBLAS
@@ -21,8 +22,48 @@ package func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Fl
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
         return
     }
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    pp_blas_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+                  beta, c, Int32(ldc))
+}
+
+/// OpenBLAS is opened at its first use (Sources/COpenBLAS/blas.c), so the environment it reads
+/// when it loads can be set by main first. Every tool calls `prepare()` before it starts a
+/// thread (setenv(3) is not safe beside threads reading the environment):
+/// - one BLAS thread (OPENBLAS_NUM_THREADS=1, unless the user set it): the model's products
+///   are too small to share, and OpenBLAS's idle server threads spin for ~0.1 s at a time;
+///   pp-train spends the second core on a second worker instead;
+/// - the kernel for this CPU (OPENBLAS_CORETYPE, unless the user set it). The kernel trap
+///   (docs/design.md, measured): Debian's OpenBLAS picks slow generic kernels on CPUs it does
+///   not recognise. Chosen from /proc/cpuinfo's flags: avx512bw -> SkylakeX, avx2 -> Haswell;
+///   otherwise left unset (SkylakeX kernels on a CPU without AVX-512 die with SIGILL).
+/// Before session 18 the library was linked, loaded before main, and pp-train re-executed
+/// itself once to set OPENBLAS_CORETYPE; the other tools ran with OpenBLAS's defaults.
+package enum BLASLibrary {
+    package static func prepare() {
+        if getenv("OPENBLAS_NUM_THREADS") == nil { setenv("OPENBLAS_NUM_THREADS", "1", 1) }
+        if getenv("OPENBLAS_CORETYPE") == nil, let core = coreTypeForThisCPU() { setenv("OPENBLAS_CORETYPE", core, 1) }
+    }
+
+    /// The OPENBLAS_CORETYPE to use on this CPU, from /proc/cpuinfo flags (nil: leave unset).
+    package static func coreTypeForThisCPU(cpuinfo: String? = nil) -> String? {
+        let text: String
+        if let c = cpuinfo { text = c } else {
+            guard let bytes = try? FileIO.readAll("/proc/cpuinfo") else { return nil }
+            text = String(decoding: bytes, as: UTF8.self)
+        }
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        if flags.contains("avx512bw") { return "SkylakeX" }
+        if flags.contains("avx2") { return "Haswell" }
+        return nil
+    }
+
+    /// Opens the library now; nil when it is ready, else why not (naming the file).
+    package static func open() -> String? {
+        var buf = [CChar](repeating: 0, count: 1024)
+        if pp_blas_open(&buf, Int32(buf.count)) == 0 { return nil }
+        return String(cString: buf)
+    }
 }
 
 /// SIMD kernels over raw float vectors of length `n` (any n; 16 lanes at a time, then 4, then

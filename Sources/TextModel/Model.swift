@@ -228,7 +228,7 @@ extension Model {
             if hid > 0 {
                 for j in 0..<hid { ap[j] = f[j * (dim + 1) + dim] }
                 // a[hid] = W1[hid x dim, ld dim+1] h + b1
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(hid), Int32(dim), 1, f, Int32(dim + 1), h, 1, 1, ap, 1)
+                pp_blas_sgemv(Int32(hid), Int32(dim), 1, f, Int32(dim + 1), h, 1, 1, ap, 1)
                 for j in 0..<hid where ap[j] < 0 { ap[j] = 0 }
             } else {
                 for j in 0..<dim { ap[j] = h[j] }
@@ -236,7 +236,7 @@ extension Model {
             let w = f + dense.outOffset
             for k in 0..<L { probs[k] = w[k * (inDim + 1) + inDim] }
             // logits[L] = W[L x inDim, ld inDim+1] a + b
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(L), Int32(inDim), 1, w, Int32(inDim + 1), ap, 1, 1, probs, 1)
+            pp_blas_sgemv(Int32(L), Int32(inDim), 1, w, Int32(inDim + 1), ap, 1, 1, probs, 1)
         }
     }
 }

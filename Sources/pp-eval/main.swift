@@ -333,4 +333,5 @@ struct Predict: ParsableCommand {
     }
 }
 
+BLASLibrary.prepare()   // before any thread: OpenBLAS's environment (TextModel/BLAS.swift)
 PPEval.main()

@@ -306,4 +306,5 @@ struct PopulationStep: ParsableCommand {
     }
 }
 
+BLASLibrary.prepare()   // before any thread: OpenBLAS's environment (TextModel/BLAS.swift)
 PPSelect.main()

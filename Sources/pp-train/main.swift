@@ -207,7 +207,7 @@ struct ShowStatus: ParsableCommand {
 /// `--subword-weight each|token`.
 extension ModelConfig.SubwordWeight: ExpressibleByArgument {}
 
-// OpenBLAS picks its kernels when it loads: re-execute once with OPENBLAS_CORETYPE set for
-// this CPU (a no-op when it is set already). Before anything else, threads included.
-BLASSetup.reexecIfNeeded()
+// OpenBLAS's environment (one thread, this CPU's kernel) before any thread starts; the
+// library itself opens at the first product (TextModel's BLASLibrary).
+BLASLibrary.prepare()
 PPTrain.main()

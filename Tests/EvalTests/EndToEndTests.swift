@@ -211,6 +211,33 @@ final class EvalEndToEndTests: XCTestCase {
         XCTAssertEqual(try json(r.stdoutLines[1])["label"] as? String, "test")
         XCTAssertEqual((try json(r.stdoutLines[1])["top"] as? [Any])?.count, 2)
 
+        // OpenBLAS opens at the first product, after main set one thread (COpenBLAS/blas.c):
+        // a running predict filter has it loaded and no BLAS server thread beside its own.
+        // (Linked, it started one per extra core, spinning ~0.1 s at a time.)
+        if ProcessInfo.processInfo.activeProcessorCount >= 2 {
+            let inPipe = Pipe()
+            let (p, out, err) = try TestSupport.start("pp-eval", ["predict", b], stdin: inPipe)
+            inPipe.fileHandleForWriting.write(Data("crash bug\n".utf8))
+            var got = Data()
+            while !got.contains(0x0A) {
+                let d = out.fileHandleForReading.availableData
+                if d.isEmpty { break }
+                got.append(d)
+            }
+            XCTAssertTrue(String(decoding: got, as: UTF8.self).contains("\"label\""), String(decoding: got, as: UTF8.self))
+            let maps = String(decoding: (try? FileIO.readAll("/proc/\(p.processIdentifier)/maps")) ?? [], as: UTF8.self)
+            let threads = (try? FileIO.list("/proc/\(p.processIdentifier)/task"))?.count ?? 0
+            try inPipe.fileHandleForWriting.close()
+            p.waitUntilExit()
+            _ = err.fileHandleForReading.readDataToEndOfFile()
+            XCTAssertTrue(maps.contains("libopenblas"), "OpenBLAS not loaded by a predicting filter")
+            XCTAssertEqual(threads, 1, "pp-eval predict runs \(threads) threads: OpenBLAS started its server threads")
+        }
+        // Without OpenBLAS: exit 69 and why, naming the file.
+        r = try TestSupport.run("pp-eval", ["predict", b], stdin: Array("crash bug\n".utf8), env: ["PP_OPENBLAS": "/nonexistent/libopenblas.so.0"])
+        XCTAssertEqual(r.status, 69, r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot load OpenBLAS (/nonexistent/libopenblas.so.0)"), r.stderr)
+
         // --lineage walks back to the fresh start.
         r = try TestSupport.run("pp-eval", ["--root", dir, "--lineage", b])
         XCTAssertEqual(r.status, 0, r.stderr)

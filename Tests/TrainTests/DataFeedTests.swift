@@ -85,7 +85,7 @@ final class DataFeedTests: XCTestCase {
         for _ in 0..<5 { XCTAssertEqual(try feed.scan().added, []) }
         XCTAssertEqual(feed.listings, listed, "an unchanged shards/ was listed again")
         // Any entry changes the folder's times, a non-shard too.
-        FileManager.default.createFile(atPath: root + "/shards/note.txt", contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: root + "/shards/note.txt", contents: Data()))
         try feed.scan()
         XCTAssertEqual(feed.listings, listed + 1)
         // Excluded, then included again: back at the next scan though the folder did not change.

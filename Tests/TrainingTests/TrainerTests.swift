@@ -277,11 +277,11 @@ final class TrainerTests: XCTestCase {
     }
 }
 
-final class BLASSetupTests: XCTestCase {
+final class BLASLibraryTests: XCTestCase {
     func testCoreTypeFromCPUFlags() {
-        XCTAssertEqual(BLASSetup.coreTypeForThisCPU(cpuinfo: "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n"), "SkylakeX")
-        XCTAssertEqual(BLASSetup.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx avx2 fma\n"), "Haswell")
-        XCTAssertNil(BLASSetup.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx\n"))
-        XCTAssertNil(BLASSetup.coreTypeForThisCPU(cpuinfo: ""))
+        XCTAssertEqual(BLASLibrary.coreTypeForThisCPU(cpuinfo: "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n"), "SkylakeX")
+        XCTAssertEqual(BLASLibrary.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx avx2 fma\n"), "Haswell")
+        XCTAssertNil(BLASLibrary.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx\n"))
+        XCTAssertNil(BLASLibrary.coreTypeForThisCPU(cpuinfo: ""))
     }
 }
