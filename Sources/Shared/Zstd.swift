@@ -208,8 +208,7 @@ public final class ChunkReader {
             if fd < 0 { throw PPError.io(path, "open", errno: errno) }
             ownsFD = true
         }
-        raw = [UInt8](repeating: 0, count: chunk)
-        out = [UInt8](repeating: 0, count: chunk)
+        (raw, out) = ChunkReader.buffers(chunk)
         try start()
     }
 
@@ -219,22 +218,31 @@ public final class ChunkReader {
         self.path = path
         self.fd = fd
         ownsFD = true
-        raw = [UInt8](repeating: 0, count: chunk)
-        out = [UInt8](repeating: 0, count: chunk)
+        (raw, out) = ChunkReader.buffers(chunk)
         try start()
+    }
+
+    /// The read and decompression buffers, not zeroed: every byte is written (read(2),
+    /// ZSTD_decompressStream) before it is read.
+    private static func buffers(_ chunk: Int) -> ([UInt8], [UInt8]) {
+        let n = max(chunk, 1)
+        return ([UInt8](unsafeUninitializedCapacity: n) { $1 = n }, [UInt8](unsafeUninitializedCapacity: n) { $1 = n })
     }
 
     private func start() throws {
         try fill()
         let isZstd = raw.withUnsafeBytes { Zstd.isFrame(UnsafeRawBufferPointer(rebasing: $0[0..<rawLen])) }
         if isZstd {
-            dctx = ZSTD_createDStream()
+            // A context from the pool keeps its window buffer: creating one per file and
+            // faulting in its window was most of reading a checkpoint's head, which pp-select
+            // does for every checkpoint of every run at every daily run.
+            dctx = Zstd.dctxPool.take()
             if dctx == nil { throw PPError("zstd: out of memory") }
         }
     }
 
     deinit {
-        if let d = dctx { ZSTD_freeDStream(d) }
+        if let d = dctx { Zstd.dctxPool.give(d) }
         if ownsFD { close(fd) }
     }
 

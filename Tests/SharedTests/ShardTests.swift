@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import Shared
 
 final class ShardTests: XCTestCase {
@@ -57,6 +58,42 @@ final class ShardTests: XCTestCase {
             var got = [UInt8]()
             while try r.next({ got.append(contentsOf: $0) }) {}
             XCTAssertEqual(got, text, name)
+        }
+    }
+
+    /// Readers share pooled decompression contexts: one left mid-frame (a head read stops
+    /// early) or failed on a cut or corrupt frame hands back a context that decodes the next
+    /// file from its start, with readers of different files alive at once.
+    func testChunkReadersReusingContextsStartEachFileClean() throws {
+        let dir = try TestSupport.tempDir("zstd-pool")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var a = [UInt8](), b = [UInt8]()
+        for i in 0..<100_000 { a.append(contentsOf: Array("a \(i)\n".utf8)); b.append(contentsOf: Array("bee \(i % 501)\n".utf8)) }
+        let za = try Zstd.compress(a, level: 1, workers: 2), zb = try Zstd.compress(b)
+        try FileIO.publish(za, to: dir + "/a.zst")
+        try FileIO.publish(zb, to: dir + "/b.zst")
+        try FileIO.publish(Array(za[0..<(za.count / 2)]), to: dir + "/cut.zst")
+        var bad = zb
+        bad[bad.count / 2] ^= 0xFF
+        try FileIO.publish(bad, to: dir + "/bad.zst")
+        func read(_ name: String) throws -> [UInt8] {
+            let r = try ChunkReader(path: dir + "/" + name, chunk: 1 << 12)
+            var got = [UInt8]()
+            while try r.next({ got.append(contentsOf: $0) }) {}
+            return got
+        }
+        for round in 0..<3 {
+            do {   // stopped after its first chunk, as a head read does
+                let r = try ChunkReader(path: dir + "/a.zst", chunk: 1 << 12)
+                XCTAssertTrue(try r.next { _ in })
+            }
+            XCTAssertThrowsError(try read("cut.zst"), "round \(round)")
+            XCTAssertThrowsError(try read("bad.zst"), "round \(round)")
+            let open = try ChunkReader(path: dir + "/b.zst", chunk: 1 << 12)   // alive while a is read
+            XCTAssertEqual(try read("a.zst"), a, "round \(round)")
+            var got = [UInt8]()
+            while try open.next({ got.append(contentsOf: $0) }) {}
+            XCTAssertEqual(got, b, "round \(round)")
         }
     }
 
