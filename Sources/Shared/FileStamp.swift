@@ -1,5 +1,6 @@
 // A file's or folder's identity and times, to tell cheaply whether it changed since it was
-// last read: pp-train lists shards/ and parses control.json again only when theirs moved.
+// last read (FileWatch): pp-train lists shards/ and parses control.json again only when
+// theirs moved.
 
 #if canImport(Glibc)
 import Glibc
@@ -42,4 +43,37 @@ public struct FileStamp: Equatable, Sendable {
 
     /// Both times strictly before `t` (a `coarseNow()` read before this stamp's stat).
     public func settled(before t: Int64) -> Bool { mtime < t && ctime < t }
+}
+
+/// What a reader remembers of the file (or folder) it last read, to skip reading it again
+/// while it is unchanged: `look` stats it, and after reading what it saw the reader calls
+/// `read(_:)` with that look, which keeps the stamp only if it is settled. A stamp older than
+/// `FileStamp.recheckAfter` seconds (monotonic) counts as changed.
+public struct FileWatch {
+    public struct Look {
+        let stamp: FileStamp?
+        let coarseNow: Int64
+        /// The file is as it was at the last remembered read.
+        public let unchanged: Bool
+    }
+    private var seen: (stamp: FileStamp, at: Double)?
+
+    public init() {}
+
+    /// Stats `path` now (`follow`: stat(2), else lstat(2)).
+    public func look(_ path: String, follow: Bool = true) -> Look {
+        let coarseNow = FileStamp.coarseNow()   // before the stat (FileStamp.settled)
+        let stamp = follow ? FileStamp(path: path) : FileIO.lstatOrNil(path).map(FileStamp.init)
+        let unchanged = stamp != nil && seen.map { $0.stamp == stamp && Clock.monotonic() - $0.at < FileStamp.recheckAfter } == true
+        return Look(stamp: stamp, coarseNow: coarseNow, unchanged: unchanged)
+    }
+
+    /// What `look` saw was read (listed, parsed) after it: remembered when settled, else
+    /// forgotten, so the next look counts as changed.
+    public mutating func read(_ l: Look) {
+        seen = l.stamp.flatMap { $0.settled(before: l.coarseNow) ? ($0, Clock.monotonic()) : nil }
+    }
+
+    /// The next look counts as changed.
+    public mutating func forget() { seen = nil }
 }

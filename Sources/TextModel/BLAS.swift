@@ -57,13 +57,6 @@ package enum BLASLibrary {
         if flags.contains("avx2") { return "Haswell" }
         return nil
     }
-
-    /// Opens the library now; nil when it is ready, else why not (naming the file).
-    package static func open() -> String? {
-        var buf = [CChar](repeating: 0, count: 1024)
-        if pp_blas_open(&buf, Int32(buf.count)) == 0 { return nil }
-        return String(cString: buf)
-    }
 }
 
 /// SIMD kernels over raw float vectors of length `n` (any n; 16 lanes at a time, then 4, then

@@ -83,8 +83,8 @@ final class DataFeed {
     private var bad: Set<String> = []
     /// Shards never to train on (the run's suspect list); kept out of the pool and the cursor.
     private(set) var excluded: Set<String> = []
-    /// shards/ at the last listing, when its stamp can be trusted, and when (monotonic).
-    private var listed: (stamp: FileStamp, at: Double)?
+    /// shards/ as it was at the last listing (FileWatch).
+    private var watch = FileWatch()
     /// Listings of shards/ so far (scans that did not skip it; for tests).
     private(set) var listings = 0
     /// The shards in memory, most recently used last (at most `cacheSize`).
@@ -114,7 +114,7 @@ final class DataFeed {
     /// Trains on `name` again (a suspect mark withdrawn); it rejoins the pool at the next scan.
     func include(_ name: String) {
         excluded.remove(name)
-        listed = nil
+        watch.forget()
     }
 
     /// Goes back to an earlier cursor (the state a checkpoint recorded), then re-lists
@@ -141,14 +141,9 @@ final class DataFeed {
     /// once a minute and at every SIGHUP, was a tenth of a trickle-fed trainer's CPU.
     @discardableResult
     func scan(force: Bool = false) throws -> (added: [String], removed: [String]) {
-        let coarseNow = FileStamp.coarseNow()
-        let stamp = FileStamp(path: dir)
-        if !force, let l = listed, let st = stamp, l.stamp == st, Clock.monotonic() - l.at < FileStamp.recheckAfter {
-            return ([], [])
-        }
-        // Trusted next time only if the folder's last change is older than the clock read
-        // before its stat: a change after the stat then gets a later time (FileStamp).
-        listed = stamp.flatMap { $0.settled(before: coarseNow) ? (stamp: $0, at: Clock.monotonic()) : nil }
+        let look = watch.look(dir)
+        if !force && look.unchanged { return ([], []) }
+        watch.read(look)   // the listing below comes after the look
         listings += 1
         let names = try FileIO.list(dir).filter { $0.hasSuffix("." + Shard.fileExtension) }
         let now = Set(names), before = Set(pool)
@@ -434,4 +429,3 @@ final class DataFeed {
         return t
     }
 }
-

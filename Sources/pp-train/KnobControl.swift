@@ -17,10 +17,10 @@ final class KnobControl {
     private var adoptSeen: String?
     /// The last adoption carried out, its checkpoint id and when (status.json).
     var adopted: (id: String, at: String)?
-    /// The file the last read parsed (its settled FileStamp), what it gave and when
-    /// (monotonic): an unchanged file is not parsed again. Parsing it every 2 s was three
-    /// quarters of an idle trainer's CPU.
-    private var parsed: (stamp: FileStamp, control: Control?, at: Double)?
+    /// What the last read parsed, kept while the file is unchanged (FileWatch): it is not
+    /// parsed again. Parsing it every 2 s was three quarters of an idle trainer's CPU.
+    private var parsed: Control?
+    private var watch = FileWatch()
 
     init(path: String, log: Logger) {
         self.path = path; self.log = log
@@ -29,14 +29,15 @@ final class KnobControl {
     /// control.json now: nil when there is none or it cannot be used (logged: once per
     /// distinct error, so a bad file does not fill the log every 2 s).
     func read(force: Bool = false) -> Control? {
-        let coarseNow = FileStamp.coarseNow()
-        let stamp = FileIO.lstatOrNil(path).map(FileStamp.init)
-        if !force, let stamp, let p = parsed, p.stamp == stamp, Clock.monotonic() - p.at < FileStamp.recheckAfter { return p.control }
+        let look = watch.look(path, follow: false)
+        if !force, look.unchanged, let p = parsed { return p }
         parsed = nil
+        watch.forget()
         do {
             let c = try Control.read(path)
             lastError = nil
-            if let stamp, stamp.settled(before: coarseNow) { parsed = (stamp, c, Clock.monotonic()) }
+            parsed = c
+            watch.read(look)
             return c
         } catch let e as PPError {
             if e.message != lastError { log.error("ignoring control.json: \(e.message)") }

@@ -69,4 +69,29 @@ final class FileStampTests: XCTestCase {
         XCTAssertNotEqual(FileStamp(path: dir), d1)
         XCTAssertNil(FileStamp(path: dir + "/missing"))
     }
+
+    /// FileWatch: unchanged only after a read of a settled look; a write, `forget` and a look
+    /// read in the change's own tick all count as changed.
+    func testWatchTrustsOnlySettledReads() throws {
+        let dir = try TestSupport.tempDir("watch")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/f"
+        var w = FileWatch()
+        XCTAssertFalse(w.look(path).unchanged, "a missing file")
+        try FileIO.publish("a\n", to: path)
+        let early = w.look(path)
+        XCTAssertFalse(early.unchanged)
+        w.read(early)   // possibly in the write's tick: not trusted unless settled
+        usleep(30_000)
+        let l = w.look(path)
+        w.read(l)
+        XCTAssertTrue(w.look(path).unchanged)
+        try FileIO.publish("b\n", to: path)
+        XCTAssertFalse(w.look(path).unchanged, "a replaced file")
+        usleep(30_000)
+        w.read(w.look(path))
+        XCTAssertTrue(w.look(path).unchanged)
+        w.forget()
+        XCTAssertFalse(w.look(path).unchanged)
+    }
 }
