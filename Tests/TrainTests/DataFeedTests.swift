@@ -22,10 +22,15 @@ final class DataFeedTests: XCTestCase {
         return root
     }
 
+    /// A feed of ROOT/shards: seed 7, a replay share of 0.25, at most 3 passes.
+    func feed(_ root: String) -> DataFeed {
+        DataFeed(dir: root + "/shards", cursor: DataCursor(), seed: 7, replay: 0.25, maxPasses: 3, log: log)
+    }
+
     func testMemoryStaysBoundedAndReplayShareAndMaxPasses() throws {
         let root = try makePool(12, 40)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let feed = DataFeed(dir: root + "/shards", cursor: DataCursor(), seed: 7, replay: 0.25, maxPasses: 3, log: log)
+        let feed = feed(root)
         try feed.scan()
         XCTAssertEqual(feed.pool.count, 12)
         var step = 0
@@ -58,11 +63,11 @@ final class DataFeedTests: XCTestCase {
 
     /// A rescan of an unchanged shards/ does not list it (a trickle-fed trainer rescans every
     /// minute and at every SIGHUP); a shard added or removed at any moment, even right after
-    /// a listing, is seen by the next scan; `include` and `reset` list again whatever the stamp.
+    /// a listing, is seen by the next scan; `include` lists it again whatever its stamp.
     func testRescanListsOnlyAChangedFolderAndMissesNoChange() throws {
         let root = try makePool(3, 5)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let feed = DataFeed(dir: root + "/shards", cursor: DataCursor(), seed: 7, replay: 0.25, maxPasses: 3, log: log)
+        let feed = feed(root)
         try feed.scan()
         XCTAssertEqual(feed.pool.count, 3)
         XCTAssertEqual(feed.pendingShards, 3)
