@@ -43,15 +43,16 @@ static void load(void) {
     int count = 2;
     if (chosen && *chosen) { names[0] = chosen; count = 1; }
     void *h = NULL;
-    const char *why = "";
+    char why[512] = "unknown error";   /* the first name's error: dlerror's text is overwritten by the next dlopen */
     for (int i = 0; i < count && !h; i++) {
         h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (!h) why = dlerror();
+        const char *e = h ? NULL : dlerror();
+        if (i == 0 && e) snprintf(why, sizeof why, "%s", e);
     }
     if (!h) {
         snprintf(failure, sizeof failure,
                  "cannot load OpenBLAS (%s): %s (install it: apt-get install libopenblas-dev; or name the file in $PP_OPENBLAS)",
-                 names[0], why ? why : "unknown error");
+                 names[0], why);
         return;
     }
     p_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
@@ -65,16 +66,11 @@ static void load(void) {
     __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
 }
 
-int pp_blas_open(char *error, int errorSize) {
-    pthread_once(&once, load);
-    if (__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) return 0;
-    if (error && errorSize > 0) snprintf(error, (size_t)errorSize, "%s", failure);
-    return -1;
-}
-
+/* Opens the library once (thread-safe); without it, says why and exits 69. */
 static void need(void) {
     if (__builtin_expect(__atomic_load_n(&ready, __ATOMIC_ACQUIRE), 1)) return;
-    if (pp_blas_open(NULL, 0) == 0) return;
+    pthread_once(&once, load);
+    if (__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) return;
     fprintf(stderr, "%s\n", failure);
     exit(69);
 }

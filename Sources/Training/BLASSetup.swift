@@ -2,7 +2,6 @@
 // opened at its first use and its environment (threads, kernel) set by main before that:
 // TextModel's BLASLibrary (BLAS.swift) and Sources/COpenBLAS/blas.c.
 
-import TextModel
 import COpenBLAS
 import Logging
 #if canImport(Glibc)

@@ -3,9 +3,8 @@
 #ifndef PP_COPENBLAS_H
 #define PP_COPENBLAS_H
 
-/* Opens the library once (thread-safe). 0: ready; -1: it could not be opened, and `error`
-   (if not NULL) holds why, naming the file. */
-int pp_blas_open(char *error, int errorSize);
+/* Each call opens the library first if need be (once, thread-safe); when it cannot be opened
+   it prints why, naming the file, and exits 69. */
 
 /* Row-major C = alpha * op(A) * op(B) + beta * C (cblas_sgemm); trans: 0 or 1. */
 void pp_blas_sgemm(int transA, int transB, int m, int n, int k, float alpha,
