@@ -13,7 +13,7 @@ import PackageDescription
 // symbolic links to their source files in Sources/.
 let fuzzTargets: [Target] = Context.environment["PP_FUZZ"] == "1"
     ? [.systemLibrary(name: "CFuzzer", path: "Fuzz/CFuzzer")]
-        + ["checkpoint", "shard", "input", "control", "policy", "selections", "scorecache", "holdoutindex"].map {
+        + ["checkpoint", "shard", "input", "control", "policy", "selections", "scorecache", "holdoutindex", "linkindex"].map {
             .executableTarget(name: "fuzz-\($0)", dependencies: ["Shared", "TextModel", "CFuzzer"], path: "Fuzz/Targets/fuzz-\($0)")
         }
     : []

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 SWIFT=${SWIFT:-swift}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RUNS=${FUZZ_RUNS:--1}
-ALL=(checkpoint shard input control policy selections scorecache holdoutindex)
+ALL=(checkpoint shard input control policy selections scorecache holdoutindex linkindex)
 TARGETS=("$@"); [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 SCRATCH=.build-fuzz
 FLAGS=(-c "${FUZZ_CONFIG:-release}" --scratch-path "$SCRATCH" -Xswiftc -sanitize=fuzzer,address)
@@ -41,10 +41,10 @@ for t in "${TARGETS[@]}"; do
   # goes to the log. 2 GiB of RSS is a leak or a bomb. Inputs of 64 KiB at most for the
   # binary formats and the input parser (a line may be that long); 8 KiB for the small text
   # files people edit or the tools append a line to (control.json, policy.json,
-  # selections.jsonl, holdout.idx): their parsers go line by line or key by key, so a longer
+  # selections.jsonl, holdout.idx, links.idx): their parsers go line by line or key by key, so a longer
   # input only repeats what 8 KiB already reaches, and at 64 KiB libFuzzer grew its inputs
   # until the JSON targets ran at ~700-1,900 executions a second.
-  case "$t" in control|policy|selections|holdoutindex) maxlen=8192 ;; *) maxlen=65536 ;; esac
+  case "$t" in control|policy|selections|holdoutindex|linkindex) maxlen=8192 ;; *) maxlen=65536 ;; esac
   set +e
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 "$BIN/fuzz-$t" "$work" "Fuzz/corpus/$t" \
     -max_total_time="$SECONDS_EACH" -runs="$RUNS" -max_len="$maxlen" -rss_limit_mb=2048 -timeout=10 -close_fd_mask=3 \

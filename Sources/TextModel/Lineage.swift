@@ -270,22 +270,29 @@ public enum Lineage {
     /// What a lineage walk needs of a checkpoint's meta. Decoding only these keys (not the
     /// data cursor, the guard state or the knobs, which grow with the run) made a walk of a
     /// long chain several times cheaper (pp-select, issue 13).
-    public struct Link: Decodable, Sendable {
+    public struct Link: Decodable, Equatable, Sendable {
         public var parent: String?
+        /// The delta base "RUN/FILE" (nil: a full checkpoint); retention keeps a base while a
+        /// delta of it is kept.
+        public var base: String?
         public var lineage: [ShardRef]
         public var createdAt: String
         enum CodingKeys: String, CodingKey {
-            case parent, lineage
+            case parent, base, lineage
             case createdAt = "created_at"
         }
-        static let keys: Set<String> = ["parent", "lineage", "created_at"]
+        static let keys: Set<String> = ["parent", "base", "lineage", "created_at"]
         public init(from d: Decoder) throws {
             let c = try d.container(keyedBy: CodingKeys.self)
             parent = try c.decodeIfPresent(String.self, forKey: .parent)
+            base = try c.decodeIfPresent(String.self, forKey: .base)
             lineage = try c.decode([ShardRef].self, forKey: .lineage)
             createdAt = try c.decode(String.self, forKey: .createdAt)
         }
-        init(_ m: CheckpointMeta) { parent = m.parent; lineage = m.lineage; createdAt = m.createdAt }
+        init(_ m: CheckpointMeta) { parent = m.parent; base = m.base; lineage = m.lineage; createdAt = m.createdAt }
+        init(parent: String?, base: String?, lineage: [ShardRef], createdAt: String) {
+            self.parent = parent; self.base = base; self.lineage = lineage; self.createdAt = createdAt
+        }
     }
 
     /// The newest checkpoint (or head) on the chain from `start` back that has not trained on
@@ -318,13 +325,19 @@ public enum Lineage {
     /// written (a name is never reused), so one process reads each at most once however
     /// many walks pass through it. Not for a long-lived process whose files may be deleted
     /// and re-created by a rewind (pp-train walks without one).
+    /// With an `index` (pp-select's), links are also remembered between processes.
     public final class Memo: @unchecked Sendable {
         var links: [String: Link] = [:]
-        public init() {}
+        let index: LinkIndex?
+        public init(index: LinkIndex? = nil) { self.index = index }
+
+        public func link(_ path: String) throws -> Link {
+            try index?.link(path) ?? Lineage.link(path)
+        }
     }
 
-    /// The link of the checkpoint (or head) at `path`: its meta's parent, lineage and time,
-    /// with the same checks of the file's start as `Checkpoint.readHead`.
+    /// The link of the checkpoint (or head) at `path`: its meta's parent, delta base, lineage
+    /// and time, with the same checks of the file's start as `Checkpoint.readHead`.
     public static func link(_ path: String) throws -> Link {
         if path.hasSuffix(Checkpoint.headSuffix) {
             // A head is the meta JSON alone: take the link's keys out first (JSONTop), as
@@ -363,7 +376,7 @@ public enum Lineage {
             guard seen.insert(key).inserted else { break }   // a cycle cannot be written, but never loop
             let l: Link
             if let m = memo?.links[key] { l = m } else {
-                l = try link(p)
+                l = try memo?.link(p) ?? link(p)
                 memo?.links[key] = l
             }
             links.append(l); chain.append(p)

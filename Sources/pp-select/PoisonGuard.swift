@@ -63,12 +63,15 @@ struct PoisonGuard {
     var refuseIncomplete = false
     /// Verdicts already reached in this run, by resolved path (the deployed checkpoint is
     /// judged by guardDeployed and again for the metrics; rollback targets are candidates too).
-    private let cache = VerdictCache()
+    private let cache: VerdictCache
 
-    init(root: Root, refuseIncomplete: Bool = false) throws {
+    /// `links`: the root's link index (pp-select's runs share one, LinkIndex.shared); nil
+    /// reads every link from its file.
+    init(root: Root, refuseIncomplete: Bool = false, links: LinkIndex? = nil) throws {
         self.root = root
         self.poison = try Poison.shards(root: root)
         self.refuseIncomplete = refuseIncomplete
+        self.cache = VerdictCache(index: links)
     }
 
     /// Judges the checkpoint at `path`. Throws (PPError .corrupt / .noInput naming the file)
@@ -96,7 +99,7 @@ struct PoisonGuard {
             return v
         }
         if bound == nil, let oldest = lin.chain.last,
-           let t = Clock.parseISO(try Lineage.link(oldest).createdAt) {
+           let t = Clock.parseISO(try cache.links.link(oldest).createdAt) {
             bound = Double(t)
         }
         for (name, why) in outside {
@@ -124,5 +127,6 @@ final class VerdictCache {
     var verdicts: [String: LineageVerdict] = [:]
     /// The heads read by this run's walks: a candidate and the deployed model share most
     /// of their chain.
-    let links = Lineage.Memo()
+    let links: Lineage.Memo
+    init(index: LinkIndex?) { links = Lineage.Memo(index: index) }
 }

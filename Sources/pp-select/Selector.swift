@@ -67,8 +67,18 @@ struct Selector {
         var out: [EvalResult] = []
         let suffix = EvalNames.resultSuffix(evalset: evalset)
         for f in try FileIO.list(root.evals) where f.hasSuffix(suffix) {
+            let p = root.evals + "/" + f
+            // A run asks for the same results two or three times (selection, the metrics, a
+            // poison rollback); a result file is replaced whole (rename), never edited, so
+            // one whose lstat is unchanged is not decoded again.
+            let st = FileIO.lstatOrNil(p)
+            if let st, let m = Selector.resultMemo[p], m.key == ResultKey(st) {
+                if m.result.evalset == evalset { out.append(m.result) }
+                continue
+            }
             do {
-                let r = try EvalResult.load(path: root.evals + "/" + f)
+                let r = try EvalResult.load(path: p)
+                if let st { Selector.resultMemo[p] = (ResultKey(st), r) }
                 if r.evalset == evalset { out.append(r) }
             } catch let e as PPError {
                 Log.fail("pp-select", e.message + " (skipped)")
@@ -76,6 +86,15 @@ struct Selector {
         }
         return out
     }
+
+    struct ResultKey: Equatable {
+        var size: Int64, mtimeNs: Int64, ino: UInt64, dev: UInt64
+        init(_ st: stat) {
+            size = Int64(st.st_size); mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+            ino = UInt64(st.st_ino); dev = UInt64(st.st_dev)
+        }
+    }
+    nonisolated(unsafe) static var resultMemo: [String: (key: ResultKey, result: EvalResult)] = [:]
 
     func examples(_ r: EvalResult) throws -> ExampleFile {
         let f = try ExampleFile.load(path: root.evals + "/" + r.examplesFile)
@@ -229,7 +248,7 @@ struct Selector {
         for run in try FileIO.list(root.runs) {
             let files = try root.checkpointFiles(run: run)
             for f in try Root.checkpointFiles(in: root.rewound(run: run)) {
-                if let base = Selector.deltaBase(of: root.rewound(run: run) + "/" + f) {
+                if let base = deltaBase(of: root.rewound(run: run) + "/" + f) {
                     deltasOf[Selector.relative(base: base), default: []].append("rewound:" + f)
                 }
             }
@@ -237,7 +256,7 @@ struct Selector {
                 let rel = EvalNames.relativeCheckpointPath(run: run, file: f)
                 let bytes = Int64(FileIO.lstatOrNil(absolute(rel))?.st_size ?? 0)
                 total += bytes
-                if let base = Selector.deltaBase(of: absolute(rel)) { deltasOf[Selector.relative(base: base), default: []].append(rel) }
+                if let base = deltaBase(of: absolute(rel)) { deltasOf[Selector.relative(base: base), default: []].append(rel) }
                 // Names sort by time: the last is the run's newest.
                 if i == files.count - 1 || keep.contains(rel) { continue }
                 let entry = (rel, Selector.age(ofCheckpoint: absolute(rel)) ?? now, bytes)
@@ -405,9 +424,11 @@ struct Selector {
     }
 
     /// The base "RUN/FILE" a delta checkpoint names (nil: a full checkpoint, or unreadable:
-    /// an unreadable checkpoint protects nothing, as before).
-    static func deltaBase(of path: String) -> String? {
-        (try? Checkpoint.readHeadBase(path: path)) ?? nil
+    /// an unreadable checkpoint protects nothing, as before). From the root's link index
+    /// when the file is unchanged since a run read it.
+    func deltaBase(of path: String) -> String? {
+        if let l = try? LinkIndex.shared(root).link(path) { return l.base }
+        return (try? Checkpoint.readHeadBase(path: path)) ?? nil
     }
 
     /// A base "RUN/FILE" as retention's relative checkpoint path.

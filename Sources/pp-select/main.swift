@@ -37,18 +37,26 @@ func guardFor(_ root: Root) throws -> PoisonGuard? {
         Log.make(tool).warning("policy.json: select.guard is false: poisoned lineages are NOT refused")
         return nil
     }
-    return try PoisonGuard(root: root, refuseIncomplete: policy.incompleteLineage == "refuse")
+    return try PoisonGuard(root: root, refuseIncomplete: policy.incompleteLineage == "refuse", links: LinkIndex.shared(root))
 }
 
-/// Runs `body` under the root's pp-select lock, turning a PPError into its message and status.
-func locked(_ root: Root, _ body: () throws -> ExitStatus) throws {
+/// Runs `body` under the root's pp-select lock, turning a PPError into its message and status;
+/// then, unless `dryRun`, saves what the run's lineage walks read to the runs' link indexes
+/// (TextModel/LinkIndex.swift; a failure to save is only reported: the next run reads the
+/// checkpoints' heads again).
+func locked(_ root: Root, dryRun: Bool, _ body: () throws -> ExitStatus) throws {
     var status = ExitStatus.ok
     try exitingOnFailure(tool) {
         try FileIO.makeDirectories(root.locks)
         let lock = try FileLock(path: root.lock("pp-select"), wait: true)
         defer { lock.release() }
-        // Temps of dead writers (Temps.swift): the link's, metrics', retention's heads.
+        // Temps of dead writers (Temps.swift): the link's, metrics', retention's heads, link indexes.
         Temps.sweep([root.path, root.metrics] + ((try? FileIO.list(root.runs)) ?? []).map { root.heads(run: $0) }, log: Log.make(tool))
+        defer {
+            if !dryRun {
+                do { try LinkIndex.shared(root).save() } catch { Log.make(tool).warning("link index not saved: \((error as? PPError)?.message ?? "\(error)")") }
+            }
+        }
         status = try body()
     }
     if status != .ok { throw ExitCode(status.rawValue) }
@@ -156,7 +164,7 @@ struct PPSelect: ParsableCommand {
         sel.config = SelectConfig(gate: Gate(rawValue: gate)!, metric: metric, margin: margin, minGain: minGain, tolerance: tolerance,
                                   oldTolerance: oldTolerance, labelBlock: labelBlock, bootstrap: bootstrap,
                                   labelMinSupport: labelMinSupport, maxAgeDays: Clock.duration(maxAge)! / 86_400)
-        try locked(root) {
+        try locked(root, dryRun: dryRun) {
             sel.poisonGuard = try guardFor(root)
             defer { if !dryRun { do { try sel.publishMetrics() } catch { Log.fail(tool, "metrics: \(error)") } } }
             // The journal agrees with the link before anything is decided (Journal.swift).
@@ -218,7 +226,7 @@ struct Rollback: ParsableCommand {
     func run() throws {
         let root = rootOptions.resolved
         var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
-        try locked(root) {
+        try locked(root, dryRun: dryRun) {
             sel.poisonGuard = try guardFor(root)
             if let rec = try sel.startJournal() { try sel.commit(rec) }
             try sel.commit(try sel.rollback())
@@ -294,7 +302,7 @@ struct PopulationStep: ParsableCommand {
             Log.make(tool).info("no \(path): no population")
             throw ExitCode(ExitStatus.nothingToDo.rawValue)
         }
-        try locked(root) {
+        try locked(root, dryRun: dryRun) {
             var sel = Selector(root: root, dryRun: dryRun, verify: verifyCheckpoint, output: emit)
             sel.poisonGuard = try guardFor(root)
             var p = Population(config: config, sel: sel, entries: try PopulationJournal.read(root, repair: !dryRun), output: emit)

@@ -94,4 +94,18 @@ final class FileStampTests: XCTestCase {
         w.forget()
         XCTAssertFalse(w.look(path).unchanged)
     }
+
+    /// split finds the last "/" by byte; names with multi-byte characters (and combining
+    /// marks next to the slash) split where the Character view would.
+    func testSplit() {
+        let cases: [(String, String, String)] = [
+            ("a/b/c", "a/b", "c"), ("c", ".", "c"), ("/c", "/", "c"), ("/", "/", ""), ("a/", "a", ""),
+            ("é/ü.pps", "é", "ü.pps"), ("日本/語", "日本", "語"), ("x\u{301}/y\u{301}", "x\u{301}", "y\u{301}"),
+        ]
+        for (path, dir, name) in cases {
+            let got = FileIO.split(path)
+            XCTAssertEqual(got.dir, dir, path)
+            XCTAssertEqual(got.name, name, path)
+        }
+    }
 }

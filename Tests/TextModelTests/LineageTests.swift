@@ -6,13 +6,14 @@ import TestSupport
 @testable import Training
 
 /// Checkpoint heads, lineage walks across runs and rewound/, suspect lists and the poison set.
-final class LineageTests: XCTestCase {
-    func config() -> ModelConfig {
+/// Small checkpoints with a given parent and lineage (also LinkIndexTests').
+enum LineageFixture {
+    static func config() -> ModelConfig {
         .small(dim: 8, bucket: 2000, capacity: 50, minCount: 1, wordNgrams: 1)
     }
 
     /// Writes a checkpoint under runs/RUN/DIR/FILE with the given parent and lineage.
-    func write(_ root: Root, run: String, dir: String = "checkpoints", file: String, parent: String?, shards: [String], trainer t: Trainer) throws -> String {
+    static func write(_ root: Root, run: String, dir: String = "checkpoints", file: String, parent: String?, shards: [String], trainer t: Trainer) throws -> String {
         var m = CheckpointMeta(run: run, createdAt: "2026-11-26T00:00:00Z", step: 1, tokens: 1, config: config(), knobs: Knobs())
         m.parent = parent
         m.lineage = shards.map { ShardRef(name: $0, sha256: String(repeating: "0", count: 64)) }
@@ -23,13 +24,23 @@ final class LineageTests: XCTestCase {
         return path
     }
 
-    func trainer() throws -> Trainer {
+    static func trainer() throws -> Trainer {
         let t = try Trainer(config: config(), knobs: Knobs(lr: 0.1, dropout: 0))
         var b = Batch()
         for i in 0..<40 { b.append(label: "l\(i % 3)", tokens: ["alpha\(i % 5)", "beta", "gamma\(i % 7)"]) }
         _ = try t.train(b)
         return t
     }
+}
+
+final class LineageTests: XCTestCase {
+    func config() -> ModelConfig { LineageFixture.config() }
+
+    func write(_ root: Root, run: String, dir: String = "checkpoints", file: String, parent: String?, shards: [String], trainer t: Trainer) throws -> String {
+        try LineageFixture.write(root, run: run, dir: dir, file: file, parent: parent, shards: shards, trainer: t)
+    }
+
+    func trainer() throws -> Trainer { try LineageFixture.trainer() }
 
     func testHeadMatchesFullLoadAndVocabularyIsReadable() throws {
         let dir = try TestSupport.tempDir("lineage")
