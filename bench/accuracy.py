@@ -24,9 +24,11 @@ package lists are told apart.
 
 Every tool gets the same tokens: the texts go through `pp-ingest` (--holdout 0) and come back
 as fastText lines from `pp-ingest cat` (the project's tokenizer), which fastText and VW read.
-  pp-train   its defaults (words + bigrams, char 3..6-grams, dim 100, lr 0.1, 2M buckets,
-             min-count 5) with --once --passes P (default 5) --threads 2; more variants with
-             ACC_PP_VARIANTS="name=flags;name=flags" (e.g. "lr0.3=--lr 0.3")
+  pp-train   its defaults (words + bigrams, char 3..6-grams, dim 100, 2M buckets, min-count
+             5; a model `--passes` creates takes the token sub-word weight and lr 0.1, the
+             static recipe) with --once --passes P (default 5) --threads 2; more variants with
+             ACC_PP_VARIANTS="name=flags;name=flags" (e.g. "lr0.3=--lr 0.3"; the stream
+             defaults: "each=--subword-weight each --lr 0.2")
   fastText   its defaults (`supervised`: lr 0.1, 5 epochs, words only, dim 100, min-count 1),
              and the best setting of a small grid (lr 0.1/0.5/1.0 x word n-grams 1/2 x
              epochs 5/15 x char n-grams none/3..6) chosen on a validation split (the last 10% of

@@ -48,7 +48,7 @@ package enum BLASLibrary {
     package static func coreTypeForThisCPU(cpuinfo: String? = nil) -> String? {
         let text: String
         if let c = cpuinfo { text = c } else {
-            guard let bytes = try? FileIO.readAll("/proc/cpuinfo") else { return nil }
+            guard let bytes = cpuinfoStart() else { return nil }
             text = String(decoding: bytes, as: UTF8.self)
         }
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
@@ -56,6 +56,24 @@ package enum BLASLibrary {
         if flags.contains("avx512bw") { return "SkylakeX" }
         if flags.contains("avx2") { return "Haswell" }
         return nil
+    }
+
+    /// The first 64 KiB of /proc/cpuinfo: the first processor's block, which holds its flags
+    /// (a few KB). Every tool asks at its start, and the kernel builds the file as it is read:
+    /// the whole of it is ~2.5 KB per logical CPU, hundreds of KB on a large host.
+    static func cpuinfoStart() -> [UInt8]? {
+        let fd = open("/proc/cpuinfo", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 64 << 10)
+        var got = 0
+        while got < buf.count {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            got += n
+        }
+        return got > 0 ? Array(buf[..<got]) : nil
     }
 }
 

@@ -128,13 +128,21 @@ public struct Knobs: Codable, Equatable, Sendable {
     /// The default learning rate: 0.2, the best fixed rate of the linear model on both shipped
     /// streams in `make drift`'s replay (tools/knob-study.py; docs/research.md, "Learning
     /// rate"): +1.5 points of P-dep over 0.1 on each. On static data trained for several
-    /// passes 0.1 is 0.5-0.9 points better (bench/accuracy.py): pass `--lr 0.1` there.
+    /// passes 0.1 is 0.5-0.9 points better (bench/accuracy.py): `defaultMultiPassLR`.
     public static let defaultLR: Double = 0.2
+    /// The default rate of a linear model a static multi-pass job (`pp-train --once --passes
+    /// N`) creates: with the token sub-word weight, the static recipe (docs/research.md,
+    /// "Sub-word weight"; ModelFlags.multiPass in pp-train).
+    public static let defaultMultiPassLR: Double = 0.1
     /// With a hidden layer the best fixed rate is higher: 0.3-0.5 on both streams, 13-16
     /// points better than 0.1 and 3-4 better than 0.2 (docs/research.md).
     public static let defaultHiddenLR: Double = 0.4
-    /// The default rate of a new model with (`hidden`) or without a hidden layer.
-    public static func defaultLR(hidden: Bool) -> Double { hidden ? defaultHiddenLR : defaultLR }
+    /// The default rate of a new model with (`hidden`) or without a hidden layer, trained
+    /// continuously or by a static multi-pass job (`multiPass`; a hidden layer's rate was
+    /// measured on the streams only and stays).
+    public static func defaultLR(hidden: Bool, multiPass: Bool = false) -> Double {
+        hidden ? defaultHiddenLR : (multiPass ? defaultMultiPassLR : defaultLR)
+    }
     /// The largest half-life accepted (an average over more examples than any run trains is
     /// a frozen model).
     public static let maxAverage: Double = 1e12

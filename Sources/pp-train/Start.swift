@@ -22,6 +22,18 @@ struct ModelFlags {
     var threads: Int?
     var seed: UInt64?
     var subwordWeight: ModelConfig.SubwordWeight?
+    /// A static multi-pass job (`--once --passes N`): a model it creates defaults to the token
+    /// sub-word weight (and, in TrainLoop, the multi-pass rate), the settings measured best on
+    /// static data seen several times; continuous training keeps `each`, best on the streams
+    /// (docs/research.md, "Sub-word weight"). Not a flag: a run it continues keeps its config.
+    var multiPass = false
+
+    /// A new model's config before the flags: the defaults, or a multi-pass job's.
+    func freshBase() -> ModelConfig {
+        var c = ModelConfig()
+        if multiPass { c.subwordWeight = .token }
+        return c
+    }
 
     /// `base` with every given flag applied.
     func config(base: ModelConfig = ModelConfig()) -> ModelConfig {
@@ -178,7 +190,7 @@ enum Start {
                 log.warning("not starting from deployed: \(e.message)")
             }
         }
-        let config = flags.config()
+        let config = flags.config(base: flags.freshBase())
         return StartPoint(trainer: try Trainer(config: config, knobs: knobs), config: config, knobs: knobs,
                           step: 0, tokens: 0, cursor: freshCursor(config), path: nil, parent: nil, kind: "fresh")
     }

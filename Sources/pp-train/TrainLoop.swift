@@ -55,9 +55,11 @@ final class TrainLoop {
         let root = settings.root
         control = KnobControl(path: root.control(run: s.run), log: log)
 
-        // A new model's default rate depends on its shape (Knobs.defaultLR(hidden:)); a run
-        // that resumes keeps its checkpoint's knobs.
-        let initialKnobs = settings.flagged(Knobs(lr: Knobs.defaultLR(hidden: (settings.flags.hidden ?? 0) > 0)))
+        // A new model's default rate depends on its shape and on whether a static multi-pass
+        // job creates it (Knobs.defaultLR(hidden:multiPass:)); a run that resumes keeps its
+        // checkpoint's knobs.
+        let initialKnobs = settings.flagged(Knobs(lr: Knobs.defaultLR(hidden: (settings.flags.hidden ?? 0) > 0,
+                                                                      multiPass: settings.flags.multiPass)))
         // A fresh run takes its knobs from control.json if someone set them before the start.
         let existingControl = control.read()
         let freshKnobs = settings.flagged(existingControl?.applied(to: initialKnobs) ?? initialKnobs)

@@ -53,7 +53,7 @@ struct Train: ParsableCommand {
     var initPath: String?
     @Flag(help: "Train on everything pending (each new shard once, with the replay share), write one checkpoint, print its path, exit.")
     var once = false
-    @Option(help: "With --once: N passes over all shards instead (no replay share), for static data sets and benchmarks.")
+    @Option(help: "With --once: N passes over all shards instead (no replay share), for static data sets and benchmarks. A model such a job creates defaults to --subword-weight token and --lr 0.1 (without --hidden): the static recipe, docs/research.md.")
     var passes: Int?
 
     // Model hyperparameters (fastText's names); they apply when a run is created.
@@ -67,11 +67,11 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Hidden layer width, 0 = linear (default 0).", valueName: "n")) var hidden: Int?
     @Option(help: ArgumentHelp("Training threads; 1 with a fixed seed is bit-reproducible (default 2).", valueName: "n")) var threads: Int?
     @Option(help: ArgumentHelp("Random seed (default 1).", valueName: "n")) var seed: UInt64?
-    @Option(name: .customLong("subword-weight"), help: ArgumentHelp("How a token's character n-grams weigh in an example's mean: each (one feature each, fastText's rule; default, best on sparse streams) or token (1/k each, one feature together; better on static data trained for several passes). See docs/research.md.", valueName: "each|token"))
+    @Option(name: .customLong("subword-weight"), help: ArgumentHelp("How a token's character n-grams weigh in an example's mean: each (one feature each, fastText's rule; default, best on sparse streams) or token (1/k each, one feature together; better on static data trained for several passes, and the default of a model --passes creates). See docs/research.md.", valueName: "each|token"))
     var subwordWeight: ModelConfig.SubwordWeight?
 
     // Knobs: like `pp-train set` at start.
-    @Option(help: ArgumentHelp("Learning rate (a knob: also `pp-train set lr=...`; default \(JSONText.number(Knobs.defaultLR)), \(JSONText.number(Knobs.defaultHiddenLR)) for a new model with --hidden: the best fixed rates on the shipped streams, docs/research.md).", valueName: "x")) var lr: Double?
+    @Option(help: ArgumentHelp("Learning rate (a knob: also `pp-train set lr=...`; default \(JSONText.number(Knobs.defaultLR)), \(JSONText.number(Knobs.defaultHiddenLR)) for a new model with --hidden: the best fixed rates on the shipped streams; \(JSONText.number(Knobs.defaultMultiPassLR)) for a linear model --passes creates; docs/research.md).", valueName: "x")) var lr: Double?
     @Option(help: ArgumentHelp("Dropout rate in [0, 1) (a knob; default 0).", valueName: "x")) var dropout: Double?
     @Option(help: ArgumentHelp("Checkpoints deploy an exponential moving average of the weights with this half-life in trained examples; 0 = the training weights (a knob: also `pp-train set average=...`; default \(JSONText.number(Knobs.defaultAverage))). See docs/operations.md.", valueName: "examples")) var average: Double?
 
@@ -136,7 +136,7 @@ struct Train: ParsableCommand {
                 replay: replay, maxPasses: maxPasses, cadence: Cadence(parsing: checkpointEvery)!,
                 flags: ModelFlags(dim: dim, wordNgrams: wordNgrams, minn: minn, maxn: maxn, bucket: bucket, minCount: minCount,
                                   vocabCapacity: vocabCapacity, hidden: hidden, threads: threads, seed: seed,
-                                  subwordWeight: subwordWeight),
+                                  subwordWeight: subwordWeight, multiPass: passes != nil),
                 lr: lr, dropout: dropout, average: average, deltas: DeltaPolicy(fullEvery: fullEvery, chainLimit: chainLimit))
             let loop = try TrainLoop(settings: settings, log: log, signals: signals)
             let status = once ? try loop.runOnce() : try loop.runForever()

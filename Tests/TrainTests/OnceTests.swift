@@ -67,6 +67,40 @@ final class OnceTests: XCTestCase {
         XCTAssertNotEqual(Knobs.defaultHiddenLR, Knobs.defaultLR)
     }
 
+    /// A model a static multi-pass job creates (`--once --passes N`) defaults to the static
+    /// recipe (token sub-word weight, lr 0.1); `--once` alone and the daemon keep the stream
+    /// defaults; flags given win; and a run the job continues keeps its own config (no
+    /// conflict from a default the user never gave).
+    func testAMultiPassJobCreatesItsModelWithTheStaticRecipe() throws {
+        let cases: [([String], ModelConfig.SubwordWeight, Double)] = [
+            (["--passes", "2"], .token, Knobs.defaultMultiPassLR),
+            ([], .each, Knobs.defaultLR),
+            (["--passes", "2", "--subword-weight", "each", "--lr", "0.3"], .each, 0.3),
+            (["--passes", "2", "--hidden", "8"], .token, Knobs.defaultHiddenLR),
+        ]
+        for (extra, weight, lr) in cases {
+            let root = try Fix.newRoot("multipass")
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            try Fix.shard(root, Fix.shardName(1), Fix.examples(40, labels: ["a", "b"], seed: 1))
+            let r = try once(root, extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let meta = try Checkpoint.readHead(path: Fix.checkpoints(root)[0]).meta
+            XCTAssertEqual(meta.config.subwordWeight, weight, "\(extra)")
+            XCTAssertEqual(meta.knobs.lr, lr, "\(extra)")
+            if extra.isEmpty {
+                // A later multi-pass job on the same run continues it: `each` and 0.2 stay.
+                try Fix.shard(root, Fix.shardName(2), Fix.examples(40, labels: ["a", "b"], seed: 2))
+                let again = try once(root, ["--passes", "2"])
+                XCTAssertEqual(again.status, 0, again.stderr)
+                let next = try Checkpoint.readHead(path: Fix.checkpoints(root).last!).meta
+                XCTAssertEqual(next.config.subwordWeight, .each)
+                XCTAssertEqual(next.knobs.lr, Knobs.defaultLR)
+                XCTAssertNotNil(next.parent)
+            }
+        }
+        XCTAssertNotEqual(Knobs.defaultMultiPassLR, Knobs.defaultLR)
+    }
+
     func testNewLabelInLaterShardAndReplayShareAndLineage() throws {
         let root = try Fix.newRoot("label")
         defer { try? FileManager.default.removeItem(atPath: root) }

@@ -284,4 +284,13 @@ final class BLASLibraryTests: XCTestCase {
         XCTAssertNil(BLASLibrary.coreTypeForThisCPU(cpuinfo: "flags\t\t: fpu sse2 avx\n"))
         XCTAssertNil(BLASLibrary.coreTypeForThisCPU(cpuinfo: ""))
     }
+
+    /// The start of /proc/cpuinfo the tools read gives the answer the whole file gives.
+    func testCPUInfoStartGivesTheWholeFilesAnswer() throws {
+        let whole = String(decoding: try FileIO.readAll("/proc/cpuinfo"), as: UTF8.self)
+        let start = try XCTUnwrap(BLASLibrary.cpuinfoStart())
+        XCTAssertLessThanOrEqual(start.count, 64 << 10)
+        XCTAssertTrue(String(decoding: start, as: UTF8.self).contains("flags"), "the first block holds the flags")
+        XCTAssertEqual(BLASLibrary.coreTypeForThisCPU(), BLASLibrary.coreTypeForThisCPU(cpuinfo: whole))
+    }
 }
