@@ -76,16 +76,10 @@ public final class HoldoutIndex {
 
     /// Entries of an index file's bytes; throws on the first defect (its line and reason).
     public static func parse(_ bytes: [UInt8]) throws -> [String: Entry] {
-        guard bytes.count <= maxFileBytes else { throw PPError("index larger than \(maxFileBytes) bytes", status: .corrupt) }
-        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
-        guard let first = lines.first, String(decoding: first, as: UTF8.self) == magicLine else {
-            throw PPError("line 1: not a holdout index (\"\(magicLine)\" expected)", status: .corrupt)
-        }
-        guard let last = lines.last, last.isEmpty else { throw PPError("last line not terminated (torn file)", status: .corrupt) }
         var out: [String: Entry] = [:]
-        for (k, line) in lines.enumerated().dropFirst().dropLast() {
+        for (number, line) in try IndexText.entryLines(bytes, magicLine: magicLine, maxBytes: maxFileBytes, what: "holdout index") {
             let f = line.split(separator: 0x20, omittingEmptySubsequences: false)
-            func bad(_ why: String) -> PPError { PPError("line \(k + 1): \(why)", status: .corrupt) }
+            func bad(_ why: String) -> PPError { PPError("line \(number): \(why)", status: .corrupt) }
             guard f.count == 6 else { throw bad("6 fields expected, found \(f.count)") }
             let name = String(decoding: f[0], as: UTF8.self)
             guard validName(name), Array(name.utf8) == Array(f[0]) else { throw bad("not a shard file name") }
@@ -169,5 +163,21 @@ public final class HoldoutIndex {
         try FileIO.publish(text, to: HoldoutIndex.path(root))
         entries = kept
         dirty = false
+    }
+}
+
+/// The text index files (evals/holdout.idx, runs/RUN/heads/links.idx): a first line naming the
+/// format and its version, then one LF-terminated line per entry.
+enum IndexText {
+    /// The entry lines of `bytes`, each with its 1-based line number, once the size, the first
+    /// line and a whole last line are checked (a defect throws `.corrupt` saying which).
+    static func entryLines(_ bytes: [UInt8], magicLine: String, maxBytes: Int, what: String) throws -> [(number: Int, line: ArraySlice<UInt8>)] {
+        guard bytes.count <= maxBytes else { throw PPError("index larger than \(maxBytes) bytes", status: .corrupt) }
+        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
+        guard let first = lines.first, String(decoding: first, as: UTF8.self) == magicLine else {
+            throw PPError("line 1: not a \(what) (\"\(magicLine)\" expected)", status: .corrupt)
+        }
+        guard let last = lines.last, last.isEmpty else { throw PPError("last line not terminated (torn file)", status: .corrupt) }
+        return lines.enumerated().dropFirst().dropLast().map { ($0.offset + 1, $0.element) }
     }
 }

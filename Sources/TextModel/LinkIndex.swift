@@ -177,15 +177,9 @@ public final class LinkIndex {
 
     /// Entries of an index file's bytes; throws on the first defect (its line and reason).
     public static func parse(_ bytes: [UInt8]) throws -> [String: Entry] {
-        guard bytes.count <= maxFileBytes else { throw PPError("index larger than \(maxFileBytes) bytes", status: .corrupt) }
-        let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
-        guard let first = lines.first, String(decoding: first, as: UTF8.self) == magicLine else {
-            throw PPError("line 1: not a link index (\"\(magicLine)\" expected)", status: .corrupt)
-        }
-        guard let last = lines.last, last.isEmpty else { throw PPError("last line not terminated (torn file)", status: .corrupt) }
         var out: [String: Entry] = [:]
-        for (k, line) in lines.enumerated().dropFirst().dropLast() {
-            func bad(_ why: String) -> PPError { PPError("line \(k + 1): \(why)", status: .corrupt) }
+        for (number, line) in try IndexText.entryLines(bytes, magicLine: magicLine, maxBytes: maxFileBytes, what: "link index") {
+            func bad(_ why: String) -> PPError { PPError("line \(number): \(why)", status: .corrupt) }
             let f = line.split(separator: 0x20, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
             guard f.count >= 9 else { throw bad("at least 9 fields expected, found \(f.count)") }
             guard f.allSatisfy({ token($0) != nil }) else { throw bad("a field that is not printable ASCII of 1-\(maxToken) bytes") }
