@@ -113,7 +113,7 @@ struct Population {
     /// bootstrap's interval of the gain above 0); else keep, saying why.
     func decide() throws -> PopulationEntry {
         var e = PopulationEntry(seq: entries.count + 1, at: sel.stamp(), action: "keep", metric: config.metric, seed: config.seed, reason: "")
-        let evalset = try EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
+        let evalset = try sel.currentEvalset()
         e.evalset = evalset
         let ranked = try rank(evalset: evalset)
         e.scores = Dictionary(uniqueKeysWithValues: ranked.map { ($0.run, $0.score) })

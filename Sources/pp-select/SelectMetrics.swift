@@ -54,7 +54,7 @@ extension Selector {
     /// The deployed checkpoint's scores on the current eval set (pp-eval.prom has each run's
     /// newest checkpoint).
     func deployedScores(_ dep: String, into m: inout Metrics) throws {
-        if let evalset = try? EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash,
+        if let evalset = try? currentEvalset(),
            let r = try results(evalset: evalset).first(where: { $0.path == dep }) {
             if let s = r.metric(config.metric) {
                 m.add("perpetuum_deployed_score", s, help: "The deployed checkpoint's score on the selection metric.",

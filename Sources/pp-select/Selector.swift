@@ -26,6 +26,22 @@ struct Selector {
     var now: Double = Clock.now()
     /// Where decision lines go besides selections.jsonl (stdout in the tool).
     var output: (String) throws -> Void = { _ in }
+    /// What one run works out once (copies of the Selector share it).
+    let memo = Memo()
+
+    final class Memo {
+        var evalset: String?
+    }
+
+    /// The hash of the root's current eval window, worked out once per Selector: selection,
+    /// the metrics and the population step judge on the same set (and the window's shards are
+    /// listed and stat'ed once, not three times).
+    func currentEvalset() throws -> String {
+        if let e = memo.evalset { return e }
+        let e = try EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
+        memo.evalset = e
+        return e
+    }
 
     /// A checkpoint path as stored in results and links (relative to the root when inside
     /// it) turned into one to open.
@@ -144,7 +160,7 @@ struct Selector {
     /// Chooses among the results of the window on the current eval set; nil = nothing to do.
     /// The status is .corrupt when a candidate had to be refused.
     func select(since: Double) throws -> (DecisionRecord, ExitStatus)? {
-        let evalset = try EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
+        let evalset = try currentEvalset()
         let all = try results(evalset: evalset)
         let dep = currentDeployed()
         let depResult = dep.flatMap { d in all.first { $0.path == d } }
@@ -337,7 +353,7 @@ struct Selector {
             rec.reason = why + "; rolled back to the newest earlier deployment without poison"
             rec.deployed = Selector.id(t); rec.deployedPath = t
         } else {
-            let evalset = try? EvalSet.currentHoldout(root, warn: { Log.make("pp-select").warning("\($0)") }).hash
+            let evalset = try? currentEvalset()
             let pool = try evalset.map { try results(evalset: $0).filter { $0.path != dep } } ?? []
             if let best = ranked(pool).first(where: { usable($0.path) }) {
                 rec.decision = "promote"
