@@ -31,11 +31,11 @@ import Glibc
 
 public final class LinkIndex {
     public struct Entry: Equatable {
-        var size: Int64
-        var mtimeNs: Int64
-        var ctimeNs: Int64
-        var inode: UInt64
-        var link: Lineage.Link
+        public var size: Int64
+        public var mtimeNs: Int64
+        public var ctimeNs: Int64
+        public var inode: UInt64
+        public var link: Lineage.Link
     }
 
     static let magicLine = "perpetuum-link-index 1"

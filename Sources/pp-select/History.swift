@@ -146,21 +146,32 @@ enum History {
         var dev: UInt64 = 0, ino: UInt64 = 0
         var offset = 0, lines = 0
         var records: [DecisionRecord] = []
+        /// The last bytes before `offset` (at most 64): they must still be there for the
+        /// rest to be read from `offset` on (a file replaced by one that reuses the inode).
+        var seam: [UInt8] = []
     }
     nonisolated(unsafe) static var memos: [String: Memo] = [:]
+
+    /// What pp-select's own rules read of past decisions (the journal's last deployment,
+    /// retention's deployed set, rollback's stack, the metrics' last decision): a `light` read
+    /// decodes only these members of each line (JSONTop), not the candidates, regressions and
+    /// scores that make a line ~1 KB: the decode was a fifth of a daily run after three years.
+    static let lightKeys: Set<String> = ["schema", "at", "decision", "dry_run", "reason", "deployed", "deployed_path",
+                                         "previous", "previous_path", "rejected", "poisoned"]
 
     /// Every readable decision, oldest first. A line that does not parse (hand-edited, or
     /// from a newer schema) is skipped with a warning.
     /// A run asks several times (reconcile, selection, retention, metrics), and the file is
     /// append-only (pp-select's lock: nobody else writes it meanwhile), so the whole lines
     /// already decoded are remembered and only what was appended since is read and decoded:
-    /// the file once per run, not four times (the decode was ~a fifth of a daily run's CPU
-    /// after three years of a replay). A file that shrank (repairTail) or was replaced is
-    /// read again from the start.
-    static func read(_ path: String) throws -> [DecisionRecord] {
+    /// the file once per run, not four times. A file that shrank (repairTail), was replaced
+    /// or no longer holds the bytes last decoded is read again from the start.
+    /// `full`: every member of every line (the report); else the `lightKeys` only.
+    static func read(_ path: String, full: Bool = false) throws -> [DecisionRecord] {
+        let memoKey = full ? path + "\u{0}full" : path
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 {
-            if errno == ENOENT { memos[path] = nil; return [] }
+            if errno == ENOENT { memos[memoKey] = nil; return [] }
             throw PPError.io(path, "open", errno: errno)
         }
         defer { close(fd) }
@@ -168,32 +179,49 @@ enum History {
         if fstat(fd, &st) != 0 { throw PPError.io(path, "stat", errno: errno) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw PPError(path + ": not a regular file", status: .corrupt) }
         let size = Int(st.st_size)
-        var m = memos[path] ?? Memo()
-        if m.dev != UInt64(st.st_dev) || m.ino != UInt64(st.st_ino) || size < m.offset {
-            m = Memo()
+        func fresh() -> Memo {
+            let m = Memo()
             m.dev = UInt64(st.st_dev); m.ino = UInt64(st.st_ino)
+            return m
         }
-        memos[path] = m
-        guard size > m.offset else { return m.records }
-        var tail = [UInt8](repeating: 0, count: size - m.offset)
+        var m = memos[memoKey] ?? fresh()
+        if m.dev != UInt64(st.st_dev) || m.ino != UInt64(st.st_ino) || size < m.offset { m = fresh() }
+        var tail = try readRange(fd, path: path, from: m.offset - m.seam.count, to: size)
+        if tail.count >= m.seam.count && tail.starts(with: m.seam) {
+            tail.removeFirst(m.seam.count)
+        } else {
+            m = fresh()
+            tail = try readRange(fd, path: path, from: 0, to: size)
+        }
+        memos[memoKey] = m
+        // Whole lines are remembered; a last line without its newline (torn, or being
+        // appended) is decoded for this answer only.
+        let whole = (tail.lastIndex(of: 0x0A)).map { $0 + 1 } ?? 0
+        if whole > 0 {
+            let (done, n) = parse(tail[..<whole], path: path, firstLine: m.lines + 1, light: !full)
+            m.records += done
+            m.lines += n
+            m.offset += whole
+            m.seam = Array((m.seam + tail[..<whole]).suffix(64))
+        }
+        guard whole < tail.count else { return m.records }
+        return m.records + parse(tail[whole...], path: path, firstLine: m.lines + 1, light: !full).records
+    }
+
+    /// Bytes `from..<to` of the file (fewer if it ends first).
+    static func readRange(_ fd: Int32, path: String, from: Int, to: Int) throws -> [UInt8] {
+        guard to > from else { return [] }
+        var buf = [UInt8](repeating: 0, count: to - from)
         var got = 0
-        while got < tail.count {
-            let n = try tail.withUnsafeMutableBytes { b in
-                try FileIO.retrying(path, "read") { pread(fd, b.baseAddress! + got, b.count - got, off_t(m.offset + got)) }
+        while got < buf.count {
+            let n = try buf.withUnsafeMutableBytes { b in
+                try FileIO.retrying(path, "read") { pread(fd, b.baseAddress! + got, b.count - got, off_t(from + got)) }
             }
             if n == 0 { break }
             got += n
         }
-        tail.removeSubrange(got...)
-        // Whole lines are remembered; a last line without its newline (torn, or being
-        // appended) is decoded for this answer only.
-        let whole = (tail.lastIndex(of: 0x0A)).map { $0 + 1 } ?? 0
-        let (done, n) = parse(tail[..<whole], path: path, firstLine: m.lines + 1)
-        m.records += done
-        m.lines += n
-        m.offset += whole
-        guard whole < tail.count else { return m.records }
-        return m.records + parse(tail[whole...], path: path, firstLine: m.lines + 1).records
+        buf.removeSubrange(got...)
+        return buf
     }
 
     /// The decisions in the bytes of a selections.jsonl (`read`; also the fuzz target's entry).
@@ -203,14 +231,15 @@ enum History {
 
     /// The decisions in `bytes`, whose first line is line `firstLine` of the file, and the
     /// number of lines (empty ones too) they hold.
-    static func parse(_ bytes: ArraySlice<UInt8>, path: String, firstLine: Int) -> (records: [DecisionRecord], lines: Int) {
+    static func parse(_ bytes: ArraySlice<UInt8>, path: String, firstLine: Int, light: Bool = false) -> (records: [DecisionRecord], lines: Int) {
         guard !bytes.isEmpty else { return ([], 0) }
         var out: [DecisionRecord] = []
         let dec = JSONDecoder()
         let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         let count = bytes.last == 0x0A ? lines.count - 1 : lines.count
         for (i, line) in lines.prefix(count).enumerated() where !line.isEmpty {
-            if let r = try? dec.decode(DecisionRecord.self, from: Data(line)) { out.append(r) } else {
+            let text = light ? (JSONTop.only(lightKeys, of: line).map { Data($0) } ?? Data(line)) : Data(line)
+            if let r = try? dec.decode(DecisionRecord.self, from: text) { out.append(r) } else {
                 Log.fail("pp-select", "\(path): line \(firstLine + i): not a decision record, skipped")
             }
         }

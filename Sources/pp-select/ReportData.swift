@@ -93,7 +93,7 @@ struct ReportData {
         var d = ReportData(rootPath: root.path, now: now, metric: metric)
         d.loadEvals(root)
         // Lines that do not parse are skipped by History with a warning naming them.
-        do { d.decisions = try History.read(root.selections) } catch let e as PPError { d.skip(root.selections, e.message) } catch {
+        do { d.decisions = try History.read(root.selections, full: true) } catch let e as PPError { d.skip(root.selections, e.message) } catch {
             d.skip(root.selections, "\(error)")
         }
         if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: root.deployed) { d.deployedPath = link }
