@@ -106,8 +106,8 @@ public final class LinkIndex {
     }
 
     static func stamp(_ st: stat, _ link: Lineage.Link) -> Entry {
-        Entry(size: Int64(st.st_size), mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
-              ctimeNs: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec), inode: UInt64(st.st_ino), link: link)
+        let s = FileStamp(st)
+        return Entry(size: s.size, mtimeNs: s.mtime, ctimeNs: s.ctime, inode: s.ino, link: link)
     }
 
     /// The link of the checkpoint or head at `path`: remembered when its lstat is unchanged,

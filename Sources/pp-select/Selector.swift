@@ -31,6 +31,8 @@ struct Selector {
 
     final class Memo {
         var evalset: String?
+        /// Eval results decoded, by path, with the stamp of the file they were decoded from.
+        var results: [String: (stamp: FileStamp, result: EvalResult)] = [:]
     }
 
     /// The hash of the root's current eval window, worked out once per Selector: selection,
@@ -87,14 +89,14 @@ struct Selector {
             // A run asks for the same results two or three times (selection, the metrics, a
             // poison rollback); a result file is replaced whole (rename), never edited, so
             // one whose lstat is unchanged is not decoded again.
-            let st = FileIO.lstatOrNil(p)
-            if let st, let m = Selector.resultMemo[p], m.key == ResultKey(st) {
+            let stamp = FileIO.lstatOrNil(p).map(FileStamp.init)
+            if let stamp, let m = memo.results[p], m.stamp == stamp {
                 if m.result.evalset == evalset { out.append(m.result) }
                 continue
             }
             do {
                 let r = try EvalResult.load(path: p)
-                if let st { Selector.resultMemo[p] = (ResultKey(st), r) }
+                if let stamp { memo.results[p] = (stamp, r) }
                 if r.evalset == evalset { out.append(r) }
             } catch let e as PPError {
                 Log.fail("pp-select", e.message + " (skipped)")
@@ -102,15 +104,6 @@ struct Selector {
         }
         return out
     }
-
-    struct ResultKey: Equatable {
-        var size: Int64, mtimeNs: Int64, ino: UInt64, dev: UInt64
-        init(_ st: stat) {
-            size = Int64(st.st_size); mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-            ino = UInt64(st.st_ino); dev = UInt64(st.st_dev)
-        }
-    }
-    nonisolated(unsafe) static var resultMemo: [String: (key: ResultKey, result: EvalResult)] = [:]
 
     func examples(_ r: EvalResult) throws -> ExampleFile {
         let f = try ExampleFile.load(path: root.evals + "/" + r.examplesFile)
