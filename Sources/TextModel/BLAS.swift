@@ -68,9 +68,8 @@ package enum BLASLibrary {
         var buf = [UInt8](repeating: 0, count: 64 << 10)
         var got = 0
         while got < buf.count {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            guard let n = try? FileIO.retrying("/proc/cpuinfo", "read", { buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, $0.count - got) } }),
+                  n > 0 else { break }
             got += n
         }
         return got > 0 ? Array(buf[..<got]) : nil

@@ -60,17 +60,8 @@ public final class HoldoutIndex {
 
     /// The index of `root` (empty when there is none or it is damaged: then `warn` says why).
     public static func load(_ root: Root, warn: (String) -> Void = { _ in }) -> HoldoutIndex {
-        let p = path(root)
         let idx = HoldoutIndex()
-        guard let st = FileIO.lstatOrNil(p) else { return idx }
-        guard (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= maxFileBytes,
-              let bytes = try? FileIO.readAll(p, regularOnly: true) else {
-            warn("\(p): not a regular file of at most \(maxFileBytes) bytes; ignored (it is rebuilt)")
-            return idx
-        }
-        do { idx.entries = try parse(bytes) } catch let e as PPError {
-            warn("\(p): \(e.message); ignored (it is rebuilt)")
-        } catch {}
+        idx.entries = IndexText.load(path(root), maxBytes: maxFileBytes, warn: warn, parse: parse).entries ?? [:]
         return idx
     }
 
@@ -169,6 +160,22 @@ public final class HoldoutIndex {
 /// The text index files (evals/holdout.idx, runs/RUN/heads/links.idx): a first line naming the
 /// format and its version, then one LF-terminated line per entry.
 enum IndexText {
+    /// The entries of the index file at `path`: nil when there is none, nil and `damaged` when
+    /// it is not a regular file of at most `maxBytes` or `parse` refuses it (`warn` says why;
+    /// the caller rebuilds it). An index is an optimisation: it is never an error.
+    static func load<E>(_ path: String, maxBytes: Int, warn: (String) -> Void, parse: ([UInt8]) throws -> E) -> (entries: E?, damaged: Bool) {
+        guard let st = FileIO.lstatOrNil(path) else { return (nil, false) }
+        guard (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= maxBytes,
+              let bytes = try? FileIO.readAll(path, regularOnly: true) else {
+            warn("\(path): not a regular file of at most \(maxBytes) bytes; ignored (it is rebuilt)")
+            return (nil, true)
+        }
+        do { return (try parse(bytes), false) } catch {
+            warn("\(path): \((error as? PPError)?.message ?? "\(error)"); ignored (it is rebuilt)")
+            return (nil, true)
+        }
+    }
+
     /// The entry lines of `bytes`, each with its 1-based line number, once the size, the first
     /// line and a whole last line are checked (a defect throws `.corrupt` saying which).
     static func entryLines(_ bytes: [UInt8], magicLine: String, maxBytes: Int, what: String) throws -> [(number: Int, line: ArraySlice<UInt8>)] {

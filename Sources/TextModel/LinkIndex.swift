@@ -90,18 +90,10 @@ public final class LinkIndex {
         if let r = runs[name] { return r }
         let r = RunIndex()
         runs[name] = r
-        let p = LinkIndex.path(root, run: name)
-        guard let st = FileIO.lstatOrNil(p) else { return r }
-        guard (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= LinkIndex.maxFileBytes,
-              let bytes = try? FileIO.readAll(p, regularOnly: true) else {
-            warn("\(p): not a regular file of at most \(LinkIndex.maxFileBytes) bytes; ignored (it is rebuilt)")
-            r.dirty = true
-            return r
-        }
-        do { r.entries = try LinkIndex.parse(bytes) } catch let e as PPError {
-            warn("\(p): \(e.message); ignored (it is rebuilt)")
-            r.dirty = true
-        } catch {}
+        let (entries, damaged) = IndexText.load(LinkIndex.path(root, run: name), maxBytes: LinkIndex.maxFileBytes,
+                                                warn: warn, parse: LinkIndex.parse)
+        r.entries = entries ?? [:]
+        r.dirty = damaged
         return r
     }
 

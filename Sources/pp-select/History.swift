@@ -169,15 +169,12 @@ enum History {
     /// `full`: every member of every line (the report); else the `lightKeys` only.
     static func read(_ path: String, full: Bool = false) throws -> [DecisionRecord] {
         let memoKey = full ? path + "\u{0}full" : path
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if fd < 0 {
-            if errno == ENOENT { memos[memoKey] = nil; return [] }
-            throw PPError.io(path, "open", errno: errno)
-        }
+        guard FileIO.lstatOrNil(path) != nil else { memos[memoKey] = nil; return [] }
+        // Open before check (a FIFO there must not hang the run, a symbolic link is refused).
+        let fd = try FileIO.openRegular(path, followSymlinks: false)
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw PPError.io(path, "stat", errno: errno) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw PPError(path + ": not a regular file", status: .corrupt) }
         let size = Int(st.st_size)
         func fresh() -> Memo {
             let m = Memo()

@@ -75,5 +75,12 @@ final class HistoryReadTests: XCTestCase {
         // Gone: nothing.
         try FileIO.removeDurably(p)
         XCTAssertEqual(try History.read(p).count, 0)
+        // A FIFO or a symbolic link there is refused, never waited on or followed.
+        XCTAssertEqual(mkfifo(p, 0o644), 0)
+        XCTAssertThrowsError(try History.read(p)) { XCTAssertEqual(($0 as? PPError)?.status, .corrupt) }
+        try FileIO.removeDurably(p)
+        try FileIO.publish(try text(Array(all[0..<1])), to: dir + "/real.jsonl")
+        XCTAssertEqual(symlink(dir + "/real.jsonl", p), 0)
+        XCTAssertThrowsError(try History.read(p)) { XCTAssertEqual(($0 as? PPError)?.status, .corrupt) }
     }
 }
